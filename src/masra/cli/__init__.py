@@ -1,0 +1,1 @@
+"""The ``masra`` command line: one module per subcommand."""

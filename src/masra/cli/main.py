@@ -1,0 +1,60 @@
+"""Entry point of the ``masra`` command. Each subcommand lives in ``masra.cli.<name>`` and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` (called with the parsed args, returns an
+exit code). Subcommand modules import heavy libraries (torch, transformers) inside their functions so
+that ``masra --help`` and ``masra evaluate`` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from masra import __version__
+from masra.errors import MasraError
+
+SUBCOMMANDS = ("evaluate", "data", "train", "predict", "demo", "priors", "ablate", "bench")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="masra",
+        description="MASRA video temporal grounding: moment retrieval and highlight detection.",
+    )
+    parser.add_argument("--version", action="version", version=f"masra {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"masra.cli.{name}")
+        except ModuleNotFoundError as err:
+            if err.name == f"masra.cli.{name}":
+                continue  # subcommand not part of this build
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except MasraError as err:
+        print(f"masra {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"masra {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

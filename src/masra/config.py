@@ -1,0 +1,321 @@
+"""Configuration: nested dataclasses, loaded from YAML and overridden from the command line.
+
+Merge order (later wins): dataclass defaults < YAML file(s) < ``key.sub=value`` overrides.
+Unknown keys are errors, so a typo in a YAML file or an override never passes silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from masra.errors import MasraError
+
+DATASETS = ("qvhighlights", "charades_sta", "tacos", "tvsum", "youtube_highlights")
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "qvhighlights"
+    train_path: str | None = None
+    eval_path: str | None = None
+    eval_split_name: str = "val"
+    # Video feature sources, concatenated along D in this order (QVH anchors: slowfast then clip).
+    v_feat_dirs: list[str] = field(default_factory=list)
+    t_feat_dir: str | None = None
+    # Per-video prior files ({vid}.npz with clip_caption_emb / event_emb / event_spans); None = no priors.
+    prior_dir: str | None = None
+    # Text feature file name: f"{t_feat_prefix}{qid}.npz" ("qid" for QVH/Charades, "" for TACoS/TVSum/YouTube).
+    t_feat_prefix: str = "qid"
+    t_feat_key: str = "last_hidden_state"
+    max_q_l: int = 32
+    max_v_l: int = 75
+    clip_length: float = 2.0
+    max_windows: int = 5
+    use_tef: bool = True
+    normalize_video: bool = True
+    normalize_text: bool = True
+    # Filled in from the data when left None (sum of source dims + 2 for TEF / text dim).
+    v_feat_dim: int | None = None
+    t_feat_dim: int | None = None
+    num_workers: int = 0
+
+
+@dataclass
+class DAIConfig:
+    enabled: bool = False
+    codebook_size: int = 32
+    # "mlp": C_v = C + MLP([mean; max] of clips);  "xattn": one cross-attention from C to the clips.
+    context: str = "mlp"
+
+
+@dataclass
+class SGEConfig:
+    enabled: bool = False
+    # Dimension of the prior text space; None = taken from the prior files.
+    semantic_dim: int | None = None
+
+
+@dataclass
+class SORAConfig:
+    enabled: bool = False
+    band: int = 16
+    beta_init: float = 1.0
+
+
+@dataclass
+class ESTAConfig:
+    enabled: bool = False
+    temperature: float = 0.07
+    learnable_temperature: bool = True
+    # Weight of the clip-to-event separability term inside the ESTA loss.
+    clip_event_weight: float = 1.0
+
+
+@dataclass
+class LRCAConfig:
+    enabled: bool = False
+    band: int = 16
+    text_temperature: float = 0.1
+    video_temperature_init: float = 0.1
+    proj_dim: int = 128
+
+
+@dataclass
+class ModelConfig:
+    hidden_dim: int = 256
+    nheads: int = 8
+    dim_feedforward: int = 1024
+    t2v_layers: int = 2
+    enc_layers: int = 2
+    dec_layers: int = 2
+    num_queries: int = 10
+    dropout: float = 0.1
+    input_dropout: float = 0.5
+    n_input_proj: int = 2
+    activation: str = "prelu"
+    # QD-DETR's negative pairs: text rolled by one in the batch, a second pass gives s_neg.
+    use_negative_pairs: bool = True
+    dai: DAIConfig = field(default_factory=DAIConfig)
+    sge: SGEConfig = field(default_factory=SGEConfig)
+    sora: SORAConfig = field(default_factory=SORAConfig)
+    esta: ESTAConfig = field(default_factory=ESTAConfig)
+    lrca: LRCAConfig = field(default_factory=LRCAConfig)
+
+
+@dataclass
+class LossConfig:
+    span: float = 10.0
+    giou: float = 1.0
+    label: float = 4.0
+    eos_coef: float = 0.1
+    saliency: float = 1.0
+    saliency_margin: float = 0.2
+    rank_temperature: float = 0.5
+    aux_loss: bool = True
+    # Matching costs (Hungarian): C = span*L1 + giou*(-GIoU) + label*(-p_fg).
+    match_span: float = 10.0
+    match_giou: float = 1.0
+    match_label: float = 4.0
+    # MASRA losses (used only when the matching part is enabled).
+    dai_relevance: float = 1.0
+    dai_diversity: float = 0.1
+    dai_decoupling: float = 0.1
+    esta: float = 1.0
+    lrca: float = 1.0
+    sge_caption: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 2018
+    epochs: int = 200
+    batch_size: int = 32
+    eval_batch_size: int = 100
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    lr_drop: int = 400
+    lr_gamma: float = 0.1
+    grad_clip: float = 0.1
+    eval_every: int = 5
+    best_metric: str = "MR-full-mAP"
+    # Stop after this many evaluations without improvement; <= 0 disables early stopping.
+    early_stop_patience: int = 0
+    # "none" | "bf16" | "fp16"
+    amp: str = "none"
+    # "auto" picks cuda when available, else cpu.
+    device: str = "auto"
+    output_dir: str = "runs/masra"
+    # True: training stops saliency-only datasets from using the matcher (TVSum / YouTube Highlights).
+    use_matcher: bool = True
+
+
+@dataclass
+class EvalConfig:
+    # Post-processing of windows before writing: "qvhighlights" (clamp [0,150], round to 2 s),
+    # "round_clip" (clamp [0,150], round to clip_length), "round_only" (round to clip_length), "none".
+    postprocess: str = "qvhighlights"
+    clamp_to_duration: bool = False
+    nms_threshold: float = -1.0
+    max_before_nms: int = 10
+    max_after_nms: int = 10
+
+
+@dataclass
+class Config:
+    name: str = "masra"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+MASRA_PARTS = ("dai", "sge", "sora", "esta", "lrca")
+
+
+def _resolve_type(tp: Any) -> Any:
+    """Strip Optional/Union-with-None so values can be checked against the real type."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    tp = _resolve_type(tp)
+    if value is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        (item_tp,) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, item_tp, where) for v in value]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise MasraError(f"expected true/false, got {value!r}", field=where)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise MasraError(f"expected an integer, got {value!r}", field=where)
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise MasraError(f"expected a number, got {value!r}", field=where)
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise MasraError(f"expected a string, got {value!r}", field=where)
+        return str(value)
+    return value
+
+
+def _update(obj: Any, values: dict[str, Any], prefix: str, source: str | None) -> None:
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    hints = typing.get_type_hints(type(obj))
+    for key, value in values.items():
+        where = f"{prefix}{key}"
+        if key not in fields:
+            raise MasraError(f"unknown config key (known: {', '.join(fields)})", file=source, field=where)
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise MasraError("expected a mapping", file=source, field=where)
+            _update(current, value, where + ".", source)
+        else:
+            try:
+                setattr(obj, key, _coerce(value, hints[key], where))
+            except MasraError as err:
+                raise MasraError(err.message, file=source, field=where) from None
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply ``a.b.c=value`` strings; values are parsed as YAML scalars/lists (``true``, ``1e-4``, ``[a, b]``)."""
+    for item in overrides:
+        if "=" not in item:
+            raise MasraError(f"override {item!r} is not of the form key.sub=value")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw != "" else None
+        nested: dict[str, Any] = value
+        for part in reversed(key.strip().split(".")):
+            nested = {part: nested}
+        _update(cfg, nested, "", "command line")
+    return cfg
+
+
+def load_config(paths: list[str | Path] | str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Build a Config from defaults, then each YAML file in order, then the overrides."""
+    cfg = Config()
+    if paths is None:
+        paths = []
+    elif isinstance(paths, (str, Path)):
+        paths = [paths]
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise MasraError("config file not found", file=path)
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise MasraError(f"invalid YAML: {err}", file=path) from None
+        if not isinstance(values, dict):
+            raise MasraError("top level must be a mapping", file=path)
+        _update(cfg, values, "", str(path))
+    apply_overrides(cfg, overrides or [])
+    validate_config(cfg)
+    return cfg
+
+
+def validate_config(cfg: Config) -> None:
+    if cfg.data.dataset not in DATASETS:
+        raise MasraError(f"unknown dataset {cfg.data.dataset!r}; one of {', '.join(DATASETS)}", field="data.dataset")
+    if cfg.train.amp not in ("none", "bf16", "fp16"):
+        raise MasraError("must be none, bf16 or fp16", field="train.amp")
+    if cfg.model.dai.context not in ("mlp", "xattn"):
+        raise MasraError("must be mlp or xattn", field="model.dai.context")
+    if cfg.eval.postprocess not in ("qvhighlights", "round_clip", "round_only", "none"):
+        raise MasraError("must be qvhighlights, round_clip, round_only or none", field="eval.postprocess")
+    for name in ("max_q_l", "max_v_l"):
+        if getattr(cfg.data, name) == 0:
+            raise MasraError("must be positive, or -1 for no limit", field=f"data.{name}")
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    cfg = Config()
+    _update(cfg, values, "", "checkpoint")
+    return cfg
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def set_masra_parts(cfg: Config, parts: list[str] | str) -> Config:
+    """Switch MASRA parts on by name ("all", "none" or a subset of dai/sge/sora/esta/lrca); the rest off."""
+    if isinstance(parts, str):
+        parts = [p for p in parts.split(",") if p]
+    if parts == ["all"]:
+        parts = list(MASRA_PARTS)
+    if parts == ["none"]:
+        parts = []
+    unknown = set(parts) - set(MASRA_PARTS)
+    if unknown:
+        raise MasraError(f"unknown MASRA part(s) {sorted(unknown)}; known: {', '.join(MASRA_PARTS)}", field="parts")
+    for name in MASRA_PARTS:
+        getattr(cfg.model, name).enabled = name in parts
+    return cfg

@@ -1,0 +1,34 @@
+"""The interface every prior-generation backend implements.
+
+Messages use the OpenAI chat-completions layout; an image is a content part
+``{"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,..."}}``. A text-only backend drops
+image parts (and says so in its ``supports_images``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+
+class BackendError(Exception):
+    """A failed request. ``retryable`` tells the scheduler whether back-off and retry make sense
+    (429, 5xx, timeouts, connection errors) or the whole run must stop (401/403/404: auth, unknown model)."""
+
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+
+
+@runtime_checkable
+class ChatBackend(Protocol):
+    name: str  # "openai" | "transformers"
+    model: str  # model name recorded in the cache
+    supports_images: bool
+
+    async def chat(self, messages: list[dict[str, Any]], *, max_tokens: int, temperature: float) -> str:
+        """Return the assistant's reply text; raise BackendError on failure."""
+        ...
+
+    async def aclose(self) -> None: ...
