@@ -26,6 +26,10 @@ class DataConfig:
     train_path: str | None = None
     eval_path: str | None = None
     eval_split_name: str = "val"
+    # Annotation file of the held-out test split (``masra evaluate/predict --split test``); None = not configured.
+    test_path: str | None = None
+    # TVSum / YouTube Highlights train one model per domain: keep only rows of this domain (None = all rows).
+    domain: str | None = None
     # Video feature sources, concatenated along D in this order (QVH anchors: slowfast then clip).
     v_feat_dirs: list[str] = field(default_factory=list)
     t_feat_dir: str | None = None
@@ -211,6 +215,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise MasraError(f"expected an integer, got {value!r}", field=where)
         return value
     if tp is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads "1e-4" (no dot) as a string.
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise MasraError(f"expected a number, got {value!r}", field=where)
         return float(value)

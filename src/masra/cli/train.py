@@ -1,0 +1,65 @@
+"""``masra train``: train a model from a YAML config, resume a run, or continue a killed one."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from masra.errors import MasraError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model (single process, or one process per GPU under torchrun)",
+        description="Train from a YAML config. Overrides like train.lr=2e-4 model.sora.enabled=true follow the "
+        "config. Under `torchrun --nproc_per_node N masra train ...` the processes form one DDP run.",
+    )
+    parser.add_argument("--config", action="append", default=[], metavar="YAML",
+                        help="config file(s), merged in order (optional with --resume RUN_DIR)")
+    parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+    parser.add_argument("--output-dir", help="run folder (default: train.output_dir of the config)")
+    parser.add_argument("--resume", metavar="RUN_DIR|auto",
+                        help="continue RUN_DIR from its last checkpoint; 'auto' continues the output folder when it "
+                        "holds one and starts fresh otherwise")
+    parser.add_argument("--parts", help="MASRA parts to switch on: all, none, or a list like dai,sora")
+    parser.add_argument("--force", action="store_true", help="start over in a non-empty run folder")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def _load(args: argparse.Namespace):
+    from masra.config import apply_overrides, load_config, set_masra_parts, validate_config
+
+    resume_dir = Path(args.resume) if args.resume and args.resume != "auto" else None
+    if resume_dir is not None and not args.config:
+        # Continue with the run's own resolved config; command-line overrides (e.g. train.epochs) still apply.
+        cfg = load_config(resume_dir / "config.yaml")
+        if args.output_dir is None:
+            cfg.train.output_dir = str(resume_dir)
+    elif args.config:
+        cfg = load_config(args.config)
+    else:
+        raise MasraError("--config is required (or --resume RUN_DIR to continue a run)")
+    if args.parts is not None:
+        set_masra_parts(cfg, args.parts)
+    apply_overrides(cfg, args.overrides)
+    if args.output_dir is not None:
+        cfg.train.output_dir = args.output_dir
+    validate_config(cfg)
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    from masra.train.trainer import train
+
+    cfg = _load(args)
+    result = train(cfg, resume=args.resume, force=args.force, progress=not args.no_progress)
+    log = logging.getLogger("masra.train")
+    if result.best_epoch is not None:
+        log.info("best %s %.2f at epoch %d: %s", cfg.train.best_metric, result.best_metric, result.best_epoch,
+                 result.best_checkpoint)
+    log.info("run folder: %s (%d epochs%s)", result.run_dir, result.epochs_done,
+             ", stopped early" if result.stopped_early else "")
+    return 0

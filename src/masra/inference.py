@@ -1,0 +1,253 @@
+"""Inference from a trained checkpoint: the :class:`Grounder` Python API and split-level evaluation/prediction.
+
+No priors and no MLLM are needed here: a MASRA model runs on video features + query features alone.
+
+    from masra.inference import Grounder
+    grounder = Grounder.from_checkpoint("runs/qvh/best")
+    pred = grounder.predict(video_feats, query_feats, duration=150)   # raw [L, D] features, [N, Dt] tokens
+    pred.windows[0]    # (start_s, end_s, score) of the best moment
+    pred.saliency      # [L] per-clip highlight scores
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from masra.config import Config, apply_overrides, validate_config
+from masra.data.batch import GroundingBatch
+from masra.errors import MasraError
+from masra.train.checkpoint import ModelDims, find_checkpoint, load_weights, read_checkpoint_info
+
+logger = logging.getLogger("masra.inference")
+
+ArrayLike = np.ndarray | torch.Tensor
+
+
+@dataclass
+class Prediction:
+    windows: list[tuple[float, float, float]]  # (start_s, end_s, score), best first, dataset post-processing applied
+    saliency: np.ndarray  # [L] float32 per-clip saliency (highlight) scores
+
+
+def load_model(
+    checkpoint: str | Path, device: str | torch.device = "cpu", config_overrides: Sequence[str] = ()
+) -> tuple[torch.nn.Module, Config, ModelDims]:
+    """Rebuild the model of a checkpoint folder from its config and load its weights (eval mode)."""
+    from masra.model import build_model
+
+    folder = find_checkpoint(checkpoint)
+    cfg, dims, _ = read_checkpoint_info(folder)
+    apply_overrides(cfg, list(config_overrides))
+    validate_config(cfg)
+    model, _ = build_model(cfg, dims.v_feat_dim, dims.t_feat_dim, dims.semantic_dim)
+    load_weights(folder, model)
+    model.to(torch.device(device)).eval()
+    return model, cfg, dims
+
+
+def _as_array(value: ArrayLike, name: str, ndim: int = 2) -> np.ndarray:
+    array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    if array.ndim != ndim:
+        raise MasraError(f"expected a {ndim}-d array, got shape {tuple(array.shape)}", field=name)
+    if not np.isfinite(array).all():
+        raise MasraError("contains NaN or inf", field=name)
+    return array.astype(np.float32)
+
+
+class Grounder:
+    """Moment retrieval + highlight detection with a trained model, on features the caller provides."""
+
+    def __init__(self, model: torch.nn.Module, cfg: Config, dims: ModelDims, device: str | torch.device = "cpu"):
+        self.model = model.eval()
+        self.cfg = cfg
+        self.dims = dims
+        self.device = torch.device(device)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> "Grounder":
+        """Load ``path`` (a checkpoint folder such as ``RUN/best``, or a run folder, which means ``RUN/last``)."""
+        model, cfg, dims = load_model(path, device)
+        return cls(model, cfg, dims, device)
+
+    @property
+    def clip_length(self) -> float:
+        return self.cfg.data.clip_length
+
+    def prepare_video(self, video_feats: ArrayLike) -> np.ndarray:
+        """[L, D] raw features → the model input [L', v_feat_dim]: truncated to max_v_l, each source
+        L2-normalised as in training, TEF appended. Input that already has the full width (TEF included) is
+        used as it is."""
+        from masra.data.features import l2_normalize_rows, temporal_endpoint_feature
+
+        video = _as_array(video_feats, "video_feats")
+        data = self.cfg.data
+        tef = 2 if data.use_tef else 0
+        if data.max_v_l > 0 and video.shape[0] > data.max_v_l:
+            logger.warning("video has %d clips; the model was trained on at most %d, the rest is dropped",
+                           video.shape[0], data.max_v_l)
+            video = video[: data.max_v_l]
+        if video.shape[0] == 0:
+            raise MasraError("video has no clips", field="video_feats")
+        if tef and video.shape[1] == self.dims.v_feat_dim:
+            return video
+        raw_dim = self.dims.v_feat_dim - tef
+        if video.shape[1] != raw_dim:
+            raise MasraError(f"video feature dim {video.shape[1]}; this model expects {raw_dim} (or "
+                             f"{self.dims.v_feat_dim} with TEF)", field="video_feats")
+        if data.normalize_video:
+            bounds = np.cumsum([0, *(self.dims.v_source_dims or [raw_dim])])
+            video = np.concatenate([l2_normalize_rows(video[:, a:b]) for a, b in zip(bounds[:-1], bounds[1:])], 1)
+        if tef:
+            video = np.concatenate([video, temporal_endpoint_feature(video.shape[0])], axis=1)
+        return video.astype(np.float32)
+
+    def prepare_query(self, query_feats: ArrayLike) -> np.ndarray:
+        """[N, Dt] token features → truncated to max_q_l and L2-normalised as in training."""
+        from masra.data.features import l2_normalize_rows
+
+        query = _as_array(query_feats, "query_feats")
+        if query.shape[1] != self.dims.t_feat_dim:
+            raise MasraError(f"query feature dim {query.shape[1]}; this model expects {self.dims.t_feat_dim}",
+                             field="query_feats")
+        if self.cfg.data.max_q_l > 0:
+            query = query[: self.cfg.data.max_q_l]
+        if query.shape[0] == 0:
+            raise MasraError("query has no tokens", field="query_feats")
+        return l2_normalize_rows(query).astype(np.float32) if self.cfg.data.normalize_text else query
+
+    def predict(
+        self, video_feats: ArrayLike, query_feats: ArrayLike, duration: float | None = None, top_k: int = 10
+    ) -> Prediction:
+        """Moments and per-clip saliency for one (video, query) pair; ``duration`` defaults to clips × clip_length."""
+        return self.predict_batch([video_feats], [query_feats], [duration], top_k=top_k)[0]
+
+    def predict_batch(
+        self,
+        videos: Sequence[ArrayLike],
+        queries: Sequence[ArrayLike],
+        durations: Sequence[float | None] | None = None,
+        top_k: int = 10,
+    ) -> list[Prediction]:
+        """:meth:`predict` for many pairs in one forward pass (padded like the training collate)."""
+        from masra.model.postprocess import query_windows
+
+        if len(videos) != len(queries):
+            raise MasraError(f"{len(videos)} videos but {len(queries)} queries", field="queries")
+        durations = list(durations) if durations is not None else [None] * len(videos)
+        if len(durations) != len(videos):
+            raise MasraError(f"{len(videos)} videos but {len(durations)} durations", field="durations")
+        if not videos:
+            return []
+        prepared_v = [self.prepare_video(v) for v in videos]
+        prepared_q = [self.prepare_query(q) for q in queries]
+        batch = _pad_batch(prepared_v, prepared_q)
+        with torch.no_grad():
+            outputs = self.model(batch.to(self.device))
+        logits = outputs["pred_logits"].float().cpu()  # [B, Q, 2]
+        spans = outputs["pred_spans"].float().cpu()  # [B, Q, 2]
+        saliency = outputs["saliency_scores"].float().cpu()  # [B, L]
+        results = []
+        for i, video in enumerate(prepared_v):
+            n_clips = video.shape[0]
+            duration = float(durations[i]) if durations[i] is not None else n_clips * self.clip_length
+            rows = query_windows(logits[i], spans[i], duration, self.cfg.eval, self.clip_length)[:top_k]
+            results.append(Prediction(windows=[(float(s), float(e), float(p)) for s, e, p in rows],
+                                      saliency=saliency[i, :n_clips].numpy().copy()))
+        return results
+
+
+def _pad_batch(videos: list[np.ndarray], queries: list[np.ndarray]) -> GroundingBatch:
+    """Zero-padded inference batch with float masks (1 = valid), as the data collate builds it."""
+
+    def pad(arrays: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        length = max(a.shape[0] for a in arrays)
+        out = torch.zeros(len(arrays), length, arrays[0].shape[1])  # [B, T, D]
+        mask = torch.zeros(len(arrays), length)  # [B, T]
+        for i, a in enumerate(arrays):
+            out[i, : a.shape[0]] = torch.from_numpy(a)
+            mask[i, : a.shape[0]] = 1
+        return out, mask
+
+    video, video_mask = pad(videos)
+    query, query_mask = pad(queries)
+    meta = [{"qid": i, "vid": str(i), "query": "", "duration": None} for i in range(len(videos))]
+    return GroundingBatch(video_feats=video, video_mask=video_mask, query_feats=query, query_mask=query_mask, meta=meta)
+
+
+@dataclass
+class SplitPredictions:
+    rows: list[dict[str, Any]]  # official submission rows
+    metrics: dict[str, Any] | None  # official metrics, None when the annotations have no labels
+    records: list[Any]  # the annotation records, in row order
+    cfg: Config
+
+
+def predict_split(
+    checkpoint: str | Path,
+    *,
+    split: str | None = None,
+    annotations: str | Path | None = None,
+    device: str = "auto",
+    config_overrides: Sequence[str] = (),
+    progress: bool = True,
+) -> SplitPredictions:
+    """Submission rows (and metrics when ground truth is known) for a configured split or an annotation file."""
+    from torch.utils.data import DataLoader
+
+    from masra.data.dataset import GroundingDataset, collate
+    from masra.eval import evaluate as evaluate_submission
+    from masra.train.distributed import resolve_device
+    from masra.train.engine import evaluate
+    from masra.train.records import ground_truth_rows, load_records, split_path
+
+    torch_device = resolve_device(device)
+    model, cfg, dims = load_model(checkpoint, torch_device, config_overrides)
+    if (split is None) == (annotations is None):
+        raise MasraError("give exactly one of a split or an annotation file", field="split")
+    path = str(annotations) if annotations is not None else split_path(cfg.data, split)
+    records = load_records(path, cfg.data)
+    cfg.data.v_feat_dim, cfg.data.t_feat_dim = dims.v_feat_dim, dims.t_feat_dim
+    dataset = GroundingDataset(records, cfg.data, train=False)
+    loader = DataLoader(dataset, batch_size=cfg.train.eval_batch_size, shuffle=False, collate_fn=collate,
+                        num_workers=cfg.data.num_workers)
+    rows = evaluate(model, loader, cfg, device=torch_device, progress=progress)
+    gt_rows = ground_truth_rows(records)
+    metrics = evaluate_submission(cfg.data.dataset, rows, gt_rows) if gt_rows is not None else None
+    return SplitPredictions(rows=rows, metrics=metrics, records=records, cfg=cfg)
+
+
+def refuse_existing(path: str | Path | None, force: bool) -> None:
+    """Outputs are never overwritten silently."""
+    if path is not None and Path(path).exists() and not force:
+        raise MasraError("output exists; pass --force to overwrite it", file=path)
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    split: str,
+    out: str | Path | None = None,
+    config_overrides: Sequence[str] | None = None,
+    *,
+    force: bool = False,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Official metrics of a checkpoint on the configured ``split`` (val or test); written to ``out`` if given."""
+    from masra.train.records import split_path
+
+    refuse_existing(out, force)
+    result = predict_split(checkpoint, split=split, device=device, config_overrides=config_overrides or ())
+    if result.metrics is None:
+        raise MasraError(f"the {split} annotations have no labels; use `masra predict` for a submission file",
+                         file=split_path(result.cfg.data, split))
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result.metrics, indent=2) + "\n")
+    return result.metrics

@@ -1,0 +1,67 @@
+"""Factory: config -> (model, criterion)."""
+
+from __future__ import annotations
+
+from masra.config import Config, LossConfig, ModelConfig
+from masra.model.criterion import SET_LOSSES, SetCriterion
+from masra.model.grounding import GroundingModel
+from masra.model.matcher import HungarianMatcher
+
+
+def build_criterion(
+    loss_cfg: LossConfig, dec_layers: int, use_matcher: bool = True, model_cfg: ModelConfig | None = None
+) -> SetCriterion:
+    """The baseline criterion: set losses on every decoder layer (weights span/giou/label) + saliency,
+    plus the loss of every MASRA part enabled in ``model_cfg``."""
+    weight_dict = {
+        "loss_span": loss_cfg.span,
+        "loss_giou": loss_cfg.giou,
+        "loss_label": loss_cfg.label,
+        "loss_saliency": loss_cfg.saliency,
+    }
+    losses = [*SET_LOSSES, "saliency"]
+    masra_weights = {
+        "dai": {
+            "loss_dai_relevance": loss_cfg.dai_relevance,
+            "loss_dai_diversity": loss_cfg.dai_diversity,
+            "loss_dai_decoupling": loss_cfg.dai_decoupling,
+        },
+        "sge": {"loss_sge_caption": loss_cfg.sge_caption},
+        "esta": {"loss_esta": loss_cfg.esta},
+        "lrca": {"loss_lrca": loss_cfg.lrca},
+    }
+    model_cfg = model_cfg or ModelConfig()
+    for part, weights in masra_weights.items():
+        if getattr(model_cfg, part).enabled:
+            losses.append(part)
+            weight_dict.update(weights)
+    if loss_cfg.aux_loss:
+        set_terms = ("loss_span", "loss_giou", "loss_label")
+        for i in range(dec_layers - 1):
+            weight_dict.update({f"{name}_{i}": weight_dict[name] for name in set_terms})
+    matcher = HungarianMatcher(loss_cfg.match_span, loss_cfg.match_giou, loss_cfg.match_label)
+    return SetCriterion(
+        matcher,
+        weight_dict,
+        losses=losses,
+        eos_coef=loss_cfg.eos_coef,
+        saliency_margin=loss_cfg.saliency_margin,
+        rank_temperature=loss_cfg.rank_temperature,
+        aux_loss=loss_cfg.aux_loss,
+        use_matcher=use_matcher,
+        esta_clip_event_weight=model_cfg.esta.clip_event_weight,
+        lrca_band=model_cfg.lrca.band,
+        lrca_text_temperature=model_cfg.lrca.text_temperature,
+    )
+
+
+def build_model(
+    cfg: Config, v_feat_dim: int, t_feat_dim: int, semantic_dim: int | None = None
+) -> tuple[GroundingModel, SetCriterion]:
+    """Model and criterion for the given input dims (v_feat_dim includes the 2 TEF dims).
+
+    semantic_dim is the prior text-embedding dimension used by SGE and ESTA; the baseline does not need it.
+    """
+    model = GroundingModel(cfg.model, v_feat_dim, t_feat_dim, semantic_dim)
+    criterion = build_criterion(cfg.loss, cfg.model.dec_layers, cfg.train.use_matcher, cfg.model)
+    return model, criterion

@@ -1,0 +1,232 @@
+"""SetCriterion: every training loss of the grounding model, one method per loss, weights applied in one place.
+
+``criterion(outputs, batch)`` returns each unweighted term by name (``loss_span``, ``loss_giou``,
+``loss_label``, their decoder-layer copies ``loss_span_0`` ..., ``loss_saliency``) plus ``loss``, the sum of
+``weight_dict[name] * term`` over the terms that have a weight.
+
+MASRA losses (``dai``, ``sge``, ``esta``, ``lrca``; docs/method.md) read the part outputs of the model and the
+batch priors; samples without priors are masked inside each loss, and a batch without priors gives zeros.
+
+Adding a loss: write ``loss_<name>(self, outputs, batch, indices) -> dict[str, Tensor]``, register it in
+``get_loss``, put ``<name>`` in ``losses`` and its term names in ``weight_dict``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from masra.data.batch import GroundingBatch
+from masra.errors import MasraError
+from masra.model.dai import codebook_decoupling_loss, codebook_diversity_loss, dai_relevance_loss
+from masra.model.esta import esta_loss
+from masra.model.lrca import lrca_loss
+from masra.model.matcher import HungarianMatcher
+from masra.model.sge import sge_caption_loss
+from masra.model.span_ops import generalized_temporal_iou, span_cxw_to_xx
+
+Indices = list[tuple[torch.Tensor, torch.Tensor]]
+LossFn = Callable[[dict[str, Any], GroundingBatch, "Indices | None"], dict[str, torch.Tensor]]
+
+# Losses computed on every decoder layer (from Hungarian matching); all others use the final outputs only.
+SET_LOSSES = ("spans", "labels")
+FOREGROUND, BACKGROUND = 0, 1
+
+
+class SetCriterion(nn.Module):
+    def __init__(
+        self,
+        matcher: HungarianMatcher,
+        weight_dict: dict[str, float],
+        losses: list[str],
+        eos_coef: float = 0.1,
+        saliency_margin: float = 0.2,
+        rank_temperature: float = 0.5,
+        aux_loss: bool = True,
+        use_matcher: bool = True,
+        esta_clip_event_weight: float = 1.0,
+        lrca_band: int = 16,
+        lrca_text_temperature: float = 0.1,
+    ) -> None:
+        """use_matcher False = saliency-only training (TVSum / YouTube Highlights): no set losses at all."""
+        super().__init__()
+        self.matcher = matcher
+        self.weight_dict = dict(weight_dict)
+        self.losses = list(losses)
+        self.saliency_margin = saliency_margin
+        self.rank_temperature = rank_temperature
+        self.aux_loss = aux_loss
+        self.use_matcher = use_matcher
+        self.esta_clip_event_weight = esta_clip_event_weight
+        self.lrca_band = lrca_band
+        self.lrca_text_temperature = lrca_text_temperature
+        class_weight = torch.ones(2)
+        class_weight[BACKGROUND] = eos_coef
+        self.register_buffer("class_weight", class_weight)
+
+    # ----- set losses ----------------------------------------------------------------------------------
+    def loss_spans(self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None) -> dict[str, torch.Tensor]:
+        """L1 on matched (center, width) and 1 − GIoU on matched (start, end), each a mean over matches."""
+        batch_idx, query_idx = _prediction_index(indices)
+        pred = outputs["pred_spans"].float()[batch_idx, query_idx]  # [M, 2]
+        tgt = torch.cat([t[j] for t, (_, j) in zip(_span_targets(batch), indices)]).to(pred)  # [M, 2]
+        if len(pred) == 0:
+            zero = outputs["pred_spans"].float().sum() * 0
+            return {"loss_span": zero, "loss_giou": zero}
+        loss_span = F.l1_loss(pred, tgt, reduction="none").mean()
+        giou = generalized_temporal_iou(span_cxw_to_xx(pred), span_cxw_to_xx(tgt)).diagonal()
+        return {"loss_span": loss_span, "loss_giou": (1 - giou).mean()}
+
+    def loss_labels(self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None) -> dict[str, torch.Tensor]:
+        """Foreground/background cross-entropy over all B·Q queries, class weights [1, eos_coef],
+        averaged by B·Q (not by the weight sum, as in Moment-DETR / QD-DETR)."""
+        logits = outputs["pred_logits"].float()  # [B, Q, 2]
+        target = torch.full(logits.shape[:2], BACKGROUND, dtype=torch.int64, device=logits.device)
+        target[_prediction_index(indices)] = FOREGROUND
+        loss = F.cross_entropy(logits.transpose(1, 2), target, self.class_weight, reduction="none")  # [B, Q]
+        return {"loss_label": loss.mean()}
+
+    # ----- saliency ------------------------------------------------------------------------------------
+    def loss_saliency(self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None) -> dict[str, torch.Tensor]:
+        """QD-DETR's saliency loss: margin hinge + rank-contrastive + negative-pair term, summed."""
+        scores = outputs["saliency_scores"].float()  # [B, L]
+        if batch.saliency_pos_idx is None or batch.saliency_neg_idx is None or batch.saliency_all_labels is None:
+            return {"loss_saliency": scores.sum() * 0}
+        mask = outputs["video_mask"].float()  # [B, L]
+        labels = batch.saliency_all_labels.float()  # [B, L]
+        neg_scores = outputs.get("saliency_scores_neg")
+        loss = self._saliency_hinge(scores, batch.saliency_pos_idx, batch.saliency_neg_idx)
+        if neg_scores is None:
+            loss = loss + self._rank_contrastive(scores, labels, mask)
+        else:
+            neg_scores = neg_scores.float()
+            # The mismatched query's clips join the ranking as label-0 entries.
+            loss = loss + self._rank_contrastive(
+                torch.cat([scores, neg_scores], dim=1),
+                torch.cat([labels, torch.zeros_like(labels)], dim=1),
+                mask.repeat(1, 2),
+            )
+            # −log(1 − σ(s_neg)) summed over valid clips, averaged over samples; softplus is the stable form.
+            loss = loss + (F.softplus(neg_scores) * mask).sum(1).mean()
+        return {"loss_saliency": loss}
+
+    def _saliency_hinge(self, scores: torch.Tensor, pos_idx: torch.Tensor, neg_idx: torch.Tensor) -> torch.Tensor:
+        """2 · mean over (sample, pair) of max(0, margin + s_neg − s_pos)."""
+        pos = scores.gather(1, pos_idx.to(scores.device))  # [B, P]
+        neg = scores.gather(1, neg_idx.to(scores.device))  # [B, P]
+        return (self.saliency_margin + neg - pos).clamp(min=0).mean() * 2
+
+    def _rank_contrastive(self, scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """For each rank r = 1..11, softmax(s / τ) over a sample's clips and −mean log p over clips with
+        label ≥ r; averaged over samples that have such clips, summed over r, divided by 12 (as QD-DETR)."""
+        scores = mask * scores + (1 - mask) * -1e3  # padding never wins the softmax
+        logits = scores / self.rank_temperature
+        logits = logits - logits.max(dim=1, keepdim=True).values
+        log_prob = logits - torch.log(logits.exp().sum(1, keepdim=True) + 1e-6)  # [B, S], QD-DETR's exact form
+        total = scores.new_zeros(())
+        for rank in range(1, 12):
+            positive = (labels >= rank).float()  # [B, S]
+            if positive.sum() == 0:
+                continue
+            has_positive = (positive.sum(1) > 0).float()  # [B]
+            mean_log_prob = (positive * log_prob * mask).sum(1) / (positive.sum(1) + 1e-6)
+            total = total + (-mean_log_prob * has_positive).mean()
+        return total / 12
+
+    # ----- MASRA ---------------------------------------------------------------------------------------
+    def loss_dai(self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None) -> dict[str, torch.Tensor]:
+        """DAI: BCE of the per-clip relevance against the GT-relevant clips, codebook diversity, decoupling."""
+        codebook = outputs["dai_codebook"]
+        return {
+            "loss_dai_relevance": dai_relevance_loss(outputs["dai_relevance"], batch.relevant_mask, outputs["video_mask"]),
+            "loss_dai_diversity": codebook_diversity_loss(codebook),
+            "loss_dai_decoupling": codebook_decoupling_loss(codebook, outputs["dai_query_mean"]),
+        }
+
+    def loss_sge(self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None) -> dict[str, torch.Tensor]:
+        """SGE: 1 − cos(φ(h_i), c_i) over captioned clips of samples with priors."""
+        loss = sge_caption_loss(
+            outputs["sge_semantics"], batch.caption_emb, batch.caption_mask, outputs["video_mask"], batch.has_priors
+        )
+        return {"loss_sge_caption": loss}
+
+    def loss_esta(self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None) -> dict[str, torch.Tensor]:
+        """ESTA: event InfoNCE + clip-to-event term (``loss_esta``), with both parts for logging."""
+        if "esta_clip_proj" not in outputs:  # evaluation without priors: nothing to align
+            zero = outputs["saliency_scores"].float().sum() * 0
+            return {"loss_esta": zero, "esta_nce": zero, "esta_clip_event": zero}
+        terms = esta_loss(outputs, batch.event_emb, batch.event_mask, batch.has_priors, self.esta_clip_event_weight)
+        return {"loss_esta": terms["esta"], "esta_nce": terms["esta_nce"], "esta_clip_event": terms["esta_clip_event"]}
+
+    def loss_lrca(self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None) -> dict[str, torch.Tensor]:
+        """LRCA: banded KL between caption relations and model relations."""
+        if "lrca_video_proj" not in outputs:
+            return {"loss_lrca": outputs["saliency_scores"].float().sum() * 0}
+        loss = lrca_loss(
+            outputs["lrca_video_proj"],
+            outputs["lrca_video_temperature"],
+            batch.caption_emb,
+            batch.caption_mask,
+            outputs["video_mask"],
+            batch.has_priors,
+            band=self.lrca_band,
+            text_temperature=self.lrca_text_temperature,
+        )
+        return {"loss_lrca": loss}
+
+    # ----- plumbing -------------------------------------------------------------------------------------
+    def get_loss(
+        self, name: str, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None
+    ) -> dict[str, torch.Tensor]:
+        loss_map: dict[str, LossFn] = {
+            "spans": self.loss_spans,
+            "labels": self.loss_labels,
+            "saliency": self.loss_saliency,
+            "dai": self.loss_dai,
+            "sge": self.loss_sge,
+            "esta": self.loss_esta,
+            "lrca": self.loss_lrca,
+        }
+        if name not in loss_map:
+            raise MasraError(f"unknown loss {name!r}; known: {', '.join(loss_map)}", field="loss")
+        return loss_map[name](outputs, batch, indices)
+
+    def match(self, outputs: dict[str, Any], batch: GroundingBatch) -> Indices:
+        return self.matcher(outputs["pred_logits"], outputs["pred_spans"], _span_targets(batch))
+
+    def forward(self, outputs: dict[str, Any], batch: GroundingBatch) -> dict[str, torch.Tensor]:
+        terms: dict[str, torch.Tensor] = {}
+        indices = self.match(outputs, batch) if self.use_matcher else None
+        for name in self.losses:
+            if name in SET_LOSSES and not self.use_matcher:
+                continue
+            terms.update(self.get_loss(name, outputs, batch, indices))
+        if self.use_matcher and self.aux_loss:
+            for i, aux in enumerate(outputs.get("aux_outputs", [])):
+                aux_indices = self.match(aux, batch)
+                for name in self.losses:
+                    if name in SET_LOSSES:
+                        layer_terms = self.get_loss(name, aux, batch, aux_indices)
+                        terms.update({f"{key}_{i}": value for key, value in layer_terms.items()})
+        weighted = [self.weight_dict[key] * value for key, value in terms.items() if key in self.weight_dict]
+        terms["loss"] = torch.stack(weighted).sum() if weighted else outputs["saliency_scores"].float().sum() * 0
+        return terms
+
+
+def _span_targets(batch: GroundingBatch) -> list[torch.Tensor]:
+    if batch.span_targets is None:
+        raise MasraError("the batch has no span_targets; moment losses need training targets", field="span_targets")
+    return batch.span_targets
+
+
+def _prediction_index(indices: Indices | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Matched (batch index, query index) pairs flattened over the batch."""
+    if indices is None:
+        raise MasraError("set losses need Hungarian matching (train.use_matcher is false)", field="train.use_matcher")
+    batch_idx = torch.cat([torch.full_like(src, i) for i, (src, _) in enumerate(indices)])
+    query_idx = torch.cat([src for src, _ in indices])
+    return batch_idx, query_idx

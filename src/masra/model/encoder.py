@@ -1,0 +1,44 @@
+"""Temporal self-attention encoder over [global token; clips] (text already dropped), post-norm like DETR."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from masra.model.layers import FeedForward
+
+
+class EncoderLayer(nn.Module):
+    """Self-attention with positions added to q and k only -> residual -> LN -> FFN."""
+
+    def __init__(self, d_model: int, nheads: int, dim_feedforward: int, dropout: float, activation: str) -> None:
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(d_model, nheads, dropout=dropout, batch_first=True)
+        self.dropout = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(d_model)
+        self.ffn = FeedForward(d_model, dim_feedforward, dropout, activation)
+
+    def forward(self, src: torch.Tensor, pos: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        """src [B, S, d], pos [B, S, d], padding [B, S] bool (True = pad) -> [B, S, d]."""
+        qk = src + pos
+        attended, _ = self.self_attn(qk, qk, src, key_padding_mask=padding, need_weights=False)
+        src = self.norm(src + self.dropout(attended))
+        return self.ffn(src)
+
+
+class TemporalEncoder(nn.Module):
+    def __init__(
+        self, num_layers: int, d_model: int, nheads: int, dim_feedforward: int, dropout: float, activation: str
+    ) -> None:
+        super().__init__()
+        layer = EncoderLayer(d_model, nheads, dim_feedforward, dropout, activation)
+        self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
+
+    def forward(self, src: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """src [B, S, d], pos [B, S, d], mask [B, S] float (1 = valid) -> memory [B, S, d]."""
+        padding = ~mask.bool()
+        for layer in self.layers:
+            src = layer(src, pos, padding)
+        return src

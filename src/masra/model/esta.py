@@ -1,0 +1,112 @@
+"""ESTA: event semantic temporal alignment (DESIGN.md §3, docs/method.md).
+
+Training only. For each prior event k with clip span [s_k, e_k], a learned query attention-pools the
+memory clips inside the span (z_k); a projection g: d -> Ds maps pooled events and single clips into the
+prior text space. Loss = symmetric InfoNCE between g(z_k) and the event embeddings e_k over all events of
+the batch, plus a clip-to-event term: every clip inside at least one event classifies its events among
+its video's events (multi-positive cross-entropy over cos(g(h_i), e_k)/τ).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class EventSemanticAlignment(nn.Module):
+    def __init__(
+        self, d_model: int, semantic_dim: int, temperature: float = 0.07, learnable_temperature: bool = True
+    ) -> None:
+        super().__init__()
+        self.pool_query = nn.Parameter(torch.randn(d_model) / math.sqrt(d_model))  # [d]
+        self.pool_key = nn.Linear(d_model, d_model)
+        self.projection = nn.Sequential(
+            nn.Linear(d_model, d_model), nn.ReLU(inplace=True), nn.Linear(d_model, semantic_dim)
+        )  # g
+        log_temperature = torch.tensor(math.log(temperature))
+        if learnable_temperature:
+            self.log_temperature = nn.Parameter(log_temperature)
+        else:
+            self.register_buffer("log_temperature", log_temperature)
+
+    def temperature(self) -> torch.Tensor:
+        # Clamped so a learnable τ can neither collapse (τ -> 0) nor flatten the logits (τ > 1).
+        return self.log_temperature.exp().clamp(0.01, 1.0)
+
+    def forward(
+        self, memory: torch.Tensor, video_mask: torch.Tensor, event_spans: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        """memory [B, L, d], video_mask [B, L], event_spans [B, M, 2] inclusive clip indices or None ->
+        ``esta_event_proj`` [B, M, Ds], ``esta_event_in_video`` [B, M] (span has a valid clip),
+        ``esta_clip_proj`` [B, L, Ds], ``esta_span_mask`` [B, M, L], ``esta_temperature`` [] (M = 0 without events).
+        """
+        batch, length, _ = memory.shape
+        if event_spans is None:
+            event_spans = memory.new_zeros(batch, 0, 2, dtype=torch.long)
+        positions = torch.arange(length, device=memory.device)  # [L]
+        span_mask = (positions >= event_spans[..., :1]) & (positions <= event_spans[..., 1:])  # [B, M, L]
+        span_mask = span_mask & video_mask.bool().unsqueeze(1)
+        clip_scores = self.pool_key(memory) @ self.pool_query / math.sqrt(memory.shape[-1])  # [B, L]
+        scores = clip_scores.unsqueeze(1).expand(-1, span_mask.shape[1], -1)  # [B, M, L]
+        weights = scores.masked_fill(~span_mask, torch.finfo(scores.dtype).min).softmax(-1)
+        pooled = weights @ memory  # [B, M, d]; events without a valid clip are masked by the loss
+        return {
+            "esta_event_proj": self.projection(pooled),
+            "esta_event_in_video": span_mask.any(-1).to(memory.dtype),
+            "esta_clip_proj": self.projection(memory),
+            "esta_span_mask": span_mask,
+            # Keeps the pooling parameters in the graph when the batch has no events (DDP needs every
+            # parameter to receive a gradient); contributes exactly zero.
+            "esta_pool_anchor": clip_scores.sum() * 0.0,
+            "esta_temperature": self.temperature(),
+        }
+
+
+def esta_loss(
+    outputs: dict[str, torch.Tensor],
+    event_emb: torch.Tensor | None,
+    event_mask: torch.Tensor | None,
+    has_priors: torch.Tensor | None,
+    clip_event_weight: float = 1.0,
+) -> dict[str, torch.Tensor]:
+    """The two ESTA terms from the outputs of :class:`EventSemanticAlignment` and the batch priors.
+
+    event_emb [B, M, Ds], event_mask [B, M], has_priors [B]. Returns ``esta_nce``, ``esta_clip_event`` and
+    ``esta`` = nce + clip_event_weight * clip_event; all exactly zero (never NaN) without valid events.
+    """
+    event_proj = outputs["esta_event_proj"]  # [B, M, Ds]
+    clip_proj = outputs["esta_clip_proj"]  # [B, L, Ds]
+    span_mask = outputs["esta_span_mask"]  # [B, M, L]
+    tau = outputs["esta_temperature"]
+    zero = event_proj.sum() * 0.0 + clip_proj.sum() * 0.0 + outputs["esta_pool_anchor"] + tau * 0.0
+    if event_emb is None or event_mask is None or event_emb.shape[1] == 0:
+        return {"esta_nce": zero, "esta_clip_event": zero, "esta": zero}
+    valid = event_mask.bool() & outputs["esta_event_in_video"].bool()  # [B, M]
+    if has_priors is not None:
+        valid = valid & has_priors.bool().unsqueeze(1)
+    if not valid.any():
+        return {"esta_nce": zero, "esta_clip_event": zero, "esta": zero}
+
+    pred = F.normalize(event_proj.float()[valid], dim=-1)  # [E, Ds]
+    text = F.normalize(event_emb.float()[valid], dim=-1)  # [E, Ds]
+    logits = pred @ text.t() / tau  # [E, E]
+    target = torch.arange(logits.shape[0], device=logits.device)
+    nce = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+
+    # Clip-to-event: logits over the video's own valid events; every containing event is a positive.
+    clip_unit = F.normalize(clip_proj.float(), dim=-1)  # [B, L, Ds]
+    event_unit = F.normalize(event_emb.float(), dim=-1)  # [B, M, Ds]
+    clip_logits = clip_unit @ event_unit.transpose(1, 2) / tau  # [B, L, M]
+    lowest = torch.finfo(clip_logits.dtype).min
+    clip_logits = clip_logits.masked_fill(~valid.unsqueeze(1), lowest)
+    positive = (span_mask & valid.unsqueeze(-1)).transpose(1, 2)  # [B, L, M]
+    in_event = positive.any(-1)  # [B, L]
+    log_all = clip_logits.logsumexp(-1)  # [B, L]
+    log_pos = clip_logits.masked_fill(~positive, lowest).logsumexp(-1)  # [B, L]
+    clip_event = ((log_all - log_pos) * in_event).sum() / in_event.sum().clamp_min(1)
+    clip_event = clip_event + zero
+    nce = nce + zero
+    return {"esta_nce": nce, "esta_clip_event": clip_event, "esta": nce + clip_event_weight * clip_event}

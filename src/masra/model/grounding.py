@@ -1,0 +1,236 @@
+"""The grounding model: QD-DETR's architecture, forward split into named stages.
+
+Stages (each a method, so MASRA parts plug in behind their switches):
+1. ``project_inputs``: LN -> Dropout -> Linear (-> ReLU) stacks for clips and query tokens.
+2. ``interact``: text-to-video cross-attention encoder (the attention module is replaceable).
+3. ``encode_temporal``: self-attention over [global token; clips] -> global token g' and clip memory.
+4. ``decode``: anchor decoder + class / span heads; ``score_saliency``: <W1 m_i, W2 g'> / sqrt(d).
+
+MASRA parts, each behind its switch in ``ModelConfig`` (all off = exactly the baseline, docs/method.md):
+DAI replaces the T2V cross-attention (stage 2), SORA adds a relational layer after the temporal encoder and
+SGE enhances the clip memory (stage 3); ESTA and LRCA only add training outputs for their losses.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+
+from masra.config import ModelConfig
+from masra.data.batch import GroundingBatch
+from masra.errors import MasraError
+from masra.model.dai import ContextCodebook, DecoupledCrossAttention, masked_query_mean
+from masra.model.decoder import AnchorDecoder
+from masra.model.encoder import TemporalEncoder
+from masra.model.esta import EventSemanticAlignment
+from masra.model.layers import MLP, InputProjection
+from masra.model.lrca import LocalRelationalConsistency
+from masra.model.position_encoding import video_position_encoding
+from masra.model.sge import SemanticGuidedEnhancement
+from masra.model.sora import SORALayer
+from masra.model.span_ops import inverse_sigmoid
+from masra.model.t2v_encoder import T2VEncoder, TextCrossAttention
+
+
+class GroundingModel(nn.Module):
+    """Moment retrieval + highlight detection from clip features and query-token features.
+
+    ``forward(batch)`` returns ``pred_logits`` [B, Q, 2] (class 0 = foreground), ``pred_spans`` [B, Q, 2]
+    (center, width in [0, 1] of the padded length L), ``saliency_scores`` [B, L], ``saliency_scores_neg``
+    [B, L] (training with negative pairs only), ``aux_outputs`` (one dict per earlier decoder layer),
+    ``video_mask`` [B, L], ``memory`` [B, L, d] (clip memory after the temporal encoder) and
+    ``global_token`` [B, d]. Enabled MASRA parts add: ``dai_relevance`` [B, L], ``dai_codebook`` [B, K, d],
+    ``dai_query_mean`` [B, d]; ``sge_semantics`` [B, L, Ds]; ``esta_*`` and ``lrca_*`` (training, or any
+    batch with priors). ``semantic_dim`` (Ds, the prior text dimension) is needed by SGE and ESTA only.
+    """
+
+    def __init__(
+        self, cfg: ModelConfig, v_feat_dim: int, t_feat_dim: int, semantic_dim: int | None = None
+    ) -> None:
+        super().__init__()
+        d = cfg.hidden_dim
+        if d % cfg.nheads or d % 4:
+            raise MasraError(
+                f"hidden_dim {d} must be divisible by nheads {cfg.nheads} and by 4", field="model.hidden_dim"
+            )
+        self.hidden_dim = d
+        self.use_negative_pairs = cfg.use_negative_pairs
+
+        self.video_proj = InputProjection(v_feat_dim, d, cfg.n_input_proj, cfg.input_dropout)
+        self.text_proj = InputProjection(t_feat_dim, d, cfg.n_input_proj, cfg.input_dropout)
+        if cfg.dai.enabled:
+            make_attention = partial(DecoupledCrossAttention, d, cfg.nheads, cfg.dai.codebook_size, cfg.dropout)
+        else:
+            make_attention = partial(TextCrossAttention, d, cfg.nheads, cfg.dropout)
+        self.t2v_encoder = T2VEncoder(
+            make_attention,
+            cfg.t2v_layers,
+            d,
+            cfg.dim_feedforward,
+            cfg.dropout,
+            cfg.activation,
+        )
+        self.encoder = TemporalEncoder(cfg.enc_layers, d, cfg.nheads, cfg.dim_feedforward, cfg.dropout, cfg.activation)
+        self.decoder = AnchorDecoder(cfg.dec_layers, d, cfg.nheads, cfg.dim_feedforward, cfg.dropout, cfg.activation)
+        self._init_transformer_weights()
+
+        self.global_token = nn.Parameter(torch.randn(d))  # g, prepended to the clips
+        self.global_pos = nn.Parameter(torch.randn(d))  # its learned position
+        self.anchors = nn.Embedding(cfg.num_queries, 2)  # (center, width) in logit space
+        self.class_head = nn.Linear(d, 2)  # index 0 = foreground
+        self.span_head = MLP(d, d, 2, 3)
+        self.saliency_proj1 = nn.Linear(d, d)
+        self.saliency_proj2 = nn.Linear(d, d)
+        self._build_masra_parts(cfg, semantic_dim)
+
+    def _build_masra_parts(self, cfg: ModelConfig, semantic_dim: int | None) -> None:
+        """Created after every baseline module, so switching parts on never changes the baseline's init."""
+        d = cfg.hidden_dim
+        semantic_dim = cfg.sge.semantic_dim if cfg.sge.semantic_dim is not None else semantic_dim
+        for part in ("sge", "esta"):
+            if getattr(cfg, part).enabled and semantic_dim is None:
+                raise MasraError(
+                    f"{part.upper()} needs the prior text dimension: give the training data a prior_dir "
+                    "(data.prior_dir) or set model.sge.semantic_dim",
+                    field="model.sge.semantic_dim",
+                )
+        self.dai_codebook = (
+            ContextCodebook(d, cfg.dai.codebook_size, cfg.dai.context, cfg.nheads) if cfg.dai.enabled else None
+        )
+        self.sora = (
+            SORALayer(
+                d, cfg.nheads, cfg.dim_feedforward, cfg.dropout, cfg.sora.band, cfg.sora.beta_init, cfg.activation
+            )
+            if cfg.sora.enabled
+            else None
+        )
+        self.sge = SemanticGuidedEnhancement(d, semantic_dim) if cfg.sge.enabled else None
+        self.esta = (
+            EventSemanticAlignment(d, semantic_dim, cfg.esta.temperature, cfg.esta.learnable_temperature)
+            if cfg.esta.enabled
+            else None
+        )
+        self.lrca = (
+            LocalRelationalConsistency(d, cfg.lrca.proj_dim, cfg.lrca.video_temperature_init)
+            if cfg.lrca.enabled
+            else None
+        )
+
+    def _init_transformer_weights(self) -> None:
+        """QD-DETR's initialisation: Xavier-uniform for every matrix of the T2V encoder, encoder and decoder,
+        zero bias on the decoder's attention output projections. (QD-DETR zero-initialises the anchor
+        refinement MLP's last layer and then overwrites its weight with this same Xavier pass; we keep the
+        effective result: Xavier weight, zero bias.)"""
+        for module in (self.t2v_encoder, self.encoder, self.decoder):
+            for param in module.parameters():
+                if param.dim() > 1:
+                    nn.init.xavier_uniform_(param)
+        for layer in self.decoder.layers:
+            nn.init.zeros_(layer.sa_out_proj.bias)
+            nn.init.zeros_(layer.ca_out_proj.bias)
+        nn.init.zeros_(self.decoder.anchor_refine.layers[-1].bias)
+
+    # ----- stage 1 -------------------------------------------------------------------------------------
+    def project_inputs(self, video_feats: torch.Tensor, query_feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, L, Dv], [B, N, Dt] -> video [B, L, d], text [B, N, d]."""
+        return self.video_proj(video_feats), self.text_proj(query_feats)
+
+    # ----- stage 2 -------------------------------------------------------------------------------------
+    def interact(
+        self,
+        video: torch.Tensor,
+        video_pos: torch.Tensor,
+        video_mask: torch.Tensor,
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Text-conditioned clips [B, L, d] and, with DAI, its outputs (relevance averaged over layers)."""
+        if self.dai_codebook is None:
+            video, _ = self.t2v_encoder(video, video_pos, text, text_mask)
+            return video, {}
+        codebook = self.dai_codebook(video, video_mask)  # [B, K, d], from the clips before interaction
+        video, relevances = self.t2v_encoder(video, video_pos, text, text_mask, codebook=codebook)
+        return video, {
+            "dai_relevance": torch.stack(relevances).mean(0),  # [B, L]
+            "dai_codebook": codebook,
+            "dai_query_mean": masked_query_mean(text, text_mask),  # [B, d]
+        }
+
+    # ----- stage 3 -------------------------------------------------------------------------------------
+    def encode_temporal(
+        self, video: torch.Tensor, video_pos: torch.Tensor, video_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Self-attention over [g; clips] -> (clip memory [B, L, d], global token g' [B, d])."""
+        batch = video.shape[0]
+        token = self.global_token.to(video.dtype).expand(batch, 1, -1)  # [B, 1, d]
+        src = torch.cat([token, video], dim=1)  # [B, 1+L, d]
+        pos = torch.cat([self.global_pos.expand(batch, 1, -1).to(video_pos.dtype), video_pos], dim=1)
+        mask = torch.cat([video_mask.new_ones(batch, 1), video_mask], dim=1)  # [B, 1+L]
+        memory = self.encoder(src, pos, mask)
+        if self.sora is not None:
+            memory = self.sora(memory, mask, pos)
+        return memory[:, 1:], memory[:, 0]
+
+    def encode(
+        self,
+        video: torch.Tensor,
+        video_pos: torch.Tensor,
+        video_mask: torch.Tensor,
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """Stages 2 + 3: projected clips and text -> (clip memory [B, L, d], global token [B, d], part outputs)."""
+        video, extras = self.interact(video, video_pos, video_mask, text, text_mask)
+        memory, global_token = self.encode_temporal(video, video_pos, video_mask)
+        if self.sge is not None:
+            memory, extras["sge_semantics"] = self.sge(memory, video_mask)
+        return memory, global_token, extras
+
+    # ----- stage 4 -------------------------------------------------------------------------------------
+    def decode(self, memory: torch.Tensor, video_pos: torch.Tensor, video_mask: torch.Tensor) -> dict[str, Any]:
+        """Anchor decoder + heads: predictions of the last layer plus ``aux_outputs`` for the earlier ones."""
+        batch = memory.shape[0]
+        anchors = self.anchors.weight.sigmoid().unsqueeze(0).expand(batch, -1, -1)  # [B, Q, 2]
+        hidden, layer_anchors = self.decoder(anchors, memory, video_pos, video_mask)  # [l, B, Q, d], [l, B, Q, 2]
+        logits = self.class_head(hidden)  # [l, B, Q, 2]
+        spans = (self.span_head(hidden) + inverse_sigmoid(layer_anchors)).sigmoid()  # [l, B, Q, 2]
+        aux = [{"pred_logits": lg, "pred_spans": sp} for lg, sp in zip(logits[:-1], spans[:-1])]
+        return {"pred_logits": logits[-1], "pred_spans": spans[-1], "aux_outputs": aux}
+
+    def score_saliency(self, memory: torch.Tensor, global_token: torch.Tensor) -> torch.Tensor:
+        """s_i = <W1 m_i, W2 g'> / sqrt(d): memory [B, L, d], global_token [B, d] -> [B, L]."""
+        clips = self.saliency_proj1(memory)  # [B, L, d]
+        query = self.saliency_proj2(global_token).unsqueeze(1)  # [B, 1, d]
+        return (clips * query).sum(-1) / math.sqrt(self.hidden_dim)
+
+    def forward(self, batch: GroundingBatch) -> dict[str, Any]:
+        video_mask = batch.video_mask
+        text_mask = batch.query_mask
+        video, text = self.project_inputs(batch.video_feats, batch.query_feats)
+        video_pos = video_position_encoding(video_mask, self.hidden_dim).to(video.dtype)  # [B, L, d]
+
+        memory, global_token, extras = self.encode(video, video_pos, video_mask, text, text_mask)
+        outputs = self.decode(memory, video_pos, video_mask)
+        outputs.update(extras)
+        outputs["saliency_scores"] = self.score_saliency(memory, global_token)
+        if self.training and self.use_negative_pairs:
+            # Negative pairs: every video with the next sample's query (the last gets the first).
+            neg_memory, neg_global, _ = self.encode(
+                video, video_pos, video_mask, text.roll(-1, dims=0), text_mask.roll(-1, dims=0)
+            )
+            outputs["saliency_scores_neg"] = self.score_saliency(neg_memory, neg_global)
+        outputs["video_mask"] = video_mask
+        outputs["memory"] = memory
+        outputs["global_token"] = global_token
+        # The training-only alignments run in training mode even without priors, so every parameter is
+        # used in every step (DDP); at inference they run only when the batch brings priors.
+        if self.training or batch.has_priors is not None:
+            if self.esta is not None:
+                outputs.update(self.esta(memory, video_mask, batch.event_spans))
+            if self.lrca is not None:
+                outputs.update(self.lrca(memory))
+        return outputs

@@ -1,0 +1,71 @@
+"""Small building blocks shared by the encoders, the decoder and the heads."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from masra.errors import MasraError
+
+ACTIVATIONS = ("relu", "gelu", "prelu")
+
+
+def make_activation(name: str) -> nn.Module:
+    """The FFN non-linearity by name; QD-DETR uses a PReLU (one learned slope per layer)."""
+    if name == "relu":
+        return nn.ReLU()
+    if name == "gelu":
+        return nn.GELU()
+    if name == "prelu":
+        return nn.PReLU()
+    raise MasraError(f"unknown activation {name!r}; one of {', '.join(ACTIVATIONS)}", field="model.activation")
+
+
+class MLP(nn.Module):
+    """num_layers Linear layers with ReLU in between (none after the last)."""
+
+    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int) -> None:
+        super().__init__()
+        dims = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = F.relu(x)
+        return x
+
+
+class InputProjection(nn.Sequential):
+    """n blocks of LayerNorm -> Dropout -> Linear (-> ReLU on all but the last block), Moment-DETR's LinearLayer stack."""
+
+    def __init__(self, input_dim: int, hidden_dim: int, num_layers: int, dropout: float) -> None:
+        if not 1 <= num_layers <= 3:
+            raise MasraError(f"must be 1, 2 or 3, got {num_layers}", field="model.n_input_proj")
+        blocks: list[nn.Module] = []
+        for i in range(num_layers):
+            in_dim = input_dim if i == 0 else hidden_dim
+            block: list[nn.Module] = [nn.LayerNorm(in_dim), nn.Dropout(dropout), nn.Linear(in_dim, hidden_dim)]
+            if i < num_layers - 1:
+                block.append(nn.ReLU())
+            blocks.append(nn.Sequential(*block))
+        super().__init__(*blocks)
+
+
+class FeedForward(nn.Module):
+    """Post-norm FFN sub-layer: x + Dropout(W2 Dropout(act(W1 x))) -> LayerNorm."""
+
+    def __init__(self, d_model: int, dim_feedforward: int, dropout: float, activation: str) -> None:
+        super().__init__()
+        self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.activation = make_activation(activation)
+        self.dropout = nn.Dropout(dropout)
+        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.dropout_out = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        update = self.linear2(self.dropout(self.activation(self.linear1(x))))
+        return self.norm(x + self.dropout_out(update))

@@ -1,0 +1,72 @@
+"""LRCA: local relational consistency alignment (DESIGN.md §3, docs/method.md).
+
+Training only. Textual relation R^t_ij = cos(c_i, c_j) between clip captions; model relation
+R^v_ij = cos(P h_i, P h_j) with a small projection P. For every valid captioned clip i, over its
+neighbours j with 1 <= |i - j| <= w (valid, captioned, same video):
+KL( softmax_j(R^t_ij / τ_t) ‖ softmax_j(R^v_ij / τ_v) ), averaged over the rows that have a neighbour.
+Computed on the band only: O(L·w) time and memory.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from masra.model.banded import band_pair_mask, band_windows
+
+
+class LocalRelationalConsistency(nn.Module):
+    def __init__(self, d_model: int, proj_dim: int = 128, video_temperature_init: float = 0.1) -> None:
+        super().__init__()
+        self.projection = nn.Linear(d_model, proj_dim)  # P
+        self.log_video_temperature = nn.Parameter(torch.tensor(math.log(video_temperature_init)))
+
+    def video_temperature(self) -> torch.Tensor:
+        return self.log_video_temperature.exp().clamp(0.01, 1.0)
+
+    def forward(self, memory: torch.Tensor) -> dict[str, torch.Tensor]:
+        """memory [B, L, d] -> ``lrca_video_proj`` [B, L, P], ``lrca_video_temperature`` []."""
+        return {"lrca_video_proj": self.projection(memory), "lrca_video_temperature": self.video_temperature()}
+
+
+def banded_cosine(x: torch.Tensor, band: int) -> torch.Tensor:
+    """x [B, L, D] -> [B, L, 2w+1]: cos(x_i, x_{i+o-w}) (0 outside the sequence)."""
+    unit = F.normalize(x, dim=-1)
+    return torch.einsum("bld,blod->blo", unit, band_windows(unit, band))
+
+
+def lrca_loss(
+    video_proj: torch.Tensor,
+    video_temperature: torch.Tensor,
+    caption_emb: torch.Tensor | None,
+    caption_mask: torch.Tensor | None,
+    video_mask: torch.Tensor,
+    has_priors: torch.Tensor | None,
+    band: int = 16,
+    text_temperature: float = 0.1,
+) -> torch.Tensor:
+    """Banded relational KL; video_proj [B, L, P], caption_emb [B, L, Ds], masks [B, L], has_priors [B].
+
+    Zero (connected to the graph) when no row has a valid neighbour.
+    """
+    zero = video_proj.sum() * 0.0 + video_temperature * 0.0
+    if caption_emb is None or caption_mask is None:
+        return zero
+    clip_valid = caption_mask.float() * video_mask.float()  # [B, L]
+    if has_priors is not None:
+        clip_valid = clip_valid * has_priors.float().unsqueeze(1)
+    pairs = band_pair_mask(clip_valid, band, include_self=False)  # [B, L, 2w+1]
+    rows = pairs.any(-1)  # [B, L]
+    if not rows.any():
+        return zero
+    text_rel = banded_cosine(caption_emb.float(), band) / text_temperature  # [B, L, 2w+1]
+    video_rel = banded_cosine(video_proj.float(), band) / video_temperature.float()
+    lowest = torch.finfo(text_rel.dtype).min
+    log_p_text = text_rel.masked_fill(~pairs, lowest).log_softmax(-1)
+    log_p_video = video_rel.masked_fill(~pairs, lowest).log_softmax(-1)
+    # Masked pairs have p_text = 0 exactly; where() keeps 0·(-huge) from turning into NaN.
+    kl = torch.where(pairs, log_p_text.exp() * (log_p_text - log_p_video), torch.zeros_like(text_rel)).sum(-1)
+    return (kl * rows).sum() / rows.sum() + zero

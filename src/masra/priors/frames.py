@@ -1,0 +1,146 @@
+"""Frame sampling for prior generation: seek-based decoding with PyAV, resizing, JPEG data URLs.
+
+For each requested timestamp the decoder seeks to the keyframe at or before it and decodes forward to the
+first frame at or after it. When the next timestamp is close to the current decode position (less than
+``seek_gap`` seconds ahead), decoding simply continues: a seek would land on an earlier keyframe and decode
+the same frames again.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+from PIL import Image
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi")
+
+
+class VideoDecodeError(Exception):
+    """A video could not be opened or decoded; the message says why (recorded as the video's failure)."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    duration: float | None  # seconds, from the container (None when the container does not say)
+    width: int
+    height: int
+    fps: float | None
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Container metadata of the first video stream, without decoding."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoDecodeError(f"{Path(path).name}: no video stream")
+            stream = container.streams.video[0]
+            duration = None
+            if stream.duration is not None and stream.time_base is not None:
+                duration = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                duration = container.duration / 1_000_000
+            fps = float(stream.average_rate) if stream.average_rate else None
+            return VideoInfo(duration, stream.codec_context.width, stream.codec_context.height, fps)
+    except av.FFmpegError as err:
+        raise VideoDecodeError(f"{Path(path).name}: {err}") from None
+
+
+def _scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """(width, height) with the shorter side at most ``short_side`` (never upscaled), both even."""
+    scale = min(1.0, short_side / min(width, height))
+    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+
+
+def _frame_time(frame: av.VideoFrame, time_base: Fraction) -> float:
+    if frame.pts is not None:
+        return float(frame.pts * time_base)
+    return float(frame.time or 0.0)
+
+
+def grab_frames(
+    path: str | Path,
+    timestamps: Sequence[float],
+    *,
+    short_side: int = 336,
+    seek_gap: float = 4.0,
+    tail_tolerance: float = 2.0,
+) -> list[Image.Image | None]:
+    """One RGB image per timestamp (seconds from the start of the video), resized so that the shorter side
+    is at most ``short_side``. A timestamp past the last frame gets that last frame when it lies within
+    ``tail_tolerance`` seconds of it, else None. Raises VideoDecodeError when the file cannot be decoded
+    or yields no frame at all.
+    """
+    images: list[Image.Image | None] = [None] * len(timestamps)
+    if not timestamps:
+        return images
+    name = Path(path).name
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoDecodeError(f"{name}: no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            time_base = stream.time_base or Fraction(1, 1_000_000)
+            start = float(stream.start_time * time_base) if stream.start_time is not None else 0.0
+            size = _scaled_size(stream.codec_context.width, stream.codec_context.height, short_side)
+
+            decoded = None  # iterator over decoded frames since the last seek
+            last_frame: av.VideoFrame | None = None
+            last_time = -math.inf
+            exhausted = False
+            decoded_any = False
+            for index in sorted(range(len(timestamps)), key=lambda i: timestamps[i]):
+                target = start + max(0.0, float(timestamps[index]))
+                if not exhausted and (decoded is None or target - last_time > seek_gap):
+                    container.seek(int(target / time_base), stream=stream, backward=True, any_frame=False)
+                    decoded = container.decode(stream)
+                    last_frame, last_time = None, -math.inf
+                while not exhausted and last_time < target - 1e-6:
+                    frame = next(decoded, None)
+                    if frame is None:
+                        exhausted = True
+                        break
+                    last_frame, last_time = frame, _frame_time(frame, time_base)
+                    decoded_any = True
+                if last_frame is None or (exhausted and target - last_time > tail_tolerance):
+                    continue
+                images[index] = last_frame.reformat(width=size[0], height=size[1], format="rgb24").to_image()
+            if not decoded_any:
+                raise VideoDecodeError(f"{name}: no frame could be decoded")
+    except av.FFmpegError as err:
+        raise VideoDecodeError(f"{name}: {err}") from None
+    return images
+
+
+def resize_short_side(image: Image.Image, short_side: int) -> Image.Image:
+    """A copy whose shorter side is at most ``short_side`` (never upscaled)."""
+    size = _scaled_size(image.width, image.height, short_side)
+    return image if size == image.size else image.resize(size, Image.Resampling.BILINEAR)
+
+
+def jpeg_data_url(image: Image.Image, *, quality: int = 85) -> str:
+    """The image as an in-memory JPEG, base64-encoded in a ``data:image/jpeg;base64,...`` URL."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def clip_centres(duration: float, clip_length: float) -> list[float]:
+    """Centre time of every clip of ``clip_length`` seconds covering [0, duration] (last clip may be short)."""
+    n_clips = max(1, math.ceil(duration / clip_length - 1e-9))
+    return [min((i + 0.5) * clip_length, duration) for i in range(n_clips)]
+
+
+def event_times(duration: float, *, interval: float = 2.0, max_frames: int = 64) -> list[float]:
+    """Timestamps for the event prompt: one frame per ``interval`` seconds, at most ``max_frames``,
+    evenly spread over [0, duration] (each at the centre of its slice)."""
+    n_frames = max(1, min(max_frames, math.floor(duration / interval)))
+    step = duration / n_frames
+    return [(k + 0.5) * step for k in range(n_frames)]

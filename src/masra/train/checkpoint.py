@@ -1,0 +1,155 @@
+"""Checkpoint folders: ``model.safetensors`` (weights), ``state.pt`` (everything needed to resume, plain
+containers only), ``config.yaml`` (the resolved config) and ``checkpoint.json`` (model dims, epoch, metrics).
+
+Folders are replaced atomically: the new one is written under a temporary name, fsynced, and renamed into
+place. A crash between the two renames leaves ``NAME.old``, which :func:`find_checkpoint` falls back to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors.torch import load_model, save_model
+
+from masra.config import Config, config_from_dict, save_config
+from masra.errors import MasraError
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+STATE_FILE = "state.pt"
+CONFIG_FILE = "config.yaml"
+INFO_FILE = "checkpoint.json"
+
+
+@dataclass
+class ModelDims:
+    """What ``build_model`` needs besides the config; stored with the weights so inference can rebuild."""
+
+    v_feat_dim: int
+    t_feat_dim: int
+    semantic_dim: int | None = None
+    # Dims of each video feature source before TEF, in concatenation order (for per-source normalisation).
+    v_source_dims: list[int] | None = None
+
+
+def _fsync_file(path: Path) -> None:
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The bare model inside a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if hasattr(model, "module") else model
+
+
+def save_checkpoint(
+    folder: str | Path,
+    *,
+    model: torch.nn.Module,
+    cfg: Config,
+    dims: ModelDims,
+    state: dict[str, Any],
+    info: dict[str, Any] | None = None,
+    extra_files: dict[str, Path] | None = None,
+) -> Path:
+    """Write a complete checkpoint folder atomically.
+
+    ``state`` must hold plain containers (tensors, lists, dicts, numbers, strings) so that it loads with
+    ``weights_only=True``; ``extra_files`` are copied in (e.g. the predictions and metrics of this epoch).
+    """
+    folder = Path(folder)
+    parent = folder.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = parent / f"{folder.name}.tmp"
+    old = parent / f"{folder.name}.old"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    save_model(unwrap(model), str(tmp / WEIGHTS_FILE), metadata={"format": "masra", "version": str(FORMAT_VERSION)})
+    torch.save({"format_version": FORMAT_VERSION, **state}, tmp / STATE_FILE)
+    save_config(cfg, tmp / CONFIG_FILE)
+    meta = {"format_version": FORMAT_VERSION, "dims": dims.__dict__, **(info or {})}
+    (tmp / INFO_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    for name, src in (extra_files or {}).items():
+        shutil.copyfile(src, tmp / name)
+    for path in tmp.iterdir():
+        _fsync_file(path)
+    _fsync_dir(tmp)
+    if folder.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    _fsync_dir(parent)
+    if old.exists():
+        shutil.rmtree(old)
+    return folder
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """Resolve a checkpoint folder: the folder itself, ``RUN/last``, or the ``.old`` copy an interrupted swap left."""
+    path = Path(path)
+    if path.is_file() and path.name == WEIGHTS_FILE:
+        path = path.parent
+    candidates = [path, path / "last"]
+    candidates += [p.with_name(p.name + ".old") for p in candidates]
+    for candidate in candidates:
+        if (candidate / WEIGHTS_FILE).is_file() and (candidate / INFO_FILE).is_file():
+            return candidate
+    raise MasraError(f"no checkpoint here (expected {WEIGHTS_FILE} and {INFO_FILE})", file=path)
+
+
+def read_checkpoint_info(folder: str | Path) -> tuple[Config, ModelDims, dict[str, Any]]:
+    """The config, the model dims and the info dict of a checkpoint folder (no tensors loaded)."""
+    folder = find_checkpoint(folder)
+    info_path = folder / INFO_FILE
+    try:
+        info = json.loads(info_path.read_text())
+    except json.JSONDecodeError as err:
+        raise MasraError(f"invalid JSON: {err.msg}", file=info_path, line=err.lineno) from None
+    if info.get("format_version") != FORMAT_VERSION:
+        raise MasraError(f"unsupported checkpoint format {info.get('format_version')!r}", file=info_path,
+                         field="format_version")
+    config_path = folder / CONFIG_FILE
+    cfg = config_from_dict(yaml.safe_load(config_path.read_text()) or {})
+    try:
+        dims = ModelDims(**info["dims"])
+    except (KeyError, TypeError) as err:
+        raise MasraError(f"bad model dims: {err}", file=info_path, field="dims") from None
+    return cfg, dims, info
+
+
+def load_weights(folder: str | Path, model: torch.nn.Module) -> None:
+    """Load ``model.safetensors`` into ``model`` (strict: every parameter must match by name and shape)."""
+    folder = find_checkpoint(folder)
+    try:
+        load_model(unwrap(model), str(folder / WEIGHTS_FILE), strict=True)
+    except RuntimeError as err:
+        raise MasraError(f"weights do not match the model built from the config: {err}",
+                         file=folder / WEIGHTS_FILE) from None
+
+
+def load_state(folder: str | Path) -> dict[str, Any]:
+    """The resume state (``state.pt``), loaded with ``weights_only=True``."""
+    path = find_checkpoint(folder) / STATE_FILE
+    if not path.is_file():
+        raise MasraError("checkpoint has no resume state", file=path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("format_version") != FORMAT_VERSION:
+        raise MasraError(f"unsupported state format {state.get('format_version')!r}", file=path)
+    return state

@@ -1,0 +1,96 @@
+"""Process-group setup for ``torchrun`` (DDP): one process per device, env:// rendezvous.
+
+A plain ``masra train`` (no WORLD_SIZE in the environment, or WORLD_SIZE=1) runs as a single process and never
+touches torch.distributed; the same code path serves both.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from masra.errors import MasraError
+
+
+@dataclass
+class DistContext:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` → this process's CUDA device when available, else CPU; anything else is taken literally."""
+    if name == "auto":
+        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MasraError("CUDA requested but not available", field="train.device")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
+    return device
+
+
+def init_distributed(device_name: str) -> DistContext:
+    """Join the process group torchrun described in the environment (nccl on CUDA, gloo on CPU)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", init_method="env://")
+    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.enabled:
+        dist.barrier()
+
+
+def broadcast_object(ctx: DistContext, value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (e.g. the early-stop decision, which only rank 0 can make)."""
+    if not ctx.enabled:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_objects(ctx: DistContext, value: Any) -> list[Any]:
+    """``value`` from every rank, in rank order, on every rank."""
+    if not ctx.enabled:
+        return [value]
+    out: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(out, value)
+    return out
+
+
+def mean_across_ranks(ctx: DistContext, values: dict[str, float]) -> dict[str, float]:
+    """Average logged scalars over ranks (every rank must pass the same keys)."""
+    if not ctx.enabled or not values:
+        return values
+    keys = sorted(values)
+    packed = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=ctx.device)
+    dist.all_reduce(packed)
+    packed /= ctx.world_size
+    return dict(zip(keys, packed.tolist()))
+
+
+def cleanup(ctx: DistContext) -> None:
+    if ctx.enabled and dist.is_initialized():
+        dist.destroy_process_group()

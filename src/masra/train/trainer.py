@@ -1,0 +1,310 @@
+"""The training loop: data → model → epochs of train/evaluate, checkpoints, resume, early stop, DDP.
+
+``train(cfg)`` is the whole of ``masra train``; it returns a :class:`TrainResult` so callers (the demo, the
+ablation runner, tests) can use the run without reading files.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from masra.config import Config, config_to_dict, save_config
+from masra.data.jsonl import write_jsonl
+from masra.errors import MasraError
+from masra.train import checkpoint as ckpt
+from masra.train.distributed import (
+    DistContext,
+    barrier,
+    broadcast_object,
+    cleanup,
+    gather_objects,
+    init_distributed,
+    mean_across_ranks,
+)
+from masra.train.engine import evaluate, train_one_epoch
+from masra.train.records import ground_truth_rows, load_records
+from masra.train.run_dir import holds_only_run_artifacts, last_checkpoint, prepare_new_run
+from masra.train.run_log import RunLog
+from masra.train.seeding import capture_rng_state, restore_rng_state, seed_everything
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    epochs_done: int
+    best_metric: float | None  # value of cfg.train.best_metric at the best evaluation (None: never evaluated)
+    best_epoch: int | None  # 1-based epoch of the best evaluation
+    best_metrics: dict[str, Any] | None  # full metrics dict of the best evaluation
+    stopped_early: bool
+    step_losses: list[float] = field(default_factory=list)  # this process's per-step losses, this invocation
+
+    @property
+    def best_checkpoint(self) -> Path | None:
+        path = self.run_dir / "best"
+        return path if path.is_dir() else None
+
+
+@dataclass
+class _Progress:
+    """Everything besides tensors that a resumed run must continue from."""
+
+    epoch: int = 0  # number of finished epochs
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    evals_since_best: int = 0
+
+
+def _build_data(cfg: Config, ctx: DistContext):
+    from masra.data.dataset import GroundingDataset, collate
+
+    if not cfg.data.train_path:
+        raise MasraError("a training annotation file is required", field="data.train_path")
+    train_set = GroundingDataset(load_records(cfg.data.train_path, cfg.data), cfg.data, train=True,
+                                 seed=cfg.train.seed)
+    world = ctx.world_size
+    if cfg.train.batch_size % world:
+        raise MasraError(f"global batch size must be divisible by the {world} processes", field="train.batch_size")
+    sampler = DistributedSampler(train_set, num_replicas=world, rank=ctx.rank, shuffle=True, seed=cfg.train.seed)
+    train_loader = DataLoader(
+        train_set,
+        batch_size=cfg.train.batch_size // world,
+        sampler=sampler,
+        collate_fn=collate,
+        num_workers=cfg.data.num_workers,
+        pin_memory=ctx.device.type == "cuda",
+    )
+    eval_loader = None
+    gt_rows = None
+    if cfg.data.eval_path and ctx.is_main:
+        eval_records = load_records(cfg.data.eval_path, cfg.data)
+        eval_set = GroundingDataset(eval_records, cfg.data, train=False)
+        eval_loader = DataLoader(eval_set, batch_size=cfg.train.eval_batch_size, shuffle=False, collate_fn=collate,
+                                 num_workers=cfg.data.num_workers)
+        gt_rows = ground_truth_rows(eval_records)
+    return train_set, sampler, train_loader, eval_loader, gt_rows
+
+
+def _model_dims(train_set: Any) -> ckpt.ModelDims:
+    v_dim, t_dim, prior_dim = train_set.feature_dims()
+    return ckpt.ModelDims(v_feat_dim=v_dim, t_feat_dim=t_dim, semantic_dim=prior_dim,
+                          v_source_dims=_video_source_dims(train_set.features, train_set.records[0].vid))
+
+
+def _video_source_dims(loader: Any, vid: str) -> list[int]:
+    """Width of each video feature source (before TEF), so inference can normalise each source separately."""
+    dims = []
+    for source in loader.video_sources:
+        found = source.read(vid)
+        if found is None:  # TVSum's {vid}_rgb.npy + {vid}_opt.npy pair counts as one source
+            found_parts = [source.read(f"{vid}_{part}") for part in ("rgb", "opt")]
+            dims.append(sum(part[0].shape[1] for part in found_parts if part is not None))
+        else:
+            dims.append(found[0].shape[1])
+    return dims
+
+
+def _resume_source(cfg: Config, resume: str | Path | None, force: bool, ctx: DistContext) -> Path | None:
+    """Which checkpoint to continue from; prepares the run folder for a fresh start otherwise."""
+    run_dir = Path(cfg.train.output_dir)
+    source: Path | None
+    if resume is None:
+        source = None
+        if ctx.is_main:
+            prepare_new_run(run_dir, force=force)
+    elif str(resume) == "auto":
+        source = last_checkpoint(run_dir)
+        if source is None and ctx.is_main:
+            prepare_new_run(run_dir, force=force or holds_only_run_artifacts(run_dir))
+    else:
+        source = ckpt.find_checkpoint(resume)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    barrier(ctx)
+    return source
+
+
+def _metric_of(metrics: dict[str, Any], name: str) -> float:
+    brief = metrics.get("brief", {})
+    if name not in brief:
+        raise MasraError(f"metric not produced by this dataset's evaluation; available: {', '.join(brief)}",
+                         field="train.best_metric")
+    return float(brief[name])
+
+
+def train(
+    cfg: Config,
+    *,
+    resume: str | Path | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``cfg`` into ``cfg.train.output_dir``.
+
+    ``resume``: None starts a new run (the folder must be empty unless ``force``); ``"auto"`` continues from
+    ``RUN_DIR/last`` when it exists and starts fresh otherwise; a path continues from that checkpoint.
+    Under torchrun every process calls this; only rank 0 writes files and evaluates.
+    """
+    from masra.model import build_model
+
+    ctx = init_distributed(cfg.train.device)
+    try:
+        return _train(cfg, ctx, build_model, resume=resume, force=force, progress=progress)
+    finally:
+        cleanup(ctx)
+
+
+def _train(cfg: Config, ctx: DistContext, build_model: Any, *, resume: Any, force: bool, progress: bool) -> TrainResult:
+    run_dir = Path(cfg.train.output_dir)
+    source = _resume_source(cfg, resume, force, ctx)
+    seed_everything(cfg.train.seed + ctx.rank)
+
+    train_set, sampler, train_loader, eval_loader, gt_rows = _build_data(cfg, ctx)
+    dims = _model_dims(train_set)
+    cfg.data.v_feat_dim, cfg.data.t_feat_dim = dims.v_feat_dim, dims.t_feat_dim
+    model, criterion = build_model(cfg, dims.v_feat_dim, dims.t_feat_dim, dims.semantic_dim)
+    model.to(ctx.device)
+    criterion.to(ctx.device)
+    params = [p for p in list(model.parameters()) + list(criterion.parameters()) if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.train.lr_drop, gamma=cfg.train.lr_gamma)
+    scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.train.amp == "fp16")
+
+    state = _Progress()
+    if source is not None:
+        state = _restore(source, model, criterion, optimizer, scheduler, scaler, ctx)
+
+    log = RunLog(run_dir if ctx.is_main else None)
+    if ctx.is_main:
+        save_config(cfg, run_dir / "config.yaml")
+        log.text("config", config_to_dict(cfg))
+        n_params = sum(p.numel() for p in model.parameters())
+        log.line(f"{'resumed from ' + str(source) + ' at' if source else 'starting'} epoch {state.epoch + 1}/"
+                 f"{cfg.train.epochs} on {ctx.device} x{ctx.world_size}; {len(train_set)} training samples; "
+                 f"{n_params:,} parameters")
+
+    ddp_model = model
+    if ctx.enabled:
+        # MASRA losses touch some heads only when a batch has priors, so unused parameters must be allowed.
+        ddp_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+            find_unused_parameters=True,
+        )
+
+    step_losses: list[float] = []
+    best_metrics: dict[str, Any] | None = None
+    stopped_early = False
+    try:
+        for epoch in range(state.epoch, cfg.train.epochs):
+            started = time.time()
+            sampler.set_epoch(epoch)
+            train_set.set_epoch(epoch)
+            result = train_one_epoch(
+                ddp_model, criterion, train_loader, optimizer, device=ctx.device, epoch=epoch,
+                grad_clip=cfg.train.grad_clip, amp=cfg.train.amp, scaler=scaler, progress=progress and ctx.is_main,
+            )
+            step_losses.extend(result.step_losses)
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            means = mean_across_ranks(ctx, result.means)
+            state.epoch = epoch + 1
+            log.scalars("train", {**means, "lr": lr}, state.epoch)
+            log.line(f"epoch {state.epoch} lr {lr:.3g} {time.time() - started:.1f}s "
+                     + " ".join(f"{k} {v:.4f}" for k, v in sorted(means.items())))
+
+            improved, metrics, files = False, None, {}
+            due = state.epoch % cfg.train.eval_every == 0 or state.epoch == cfg.train.epochs
+            if ctx.is_main and eval_loader is not None and due:
+                metrics, files = _evaluate_epoch(model, eval_loader, gt_rows, cfg, ctx, run_dir, state.epoch, log)
+                if metrics is not None:
+                    score = _metric_of(metrics, cfg.train.best_metric)
+                    improved = state.best_metric is None or score > state.best_metric
+                    if improved:
+                        state.best_metric, state.best_epoch, state.evals_since_best = score, state.epoch, 0
+                        best_metrics = metrics
+                    else:
+                        state.evals_since_best += 1
+            rng = gather_objects(ctx, capture_rng_state())
+            if ctx.is_main:
+                info = {"epoch": state.epoch, "metrics": (metrics or {}).get("brief")}
+                if improved:
+                    _save(run_dir / "best", model, criterion, optimizer, scheduler, scaler, cfg, dims, state, rng,
+                          info, files)
+                _save(run_dir / "last", model, criterion, optimizer, scheduler, scaler, cfg, dims, state, rng, info)
+            patience = cfg.train.early_stop_patience
+            stop = patience > 0 and state.evals_since_best >= patience
+            stopped_early = broadcast_object(ctx, stop)
+            barrier(ctx)
+            if stopped_early:
+                log.line(f"early stop after epoch {state.epoch}: {patience} evaluations without improvement")
+                break
+    finally:
+        log.close()
+    if best_metrics is None and state.best_epoch is not None and ctx.is_main:
+        best_metrics = json.loads((run_dir / "best" / "metrics.json").read_text())
+    return TrainResult(run_dir=run_dir, epochs_done=state.epoch, best_metric=state.best_metric,
+                       best_epoch=state.best_epoch, best_metrics=best_metrics, stopped_early=stopped_early,
+                       step_losses=step_losses)
+
+
+def _evaluate_epoch(model, eval_loader, gt_rows, cfg: Config, ctx: DistContext, run_dir: Path, epoch: int,
+                    log: RunLog) -> tuple[dict[str, Any] | None, dict[str, Path]]:
+    """Predict the eval split, write the submission (and metrics when GT is known); return both."""
+    split = cfg.data.eval_split_name
+    preds_path = run_dir / "eval" / f"epoch_{epoch:04d}_{split}_preds.jsonl"
+    rows = evaluate(model, eval_loader, cfg, device=ctx.device)
+    write_jsonl(preds_path, rows)
+    files = {f"{split}_preds.jsonl": preds_path}
+    if gt_rows is None:
+        log.line(f"epoch {epoch}: wrote {preds_path.name} (no ground truth, no metrics)")
+        return None, files
+    from masra.eval import evaluate as evaluate_submission
+
+    metrics = evaluate_submission(cfg.data.dataset, rows, gt_rows)
+    metrics_path = preds_path.with_name(f"epoch_{epoch:04d}_{split}_metrics.json")
+    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
+    files["metrics.json"] = metrics_path
+    log.scalars("eval", metrics["brief"], epoch)
+    log.line(f"epoch {epoch} eval {split}: " + " ".join(f"{k} {v}" for k, v in metrics["brief"].items()))
+    return metrics, files
+
+
+def _save(folder: Path, model, criterion, optimizer, scheduler, scaler, cfg: Config, dims: ckpt.ModelDims,
+          state: _Progress, rng: list[dict[str, Any]], info: dict[str, Any], files: dict[str, Path] | None = None):
+    resume_state = {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "criterion": criterion.state_dict(),
+        "rng": rng,
+        "progress": dict(state.__dict__),
+        "config": config_to_dict(cfg),
+    }
+    ckpt.save_checkpoint(folder, model=model, cfg=cfg, dims=dims, state=resume_state, info=info, extra_files=files)
+
+
+def _restore(source: Path, model, criterion, optimizer, scheduler, scaler, ctx: DistContext) -> _Progress:
+    """Load weights, optimiser, scheduler, scaler, criterion and this rank's RNG state; return the progress."""
+    import logging
+
+    ckpt.load_weights(source, model)
+    saved = ckpt.load_state(source)
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    if saved["scaler"]:
+        scaler.load_state_dict(saved["scaler"])
+    criterion.load_state_dict(saved["criterion"])
+    rng = saved["rng"]
+    if len(rng) == ctx.world_size:
+        restore_rng_state(rng[ctx.rank])
+    else:
+        logging.getLogger("masra.train").warning(
+            "checkpoint was written by %d processes, this run has %d: random streams are re-seeded, so the "
+            "continuation is not bit-identical", len(rng), ctx.world_size)
+        seed_everything(int(saved["config"]["train"]["seed"]) + ctx.rank + 7919 * saved["progress"]["epoch"])
+    return _Progress(**saved["progress"])

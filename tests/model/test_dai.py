@@ -1,0 +1,178 @@
+"""DAI: context-aware codebook, decoupled cross-attention and its three losses."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from masra.errors import MasraError
+from masra.model.dai import (
+    ContextCodebook,
+    DecoupledCrossAttention,
+    codebook_decoupling_loss,
+    codebook_diversity_loss,
+    dai_relevance_loss,
+    masked_query_mean,
+)
+
+D, HEADS, K = 16, 4, 8
+
+
+def inputs(seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    video = torch.randn(2, 7, D, generator=gen)
+    text = torch.randn(2, 5, D, generator=gen)
+    video_mask = torch.ones(2, 7)
+    video_mask[1, 5:] = 0
+    text_mask = torch.ones(2, 5)
+    text_mask[0, 3:] = 0
+    return video, video_mask, text, text_mask
+
+
+@pytest.mark.parametrize("context", ["mlp", "xattn"])
+def test_codebook_starts_context_free_and_ignores_padding(context: str) -> None:
+    torch.manual_seed(0)
+    book = ContextCodebook(D, K, context, nheads=HEADS)
+    video, video_mask, _, _ = inputs()
+    codes = book(video, video_mask)
+    assert codes.shape == (2, K, D)
+    torch.testing.assert_close(codes, book.codebook.expand(2, -1, -1))  # zero-initialised context branch
+    for p in book.parameters():
+        torch.nn.init.normal_(p)  # a trained-looking codebook
+    codes = book(video, video_mask)
+    assert not torch.allclose(codes[0], codes[1])  # entries depend on the video
+    changed = video.clone()
+    changed[1, 5:] = 1e3  # padding
+    torch.testing.assert_close(book(changed, video_mask), codes)
+
+
+def test_unknown_context_mode_is_a_clear_error() -> None:
+    with pytest.raises(MasraError, match="model.dai.context"):
+        ContextCodebook(D, K, "lstm")
+
+
+def dense_reference(att: DecoupledCrossAttention, query, key, value, key_mask, codebook):
+    """Per-head softmax over [text ; codebook], computed one clip at a time."""
+    dh = D // HEADS
+    q = att.q_proj(query).view(*query.shape[:2], HEADS, dh)
+    k = att.k_proj(torch.cat([key, codebook], 1)).view(key.shape[0], -1, HEADS, dh)
+    v = att.v_proj(value).view(*value.shape[:2], HEADS, dh)
+    n = key.shape[1]
+    outs, rels = [], []
+    for b in range(query.shape[0]):
+        keep = torch.cat([key_mask[b].bool(), torch.ones(codebook.shape[1], dtype=torch.bool)])
+        per_head, mass = [], []
+        for h in range(HEADS):
+            logits = q[b, :, h] @ k[b, :, h].t() / math.sqrt(dh)  # [L, N+K]
+            logits[:, n:] += att.codebook_bias[h]
+            prob = logits.masked_fill(~keep, float("-inf")).softmax(-1)
+            per_head.append(prob[:, :n] @ v[b, :, h])
+            mass.append(prob[:, :n].sum(-1))
+        outs.append(torch.cat(per_head, -1))
+        rels.append(torch.stack(mass).mean(0))
+    return att.out_proj(torch.stack(outs)), torch.stack(rels)
+
+
+def test_decoupled_attention_matches_reference_and_sums_only_query_values() -> None:
+    torch.manual_seed(0)
+    att = DecoupledCrossAttention(D, HEADS, K)
+    video, video_mask, text, text_mask = inputs()
+    codes = torch.randn(2, K, D)
+    out, rel = att(video, text, text, text_mask, codebook=codes)
+    assert out.shape == (2, 7, D) and rel.shape == (2, 7)
+    ref_out, ref_rel = dense_reference(att, video, text, text, text_mask, codes)
+    torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(rel, ref_rel, atol=1e-6, rtol=1e-5)
+    assert ((rel > 0) & (rel < 1)).all()
+    # Padded query tokens never matter.
+    changed = text.clone()
+    changed[0, 3:] = 1e3
+    out2, rel2 = att(video, changed, changed, text_mask, codebook=codes)
+    torch.testing.assert_close(out2[0], out[0])
+    torch.testing.assert_close(rel2[0], rel[0])
+
+
+def test_codebook_mass_starts_small_and_absorbs_when_codebook_matches() -> None:
+    torch.manual_seed(0)
+    att = DecoupledCrossAttention(D, HEADS, K)
+    video, _, text, _ = inputs()
+    text_mask = torch.ones(2, 5)
+    codes = torch.randn(2, K, D)
+    _, rel = att(video, text, text, text_mask, codebook=codes)
+    # bias -log K: the codebook starts with about 1/(N+1) of the mass.
+    assert rel.mean() > 0.7
+    with torch.no_grad():
+        att.codebook_bias.fill_(10.0)
+    out, rel_absorbed = att(video, text, text, text_mask, codebook=codes)
+    assert rel_absorbed.max() < 0.01
+    # Absorbed mass shrinks the text contribution instead of being renormalised onto the query.
+    assert (out - att.out_proj.bias).norm() < 0.05 * out.norm()
+
+
+def test_gradients_reach_codebook_attention_and_context() -> None:
+    torch.manual_seed(0)
+    book = ContextCodebook(D, K, "mlp")
+    att = DecoupledCrossAttention(D, HEADS, K)
+    params = list(book.named_parameters()) + list(att.named_parameters())
+    optimizer = torch.optim.SGD([p for _, p in params], lr=0.1)
+    video, video_mask, text, text_mask = inputs()
+    labels = torch.zeros(2, 7)
+    labels[:, 2:4] = 1
+    # Two steps: the context MLP's first layer only gets gradient once its zero-initialised last layer moved.
+    for _ in range(2):
+        optimizer.zero_grad()
+        codes = book(video, video_mask)
+        out, rel = att(video, text, text, text_mask, codebook=codes)
+        loss = out.sum() + dai_relevance_loss(rel, labels, video_mask) + codebook_diversity_loss(codes)
+        loss = loss + codebook_decoupling_loss(codes, masked_query_mean(text, text_mask))
+        loss.backward()
+        optimizer.step()
+    for name, p in params:
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_relevance_bce_is_computed_over_valid_clips_only() -> None:
+    rel = torch.tensor([[0.9, 0.2, 0.5], [0.7, 0.3, 0.6]], requires_grad=True)
+    labels = torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    loss = dai_relevance_loss(rel, labels, mask)
+    expected = F.binary_cross_entropy(rel[mask.bool()], labels[mask.bool()])
+    torch.testing.assert_close(loss, expected)
+    # all clips relevant and a single clip: still finite
+    assert torch.isfinite(dai_relevance_loss(torch.ones(1, 1), torch.ones(1, 1), torch.ones(1, 1)))
+    # no labels (inference data): zero, connected to the graph
+    zero = dai_relevance_loss(rel, None, mask)
+    assert zero.item() == 0.0 and zero.requires_grad
+
+
+def test_diversity_loss_is_zero_for_orthogonal_and_one_for_identical_entries() -> None:
+    orthogonal = torch.eye(4, D).unsqueeze(0)
+    assert codebook_diversity_loss(orthogonal).item() == pytest.approx(0.0, abs=1e-6)
+    identical = torch.ones(1, 4, D)
+    assert codebook_diversity_loss(identical).item() == pytest.approx(1.0, abs=1e-5)
+    opposite = torch.stack([torch.ones(D), -torch.ones(D)]).unsqueeze(0)
+    assert codebook_diversity_loss(opposite).item() == pytest.approx(1.0, abs=1e-5)  # |cos|, not cos
+    assert codebook_diversity_loss(torch.randn(2, 1, D)).item() == 0.0
+
+
+def test_decoupling_loss_only_penalises_entries_aligned_with_the_query() -> None:
+    query = torch.zeros(1, 3, D)
+    query[0, :, 0] = 1.0
+    query_mask = torch.tensor([[1.0, 1.0, 0.0]])
+    q_mean = masked_query_mean(query, query_mask)
+    away = torch.zeros(1, 2, D)
+    away[0, 0, 0] = -1.0
+    away[0, 1, 1] = 1.0
+    assert codebook_decoupling_loss(away, q_mean).item() == 0.0
+    towards = torch.zeros(1, 2, D)
+    towards[0, :, 0] = 1.0
+    towards[0, 1, 1] = 1.0
+    expected = (1.0 + 1.0 / math.sqrt(2.0)) / 2
+    assert codebook_decoupling_loss(towards, q_mean).item() == pytest.approx(expected, rel=1e-5)
+    codes = towards.clone().requires_grad_(True)
+    query_param = q_mean.clone().requires_grad_(True)
+    codebook_decoupling_loss(codes, query_param).backward()
+    assert codes.grad.abs().sum() > 0 and query_param.grad is None

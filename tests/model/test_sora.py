@@ -1,0 +1,160 @@
+"""SORA: banded second-order relation and banded attention against dense O(L²) references."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from masra.errors import MasraError
+from masra.model.sora import SORALayer, second_order_relation
+
+D, HEADS = 16, 4
+
+
+def dense_second_order(h: torch.Tensor, mask: torch.Tensor, band: int) -> torch.Tensor:
+    """R2 as a full [B, L, L] matrix from the definition: Ã = band-restricted masked cosine, R2 = cos of rows."""
+    length = h.shape[1]
+    idx = torch.arange(length)
+    in_band = (idx[:, None] - idx[None, :]).abs() <= band  # [L, L]
+    valid = mask.bool()
+    pair = valid[:, :, None] & valid[:, None, :] & in_band  # [B, L, L]
+    unit = F.normalize(h, dim=-1)
+    first = (unit @ unit.transpose(1, 2)) * pair
+    rows = F.normalize(first, dim=-1)
+    return (rows @ rows.transpose(1, 2)) * pair
+
+
+def dense_to_band(full: torch.Tensor, band: int) -> torch.Tensor:
+    """[B, L, L] -> [B, L, 2w+1] with out[b, i, o] = full[b, i, i + o - w] (0 outside)."""
+    batch, length, _ = full.shape
+    out = torch.zeros(batch, length, 2 * band + 1, dtype=full.dtype)
+    for i in range(length):
+        for o in range(2 * band + 1):
+            j = i + o - band
+            if 0 <= j < length:
+                out[:, i, o] = full[:, i, j]
+    return out
+
+
+def dense_attention(layer: SORALayer, src: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """The SORA attention written with full [T, T] score matrices (same weights)."""
+    batch, total, d = src.shape
+    g, w, heads = layer.num_global, layer.band, layer.nheads
+    dh = d // heads
+    qk_in = src + pos
+    q = layer.q_proj(qk_in).view(batch, total, heads, dh).transpose(1, 2)
+    k = layer.k_proj(qk_in).view(batch, total, heads, dh).transpose(1, 2)
+    v = layer.v_proj(src).view(batch, total, heads, dh).transpose(1, 2)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(dh)  # [B, H, T, T]
+    bias = torch.zeros(batch, total, total)
+    bias[:, g:, g:] = dense_second_order(src[:, g:], mask[:, g:], w)
+    scores = scores + layer.beta.view(1, heads, 1, 1) * bias[:, None]
+    idx = torch.arange(total)
+    clip_dist = (idx[:, None] - idx[None, :]).abs()
+    allowed = (clip_dist <= w) | (idx[:, None] < g) | (idx[None, :] < g)  # [T, T]
+    allowed = allowed[None] & mask.bool()[:, None, :]  # [B, T, T]
+    scores = scores.masked_fill(~allowed[:, None], float("-inf"))
+    out = (scores.softmax(-1) @ v).transpose(1, 2).reshape(batch, total, d)
+    return layer.out_proj(out)
+
+
+def make_inputs(batch: int = 2, length: int = 12, pad_from: int = 9, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    src = torch.randn(batch, length + 1, D, generator=gen)
+    pos = torch.randn(batch, length + 1, D, generator=gen)
+    mask = torch.ones(batch, length + 1)
+    mask[-1, 1 + pad_from :] = 0
+    return src, pos, mask
+
+
+def make_layer(band: int = 2, beta: float = 1.5) -> SORALayer:
+    torch.manual_seed(0)
+    layer = SORALayer(D, HEADS, 32, dropout=0.0, band=band, beta_init=beta)
+    return layer.eval()
+
+
+@pytest.mark.parametrize("band", [1, 2, 5, 20])
+def test_banded_second_order_equals_dense_reference(band: int) -> None:
+    src, _, mask = make_inputs()
+    h, m = src[:, 1:], mask[:, 1:]
+    banded = second_order_relation(h, m, band)
+    assert banded.shape == (2, 12, 2 * band + 1)
+    torch.testing.assert_close(banded, dense_to_band(dense_second_order(h, m, band), band), atol=1e-5, rtol=1e-5)
+
+
+def test_second_order_relation_is_one_on_the_diagonal_and_bounded() -> None:
+    src, _, mask = make_inputs()
+    rel = second_order_relation(src[:, 1:], mask[:, 1:], 3)
+    valid = mask[:, 1:].bool()
+    torch.testing.assert_close(rel[:, :, 3][valid], torch.ones(int(valid.sum())))
+    assert rel.abs().max() <= 1.0 + 1e-5
+    assert (rel[1, 9:] == 0).all()  # padded rows
+
+
+@pytest.mark.parametrize("band", [1, 3])
+def test_banded_attention_equals_dense_reference(band: int) -> None:
+    layer = make_layer(band)
+    src, pos, mask = make_inputs()
+    banded = layer.attention(src, mask, pos)
+    dense = dense_attention(layer, src, mask, pos)
+    valid = mask.bool()
+    torch.testing.assert_close(banded[valid], dense[valid], atol=1e-5, rtol=1e-4)
+
+
+def test_output_shape_and_padding_does_not_change_valid_outputs() -> None:
+    layer = make_layer(band=2)
+    src, pos, mask = make_inputs(batch=1, length=8, pad_from=8)
+    out = layer(src, mask, pos)
+    assert out.shape == src.shape
+    gen = torch.Generator().manual_seed(5)
+    padded_src = torch.cat([src, 100 * torch.randn(1, 4, D, generator=gen)], dim=1)
+    padded_pos = torch.cat([pos, torch.randn(1, 4, D, generator=gen)], dim=1)
+    padded_mask = torch.cat([mask, torch.zeros(1, 4)], dim=1)
+    padded_out = layer(padded_src, padded_mask, padded_pos)
+    assert torch.isfinite(padded_out).all()
+    torch.testing.assert_close(padded_out[:, :9], out, atol=1e-5, rtol=1e-5)
+
+
+def test_clips_beyond_twice_the_band_never_influence_a_clip() -> None:
+    band = 2
+    layer = make_layer(band)
+    src, pos, mask = make_inputs(batch=1, length=14, pad_from=14)
+    out = layer(src, mask, pos)
+    far = 1 + 12  # clip 12, more than 2w = 4 clips away from clips 0..7
+    changed = src.clone()
+    changed[:, far] += 10.0
+    out_changed = layer(changed, mask, pos)
+    torch.testing.assert_close(out_changed[:, 1 : 1 + 8], out[:, 1 : 1 + 8])
+    assert not torch.allclose(out_changed[:, 1 + 10], out[:, 1 + 10])  # a clip inside the band does change
+    assert not torch.allclose(out_changed[:, 0], out[:, 0])  # the global token sees every clip
+
+
+def test_relation_bias_changes_the_attention_and_beta_gets_gradient() -> None:
+    layer = make_layer(band=2, beta=0.0)
+    src, pos, mask = make_inputs()
+    unbiased = layer(src, mask, pos)
+    with torch.no_grad():
+        layer.beta.fill_(3.0)
+    biased = layer(src, mask, pos)
+    assert not torch.allclose(biased, unbiased)
+    biased.sum().backward()
+    assert layer.beta.grad is not None and layer.beta.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in layer.parameters())
+
+
+def test_single_clip_and_no_global_token_are_finite() -> None:
+    torch.manual_seed(0)
+    layer = SORALayer(D, HEADS, 32, dropout=0.0, band=3, num_global=0).eval()
+    src = torch.randn(2, 5, D)
+    mask = torch.zeros(2, 5)
+    mask[0, 0] = 1  # one clip; sample 1 fully padded
+    out = layer(src, mask)
+    assert torch.isfinite(out).all()
+
+
+def test_invalid_band_is_a_clear_error() -> None:
+    with pytest.raises(MasraError, match="model.sora.band"):
+        SORALayer(D, HEADS, 32, band=0)

@@ -1,0 +1,81 @@
+"""The config system: defaults < YAML < overrides, and precise errors for mistakes."""
+
+from pathlib import Path
+
+import pytest
+
+from masra.config import (
+    MASRA_PARTS,
+    Config,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    save_config,
+    set_masra_parts,
+)
+from masra.errors import MasraError
+
+
+def test_defaults_are_the_anchor_defaults() -> None:
+    cfg = Config()
+    assert (cfg.model.hidden_dim, cfg.model.num_queries, cfg.model.dec_layers) == (256, 10, 2)
+    assert (cfg.loss.span, cfg.loss.giou, cfg.loss.label, cfg.loss.eos_coef) == (10.0, 1.0, 4.0, 0.1)
+    assert (cfg.train.lr, cfg.train.weight_decay, cfg.train.grad_clip) == (1e-4, 1e-4, 0.1)
+    assert not any(getattr(cfg.model, part).enabled for part in MASRA_PARTS)
+
+
+def test_yaml_then_overrides_win_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  dataset: tacos\n  clip_length: 2\nmodel:\n  sora:\n    band: 8\n")
+    cfg = load_config(path, ["model.sora.band=4", "train.lr=2e-4", "data.v_feat_dirs=[a, b]"])
+    assert cfg.data.dataset == "tacos"
+    assert cfg.data.clip_length == 2.0 and isinstance(cfg.data.clip_length, float)
+    assert cfg.model.sora.band == 4
+    assert cfg.train.lr == pytest.approx(2e-4)
+    assert cfg.data.v_feat_dirs == ["a", "b"]
+
+
+def test_unknown_key_in_yaml_names_file_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("model:\n  sora:\n    bandd: 8\n")
+    with pytest.raises(MasraError) as err:
+        load_config(path)
+    assert str(path) in str(err.value) and "model.sora.bandd" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [("train.epochs=abc", "train.epochs"), ("model.dai.enabled=3", "model.dai.enabled"), ("nokey", None)],
+)
+def test_bad_overrides_are_rejected(override: str, field: str | None) -> None:
+    with pytest.raises(MasraError) as err:
+        apply_overrides(Config(), [override])
+    if field:
+        assert field in str(err.value)
+
+
+def test_invalid_choice_is_rejected() -> None:
+    with pytest.raises(MasraError, match="train.amp"):
+        load_config(None, ["train.amp=fp8"])
+
+
+def test_round_trip_through_dict_and_yaml(tmp_path: Path) -> None:
+    cfg = load_config(None, ["model.esta.enabled=true", "data.max_v_l=-1"])
+    assert config_to_dict(config_from_dict(config_to_dict(cfg))) == config_to_dict(cfg)
+    save_config(cfg, tmp_path / "cfg.yaml")
+    assert config_to_dict(load_config(tmp_path / "cfg.yaml")) == config_to_dict(cfg)
+
+
+def test_set_masra_parts() -> None:
+    cfg = set_masra_parts(Config(), "all")
+    assert all(getattr(cfg.model, p).enabled for p in MASRA_PARTS)
+    cfg = set_masra_parts(cfg, ["sora", "lrca"])
+    assert [p for p in MASRA_PARTS if getattr(cfg.model, p).enabled] == ["sora", "lrca"]
+    with pytest.raises(MasraError, match="unknown MASRA part"):
+        set_masra_parts(cfg, ["sora", "magic"])
+
+
+def test_error_message_locates_problem() -> None:
+    err = MasraError("start 40 > end 30", file="val.jsonl", line=12, field="relevant_windows")
+    assert str(err) == "val.jsonl:12: field 'relevant_windows': start 40 > end 30"

@@ -1,0 +1,95 @@
+"""A tiny QVHighlights-format dataset on disk (anchor layout) and a tiny model config, for fast training tests.
+
+Each video has a planted moment: its clips carry the query's direction in feature space, so a model can
+learn something in a few epochs; everything is derived from a seed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from masra.config import Config, load_config
+
+V_DIM = 12
+T_DIM = 8
+CLIP_LENGTH = 2.0
+
+
+def _rows(rng: np.random.Generator, first_qid: int, count: int) -> list[dict]:
+    rows = []
+    for k in range(count):
+        n_clips = int(rng.integers(8, 14))
+        start = int(rng.integers(0, n_clips - 3))
+        end = int(rng.integers(start + 2, n_clips + 1))
+        clip_ids = list(range(start, end))
+        rows.append({
+            "qid": first_qid + k,
+            "query": f"query {first_qid + k}",
+            "duration": n_clips * CLIP_LENGTH,
+            "vid": f"video{first_qid + k:03d}_0.0_150.0",
+            "relevant_windows": [[start * CLIP_LENGTH, end * CLIP_LENGTH]],
+            "relevant_clip_ids": clip_ids,
+            "saliency_scores": [[int(v) for v in rng.integers(1, 5, size=3)] for _ in clip_ids],
+        })
+    return rows
+
+
+def make_tiny_dataset(root: Path, n_train: int = 8, n_val: int = 4, seed: int = 0) -> dict[str, Path]:
+    """Write annotations + video/text npz features under ``root``; returns the paths."""
+    rng = np.random.default_rng(seed)
+    paths = {
+        "train": root / "train.jsonl",
+        "val": root / "val.jsonl",
+        "test": root / "test.jsonl",
+        "video": root / "features" / "video",
+        "text": root / "features" / "text",
+    }
+    paths["video"].mkdir(parents=True)
+    paths["text"].mkdir(parents=True)
+    splits = {"train": _rows(rng, 0, n_train), "val": _rows(rng, 1000, n_val)}
+    for split, rows in splits.items():
+        paths[split].write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        for row in rows:
+            direction = rng.normal(size=V_DIM)
+            n_clips = int(row["duration"] / CLIP_LENGTH)
+            video = rng.normal(scale=0.5, size=(n_clips, V_DIM))
+            video[row["relevant_clip_ids"]] += 2.0 * direction
+            np.savez(paths["video"] / f"{row['vid']}.npz", features=video.astype(np.float32))
+            tokens = np.concatenate([direction[None, :T_DIM], rng.normal(size=(3, T_DIM))]).astype(np.float32)
+            np.savez(paths["text"] / f"qid{row['qid']}.npz", last_hidden_state=tokens, pooler_output=tokens[0])
+    # The test split is the val split without labels (like QVHighlights' test release).
+    keep = ("qid", "query", "duration", "vid")
+    paths["test"].write_text("\n".join(json.dumps({k: r[k] for k in keep}) for r in splits["val"]) + "\n")
+    return paths
+
+
+TINY_MODEL = [
+    "model.hidden_dim=32", "model.nheads=4", "model.dim_feedforward=64", "model.t2v_layers=1",
+    "model.enc_layers=1", "model.dec_layers=2", "model.num_queries=4", "model.input_dropout=0.1",
+]
+
+
+def tiny_config(paths: dict[str, Path], run_dir: Path, *overrides: str) -> Config:
+    """A config that trains in about a second per epoch on one CPU core."""
+    return load_config(None, [
+        "data.dataset=qvhighlights",
+        f"data.train_path={paths['train']}",
+        f"data.eval_path={paths['val']}",
+        f"data.test_path={paths['test']}",
+        f"data.v_feat_dirs=[{paths['video']}]",
+        f"data.t_feat_dir={paths['text']}",
+        "data.max_v_l=75",
+        *TINY_MODEL,
+        "train.epochs=2",
+        "train.batch_size=4",
+        "train.eval_batch_size=4",
+        "train.eval_every=1",
+        "train.lr=1e-3",
+        "train.device=cpu",
+        "train.seed=7",
+        f"train.output_dir={run_dir}",
+        *overrides,
+    ])
