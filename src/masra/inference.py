@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,6 +225,15 @@ def predict_split(
     return SplitPredictions(rows=rows, metrics=metrics, records=records, cfg=cfg)
 
 
+def write_json(value: Any, path: str | Path) -> None:
+    """Write JSON atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=4) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def refuse_existing(path: str | Path | None, force: bool) -> None:
     """Outputs are never overwritten silently."""
     if path is not None and Path(path).exists() and not force:
@@ -248,6 +258,5 @@ def evaluate_checkpoint(
         raise MasraError(f"the {split} annotations have no labels; use `masra predict` for a submission file",
                          file=split_path(result.cfg.data, split))
     if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(result.metrics, indent=2) + "\n")
+        write_json(result.metrics, out)
     return result.metrics

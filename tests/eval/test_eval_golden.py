@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from pathlib import Path
 
 import pytest
@@ -48,13 +47,12 @@ def test_row_order_does_not_matter(val_gt, sample_preds):
     assert eval_submission(shuffled_preds, shuffled_gt) == eval_submission(sample_preds, val_gt)
 
 
-def test_full_val_evaluation_is_fast(val_gt, sample_preds):
-    # The whole 1,550-query val evaluation (MR + HL) must stay well under a second of CPU time.
-    best = min(_cpu_seconds(lambda: eval_submission(sample_preds, val_gt)) for _ in range(3))
-    assert best < 1.0, f"evaluation took {best:.3f} s of CPU"
+def test_vectorised_evaluator_equals_literal_loops(val_gt, sample_preds):
+    from masra.bench.literal_eval import literal_full_metrics
 
-
-def _cpu_seconds(fn) -> float:
-    start = time.process_time()
-    fn()
-    return time.process_time() - start
+    subset = sample_preds[:200]
+    gt = [row for row in val_gt if row["qid"] in {p["qid"] for p in subset}]
+    literal = literal_full_metrics(subset, gt)
+    brief = eval_submission(subset, gt)["brief"]
+    for key, value in literal.items():
+        assert brief[key] == float(f"{value:.2f}")

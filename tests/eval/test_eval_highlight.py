@@ -7,27 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from masra.bench.literal_eval import literal_highlight_ap as reference_get_ap
 from masra.eval import eval_submission
 from masra.eval.highlight import hit_at_one, saliency_matrices, tie_grouped_average_precision, top_clip
-
-
-def reference_get_ap(labels, scores):
-    """One precision/recall point per distinct score, interpolated from the recall-1 end, AP = plain mean
-    of the interpolated precision at the last point of every distinct recall level (without the appended
-    recall-0 point)."""
-    labels = list(labels)
-    if len(set(labels)) == 1:
-        return float(labels[0])
-    points = []  # from the highest threshold down
-    for t in sorted(set(scores), reverse=True):
-        chosen = [y for y, s in zip(labels, scores) if s >= t]
-        points.append((sum(chosen) / len(chosen), sum(chosen) / sum(labels)))
-    precision = [p for p, _ in reversed(points)] + [1.0]
-    recall = [r for _, r in reversed(points)] + [0.0]
-    for i in range(1, len(precision)):
-        precision[i] = max(precision[i - 1], precision[i])
-    picked = [precision[i] for i in range(len(recall) - 1) if recall[i] != recall[i + 1]]
-    return sum(picked) / len(picked)
 
 
 def _batched_ap(columns):

@@ -9,50 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from masra.bench.literal_eval import literal_moment_ap as reference_ap
 from masra.eval import eval_submission
 from masra.eval.iou import cross_iou, hull_iou
 from masra.eval.moment_retrieval import MAP_THRESHOLDS, average_precision_per_query, top1_iou
-
-
-# ---- brute-force reference, straight from REFERENCE.md §2.2 ------------------------------------------------
-def _iou(a, b):
-    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    union = (a[1] - a[0]) + (b[1] - b[0]) - inter
-    return inter / union if union else 0.0
-
-
-def _voc_ap(precision, recall):
-    mprec = [0.0] + list(precision) + [0.0]
-    mrec = [0.0] + list(recall) + [1.0]
-    for i in range(len(mprec) - 2, -1, -1):
-        mprec[i] = max(mprec[i], mprec[i + 1])
-    return sum((mrec[i] - mrec[i - 1]) * mprec[i] for i in range(1, len(mrec)) if mrec[i] != mrec[i - 1])
-
-
-def reference_ap(preds, gts, threshold):
-    preds = sorted(preds[:10], key=lambda p: -p[2])  # stable: ties keep file order
-    taken = set()
-    tp = []
-    for p in preds:
-        ious = [_iou(p, g) for g in gts]
-        # decreasing IoU; among equal IoUs the later GT first (numpy argsort()[::-1])
-        visit = list(reversed(sorted(range(len(gts)), key=lambda j: ious[j])))
-        hit = False
-        for j in visit:
-            if ious[j] < threshold:
-                break
-            if j in taken:
-                continue
-            taken.add(j)
-            hit = True
-            break
-        tp.append(hit)
-    if not tp:
-        return 0.0
-    tp_cum = np.cumsum(tp)
-    precision = tp_cum / np.arange(1, len(tp) + 1)
-    recall = tp_cum / len(gts)
-    return _voc_ap(precision, recall)
 
 
 # ---- strategies: coarse grids so that ties in scores and IoUs are frequent -------------------------------------

@@ -178,3 +178,15 @@ def test_semantic_parts_without_a_prior_dimension_are_a_clear_error(small_config
         build(small_config, parts, semantic_dim=None)
     model, _ = build(small_config, "dai,sora,lrca", semantic_dim=None)  # these need no prior dimension
     assert model.sge is None and model.esta is None
+
+
+def test_all_parts_under_bf16_autocast(small_config, random_batch):
+    model, criterion = build(small_config, "all")
+    batch = with_priors(random_batch([6, 4], [3, 2]), [1.0, 0.0])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model.train()(batch)
+        terms = criterion(out, batch)
+    assert all(torch.isfinite(v) for v in terms.values())
+    terms["loss"].backward()
+    assert model.sora.beta.grad is not None and torch.isfinite(model.sora.beta.grad).all()
+    assert model.dai_codebook.codebook.grad is not None

@@ -2,6 +2,7 @@
 
 import time
 
+import pytest
 import torch
 
 from masra.config import EvalConfig
@@ -39,8 +40,8 @@ def _synthetic_batch(seed: int = 0) -> tuple[GroundingBatch, list[dict]]:
         meta.append({"qid": i, "vid": f"vid{i}", "query": f"concept {concept}", "duration": duration})
         ground_truth.append({"qid": i, "query": f"concept {concept}", "vid": f"vid{i}", "duration": duration,
                              "relevant_windows": [window]})
-    tef = torch.stack(torch.meshgrid(torch.arange(N_CLIPS), torch.arange(2), indexing="ij"), 0)[0].float()
-    tef = torch.stack([tef[:, 0] / N_CLIPS, (tef[:, 0] + 1) / N_CLIPS], dim=-1)  # [L, 2] start/end fractions
+    clip = torch.arange(N_CLIPS).float()
+    tef = torch.stack([clip / N_CLIPS, (clip + 1) / N_CLIPS], dim=-1)  # [L, 2] start/end fractions
     video = torch.cat([video, tef.expand(N_SAMPLES, -1, -1)], dim=-1)
     batch = GroundingBatch(
         video_feats=video,
@@ -56,15 +57,16 @@ def _synthetic_batch(seed: int = 0) -> tuple[GroundingBatch, list[dict]]:
     return batch, ground_truth
 
 
+@pytest.mark.slow
 def test_small_model_overfits_synthetic_moments():
     torch.manual_seed(0)
     cfg = small_config(dropout=0.0, input_dropout=0.0)
     batch, ground_truth = _synthetic_batch()
     model, criterion = build_model(cfg, v_feat_dim=18, t_feat_dim=8)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     started = time.monotonic()
     model.train()
-    for _ in range(300):
+    for _ in range(150):  # R1@0.5 reaches 100 after about 75 steps
         loss = criterion(model(batch), batch)["loss"]
         optimizer.zero_grad()
         loss.backward()

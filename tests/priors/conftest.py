@@ -133,18 +133,22 @@ class FakeMLLM:
         return Response(reply, status=200, content_type="application/json")
 
 
-@pytest.fixture
-def chat_server() -> Iterator[tuple[str, FakeMLLM]]:
-    """(base URL ending in /v1, handler) of a threaded fake MLLM server on 127.0.0.1."""
+@pytest.fixture(scope="session")
+def _threaded_server() -> Iterator[HTTPServer]:
     server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
     server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def chat_server(_threaded_server: HTTPServer) -> Iterator[tuple[str, FakeMLLM]]:
+    """(base URL ending in /v1, handler) of a threaded fake MLLM server on 127.0.0.1."""
     handler = FakeMLLM()
-    server.expect_request("/v1/chat/completions", method="POST").respond_with_handler(handler)
-    try:
-        yield server.url_for("/v1").rstrip("/"), handler
-    finally:
-        server.clear()
-        server.stop()
+    _threaded_server.clear()
+    _threaded_server.expect_request("/v1/chat/completions", method="POST").respond_with_handler(handler)
+    yield _threaded_server.url_for("/v1").rstrip("/"), handler
+    _threaded_server.clear()
 
 
 @pytest.fixture

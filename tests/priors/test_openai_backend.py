@@ -22,12 +22,9 @@ IMAGE = "data:image/jpeg;base64,/9j/AAAA"
 
 
 @pytest.fixture
-def server():
-    server = HTTPServer(host="127.0.0.1", port=0)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
+def server(httpserver: HTTPServer) -> HTTPServer:
+    """pytest-httpserver's session server, cleared between tests."""
+    return httpserver
 
 
 def chat(backend: OpenAICompatBackend, messages: list | None = None) -> str:

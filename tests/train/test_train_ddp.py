@@ -16,7 +16,7 @@ from tiny_data import tiny_config
 def test_torchrun_two_processes_on_cpu(tiny_paths, tmp_path):
     run_dir = tmp_path / "run"
     config = tmp_path / "tiny.yaml"
-    save_config(tiny_config(tiny_paths, run_dir, "train.epochs=2", "train.eval_every=1", "data.eval_path="), config)
+    save_config(tiny_config(tiny_paths, run_dir, "train.epochs=2", "train.eval_every=1"), config)
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         "-m", "masra.cli.main", "train", "--config", str(config), "--no-progress",

@@ -77,7 +77,8 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
             raise MasraError("checkpoint evaluation needs the training package") from None
         raise
     metrics = evaluate_checkpoint(
-        checkpoint=args.checkpoint, split=args.split, out=args.out, config_overrides=list(args.overrides)
+        checkpoint=args.checkpoint, split=args.split, out=args.out, config_overrides=list(args.overrides),
+        force=args.force,
     )
     if isinstance(metrics, dict) and "brief" in metrics:
         print_brief(metrics["brief"], title=f"{args.checkpoint.name} on {args.split}")

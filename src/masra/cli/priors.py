@@ -80,6 +80,7 @@ def _register_check(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("check", help="report prior coverage and consistency against annotations")
     p.add_argument("--priors", required=True, help="prior cache (JSONL) or folder of {vid}.npz")
     p.add_argument("--annotations", help="annotation JSONL to check coverage against")
+    p.add_argument("--json", dest="json_out", help="also write the report as JSON to this file")
     p.set_defaults(func=run_check)
 
 
@@ -171,6 +172,6 @@ def run_encode(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     from masra.priors.check import check_priors
 
-    report = check_priors(priors=args.priors, annotations=args.annotations)
-    print(report)
+    report = check_priors(priors=args.priors, annotations=args.annotations, json_out=args.json_out)
+    report.render()
     return 0

@@ -270,6 +270,7 @@ def build_synthetic_dataset(
         encoder = MiniLMEncoder()
     root.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    work.chmod(0o755)  # mkdtemp makes it private; the dataset is ordinary output
     try:
         for sub in ("video", "text", "priors"):
             (work / sub).mkdir()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from masra.config import Config, set_masra_parts, validate_config
+from masra.config import Config, apply_overrides, set_masra_parts, validate_config
 from masra.demo.synthetic import SyntheticDataset
 from masra.errors import MasraError
 
@@ -40,9 +40,10 @@ def demo_config(
     epochs: int,
     output_dir: Path,
     small: bool = True,
+    overrides: list[str] | None = None,
 ) -> Config:
     """The demo's training config: QD-DETR defaults, a narrower model (``small``) and a higher learning rate
-    so a few epochs on ~1k videos learn something on a CPU."""
+    so a few epochs on ~1k videos learn something on a CPU; ``overrides`` (``key.sub=value``) apply last."""
     cfg = Config(name="masra-demo")
     cfg.data.dataset = "qvhighlights"
     cfg.data.train_path = str(dataset.train_path)
@@ -63,6 +64,7 @@ def demo_config(
     cfg.train.eval_every = max(1, min(5, epochs // 4))
     cfg.train.output_dir = str(output_dir)
     set_masra_parts(cfg, parts)
+    apply_overrides(cfg, overrides or [])
     validate_config(cfg)
     return cfg
 
@@ -73,12 +75,13 @@ def enabled_parts(cfg: Config) -> list[str]:
     return [name for name in MASRA_PARTS if getattr(cfg.model, name).enabled]
 
 
-def train_variant(name: str, cfg: Config, *, progress: bool = False) -> VariantResult:
-    """Train ``cfg`` from scratch into ``cfg.train.output_dir`` (its previous run artifacts are replaced)."""
+def train_variant(name: str, cfg: Config, *, resume: bool = False, progress: bool = False) -> VariantResult:
+    """Train ``cfg`` into ``cfg.train.output_dir``: from scratch (previous run artifacts replaced), or with
+    ``resume`` continuing the run left there by an interrupted invocation."""
     from masra.train.trainer import train
 
     started = time.time()
-    result = train(cfg, force=True, progress=progress)
+    result = train(cfg, resume="auto" if resume else None, force=not resume, progress=progress)
     wall = time.time() - started
     if result.best_metrics is None or result.best_checkpoint is None:
         raise MasraError("training finished without an evaluation; check data.eval_path", file=result.run_dir)

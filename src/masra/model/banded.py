@@ -32,7 +32,3 @@ def band_pair_mask(mask: torch.Tensor, band: int, include_self: bool = True) -> 
         pairs[:, :, band] = False
     return pairs
 
-
-def band_offsets(band: int, device: torch.device | None = None) -> torch.Tensor:
-    """The relative offset j - i of every band slot: [2w+1] long, from -w to w."""
-    return torch.arange(-band, band + 1, device=device)

@@ -55,7 +55,7 @@ class InputProjection(nn.Sequential):
 
 
 class FeedForward(nn.Module):
-    """Post-norm FFN sub-layer: x + Dropout(W2 Dropout(act(W1 x))) -> LayerNorm."""
+    """Post-norm FFN sub-layer: LayerNorm(residual + Dropout(W2 Dropout(act(W1 x)))), residual = x by default."""
 
     def __init__(self, d_model: int, dim_feedforward: int, dropout: float, activation: str) -> None:
         super().__init__()
@@ -66,6 +66,6 @@ class FeedForward(nn.Module):
         self.dropout_out = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(d_model)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         update = self.linear2(self.dropout(self.activation(self.linear1(x))))
-        return self.norm(x + self.dropout_out(update))
+        return self.norm((x if residual is None else residual) + self.dropout_out(update))

@@ -37,7 +37,9 @@ class TextCrossAttention(nn.Module):
 
 
 class T2VEncoderLayer(nn.Module):
-    """Clips attend to text (q = clip + pos, k = text, v = text) -> residual -> LN -> FFN (post-norm)."""
+    """Clips attend to text (q = clip + pos, k = text, v = text), then QD-DETR's FFN wiring:
+    x = clip + attn;  out = LN2(x + FFN(LN1(x))) — the FFN reads the normalised x, but its residual is
+    the un-normalised x (unlike the temporal encoder's standard post-norm layer)."""
 
     def __init__(
         self, cross_attention: nn.Module, d_model: int, dim_feedforward: int, dropout: float, activation: str
@@ -59,8 +61,8 @@ class T2VEncoderLayer(nn.Module):
         """video [B, L, d], video_pos [B, L, d], text [B, N, d], text_mask [B, N] float -> ([B, L, d], relevance)."""
         # Text positions are zeros in QD-DETR (use_txt_pos off), so the key is the text itself.
         attended, relevance = self.cross_attn(video + video_pos, text, text, text_mask, **attention_kwargs)
-        video = self.norm(video + self.dropout(attended))
-        return self.ffn(video), relevance
+        video = video + self.dropout(attended)
+        return self.ffn(self.norm(video), residual=video), relevance
 
 
 class T2VEncoder(nn.Module):

@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from masra.data.paths import child_path
 from masra.errors import MasraError
 from masra.priors.cache import read_cache
 from masra.priors.text_encoders import DEFAULT_ENCODER, TextEncoder, encoder_name, load_text_encoder
@@ -94,7 +96,8 @@ def record_line(path: Path, vid: str) -> int | None:
 
 def parse_video_prior(record: dict[str, Any]) -> VideoPrior:
     """The encodable content of one cache record (already checked by ``read_cache``); blank captions count
-    as missing, blank event descriptions are dropped. Raises MasraError naming the bad field."""
+    as missing, blank event descriptions are dropped, spans are ordered and clipped at 0 s. Raises
+    MasraError naming the bad field."""
     captions = record["captions"]
     n_clips = record.get("n_clips")
     if n_clips is not None and n_clips != len(captions):
@@ -109,7 +112,8 @@ def parse_video_prior(record: dict[str, Any]) -> VideoPrior:
         if not isinstance(desc, str):
             raise MasraError("expected a string", field=f"{where}.description")
         if desc.strip():
-            events.append((float(min(start, end)), float(max(start, end)), desc.strip()))
+            start, end = sorted((max(0.0, float(start)), max(0.0, float(end))))
+            events.append((start, end, desc.strip()))
     return VideoPrior(
         vid=record["vid"],
         captions=[c.strip() if c is not None and c.strip() else None for c in captions],
@@ -117,26 +121,12 @@ def parse_video_prior(record: dict[str, Any]) -> VideoPrior:
     )
 
 
-def prior_file(out_dir: Path, vid: str) -> Path:
-    """``out_dir/{vid}.npz``; refuses (MasraError) a vid that would leave the folder (separators, ``..``)."""
-    candidate = out_dir / f"{vid}.npz"
-    if (
-        "/" in vid
-        or "\\" in vid
-        or "\x00" in vid
-        or vid in (".", "..")
-        or candidate.resolve().parent != out_dir.resolve()
-    ):
-        raise MasraError(f"video id {vid!r} would write outside {out_dir}", field="vid")
-    return candidate
-
-
 def stored_hash(path: Path) -> str | None:
     """The content hash stored in an encoded file; None when absent or unreadable (then it is redone)."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             return str(npz["content_hash"]) if "content_hash" in npz.files else None
-    except (OSError, ValueError, EOFError, KeyError):
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
         return None
 
 
@@ -168,7 +158,7 @@ def _existing_dim_without_manifest(out_dir: Path) -> int | None:
         try:
             with np.load(path, allow_pickle=False) as npz:
                 return int(npz["clip_caption_emb"].shape[-1])
-        except (OSError, ValueError, EOFError, KeyError):
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
             continue
     return None
 
@@ -258,10 +248,10 @@ def encode_priors(
     for vid, record in read_cache(cache_path).items():
         try:
             videos.append(parse_video_prior(record))
-            targets[vid] = prior_file(out_dir, vid)
+            targets[vid] = child_path(out_dir, vid, ".npz")
         except MasraError as err:
             line = record_line(cache_path, vid)
-            raise MasraError(err.message, file=cache_path, line=line, field=err.field) from None
+            raise MasraError(err.message, file=cache_path, line=line, field=err.field or "vid") from None
 
     name = encoder_name(encoder) if isinstance(encoder, str) else encoder.name
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -134,6 +134,8 @@ def _metric_of(metrics: dict[str, Any], name: str) -> float:
     if name not in brief:
         raise MasraError(f"metric not produced by this dataset's evaluation; available: {', '.join(brief)}",
                          field="train.best_metric")
+    if brief[name] is None:
+        raise MasraError("metric is undefined for this evaluation split", field="train.best_metric")
     return float(brief[name])
 
 

@@ -219,6 +219,8 @@ class TransformersBackend:
 
     def _inputs(self, messages: list[dict[str, Any]], processor: Any) -> Any:
         """Tokenised prompt (and pixel values) for one request, ready for ``generate``."""
+        from transformers import BatchEncoding
+
         if self.supports_images:
             chat, images = multimodal_messages(messages)
             prompt = processor.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
@@ -228,7 +230,9 @@ class TransformersBackend:
             log.warning("%s is a text-only model: image parts of the requests are dropped", self.model)
             self._warned_images = True
         prompt = processor.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
-        return processor(prompt, return_tensors="pt", add_special_tokens=False)
+        encoded = processor(prompt, return_tensors="pt", add_special_tokens=False)
+        # Only what a causal LM takes (BERT-style tokenizers add token_type_ids).
+        return BatchEncoding({key: encoded[key] for key in ("input_ids", "attention_mask")})
 
     async def aclose(self) -> None:
         """Release the model (and its GPU memory) and the worker thread; a later request loads them again."""

@@ -1,0 +1,108 @@
+"""``masra bench sora|model|data|eval``: speed and memory, each as a ratio against a baseline run in the
+same process (dense SORA, the baseline model, the npz folder layout, the literal evaluator loops)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from masra.errors import MasraError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("bench", help="speed/memory benchmarks with in-process baselines")
+    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement (median)")
+    which = parser.add_subparsers(dest="bench", metavar="BENCH", required=True)
+    sora = which.add_parser("sora", help="banded SORA vs the dense O(L^2) reference, over video lengths")
+    sora.add_argument("--lengths", type=int, nargs="+", default=[75, 300, 1200, 2400])
+    sora.add_argument("--band", type=int, default=16)
+    model = which.add_parser("model", help="train step and inference: baseline vs MASRA (all parts)")
+    model.add_argument("--batch-size", type=int, default=32)
+    model.add_argument("--clips", type=int, default=75)
+    data = which.add_parser("data", help="video loading: npz folders vs the packed store")
+    data.add_argument("--videos", type=int, default=200)
+    evaluation = which.add_parser("eval", help="vectorised evaluator vs literal per-query loops")
+    evaluation.add_argument("--pred", type=Path, required=True, help="QVHighlights submission JSONL")
+    evaluation.add_argument("--gt", type=Path, required=True, help="QVHighlights annotation JSONL with labels")
+    parser.set_defaults(func=run)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f} ms"
+
+
+def _mb(value: int | None) -> str:
+    return "n/a" if value is None else f"{value / 2**20:.1f} MB"
+
+
+def _ratio(new: float | int | None, base: float | int | None) -> str:
+    if new is None or base is None or not new:
+        return "n/a"
+    return f"{base / new:.2f}x"
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MasraError("CUDA is not available on this machine", field="--device")
+    table = Table(title=f"masra bench {args.bench} ({device}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()})")
+    rows: list[Any]
+    if args.bench == "sora":
+        from masra.bench.sora import bench_sora
+
+        rows = bench_sora(args.lengths, band=args.band, device=device, repeats=args.repeats)
+        for col in ("clips", "banded time", "dense time", "speed-up", "banded peak", "dense peak", "memory saved", "max |diff|"):
+            table.add_column(col, justify="right")
+        for r in rows:
+            table.add_row(
+                str(r.clips), _ms(r.banded.seconds), _ms(r.dense.seconds), _ratio(r.banded.seconds, r.dense.seconds),
+                _mb(r.banded.peak_bytes), _mb(r.dense.peak_bytes), _ratio(r.banded.peak_bytes, r.dense.peak_bytes),
+                f"{r.max_abs_diff:.1e}",
+            )
+    elif args.bench == "model":
+        from masra.bench.model_step import bench_model
+
+        rows = bench_model(batch_size=args.batch_size, clips=args.clips, device=device, repeats=args.repeats)
+        base = rows[0]
+        for col in ("variant", "parameters", "train step", "vs baseline", "train peak", "inference", "vs baseline"):
+            table.add_column(col, justify="right")
+        for r in rows:
+            table.add_row(
+                r.variant, f"{r.parameters:,}", _ms(r.train_step.seconds), f"{r.train_step.seconds / base.train_step.seconds:.2f}x time",
+                _mb(r.train_step.peak_bytes), _ms(r.inference.seconds), f"{r.inference.seconds / base.inference.seconds:.2f}x time",
+            )
+    elif args.bench == "data":
+        from masra.bench.data_loading import bench_data
+
+        rows = [bench_data(videos=args.videos, repeats=args.repeats)]
+        for col in ("videos", "npz folders", "packed store", "speed-up", "identical"):
+            table.add_column(col, justify="right")
+        r = rows[0]
+        table.add_row(str(r.videos), _ms(r.npz.seconds), _ms(r.store.seconds), _ratio(r.store.seconds, r.npz.seconds), str(r.identical))
+    else:
+        from masra.bench.evaluation import bench_eval
+        from masra.eval import load_ground_truth, load_submission
+
+        rows = [bench_eval(load_submission(args.pred), load_ground_truth(args.gt, "qvhighlights"), repeats=args.repeats)]
+        for col in ("queries", "vectorised (all metrics)", "literal loops (2 metrics)", "speed-up", "agree"):
+            table.add_column(col, justify="right")
+        r = rows[0]
+        table.add_row(str(r.queries), _ms(r.vectorised.seconds), _ms(r.literal.seconds), _ratio(r.vectorised.seconds, r.literal.seconds), str(r.agree))
+    Console(width=160).print(table)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"bench": args.bench, "device": str(device), "rows": [asdict(r) for r in rows]}, indent=2))
+    return 0

@@ -1,0 +1,148 @@
+"""``masra ablate``: baseline, each MASRA part alone, and all parts, over several seeds, on the demo data.
+
+Every (variant, seed) run writes ``DIR/runs/{variant}/seed{seed}/result.json`` when it finishes; a rerun skips
+those, so an interrupted ablation resumes where it stopped. The table is rebuilt from the result files:
+``DIR/ablation.json`` (every run + mean/std) and ``DIR/ablation.md`` (mean ± std of the key metrics).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from masra.config import MASRA_PARTS
+from masra.demo.synthetic import SyntheticDataset, build_synthetic_dataset
+from masra.demo.training import DEFAULT_EPOCHS, KEY_METRICS, VariantResult, demo_config, train_variant
+from masra.errors import MasraError
+
+# (variant name, enabled parts): the rows of the table, in order.
+VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("baseline", ()),
+    *((name, (name,)) for name in MASRA_PARTS),
+    ("all", MASRA_PARTS),
+)
+RESULT_FILE = "result.json"
+log = logging.getLogger(__name__)
+
+Trainer = Callable[[str, Any], VariantResult]
+
+
+def train_resuming(name: str, cfg: Any) -> VariantResult:
+    """The default trainer: continues a run that an interrupted ablation left unfinished."""
+    return train_variant(name, cfg, resume=True)
+
+
+def run_path(out: Path, variant: str, seed: int) -> Path:
+    return out / "runs" / variant / f"seed{seed}"
+
+
+def load_finished(out: Path, variant: str, seed: int, epochs: int) -> dict[str, Any] | None:
+    """The stored result of a finished run, or None when it is missing or was trained for other epochs."""
+    path = run_path(out, variant, seed) / RESULT_FILE
+    if not path.is_file():
+        return None
+    try:
+        result = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise MasraError(f"unreadable result file ({err.msg}); delete it to rerun this run", file=path) from None
+    if result.get("epochs") != epochs:
+        log.info("%s was trained for %s epochs, not %d: rerunning", path, result.get("epochs"), epochs)
+        return None
+    return result
+
+
+def run_ablation(
+    out: str | Path,
+    *,
+    seeds: list[int],
+    epochs: int = DEFAULT_EPOCHS,
+    data_seed: int = 0,
+    variants: list[str] | None = None,
+    n_train: int | None = None,
+    n_val: int | None = None,
+    overrides: list[str] | None = None,
+    trainer: Trainer = train_resuming,
+) -> dict[str, Any]:
+    """Train every missing (variant, seed) run, then write and return the aggregated table.
+
+    All runs share one dataset (generated with ``data_seed``); ``seeds`` vary the training seed.
+    ``trainer`` is the function that trains one config (replaceable in tests).
+    """
+    out = Path(out)
+    known = dict(VARIANTS)
+    chosen = variants or list(known)
+    unknown = [v for v in chosen if v not in known]
+    if unknown:
+        raise MasraError(f"unknown variant(s) {unknown}; known: {', '.join(known)}", field="variants")
+    if not seeds:
+        raise MasraError("at least one seed is needed", field="seeds")
+    dataset: SyntheticDataset = build_synthetic_dataset(out / "data", data_seed, n_train=n_train, n_val=n_val)
+
+    results: dict[str, dict[int, dict[str, Any]]] = {v: {} for v in chosen}
+    for variant in chosen:
+        for seed in seeds:
+            finished = load_finished(out, variant, seed, epochs)
+            if finished is not None:
+                log.info("skipping %s seed %d (finished)", variant, seed)
+                results[variant][seed] = finished
+                continue
+            folder = run_path(out, variant, seed)
+            cfg = demo_config(dataset, parts=list(known[variant]) or "none", seed=seed, epochs=epochs,
+                              output_dir=folder, overrides=overrides)
+            log.info("training %s seed %d", variant, seed)
+            trained = trainer(variant, cfg)
+            record = {
+                "variant": variant,
+                "parts": list(known[variant]),
+                "seed": seed,
+                "epochs": epochs,
+                "best_epoch": trained.best_epoch,
+                "wall_s": round(trained.wall_s, 1),
+                "brief": trained.brief,
+            }
+            (folder / RESULT_FILE).write_text(json.dumps(record, indent=2) + "\n")
+            results[variant][seed] = record
+
+    table = aggregate(results, seeds=seeds, epochs=epochs, data_seed=data_seed)
+    (out / "ablation.json").write_text(json.dumps(table, indent=2) + "\n")
+    (out / "ablation.md").write_text(markdown_table(table))
+    return table
+
+
+def aggregate(
+    results: dict[str, dict[int, dict[str, Any]]], *, seeds: list[int], epochs: int, data_seed: int
+) -> dict[str, Any]:
+    """Mean and sample standard deviation (0 for one seed) of every key metric per variant."""
+    rows = []
+    for variant, by_seed in results.items():
+        runs = [by_seed[s] for s in seeds]
+        stats = {}
+        for key in KEY_METRICS:
+            values = [float(r["brief"][key]) for r in runs]
+            stats[key] = {
+                "mean": statistics.fmean(values),
+                "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            }
+        rows.append({"variant": variant, "parts": runs[0]["parts"], "metrics": stats, "runs": runs})
+    return {"metrics": list(KEY_METRICS), "seeds": seeds, "epochs": epochs, "data_seed": data_seed, "variants": rows}
+
+
+def markdown_table(table: dict[str, Any]) -> str:
+    """The ablation as a markdown table: one row per variant, ``mean ± std`` over the seeds."""
+    seeds = ", ".join(str(s) for s in table["seeds"])
+    header = "| variant | " + " | ".join(table["metrics"]) + " |"
+    lines = [
+        f"Synthetic demo data (data seed {table['data_seed']}), {table['epochs']} epochs, "
+        f"training seeds {seeds}; mean ± std over seeds.",
+        "",
+        header,
+        "|---|" + "---:|" * len(table["metrics"]),
+    ]
+    for row in table["variants"]:
+        cells = [f"{row['metrics'][k]['mean']:.2f} ± {row['metrics'][k]['std']:.2f}" for k in table["metrics"]]
+        lines.append(f"| {row['variant']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

