@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
+from masra.bench.dense_sora import dense_second_order
+from masra.bench.dense_sora import dense_sora_attention as dense_attention
 from masra.errors import MasraError
 from masra.model.sora import SORALayer, second_order_relation
 
 D, HEADS = 16, 4
-
-
-def dense_second_order(h: torch.Tensor, mask: torch.Tensor, band: int) -> torch.Tensor:
-    """R2 as a full [B, L, L] matrix from the definition: Ã = band-restricted masked cosine, R2 = cos of rows."""
-    length = h.shape[1]
-    idx = torch.arange(length)
-    in_band = (idx[:, None] - idx[None, :]).abs() <= band  # [L, L]
-    valid = mask.bool()
-    pair = valid[:, :, None] & valid[:, None, :] & in_band  # [B, L, L]
-    unit = F.normalize(h, dim=-1)
-    first = (unit @ unit.transpose(1, 2)) * pair
-    rows = F.normalize(first, dim=-1)
-    return (rows @ rows.transpose(1, 2)) * pair
 
 
 def dense_to_band(full: torch.Tensor, band: int) -> torch.Tensor:
@@ -37,28 +24,6 @@ def dense_to_band(full: torch.Tensor, band: int) -> torch.Tensor:
             if 0 <= j < length:
                 out[:, i, o] = full[:, i, j]
     return out
-
-
-def dense_attention(layer: SORALayer, src: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """The SORA attention written with full [T, T] score matrices (same weights)."""
-    batch, total, d = src.shape
-    g, w, heads = layer.num_global, layer.band, layer.nheads
-    dh = d // heads
-    qk_in = src + pos
-    q = layer.q_proj(qk_in).view(batch, total, heads, dh).transpose(1, 2)
-    k = layer.k_proj(qk_in).view(batch, total, heads, dh).transpose(1, 2)
-    v = layer.v_proj(src).view(batch, total, heads, dh).transpose(1, 2)
-    scores = q @ k.transpose(-1, -2) / math.sqrt(dh)  # [B, H, T, T]
-    bias = torch.zeros(batch, total, total)
-    bias[:, g:, g:] = dense_second_order(src[:, g:], mask[:, g:], w)
-    scores = scores + layer.beta.view(1, heads, 1, 1) * bias[:, None]
-    idx = torch.arange(total)
-    clip_dist = (idx[:, None] - idx[None, :]).abs()
-    allowed = (clip_dist <= w) | (idx[:, None] < g) | (idx[None, :] < g)  # [T, T]
-    allowed = allowed[None] & mask.bool()[:, None, :]  # [B, T, T]
-    scores = scores.masked_fill(~allowed[:, None], float("-inf"))
-    out = (scores.softmax(-1) @ v).transpose(1, 2).reshape(batch, total, d)
-    return layer.out_proj(out)
 
 
 def make_inputs(batch: int = 2, length: int = 12, pad_from: int = 9, seed: int = 0):

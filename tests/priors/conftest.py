@@ -13,7 +13,6 @@ import hashlib
 import importlib.util
 import json
 import re
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -103,6 +102,7 @@ class FakeMLLM:
         self.faults: list[str] = []
         self.rewrite: Callable[[str, dict[str, Any]], str] = lambda text, payload: text
         self.slow_seconds = 1.0
+        self.retry_after = "0"
         self.payloads: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self._lock = threading.Lock()
@@ -119,7 +119,7 @@ class FakeMLLM:
         elif fault == "500":
             return Response('{"error": {"message": "internal error"}}', status=500, content_type="application/json")
         elif fault == "429":
-            return Response("slow down", status=429, headers={"Retry-After": "0"})
+            return Response("slow down", status=429, headers={"Retry-After": self.retry_after})
         elif fault == "malformed":
             return Response('{"choices": [{"message": ', status=200, content_type="application/json")
         elif fault == "truncated":
@@ -165,13 +165,3 @@ def damaged_copy(tmp_path: Path, bikes: Path) -> Path:
     path = tmp_path / "damaged.mp4"
     path.write_bytes(bytes(data[: len(data) // 3]))
     return path
-
-
-@pytest.fixture
-def copy_of(tmp_path: Path) -> Callable[[Path, str], Path]:
-    def copy(source: Path, name: str) -> Path:
-        target = tmp_path / name
-        shutil.copyfile(source, target)
-        return target
-
-    return copy

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,29 @@ def test_faults_are_retried_and_cache_is_complete(chat_server, bikes, tmp_path):
     # every request that reached the server: 3 caption batches + 1 event request per video, plus the retries
     assert summary.requests == len(fake.payloads) == 3 * 4 + summary.retries
     assert summary.prompt_tokens == 100 * (3 * 4)  # usage counted for successful replies only
+
+
+def test_retry_after_is_honoured(chat_server, bikes, tmp_path):
+    url, fake = chat_server
+    fake.faults, fake.retry_after = ["429"], "1"
+    out = tmp_path / "priors.jsonl"
+    started = time.monotonic()
+    # back-off without Retry-After would be at most 0.01 s here
+    summary = run(url, [VideoJob("v", bikes, 4.0)], out, options(backoff_base=0.01, caption_batch=8))
+    assert time.monotonic() - started >= 1.0
+    assert summary.retries == 1 and read_cache(out)["v"]["status"] == "ok"
+
+
+def test_requests_that_keep_failing_are_recorded(chat_server, bikes, tmp_path):
+    url, fake = chat_server
+    fake.faults = ["500"] * 100
+    out = tmp_path / "priors.jsonl"
+    summary = run(url, [VideoJob("v", bikes, 4.0)], out, options(max_retries=1, caption_batch=1))
+    record = read_cache(out)["v"]
+    assert record["status"] == "failed" and record["captions"] == [None, None] and record["events"] == []
+    assert record["raw"] == {"events": None, "captions": [None, None]}
+    assert len(record["errors"]) == 3 and all("gave up after 2 attempts: HTTP 500" in e for e in record["errors"])
+    assert (summary.requests, summary.retries, summary.failed_requests, summary.failed) == (6, 3, 3, 1)
 
 
 REWRITES = {
@@ -189,9 +213,9 @@ def test_resume_skips_ok_and_redoes_partial(chat_server, bikes, tmp_path):
 
     again = run(url, jobs + [VideoJob("v2", bikes, DURATION)], out, options())
     assert again.videos == 0 and again.skipped == 3
-    lines = [json.loads(x) for x in out.read_text().splitlines()]
-    assert [r["vid"] for r in lines] == ["v0", "v1", "v0", "v1", "v2"] or sorted(r["vid"] for r in lines[2:]) == [
-        "v0", "v1", "v2"]
+    lines = [json.loads(x) for x in out.read_text().splitlines()]  # the partial records stay, new ones follow
+    assert sorted((r["vid"], r["status"]) for r in lines[:2]) == [("v0", "partial"), ("v1", "partial")]
+    assert sorted((r["vid"], r["status"]) for r in lines[2:]) == [("v0", "ok"), ("v1", "ok"), ("v2", "ok")]
     assert all(r["status"] == "ok" for r in read_cache(out).values())
 
 

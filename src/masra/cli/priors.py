@@ -52,6 +52,7 @@ def _register_generate(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--event-interval", type=float, default=2.0, help="seconds between event frames")
     p.add_argument("--short-side", type=int, default=336, help="caption frames: shorter side in pixels")
     p.add_argument("--event-short-side", type=int, default=224, help="event frames: shorter side in pixels")
+    p.add_argument("--decode-threads", type=int, default=2, help="videos decoded at the same time (CPU threads)")
     p.add_argument("--shard", help="i/n: only the videos of shard i of n (a stable hash of the vid)")
     p.add_argument("--limit", type=int, help="process at most N videos (after skipping finished ones)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -108,6 +109,8 @@ def run_generate(args: argparse.Namespace) -> int:
     from masra.priors.generate import GenerateOptions, generate_priors, parse_shard
     from masra.priors.videos import DATASET_CLIP_LENGTH, index_videos, match_videos, read_annotated_videos
 
+    if not args.verbose:
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request would bury the bar
     annotated = read_annotated_videos(args.annotations)
     clip_length = args.clip_length or DATASET_CLIP_LENGTH[annotated.dataset]
     jobs, missing = match_videos(annotated.durations, index_videos(args.videos))
@@ -129,6 +132,7 @@ def run_generate(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         request_timeout=timeout,
         max_retries=args.max_retries,
+        decode_threads=args.decode_threads,
         show_progress=not args.no_progress,
     )
     shard = parse_shard(args.shard) if args.shard else None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 from masra.errors import MasraError
 
@@ -32,12 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _load(args: argparse.Namespace):
     from masra.config import apply_overrides, load_config, set_masra_parts, validate_config
 
-    resume_dir = Path(args.resume) if args.resume and args.resume != "auto" else None
-    if resume_dir is not None and not args.config:
+    from masra.train.checkpoint import CONFIG_FILE, find_checkpoint
+
+    source = find_checkpoint(args.resume) if args.resume and args.resume != "auto" else None
+    if source is not None and not args.config:
         # Continue with the run's own resolved config; command-line overrides (e.g. train.epochs) still apply.
-        cfg = load_config(resume_dir / "config.yaml")
+        cfg = load_config(source / CONFIG_FILE)
         if args.output_dir is None:
-            cfg.train.output_dir = str(resume_dir)
+            cfg.train.output_dir = str(source.parent)  # RUN/last -> RUN
     elif args.config:
         cfg = load_config(args.config)
     else:

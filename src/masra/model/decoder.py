@@ -7,8 +7,6 @@ match separately; after each layer an MLP refines the anchor in logit space.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 from torch import nn

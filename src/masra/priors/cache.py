@@ -45,10 +45,17 @@ def validate_record(record: Any, *, file: str | Path | None = None, line: int | 
 
 
 def _complete_length(path: Path) -> int:
-    """Byte length of the file up to and including its last newline."""
+    """Byte length of the file up to and including its last newline (scanning back from the end)."""
     with path.open("rb") as handle:
-        data = handle.read()
-    return data.rfind(b"\n") + 1
+        position = handle.seek(0, os.SEEK_END)
+        while position > 0:
+            step = min(1 << 16, position)
+            position -= step
+            handle.seek(position)
+            newline = handle.read(step).rfind(b"\n")
+            if newline >= 0:
+                return position + newline + 1
+    return 0
 
 
 def read_cache(path: str | Path, *, repair: bool = False) -> dict[str, dict[str, Any]]:

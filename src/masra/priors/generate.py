@@ -67,6 +67,9 @@ class GenerateOptions:
             "event_frames": 1 <= self.event_frames <= 64,
             "concurrency": self.concurrency >= 1,
             "max_retries": self.max_retries >= 0,
+            "max_tokens": self.max_tokens >= 1,
+            "caption_short_side": self.caption_short_side >= 16,
+            "event_short_side": self.event_short_side >= 16,
             "decode_threads": self.decode_threads >= 1,
         }
         for name, ok in limits.items():
@@ -159,7 +162,8 @@ class _Run:
     async def request(self, messages: list[dict[str, Any]]) -> _Reply:
         """One chat request with timeout and retries; a non-retryable error raises FatalBackendError."""
         options = self.options
-        for attempt in range(options.max_retries + 1):
+        attempt = 0
+        while True:
             async with self.request_slots:
                 wait = self.paused_until - time.monotonic()
                 if wait > 0:
@@ -180,13 +184,13 @@ class _Run:
             if attempt == options.max_retries:
                 self.summary.failed_requests += 1
                 return _Reply(None, f"gave up after {attempt + 1} attempts: {error}")
-            self.summary.retries += 1
             delay = self._backoff(attempt, error.retry_after)
             if error.retry_after is not None:
                 self.paused_until = max(self.paused_until, time.monotonic() + delay)
             log.debug("retry %d in %.2f s after: %s", attempt + 1, delay, error)
+            self.summary.retries += 1
+            attempt += 1
             await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
 
     def _extract_frames(self, job: VideoJob) -> _Frames:
         options = self.options
@@ -210,12 +214,11 @@ class _Run:
 
     async def process(self, job: VideoJob) -> dict[str, Any]:
         """The cache record for one video."""
-        options = self.options
-        n_clips = len(clip_centres(job.duration, options.clip_length))
+        n_clips = len(clip_centres(job.duration, self.options.clip_length))
         record: dict[str, Any] = {
             "vid": job.vid,
             "duration": job.duration,
-            "clip_length": options.clip_length,
+            "clip_length": self.options.clip_length,
             "n_clips": n_clips,
             "model": self.backend.model,
             "backend": self.backend.name,
@@ -231,12 +234,13 @@ class _Run:
                 frames = await asyncio.to_thread(self._extract_frames, job)
         except VideoDecodeError as err:
             record["errors"].append(f"decode: {err}")
-            return self._finish(record)
+            return _stamped(record)
 
-        available = [i for i, u in enumerate(frames.captions) if u is not None]
+        available = [i for i, url in enumerate(frames.captions) if url is not None]
         if len(available) < n_clips:
             record["errors"].append(f"frames: {n_clips - len(available)} of {n_clips} clip frames unavailable")
-        batches = [available[k : k + options.caption_batch] for k in range(0, len(available), options.caption_batch)]
+        size = self.options.caption_batch
+        batches = [available[k : k + size] for k in range(0, len(available), size)]
         requests = [self.request(caption_messages([frames.captions[i] for i in batch])) for batch in batches]
         if frames.events:
             requests.append(self.request(event_messages(frames.events, job.duration)))
@@ -247,6 +251,20 @@ class _Run:
             raise errors.exceptions[0] from None  # the group has cancelled this video's other requests
         replies = [task.result() for task in tasks]
 
+        self._add_captions(record, batches, replies[: len(batches)])
+        events_ok = False
+        if frames.events:
+            events_ok = self._add_events(record, replies[-1])
+        else:
+            record["errors"].append("events: no event frame available")
+        n_captions = sum(c is not None for c in record["captions"])
+        if events_ok and n_captions == n_clips:
+            record["status"] = "ok"
+        elif events_ok or n_captions:
+            record["status"] = "partial"
+        return _stamped(record)
+
+    def _add_captions(self, record: dict[str, Any], batches: list[list[int]], replies: list[_Reply]) -> None:
         for number, (batch, reply) in enumerate(zip(batches, replies), start=1):
             record["raw"]["captions"].append(reply.text)
             if reply.text is None:
@@ -262,40 +280,33 @@ class _Run:
             for clip, caption in zip(batch, parsed.captions):
                 record["captions"][clip] = caption
 
-        events_ok = False
-        if frames.events:
-            reply = replies[-1]
-            record["raw"]["events"] = reply.text
-            if reply.text is None:
-                record["errors"].append(f"events request: {reply.error}")
-            else:
-                parsed_events = parse_events(reply.text, job.duration)
-                self.summary.events_dropped += parsed_events.dropped
-                if parsed_events.error:
-                    self.summary.unparsed_replies += 1
-                    record["errors"].append(f"events request: {parsed_events.error}")
-                else:
-                    events_ok = True
-                    record["events"] = parsed_events.events
-        else:
-            record["errors"].append("events: no event frame available")
+    def _add_events(self, record: dict[str, Any], reply: _Reply) -> bool:
+        """Fill the record's events from the reply; False when there was no usable reply."""
+        record["raw"]["events"] = reply.text
+        if reply.text is None:
+            record["errors"].append(f"events request: {reply.error}")
+            return False
+        parsed = parse_events(reply.text, record["duration"])
+        self.summary.events_dropped += parsed.dropped
+        if parsed.error:
+            self.summary.unparsed_replies += 1
+            record["errors"].append(f"events request: {parsed.error}")
+            return False
+        record["events"] = parsed.events
+        return True
 
-        n_captions = sum(c is not None for c in record["captions"])
-        if events_ok and n_captions == n_clips:
-            record["status"] = "ok"
-        elif events_ok or n_captions:
-            record["status"] = "partial"
-        return self._finish(record)
 
-    def _finish(self, record: dict[str, Any]) -> dict[str, Any]:
-        record["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        return record
+def _stamped(record: dict[str, Any]) -> dict[str, Any]:
+    record["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return record
 
 
 def select_jobs(
     jobs: list[VideoJob], cache: dict[str, dict[str, Any]], *, shard: tuple[int, int] | None, limit: int | None
 ) -> tuple[list[VideoJob], int]:
     """(jobs still to do, number skipped because their cached record is ok), after sharding and limit."""
+    if limit is not None and limit < 0:
+        raise MasraError(f"must be >= 0, got {limit}", field="limit")
     if shard is not None:
         jobs = [job for job in jobs if shard_of(job.vid, shard[1]) == shard[0]]
     todo = [job for job in jobs if cache.get(job.vid, {}).get("status") != "ok"]
