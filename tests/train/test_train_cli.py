@@ -50,7 +50,7 @@ def test_evaluate_checkpoint_command(cli_run, tmp_path):
     assert main(args + ["--force"]) == 0
 
 
-def test_predict_command_with_plots(cli_run, tmp_path, capsys):
+def test_predict_command_with_plots(cli_run, tiny_paths, tmp_path, capsys):
     _, run_dir = cli_run
     out, plots = tmp_path / "test_preds.jsonl", tmp_path / "plots"
     args = ["predict", "--checkpoint", str(run_dir / "best"), "--split", "test", "--out", str(out),
@@ -70,6 +70,12 @@ def test_predict_command_with_plots(cli_run, tmp_path, capsys):
     metrics = json.loads((tmp_path / "val_preds_metrics.json").read_text())
     assert metrics == json.loads((run_dir / "best" / "metrics.json").read_text())
     assert read_jsonl(val_out) == read_jsonl(run_dir / "best" / "val_preds.jsonl")
+
+    # Any annotation file of the dataset works too; here the val file again, so the same predictions.
+    file_out = tmp_path / "file_preds.jsonl"
+    assert main(["predict", "--checkpoint", str(run_dir / "best"), "--annotations", str(tiny_paths["val"]),
+                 "--out", str(file_out)]) == 0
+    assert read_jsonl(file_out) == read_jsonl(val_out)
 
 
 def test_resume_with_the_run_folder_only(cli_run):

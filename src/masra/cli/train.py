@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import TYPE_CHECKING
 
 from masra.errors import MasraError
+
+if TYPE_CHECKING:
+    from masra.config import Config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,9 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _load(args: argparse.Namespace):
+def _load(args: argparse.Namespace) -> Config:
     from masra.config import apply_overrides, load_config, set_masra_parts, validate_config
-
     from masra.train.checkpoint import CONFIG_FILE, find_checkpoint
 
     source = find_checkpoint(args.resume) if args.resume and args.resume != "auto" else None

@@ -10,6 +10,7 @@ reported.
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import zipfile
@@ -141,7 +142,9 @@ class _VideoStats:
 
 
 def _span_histogram(lengths: list[float]) -> dict[str, int]:
-    labels = [f"{lo:g}-{hi:g}" for lo, hi in zip((0.0, *SPAN_BIN_EDGES), SPAN_BIN_EDGES)] + [f">={SPAN_BIN_EDGES[-1]:g}"]
+    labels = [f"{lo:g}-{hi:g}" for lo, hi in zip((0.0, *SPAN_BIN_EDGES), SPAN_BIN_EDGES)] + [
+        f">={SPAN_BIN_EDGES[-1]:g}"
+    ]
     counts = np.bincount(np.searchsorted(SPAN_BIN_EDGES, lengths, side="right"), minlength=len(labels))
     return dict(zip(labels, (int(c) for c in counts)))
 
@@ -152,16 +155,20 @@ def _annotated_vids(path: str | Path) -> list[str]:
     return list(dict.fromkeys(record.vid for record in load_annotations(path)))
 
 
-def _reply_parsed(text: str, n_clips: int) -> bool:
-    """Whether a caption reply yields any caption (the batch size is not recorded: try both readings)."""
-    from masra.priors.parsing import parse_captions
-
-    return parse_captions(text, max(1, n_clips)).error is None or parse_captions(text, 1).error is None
+def caption_batch_sizes(n_clips: int, n_requests: int) -> list[int]:
+    """Clip frames per caption request, reconstructed from the record (the batch size is not stored):
+    equal batches of ceil(n_clips / n_requests), the last one takes the rest. Exact for one request and
+    for the usual case of full batches plus a shorter last one."""
+    if n_requests <= 0:
+        return []
+    size = max(1, math.ceil(n_clips / n_requests))
+    sizes = [size] * (n_requests - 1)
+    return [*sizes, max(1, n_clips - sum(sizes))]
 
 
 def _cache_stats(path: Path, vids: set[str] | None) -> tuple[dict[str, _VideoStats], dict[str, Any]]:
     from masra.priors.cache import STATUSES, read_cache
-    from masra.priors.parsing import parse_events
+    from masra.priors.parsing import parse_captions, parse_events
 
     if not path.is_file():
         raise MasraError("prior cache not found", file=path)
@@ -181,10 +188,11 @@ def _cache_stats(path: Path, vids: set[str] | None) -> tuple[dict[str, _VideoSta
         statuses[record["status"]] += 1
         with_errors += bool(record.get("errors"))
         raw = record.get("raw") or {}
-        for text in raw.get("captions") or []:
+        caption_replies = raw.get("captions") or []
+        for text, expected in zip(caption_replies, caption_batch_sizes(len(captions), len(caption_replies))):
             if isinstance(text, str):
                 replies += 1
-                unparsed += not _reply_parsed(text, len(captions))
+                unparsed += parse_captions(text, expected).error is not None
         if isinstance(raw.get("events"), str):
             replies += 1
             unparsed += parse_events(raw["events"], float(record["duration"])).error is not None

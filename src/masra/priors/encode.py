@@ -1,7 +1,7 @@
 """Encode the prior cache (``priors.jsonl``) into per-video ``{vid}.npz`` files for training.
 
-For each video (the last cache record per vid wins; a torn last line is ignored) the clip captions and event descriptions are embedded
-by a frozen text encoder and written atomically as::
+For each video (the last cache record per vid wins; a torn last line is ignored) the clip captions and
+event descriptions are embedded by a frozen text encoder and written atomically as::
 
     clip_caption_emb    [L, Ds] float32, L2-normalised; a clip without caption has a zero row
     clip_caption_valid  [L]     bool, False where the clip has no caption
@@ -33,7 +33,12 @@ import numpy as np
 from masra.data.paths import child_path
 from masra.errors import MasraError
 from masra.priors.cache import read_cache
-from masra.priors.text_encoders import DEFAULT_ENCODER, TextEncoder, encoder_name, load_text_encoder
+from masra.priors.text_encoders import (
+    DEFAULT_ENCODER,
+    TextEncoder,
+    encoder_name,
+    load_text_encoder,
+)
 
 logger = logging.getLogger(__name__)
 

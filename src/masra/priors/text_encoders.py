@@ -87,7 +87,11 @@ class SentenceTransformerEncoder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         emb = self._model.encode(
-            list(texts), batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
+            list(texts),
+            batch_size=batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
         )
         return l2_normalise(emb)
 
@@ -154,7 +158,9 @@ def _parse_spec(spec: str) -> tuple[str, Path | None]:
         return "minilm", None
     kind, sep, path = spec.partition(":")
     if kind not in ENCODER_KINDS or not sep or not path:
-        raise MasraError(f"unknown encoder {spec!r}; use minilm, sentence-transformers:PATH or clip:PATH", field="encoder")
+        raise MasraError(
+            f"unknown encoder {spec!r}; use minilm, sentence-transformers:PATH or clip:PATH", field="encoder"
+        )
     return kind, Path(path).expanduser()
 
 

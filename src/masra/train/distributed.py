@@ -81,14 +81,15 @@ def gather_objects(ctx: DistContext, value: Any) -> list[Any]:
 
 
 def mean_across_ranks(ctx: DistContext, values: dict[str, float]) -> dict[str, float]:
-    """Average logged scalars over ranks (every rank must pass the same keys)."""
-    if not ctx.enabled or not values:
+    """Average logged scalars over the ranks that report them (a rank whose batches had no priors, for
+    example, has no MASRA loss terms)."""
+    if not ctx.enabled:
         return values
-    keys = sorted(values)
-    packed = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=ctx.device)
-    dist.all_reduce(packed)
-    packed /= ctx.world_size
-    return dict(zip(keys, packed.tolist()))
+    reported: dict[str, list[float]] = {}
+    for rank_values in gather_objects(ctx, values):
+        for key, value in rank_values.items():
+            reported.setdefault(key, []).append(value)
+    return {key: sum(v) / len(v) for key, v in reported.items()}
 
 
 def cleanup(ctx: DistContext) -> None:

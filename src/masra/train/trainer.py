@@ -6,6 +6,7 @@ ablation runner, tests) can use the run without reading files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -84,7 +85,8 @@ def _build_data(cfg: Config, ctx: DistContext):
     gt_rows = None
     if cfg.data.eval_path and ctx.is_main:
         eval_records = load_records(cfg.data.eval_path, cfg.data)
-        eval_set = GroundingDataset(eval_records, cfg.data, train=False)
+        # Evaluation reads no priors (the model never needs them at inference).
+        eval_set = GroundingDataset(eval_records, dataclasses.replace(cfg.data, prior_dir=None), train=False)
         eval_loader = DataLoader(eval_set, batch_size=cfg.train.eval_batch_size, shuffle=False, collate_fn=collate,
                                  num_workers=cfg.data.num_workers)
         gt_rows = ground_truth_rows(eval_records)
@@ -152,16 +154,16 @@ def train(
     ``RUN_DIR/last`` when it exists and starts fresh otherwise; a path continues from that checkpoint.
     Under torchrun every process calls this; only rank 0 writes files and evaluates.
     """
-    from masra.model import build_model
-
     ctx = init_distributed(cfg.train.device)
     try:
-        return _train(cfg, ctx, build_model, resume=resume, force=force, progress=progress)
+        return _train(cfg, ctx, resume=resume, force=force, progress=progress)
     finally:
         cleanup(ctx)
 
 
-def _train(cfg: Config, ctx: DistContext, build_model: Any, *, resume: Any, force: bool, progress: bool) -> TrainResult:
+def _train(cfg: Config, ctx: DistContext, *, resume: str | Path | None, force: bool, progress: bool) -> TrainResult:
+    from masra.model import build_model
+
     run_dir = Path(cfg.train.output_dir)
     source = _resume_source(cfg, resume, force, ctx)
     seed_everything(cfg.train.seed + ctx.rank)

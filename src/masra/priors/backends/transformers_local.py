@@ -52,7 +52,9 @@ def _parts(content: Any) -> list[dict[str, Any]]:
         return [{"type": "text", "text": content}]
     if isinstance(content, list):
         return content
-    raise BackendError(f"message content must be a string or a list of parts, got {type(content).__name__}", retryable=False)
+    raise BackendError(
+        f"message content must be a string or a list of parts, got {type(content).__name__}", retryable=False
+    )
 
 
 def text_only_messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, str]], int]:
@@ -188,7 +190,9 @@ class TransformersBackend:
             cancelled.set()  # stops a running generation at its next token
             raise
 
-    def _reply(self, messages: list[dict[str, Any]], max_tokens: int, temperature: float, cancelled: threading.Event) -> str:
+    def _reply(
+        self, messages: list[dict[str, Any]], max_tokens: int, temperature: float, cancelled: threading.Event
+    ) -> str:
         import torch
 
         self.load()
