@@ -104,6 +104,7 @@ def run_ablation(
                 "wall_s": round(trained.wall_s, 1),
                 "brief": trained.brief,
             }
+            folder.mkdir(parents=True, exist_ok=True)
             (folder / RESULT_FILE).write_text(json.dumps(record, indent=2) + "\n")
             results[variant][seed] = record
 

@@ -159,16 +159,27 @@ def summary(report: DemoReport, *, seed: int, epochs: int) -> dict[str, Any]:
     }
 
 
+SHORT_NAMES = {
+    "MR-full-mAP": "MR mAP",
+    "MR-full-R1@0.5": "R1@0.5",
+    "MR-full-R1@0.7": "R1@0.7",
+    "HL-min-VeryGood-mAP": "HL mAP",
+    "HL-min-VeryGood-Hit1": "HL Hit1",
+}
+
+
 def print_report(report: DemoReport) -> None:
     """A short rich table: chance, baseline, MASRA; key metrics and training wall time."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"masra demo — {report.out} (val, {len(read_jsonl(report.dataset.val_path))} queries)")
-    table.add_column("model")
+    n_val = len(read_jsonl(report.dataset.val_path))
+    table = Table(title=f"masra demo: synthetic QVHighlights val ({n_val} queries)",
+                  caption="HL = highlight detection at the Very Good level")
+    table.add_column("model", overflow="fold")
     for key in KEY_METRICS:
-        table.add_column(key.replace("HL-min-VeryGood", "HL-VG").replace("MR-full-", "MR "), justify="right")
-    table.add_column("train time", justify="right")
+        table.add_column(SHORT_NAMES.get(key, key), justify="right")
+    table.add_column("train", justify="right")
     table.add_row("random (chance)", *[f"{report.chance['brief'][k]:.2f}" for k in KEY_METRICS], "-")
     for v in report.variants:
         label = v.name if not v.parts else f"{v.name} ({'+'.join(v.parts)})"

@@ -297,7 +297,7 @@ def encode_priors(
         out_dir=str(out_dir),
         seconds=round(time.perf_counter() - started, 3),
     )
-    logger.info(
+    logger.debug(
         "encoded %d videos (%d unchanged, %d without captions or events) into %s",
         summary.encoded,
         summary.unchanged,

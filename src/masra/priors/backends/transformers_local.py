@@ -125,7 +125,9 @@ class TransformersBackend:
         self._device = device
         self._dtype = dtype
         self._processor_kwargs = dict(processor_kwargs or {})
-        self.model = model_name or (Path(gguf_file).stem if gguf_file else Path(str(model)).name)
+        # The name recorded in the cache: a hub id as given, a local folder or GGUF file by its name.
+        local_name = Path(gguf_file).stem if gguf_file else path.name
+        self.model = model_name or (local_name if path.exists() else str(model))
         self.supports_images = gguf_file is None and self._has_vision_tower()
         self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
         self._executor: ThreadPoolExecutor | None = None  # made on the first request, gone after aclose()
@@ -156,7 +158,9 @@ class TransformersBackend:
         import torch
 
         device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = _auto_dtype(device) if self._dtype == "auto" else getattr(torch, self._dtype)
+        dtype = _auto_dtype(device) if self._dtype == "auto" else getattr(torch, self._dtype, None)
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"unknown dtype {self._dtype!r} (auto, bfloat16, float16 or float32)")
         if self._device is None and device == "cuda":
             return {"dtype": dtype, "device_map": "auto"}, None
         return {"dtype": dtype}, device
@@ -174,9 +178,9 @@ class TransformersBackend:
 
         kwargs, device = self._placement()
         tokenizer = AutoTokenizer.from_pretrained(self._source, gguf_file=self._gguf_file)
-        model = AutoModelForCausalLM.from_pretrained(self._source, gguf_file=self._gguf_file, **kwargs)
         if tokenizer.chat_template is None:
             raise ValueError("the tokenizer has no chat template (a base model, not an instruct/chat model)")
+        model = AutoModelForCausalLM.from_pretrained(self._source, gguf_file=self._gguf_file, **kwargs)
         return (model.to(device) if device else model).eval(), tokenizer
 
     async def chat(self, messages: list[dict[str, Any]], *, max_tokens: int, temperature: float) -> str:

@@ -1,0 +1,84 @@
+"""``masra demo`` end to end on a handful of rows with a tiny model (1 epoch): the files it writes, the
+official metrics layout, and its refusal to overwrite results."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import TINY_TRAIN, TINY_VAL
+from masra.cli.main import main
+from masra.data.jsonl import read_jsonl
+from masra.demo.chance import chance_metrics, random_predictions
+from masra.demo.training import KEY_METRICS
+
+TINY_MODEL = [
+    "model.hidden_dim=32",
+    "model.nheads=2",
+    "model.dim_feedforward=64",
+    "model.lrca.proj_dim=16",
+    "model.dai.codebook_size=8",
+    "train.batch_size=8",
+    "train.eval_batch_size=16",
+]
+
+
+def _demo(out, *extra):
+    args = ["demo", "--out", str(out), "--seed", "0", "--epochs", "1",
+            "--train-rows", str(TINY_TRAIN), "--val-rows", str(TINY_VAL), *extra, *TINY_MODEL]
+    return main(args)
+
+
+@pytest.mark.timeout(300)
+def test_demo_writes_metrics_predictions_and_plots(tiny_dataset_copy, capsys):
+    out = tiny_dataset_copy.parent
+    manifest_before = (tiny_dataset_copy / "manifest.json").stat().st_mtime_ns
+    assert _demo(out, "--compare-baseline") == 0
+    printed = capsys.readouterr().out
+    assert "baseline" in printed and "masra" in printed and "random (chance)" in printed
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    baseline = json.loads((out / "baseline_metrics.json").read_text())
+    for result in (metrics, baseline):
+        assert set(KEY_METRICS) <= set(result["brief"])
+        assert {"HL-min-Fair", "HL-min-Good", "HL-min-VeryGood", "full", "long", "middle", "short"} <= set(result)
+    predictions = read_jsonl(out / "predictions.jsonl")
+    val = read_jsonl(tiny_dataset_copy / "val.jsonl")
+    assert [p["qid"] for p in predictions] == [r["qid"] for r in val]
+    for pred, row in zip(predictions, val):
+        assert len(pred["pred_saliency_scores"]) == int(row["duration"] / 2)
+        scores = [w[2] for w in pred["pred_relevant_windows"]]
+        assert scores == sorted(scores, reverse=True)
+    pngs = sorted(p.name for p in (out / "plots").glob("*.png"))
+    assert "metrics.png" in pngs and len(pngs) == 1 + min(4, TINY_VAL)
+    summary = json.loads((out / "summary.json").read_text())
+    assert [v["name"] for v in summary["variants"]] == ["baseline", "masra"]
+    assert summary["variants"][1]["parts"] == ["dai", "sge", "sora", "esta", "lrca"]
+    assert summary["variants"][1]["metrics"]["MR-full-mAP"] == metrics["brief"]["MR-full-mAP"]
+    # the dataset cache was reused, not regenerated
+    assert (tiny_dataset_copy / "manifest.json").stat().st_mtime_ns == manifest_before
+
+    # existing results are not clobbered without --force
+    assert _demo(out) == 1
+    assert "pass --force" in capsys.readouterr().err
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    assert _demo(out, "--force", "--parts", "none") == 0
+    assert not (out / "baseline_metrics.json").exists()
+    assert json.loads((out / "summary.json").read_text())["variants"][0]["parts"] == []
+
+
+def test_chance_level_is_low_and_reproducible(tiny_dataset_dir):
+    rows = read_jsonl(tiny_dataset_dir / "val.jsonl")
+    first = chance_metrics(rows, seed=3)
+    assert first == chance_metrics(rows, seed=3)
+    assert first["brief"]["MR-full-mAP"] < 15
+    assert first["brief"]["MR-full-R1@0.7"] < 20
+    preds = random_predictions(rows, seed=3)
+    assert all(len(p["pred_relevant_windows"]) == 10 for p in preds)
+    assert all(w[0] % 2 == 0 and w[1] % 2 == 0 for p in preds for w in p["pred_relevant_windows"])
+
+
+def test_unknown_parts_are_refused(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "x"), "--parts", "dai,foo"]) == 1
+    assert "unknown MASRA part" in capsys.readouterr().err
