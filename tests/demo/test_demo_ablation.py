@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import TINY_TRAIN, TINY_VAL
+
 from masra.demo.ablation import VARIANTS, markdown_table, run_ablation
 from masra.demo.training import KEY_METRICS, VariantResult, enabled_parts
 from masra.errors import MasraError
@@ -31,7 +31,7 @@ class FakeTrainer:
 
 
 def _run(out, trainer, **kwargs):
-    defaults = dict(seeds=[0, 1, 2], epochs=2, n_train=TINY_TRAIN, n_val=TINY_VAL, trainer=trainer)
+    defaults = {"seeds": [0, 1, 2], "epochs": 2, "n_train": TINY_TRAIN, "n_val": TINY_VAL, "trainer": trainer}
     return run_ablation(out, **{**defaults, **kwargs})
 
 

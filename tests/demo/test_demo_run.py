@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import TINY_TRAIN, TINY_VAL
+
 from masra.cli.main import main
 from masra.data.jsonl import read_jsonl
 from masra.demo.chance import chance_metrics, random_predictions
@@ -79,6 +79,9 @@ def test_chance_level_is_low_and_reproducible(tiny_dataset_dir):
     assert all(w[0] % 2 == 0 and w[1] % 2 == 0 for p in preds for w in p["pred_relevant_windows"])
 
 
-def test_unknown_parts_are_refused(tmp_path, capsys):
+def test_bad_parts_and_overrides_are_refused_before_any_work(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "x"), "--parts", "dai,foo"]) == 1
     assert "unknown MASRA part" in capsys.readouterr().err
+    assert main(["demo", "--out", str(tmp_path / "y"), "model.hidden_dimm=64"]) == 1
+    assert "model.hidden_dimm" in capsys.readouterr().err
+    assert not (tmp_path / "y" / "data").exists()

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import TINY_TRAIN, TINY_VAL, RefusingEncoder
 from scipy.stats import rankdata
 
-from conftest import TINY_TRAIN, TINY_VAL, RefusingEncoder
 from masra.config import DataConfig
 from masra.data.jsonl import read_jsonl
 from masra.demo.synthetic import SyntheticSpec, build_synthetic_dataset, shipped_rows, signal_map

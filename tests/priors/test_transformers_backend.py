@@ -272,3 +272,10 @@ def test_a_vision_language_model_sees_the_images(tiny_vlm_dir: Path) -> None:
     assert red != blue  # the pixels reach the model: another image, another greedy reply
     assert ask(backend, frame((255, 0, 0)), max_tokens=6) == red
     asyncio.run(backend.aclose())
+
+
+def test_an_unknown_dtype_is_refused_at_load(tiny_lm_dir: Path) -> None:
+    backend = TransformersBackend(tiny_lm_dir, device="cpu", dtype="float8")
+    with pytest.raises(BackendError, match="unknown dtype 'float8'") as err:
+        backend.load()
+    assert err.value.retryable is False

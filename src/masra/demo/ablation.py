@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from masra.config import MASRA_PARTS
+from masra.config import MASRA_PARTS, Config, apply_overrides
 from masra.demo.synthetic import SyntheticDataset, build_synthetic_dataset
 from masra.demo.training import DEFAULT_EPOCHS, KEY_METRICS, VariantResult, demo_config, train_variant
 from masra.errors import MasraError
@@ -80,6 +80,7 @@ def run_ablation(
         raise MasraError(f"unknown variant(s) {unknown}; known: {', '.join(known)}", field="variants")
     if not seeds:
         raise MasraError("at least one seed is needed", field="seeds")
+    apply_overrides(Config(), list(overrides or []))  # fail fast on a bad override, before the dataset is built
     dataset: SyntheticDataset = build_synthetic_dataset(out / "data", data_seed, n_train=n_train, n_val=n_val)
 
     results: dict[str, dict[int, dict[str, Any]]] = {v: {} for v in chosen}
@@ -136,9 +137,12 @@ def markdown_table(table: dict[str, Any]) -> str:
     """The ablation as a markdown table: one row per variant, ``mean ± std`` over the seeds."""
     seeds = ", ".join(str(s) for s in table["seeds"])
     header = "| variant | " + " | ".join(table["metrics"]) + " |"
-    lines = [
+    caption = (
         f"Synthetic demo data (data seed {table['data_seed']}), {table['epochs']} epochs, "
-        f"training seeds {seeds}; mean ± std over seeds.",
+        f"training seeds {seeds}; mean ± std over seeds."
+    )
+    lines = [
+        caption,
         "",
         header,
         "|---|" + "---:|" * len(table["metrics"]),

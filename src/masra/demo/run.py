@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from masra.config import MASRA_PARTS
+from masra.config import MASRA_PARTS, Config, apply_overrides
 from masra.data.jsonl import read_jsonl
 from masra.demo.chance import chance_metrics
 from masra.demo.synthetic import SyntheticDataset, build_synthetic_dataset
@@ -98,6 +98,7 @@ def run_demo(
     if epochs < 1:
         raise MasraError("must be at least 1", field="epochs")
     part_list = parse_parts(parts)
+    apply_overrides(Config(), list(overrides or []))  # fail fast on a bad override, before the dataset is built
     _refuse_clobber(out, force)
     out.mkdir(parents=True, exist_ok=True)
 

@@ -57,7 +57,7 @@ class SyntheticSpec:
     video_dim: int = 128  # total video feature dimension (before the loader's TEF)
     signal_dim: int = 96  # dimensions carrying the event signal; the rest carry only noise
     map_gain: float = 1.5  # pre-activation scale of the random tanh map (higher = more nonlinear)
-    noise: float = 4.5  # norm of the per-clip noise relative to a unit-norm, full-strength event signal
+    noise: float = 3.0  # norm of the per-clip noise relative to a unit-norm, full-strength event signal
     noise_correlation: float = 0.5  # AR(1) coefficient of the noise along time
     scene: float = 0.7  # norm of the per-video nuisance vector shared by all its clips
     relevant_min_strength: float = 0.3  # signal gain of a relevant clip rated 0 (1.0 when rated 4)
@@ -82,7 +82,7 @@ class SyntheticDataset:
     manifest: dict[str, Any]
 
     @classmethod
-    def at(cls, root: Path, manifest: dict[str, Any]) -> "SyntheticDataset":
+    def at(cls, root: Path, manifest: dict[str, Any]) -> SyntheticDataset:
         return cls(root, root / "train.jsonl", root / "val.jsonl", root / "video", root / "text", root / "priors", manifest)
 
 
@@ -248,6 +248,9 @@ def build_synthetic_dataset(
     root = Path(root)
     spec = spec or SyntheticSpec()
     rows = {"train": shipped_rows("train")[:n_train], "val": shipped_rows("val")[:n_val]}
+    for split, count in (("train", n_train), ("val", n_val)):
+        if count is not None and count < 2:  # background events need at least one other sentence
+            raise MasraError("at least 2 rows are needed", field=f"n_{split}")
     key = {
         "generator_version": GENERATOR_VERSION,
         "seed": seed,

@@ -12,7 +12,7 @@ from masra.demo.synthetic import SyntheticDataset
 from masra.errors import MasraError
 
 # Sized so baseline + MASRA train in a few minutes on 2 CPU cores (~1 min per 10 epochs per variant).
-DEFAULT_EPOCHS = 30
+DEFAULT_EPOCHS = 10
 # The metrics the demo table and the ablation table report (keys of the evaluator's "brief" section).
 KEY_METRICS = ("MR-full-mAP", "MR-full-R1@0.5", "MR-full-R1@0.7", "HL-min-VeryGood-mAP", "HL-min-VeryGood-Hit1")
 

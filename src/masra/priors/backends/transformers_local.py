@@ -158,9 +158,15 @@ class TransformersBackend:
         import torch
 
         device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = _auto_dtype(device) if self._dtype == "auto" else getattr(torch, self._dtype, None)
-        if not isinstance(dtype, torch.dtype):
+        dtypes = {
+            "auto": _auto_dtype(device),
+            "bfloat16": torch.bfloat16,
+            "float16": torch.float16,
+            "float32": torch.float32,
+        }
+        if self._dtype not in dtypes:
             raise ValueError(f"unknown dtype {self._dtype!r} (auto, bfloat16, float16 or float32)")
+        dtype = dtypes[self._dtype]
         if self._device is None and device == "cuda":
             return {"dtype": dtype, "device_map": "auto"}, None
         return {"dtype": dtype}, device
