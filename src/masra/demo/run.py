@@ -183,7 +183,7 @@ def print_report(report: DemoReport) -> None:
     table.add_column("train", justify="right")
     table.add_row("random (chance)", *[f"{report.chance['brief'][k]:.2f}" for k in KEY_METRICS], "-")
     for v in report.variants:
-        label = v.name if not v.parts else f"{v.name} ({'+'.join(v.parts)})"
+        label = v.name if not v.parts else f"{v.name} ({'all parts' if len(v.parts) == len(MASRA_PARTS) else '+'.join(v.parts)})"
         table.add_row(label, *[f"{v.brief[k]:.2f}" for k in KEY_METRICS], f"{v.wall_s:.0f} s")
     console = Console()
     console.print(table)
