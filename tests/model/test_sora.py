@@ -6,10 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from masra.bench.dense_sora import dense_second_order
-from masra.bench.dense_sora import dense_sora_attention as dense_attention
 from masra.errors import MasraError
-from masra.model.sora import SORALayer, second_order_relation
+from masra.model.sora import DENSE_MAX_BAND_MULTIPLE, SORALayer, dense_second_order, second_order_relation
 
 D, HEADS = 16, 4
 
@@ -63,8 +61,8 @@ def test_second_order_relation_is_one_on_the_diagonal_and_bounded() -> None:
 def test_banded_attention_equals_dense_reference(band: int) -> None:
     layer = make_layer(band)
     src, pos, mask = make_inputs()
-    banded = layer.attention(src, mask, pos)
-    dense = dense_attention(layer, src, mask, pos)
+    banded = layer.banded_attention(src, mask, pos)
+    dense = layer.dense_attention(src, mask, pos)
     valid = mask.bool()
     torch.testing.assert_close(banded[valid], dense[valid], atol=1e-5, rtol=1e-4)
 
@@ -123,3 +121,15 @@ def test_single_clip_and_no_global_token_are_finite() -> None:
 def test_invalid_band_is_a_clear_error() -> None:
     with pytest.raises(MasraError, match="model.sora.band"):
         SORALayer(D, HEADS, 32, band=0)
+
+
+def test_attention_uses_the_dense_path_on_short_videos_and_the_band_on_long_ones(monkeypatch) -> None:
+    layer = make_layer(band=2).eval()
+    calls = []
+    monkeypatch.setattr(layer, "dense_attention", lambda *a: calls.append("dense") or SORALayer.dense_attention(layer, *a))
+    monkeypatch.setattr(layer, "banded_attention", lambda *a: calls.append("banded") or SORALayer.banded_attention(layer, *a))
+    short = DENSE_MAX_BAND_MULTIPLE * 5  # band 2 -> width 5
+    for clips in (short, short + 1):
+        src, mask, pos = torch.randn(1, clips + 1, D), torch.ones(1, clips + 1), torch.randn(1, clips + 1, D)
+        layer.attention(src, mask, pos)
+    assert calls == ["dense", "banded"]

@@ -1,4 +1,4 @@
-"""``masra bench sora``: banded SORA attention against the dense O(L²) reference, over video lengths."""
+"""``masra bench sora``: SORA's banded attention against its dense O(L²) path, over video lengths."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import torch
 
-from masra.bench.dense_sora import dense_sora_attention
 from masra.bench.measure import Measurement, measure
 from masra.model.sora import SORALayer
 
@@ -39,8 +38,8 @@ def bench_sora(
         pos = torch.randn(batch, total, hidden_dim, device=device)
         mask = torch.ones(batch, total, device=device)
         with torch.no_grad():
-            banded = measure(lambda: layer.attention(src, mask, pos), device, repeats=repeats)
-            dense = measure(lambda: dense_sora_attention(layer, src, mask, pos), device, repeats=repeats)
-            diff = (layer.attention(src, mask, pos) - dense_sora_attention(layer, src, mask, pos)).abs().max().item()
+            banded = measure(lambda: layer.banded_attention(src, mask, pos), device, repeats=repeats)
+            dense = measure(lambda: layer.dense_attention(src, mask, pos), device, repeats=repeats)
+            diff = (layer.banded_attention(src, mask, pos) - layer.dense_attention(src, mask, pos)).abs().max().item()
         rows.append(SoraRow(length, banded, dense, diff))
     return rows

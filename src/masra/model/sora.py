@@ -21,6 +21,23 @@ from masra.model.banded import band_pair_mask, band_windows
 from masra.model.layers import FeedForward
 
 
+# Below this many band widths of clips the dense path is used (it is faster there on CPU and GPU).
+DENSE_MAX_BAND_MULTIPLE = 3
+
+
+def dense_second_order(h: torch.Tensor, mask: torch.Tensor, band: int) -> torch.Tensor:
+    """R2 as a full [B, L, L] matrix: Ã = band-restricted masked cosine, R2 = cosine of Ã's rows, on the band."""
+    length = h.shape[1]
+    idx = torch.arange(length, device=h.device)
+    in_band = (idx[:, None] - idx[None, :]).abs() <= band  # [L, L]
+    valid = mask.bool()
+    pair = valid[:, :, None] & valid[:, None, :] & in_band  # [B, L, L]
+    unit = F.normalize(h, dim=-1)
+    first = (unit @ unit.transpose(1, 2)) * pair.to(unit.dtype)
+    rows = F.normalize(first, dim=-1)
+    return (rows @ rows.transpose(1, 2)) * pair.to(unit.dtype)
+
+
 def second_order_relation(h: torch.Tensor, mask: torch.Tensor, band: int) -> torch.Tensor:
     """Banded R2: h [B, L, d], mask [B, L] -> [B, L, 2w+1] with out[b, i, o] = R2[b, i, i + o - w].
 
@@ -80,7 +97,37 @@ class SORALayer(nn.Module):
         self.ffn = FeedForward(d_model, dim_feedforward, dropout, activation)
 
     def attention(self, src: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
-        """src [B, T, d] = [global ; clips], mask [B, T] float, pos [B, T, d] or None -> [B, T, d]."""
+        """src [B, T, d] = [global ; clips], mask [B, T] float, pos [B, T, d] or None -> [B, T, d].
+
+        Both paths compute the same function. The banded one is O(L·w); on short videos, where the band
+        covers most of the clips anyway, the dense one is faster (``masra bench sora`` measures both).
+        """
+        clips = src.shape[1] - self.num_global
+        if clips <= DENSE_MAX_BAND_MULTIPLE * (2 * self.band + 1):
+            return self.dense_attention(src, mask, pos)
+        return self.banded_attention(src, mask, pos)
+
+    def dense_attention(self, src: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
+        """The attention with full [T, T] score matrices, masked to the band: O(L²)."""
+        batch, total, d = src.shape
+        g, w, heads, dh = self.num_global, self.band, self.nheads, self.head_dim
+        qk_in = src if pos is None else src + pos
+        q = self.q_proj(qk_in).view(batch, total, heads, dh).transpose(1, 2)  # [B, H, T, dh]
+        k = self.k_proj(qk_in).view(batch, total, heads, dh).transpose(1, 2)
+        v = self.v_proj(src).view(batch, total, heads, dh).transpose(1, 2)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(dh)  # [B, H, T, T]
+        relation = dense_second_order(src[:, g:], mask[:, g:], w)  # [B, L, L]
+        bias = F.pad(relation, (g, 0, g, 0))  # [B, T, T], zero on the global rows/columns
+        scores = scores + self.beta.view(1, heads, 1, 1).to(scores.dtype) * bias.unsqueeze(1).to(scores.dtype)
+        idx = torch.arange(total, device=src.device)
+        allowed = ((idx[:, None] - idx[None, :]).abs() <= w) | (idx[:, None] < g) | (idx[None, :] < g)  # [T, T]
+        allowed = allowed.unsqueeze(0) & mask.bool().unsqueeze(1)  # [B, T, T]
+        scores = scores.masked_fill(~allowed.unsqueeze(1), torch.finfo(scores.dtype).min)
+        out = (self.attn_dropout(scores.softmax(-1)) @ v).transpose(1, 2).reshape(batch, total, d)
+        return self.out_proj(out)
+
+    def banded_attention(self, src: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
+        """The attention computed on the band only: O(L·w) time and memory."""
         batch, total, _ = src.shape
         g, heads, dh, w = self.num_global, self.nheads, self.head_dim, self.band
         qk_in = src if pos is None else src + pos
