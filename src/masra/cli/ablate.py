@@ -25,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--variants", nargs="+", metavar="NAME", help=f"subset of: {names}")
     parser.add_argument("--train-rows", type=int, help="use only the first N shipped training rows")
     parser.add_argument("--val-rows", type=int, help="use only the first N shipped val rows")
+    parser.add_argument("--workers", type=int, default=None, help="runs trained side by side (default: 1 per core, at most 2)")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides for every run")
     parser.set_defaults(func=run)
 
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.markdown import Markdown
 
     from masra.demo.ablation import run_ablation
+    from masra.demo.training import default_workers
 
     logging.getLogger("masra").setLevel(logging.INFO)
     run_ablation(
@@ -47,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         n_train=args.train_rows,
         n_val=args.val_rows,
         overrides=args.overrides,
+        workers=default_workers() if args.workers is None else args.workers,
     )
     Console().print(Markdown((Path(args.out) / "ablation.md").read_text()))
     return 0

@@ -25,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--train-rows", type=int, help="use only the first N shipped training rows (default all 1,200)")
     parser.add_argument("--val-rows", type=int, help="use only the first N shipped val rows (default all 400)")
     parser.add_argument("--progress", action="store_true", help="show per-epoch progress bars")
+    parser.add_argument("--workers", type=int, default=None, help="variants trained side by side (default: 1 per core, at most 2)")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides, e.g. train.lr=1e-4")
     parser.set_defaults(func=run)
 
@@ -44,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         n_val=args.val_rows,
         overrides=args.overrides,
         progress=args.progress,
+        workers=args.workers,
     )
     print_report(report)
     return 0

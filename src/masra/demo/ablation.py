@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import statistics
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from masra.config import MASRA_PARTS, Config, apply_overrides
 from masra.demo.synthetic import SyntheticDataset, build_synthetic_dataset
-from masra.demo.training import DEFAULT_EPOCHS, KEY_METRICS, VariantResult, demo_config, train_variant
+from masra.demo.training import DEFAULT_EPOCHS, KEY_METRICS, Trainer, VariantResult, demo_config, train_many, train_variant
 from masra.errors import MasraError
 
 # (variant name, enabled parts): the rows of the table, in order.
@@ -28,7 +27,6 @@ VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 RESULT_FILE = "result.json"
 log = logging.getLogger(__name__)
 
-Trainer = Callable[[str, Any], VariantResult]
 
 
 def train_resuming(name: str, cfg: Any) -> VariantResult:
@@ -66,11 +64,14 @@ def run_ablation(
     n_val: int | None = None,
     overrides: list[str] | None = None,
     trainer: Trainer = train_resuming,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Train every missing (variant, seed) run, then write and return the aggregated table.
 
     All runs share one dataset (generated with ``data_seed``); ``seeds`` vary the training seed.
-    ``trainer`` is the function that trains one config (replaceable in tests).
+    ``trainer`` is the function that trains one config (replaceable in tests); ``workers`` runs train side
+    by side in separate processes (results are written once all pending runs have finished; an
+    interrupted ablation resumes each run from its last checkpoint).
     """
     out = Path(out)
     known = dict(VARIANTS)
@@ -84,30 +85,35 @@ def run_ablation(
     dataset: SyntheticDataset = build_synthetic_dataset(out / "data", data_seed, n_train=n_train, n_val=n_val)
 
     results: dict[str, dict[int, dict[str, Any]]] = {v: {} for v in chosen}
+    pending: list[tuple[str, int]] = []
     for variant in chosen:
         for seed in seeds:
             finished = load_finished(out, variant, seed, epochs)
             if finished is not None:
                 log.info("skipping %s seed %d (finished)", variant, seed)
                 results[variant][seed] = finished
-                continue
-            folder = run_path(out, variant, seed)
-            cfg = demo_config(dataset, parts=list(known[variant]) or "none", seed=seed, epochs=epochs,
-                              output_dir=folder, overrides=overrides)
-            log.info("training %s seed %d", variant, seed)
-            trained = trainer(variant, cfg)
-            record = {
-                "variant": variant,
-                "parts": list(known[variant]),
-                "seed": seed,
-                "epochs": epochs,
-                "best_epoch": trained.best_epoch,
-                "wall_s": round(trained.wall_s, 1),
-                "brief": trained.brief,
-            }
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / RESULT_FILE).write_text(json.dumps(record, indent=2) + "\n")
-            results[variant][seed] = record
+            else:
+                pending.append((variant, seed))
+    jobs = [
+        (variant, demo_config(dataset, parts=list(known[variant]) or "none", seed=seed, epochs=epochs,
+                              output_dir=run_path(out, variant, seed), overrides=overrides))
+        for variant, seed in pending
+    ]
+    log.info("training %d runs (%d side by side)", len(jobs), workers)
+    for (variant, seed), trained in zip(pending, train_many(jobs, trainer, workers)):
+        record = {
+            "variant": variant,
+            "parts": list(known[variant]),
+            "seed": seed,
+            "epochs": epochs,
+            "best_epoch": trained.best_epoch,
+            "wall_s": round(trained.wall_s, 1),
+            "brief": trained.brief,
+        }
+        folder = run_path(out, variant, seed)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / RESULT_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        results[variant][seed] = record
 
     table = aggregate(results, seeds=seeds, epochs=epochs, data_seed=data_seed)
     (out / "ablation.json").write_text(json.dumps(table, indent=2) + "\n")

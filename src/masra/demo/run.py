@@ -19,6 +19,7 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,15 @@ from masra.config import MASRA_PARTS, Config, apply_overrides
 from masra.data.jsonl import read_jsonl
 from masra.demo.chance import chance_metrics
 from masra.demo.synthetic import SyntheticDataset, build_synthetic_dataset
-from masra.demo.training import DEFAULT_EPOCHS, KEY_METRICS, VariantResult, demo_config, train_variant
+from masra.demo.training import (
+    DEFAULT_EPOCHS,
+    KEY_METRICS,
+    VariantResult,
+    default_workers,
+    demo_config,
+    train_many,
+    train_variant,
+)
 from masra.errors import MasraError
 
 RESULT_FILES = (
@@ -91,6 +100,7 @@ def run_demo(
     small_model: bool = True,
     overrides: list[str] | None = None,
     progress: bool = False,
+    workers: int | None = None,
 ) -> DemoReport:
     """Run the whole demo into ``out`` and return what it measured (files are written as listed above)."""
     started = time.time()
@@ -110,12 +120,15 @@ def run_demo(
     if compare_baseline and part_list:
         plan.append(("baseline", []))
     plan.append(("masra" if part_list else "baseline", part_list))
-    variants = []
+    jobs = []
     for name, enabled in plan:
         cfg = demo_config(dataset, parts=enabled or "none", seed=seed, epochs=epochs, output_dir=out / "runs" / name,
                           small=small_model, overrides=overrides)
         log.info("training %s (%s) for %d epochs", name, ",".join(enabled) or "no MASRA parts", epochs)
-        variants.append(train_variant(name, cfg, progress=progress))
+        jobs.append((name, cfg))
+    workers = default_workers() if workers is None else workers
+    trainer = partial(train_variant, progress=progress and workers == 1)
+    variants = train_many(jobs, trainer, workers)
 
     final = variants[-1]
     _write_json(out / "metrics.json", final.metrics)

@@ -56,8 +56,8 @@ class SyntheticSpec:
 
     video_dim: int = 128  # total video feature dimension (before the loader's TEF)
     signal_dim: int = 96  # dimensions carrying the event signal; the rest carry only noise
-    map_gain: float = 1.5  # pre-activation scale of the random tanh map (higher = more nonlinear)
-    noise: float = 3.0  # norm of the per-clip noise relative to a unit-norm, full-strength event signal
+    map_gain: float = 0.5  # pre-activation scale of the random tanh map (higher = more nonlinear)
+    noise: float = 1.0  # norm of the per-clip noise relative to a unit-norm, full-strength event signal
     noise_correlation: float = 0.5  # AR(1) coefficient of the noise along time
     scene: float = 0.7  # norm of the per-video nuisance vector shared by all its clips
     relevant_min_strength: float = 0.3  # signal gain of a relevant clip rated 0 (1.0 when rated 4)
