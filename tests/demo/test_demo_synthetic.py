@@ -131,8 +131,9 @@ def test_refuses_to_overwrite_a_foreign_folder(tmp_path):
 
 
 def test_planted_signal_is_learnable_but_not_trivial(tiny_dataset_dir):
-    """The query's mapped embedding ranks relevant clips above background well, but not perfectly; features
-    without the query (their norm) and a wrong mapping carry no relevance."""
+    """Knowing the hidden text-to-video map, the query's mapped embedding ranks relevant clips above the
+    background; without it (a wrong map) or from the features alone (their norm) relevance is invisible, so a
+    model has to learn the map from the training data."""
     spec = SyntheticSpec()
     rows = _clips(tiny_dataset_dir, "train") + _clips(tiny_dataset_dir, "val")
     queries = np.stack([q for _, _, q in rows])
@@ -145,6 +146,6 @@ def test_planted_signal_is_learnable_but_not_trivial(tiny_dataset_dir):
         oracle.append(_auc(feats[:, : spec.signal_dim] @ good, relevant))
         wrong.append(_auc(feats[:, : spec.signal_dim] @ bad, relevant))
         norm.append(_auc(np.linalg.norm(feats[:, : spec.signal_dim], axis=1), relevant))
-    assert 0.75 < np.mean(oracle) < 0.98
+    assert np.mean(oracle) > 0.9
     assert abs(np.mean(wrong) - 0.5) < 0.1
     assert abs(np.mean(norm) - 0.5) < 0.15
