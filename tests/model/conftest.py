@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -61,6 +63,18 @@ def random_batch(lengths: list[int], n_tokens: list[int], seed: int = 0) -> Grou
         saliency_neg_idx=neg_idx,
         saliency_all_labels=labels,
         relevant_mask=(labels > 0).float(),
+    )
+
+
+def last_sample_alone(pair: GroundingBatch, clips: int, tokens: int) -> GroundingBatch:
+    """The last sample of ``pair`` as a batch of its own, without the padding the batch gave it."""
+    return dataclasses.replace(
+        pair,
+        video_feats=pair.video_feats[-1:, :clips],
+        video_mask=pair.video_mask[-1:, :clips],
+        query_feats=pair.query_feats[-1:, :tokens],
+        query_mask=pair.query_mask[-1:, :tokens],
+        meta=pair.meta[-1:],
     )
 
 
