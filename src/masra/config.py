@@ -1,7 +1,9 @@
 """Configuration: nested dataclasses, loaded from YAML and overridden from the command line.
 
-Merge order (later wins): dataclass defaults < YAML file(s) < ``key.sub=value`` overrides.
-Unknown keys are errors, so a typo in a YAML file or an override never passes silently.
+Merge order (later wins): dataclass defaults < YAML file(s), in order, each after the file named by its
+``base:`` key < ``key.sub=value`` overrides. A config is a file path or the name of a config shipped in
+the package (``qvhighlights``, see ``packaged_configs()``). Unknown keys are errors, so a typo in a YAML
+file or an override never passes silently.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import yaml
 from masra.errors import MasraError
 
 DATASETS = ("qvhighlights", "charades_sta", "tacos", "tvsum", "youtube_highlights")
+PACKAGED_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+# Key of a YAML file naming the config it overlays (a packaged name, or a path relative to the file).
+BASE_KEY = "base"
 
 
 @dataclass
@@ -264,24 +269,58 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
     return cfg
 
 
+def packaged_configs() -> dict[str, Path]:
+    """The configs shipped inside the package, by name (file stem)."""
+    return {path.stem: path for path in sorted(PACKAGED_CONFIG_DIR.glob("*.yaml"))}
+
+
+def resolve_config_path(name_or_path: str | Path, relative_to: Path | None = None) -> Path:
+    """A config file: an existing path (relative to ``relative_to`` when given), else a packaged config name."""
+    path = Path(name_or_path)
+    if relative_to is not None and not path.is_absolute():
+        path = relative_to / path
+    if path.is_file():
+        return path
+    packaged = packaged_configs()
+    name = str(name_or_path).removesuffix(".yaml")
+    if name in packaged:  # a bare name only: "qvhighlights" or "qvhighlights.yaml", never "dir/qvhighlights"
+        return packaged[name]
+    raise MasraError(f"config file not found, and not a packaged config (packaged: {', '.join(packaged)})",
+                     file=name_or_path)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise MasraError(f"invalid YAML: {err}", file=path) from None
+    if not isinstance(values, dict):
+        raise MasraError("top level must be a mapping", file=path)
+    return values
+
+
+def _merge_file(cfg: Config, path: Path, seen: tuple[Path, ...] = ()) -> None:
+    """Merge one YAML file into ``cfg``, after the file its ``base:`` key names (recursively)."""
+    if path.resolve() in seen:
+        raise MasraError("config files name each other as base in a cycle", file=path, field=BASE_KEY)
+    values = _read_yaml(path)
+    base = values.pop(BASE_KEY, None)
+    if base is not None:
+        if not isinstance(base, str):
+            raise MasraError("expected a config name or path", file=path, field=BASE_KEY)
+        _merge_file(cfg, resolve_config_path(base, relative_to=path.parent), seen + (path.resolve(),))
+    _update(cfg, values, "", str(path))
+
+
 def load_config(paths: list[str | Path] | str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Build a Config from defaults, then each YAML file in order, then the overrides."""
+    """Build a Config from defaults, then each YAML file (path or packaged name) in order, then the overrides."""
     cfg = Config()
     if paths is None:
         paths = []
     elif isinstance(paths, (str, Path)):
         paths = [paths]
     for path in paths:
-        path = Path(path)
-        if not path.is_file():
-            raise MasraError("config file not found", file=path)
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise MasraError(f"invalid YAML: {err}", file=path) from None
-        if not isinstance(values, dict):
-            raise MasraError("top level must be a mapping", file=path)
-        _update(cfg, values, "", str(path))
+        _merge_file(cfg, resolve_config_path(path))
     apply_overrides(cfg, overrides or [])
     validate_config(cfg)
     return cfg

@@ -19,8 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train from a YAML config. Overrides like train.lr=2e-4 model.sora.enabled=true follow the "
         "config. Under `torchrun --nproc_per_node N masra train ...` the processes form one DDP run.",
     )
-    parser.add_argument("--config", action="append", default=[], metavar="YAML",
-                        help="config file(s), merged in order (optional with --resume RUN_DIR)")
+    parser.add_argument("--config", action="append", default=[], metavar="NAME|YAML",
+                        help="packaged config name (see `masra config list`) or YAML file; repeat to merge in "
+                        "order (optional with --resume RUN_DIR)")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
     parser.add_argument("--output-dir", help="run folder (default: train.output_dir of the config)")
     parser.add_argument("--resume", metavar="RUN_DIR|auto",
@@ -33,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load(args: argparse.Namespace) -> Config:
+    """The run's config. Merge order (later wins): defaults < --config files in order (each after its
+    ``base:``), or the run's own config.yaml with --resume RUN_DIR < --parts < overrides < --output-dir."""
     from masra.config import apply_overrides, load_config, set_masra_parts, validate_config
     from masra.train.checkpoint import CONFIG_FILE, find_checkpoint
 
