@@ -1,6 +1,6 @@
 """Annotation records for the five supported datasets, with validation that names file, line and field.
 
-Formats (REFERENCE.md §1.1): QVHighlights, Charades-STA, TACoS (moment retrieval, QVH-style JSONL),
+Formats (docs/data.md, "Annotation files"): QVHighlights, Charades-STA, TACoS (moment retrieval, QVH-style JSONL),
 TVSum and YouTube Highlights (per-clip ``label`` matrices). ``load_annotations`` returns typed records or
 raises the first error; ``check_annotations`` collects every error (up to a limit) for ``masra data check``.
 """

@@ -1,4 +1,4 @@
-"""Model outputs -> official submission rows (REFERENCE.md §2.1), reproducing the anchors' number formatting.
+"""Model outputs -> official submission rows (docs/evaluation.md, "Input format"), reproducing the anchors' number formatting.
 
 Per query: score = softmax(logits)[fg]; window = (c ∓ w/2) × duration (float32); optional clamp to
 [0, duration]; rows stable-sorted by score, descending; every number to 4 decimals; then the dataset's

@@ -1,4 +1,4 @@
-"""SORA: second-order relational attention (DESIGN.md §2, docs/method.md).
+"""SORA: second-order relational attention (docs/method.md, "SORA").
 
 First-order relation, kept on the band: Ã_ik = cos(h_i, h_k) if |i - k| <= w and both clips are valid, else 0.
 Second-order relation: R2_ij = cos(Ã_i·, Ã_j·) for |i - j| <= w (two clips are related when they relate

@@ -16,7 +16,7 @@ from masra.data.annotations import load_annotations
 from masra.errors import MasraError
 from masra.priors.frames import VIDEO_EXTENSIONS
 
-# Clip length (seconds) per dataset, as the anchor repositories use it (REFERENCE.md §1.5).
+# Clip length (seconds) per dataset, as the anchor repositories use it (docs/data.md, "Clip length per dataset").
 DATASET_CLIP_LENGTH = {
     "qvhighlights": 2.0,
     "charades_sta": 1.0,
