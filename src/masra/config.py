@@ -8,6 +8,7 @@ file or an override never passes silently.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -83,15 +84,11 @@ class ESTAConfig:
     enabled: bool = False
     temperature: float = 0.07
     learnable_temperature: bool = True
-    # Weight of the clip-to-event separability term inside the ESTA loss.
-    clip_event_weight: float = 1.0
 
 
 @dataclass
 class LRCAConfig:
     enabled: bool = False
-    band: int = 16
-    text_temperature: float = 0.1
     video_temperature_init: float = 0.1
     proj_dim: int = 128
 
@@ -128,6 +125,8 @@ class LossConfig:
     saliency_margin: float = 0.2
     rank_temperature: float = 0.5
     aux_loss: bool = True
+    # False: no Hungarian matching and no set losses, saliency only (TVSum / YouTube Highlights).
+    use_matcher: bool = True
     # Matching costs (Hungarian): C = span*L1 + giou*(-GIoU) + label*(-p_fg).
     match_span: float = 10.0
     match_giou: float = 1.0
@@ -139,6 +138,12 @@ class LossConfig:
     esta: float = 1.0
     lrca: float = 1.0
     sge_caption: float = 1.0
+    # Weight of the clip-to-event separability term inside the ESTA loss.
+    esta_clip_event_weight: float = 1.0
+    # LRCA compares the relations of each clip with its neighbours within this many clips, and sharpens
+    # the caption relations with this temperature.
+    lrca_band: int = 16
+    lrca_text_temperature: float = 0.1
 
 
 @dataclass
@@ -161,8 +166,6 @@ class TrainConfig:
     # "auto" picks cuda when available, else cpu.
     device: str = "auto"
     output_dir: str = "runs/masra"
-    # True: training stops saliency-only datasets from using the matcher (TVSum / YouTube Highlights).
-    use_matcher: bool = True
 
 
 @dataclass
@@ -299,11 +302,37 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return values
 
 
+# Keys renamed since a config or checkpoint may have been written: old dotted name -> new one.
+RENAMED_KEYS = {
+    "train.use_matcher": "loss.use_matcher",
+    "model.esta.clip_event_weight": "loss.esta_clip_event_weight",
+    "model.lrca.band": "loss.lrca_band",
+    "model.lrca.text_temperature": "loss.lrca_text_temperature",
+}
+
+
+def _rename_old_keys(values: dict[str, Any]) -> dict[str, Any]:
+    """Move keys of files written before a rename (``RENAMED_KEYS``) to their new place, in place."""
+    for old, new in RENAMED_KEYS.items():
+        *parents, leaf = old.split(".")
+        holder = values
+        for part in parents:
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        if isinstance(holder, dict) and leaf in holder:
+            value = holder.pop(leaf)
+            *new_parents, new_leaf = new.split(".")
+            target = values
+            for part in new_parents:
+                target = target.setdefault(part, {})
+            target.setdefault(new_leaf, value)
+    return values
+
+
 def _merge_file(cfg: Config, path: Path, seen: tuple[Path, ...] = ()) -> None:
     """Merge one YAML file into ``cfg``, after the file its ``base:`` key names (recursively)."""
     if path.resolve() in seen:
         raise MasraError("config files name each other as base in a cycle", file=path, field=BASE_KEY)
-    values = _read_yaml(path)
+    values = _rename_old_keys(_read_yaml(path))
     base = values.pop(BASE_KEY, None)
     if base is not None:
         if not isinstance(base, str):
@@ -346,7 +375,7 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 
 def config_from_dict(values: dict[str, Any]) -> Config:
     cfg = Config()
-    _update(cfg, values, "", "checkpoint")
+    _update(cfg, _rename_old_keys(copy.deepcopy(values)), "", "checkpoint")
     return cfg
 
 

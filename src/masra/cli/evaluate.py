@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from masra.cli.options import add_overrides_argument
 from masra.config import DATASETS
 from masra.errors import MasraError
 
@@ -38,10 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-match-number", action="store_true", help="score only the qids shared by predictions and ground truth"
     )
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="config override for --checkpoint mode, e.g. --set data.eval_path=val.jsonl (repeatable)",
-    )
+    add_overrides_argument(parser)
     parser.set_defaults(func=run)
 
 

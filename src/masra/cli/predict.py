@@ -7,6 +7,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from masra.cli.options import add_overrides_argument
 from masra.errors import MasraError
 
 logger = logging.getLogger("masra.predict")
@@ -28,8 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--plot-limit", type=int, default=20, help="at most this many plots (default 20)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, e.g. --set data.v_feat_dirs=[/data/sf,/data/clip] (repeatable)")
+    add_overrides_argument(parser)
     parser.set_defaults(func=run)
 
 

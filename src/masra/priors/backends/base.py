@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+# Seconds a request to a server may take before it counts as failed (and is retried).
+DEFAULT_REQUEST_TIMEOUT = 120.0
+
 
 class BackendError(Exception):
     """A failed request. ``retryable`` tells the scheduler whether back-off and retry make sense

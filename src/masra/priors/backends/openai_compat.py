@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from masra.priors.backends.base import BackendError
+from masra.priors.backends.base import DEFAULT_REQUEST_TIMEOUT, BackendError
 
 _RETRYABLE_4XX = {408, 409, 425, 429}
 _HINTS = {
@@ -77,7 +77,7 @@ class OpenAICompatBackend:
         model: str,
         *,
         api_key: str | None = None,
-        timeout: float | None = 120.0,
+        timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
         supports_images: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
