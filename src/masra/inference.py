@@ -11,6 +11,7 @@ No priors and no MLLM are needed here: a MASRA model runs on video features + qu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -22,10 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from masra.checkpoint import ModelDims, find_checkpoint, load_weights, read_checkpoint_info
 from masra.config import Config, apply_overrides, validate_config
 from masra.data.batch import GroundingBatch
 from masra.errors import MasraError
-from masra.train.checkpoint import ModelDims, find_checkpoint, load_weights, read_checkpoint_info
 
 logger = logging.getLogger("masra.inference")
 
@@ -205,9 +206,9 @@ def predict_split(
 
     from masra.data.dataset import GroundingDataset, collate
     from masra.eval import evaluate as evaluate_submission
-    from masra.train.distributed import resolve_device
-    from masra.train.engine import evaluate
-    from masra.train.records import ground_truth_rows, load_records, split_path
+    from masra.data.splits import ground_truth_rows, load_records, split_path
+    from masra.device import resolve_device
+    from masra.model.prediction import predict_rows
 
     torch_device = resolve_device(device)
     model, cfg, dims = load_model(checkpoint, torch_device, config_overrides)
@@ -215,12 +216,13 @@ def predict_split(
         raise MasraError("give exactly one of a split or an annotation file", field="split")
     path = str(annotations) if annotations is not None else split_path(cfg.data, split)
     records = load_records(path, cfg.data)
-    cfg.data.v_feat_dim, cfg.data.t_feat_dim = dims.v_feat_dim, dims.t_feat_dim
-    cfg.data.prior_dir = None  # priors are a training-time signal; inference never reads them
-    dataset = GroundingDataset(records, cfg.data, train=False)
+    # Features are checked against the model's input dims (checkpoint metadata); priors are a training-time
+    # signal, inference never reads them.
+    data_cfg = dataclasses.replace(cfg.data, v_feat_dim=dims.v_feat_dim, t_feat_dim=dims.t_feat_dim, prior_dir=None)
+    dataset = GroundingDataset(records, data_cfg, train=False)
     loader = DataLoader(dataset, batch_size=cfg.train.eval_batch_size, shuffle=False, collate_fn=collate,
                         num_workers=cfg.data.num_workers)
-    rows = evaluate(model, loader, cfg, device=torch_device, progress=progress)
+    rows = predict_rows(model, loader, cfg, device=torch_device, progress=progress)
     gt_rows = ground_truth_rows(records)
     metrics = evaluate_submission(cfg.data.dataset, rows, gt_rows) if gt_rows is not None else None
     return SplitPredictions(rows=rows, metrics=metrics, records=records, cfg=cfg)
@@ -251,7 +253,7 @@ def evaluate_checkpoint(
     device: str = "auto",
 ) -> dict[str, Any]:
     """Official metrics of a checkpoint on the configured ``split`` (val or test); written to ``out`` if given."""
-    from masra.train.records import split_path
+    from masra.data.splits import split_path
 
     refuse_existing(out, force)
     result = predict_split(checkpoint, split=split, device=device, config_overrides=config_overrides or ())

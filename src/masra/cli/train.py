@@ -38,7 +38,7 @@ def _load(args: argparse.Namespace) -> Config:
     """The run's config. Merge order (later wins): defaults < --config files in order (each after its
     ``base:``), or the run's own config.yaml with --resume RUN_DIR < --parts < --set overrides < --output-dir."""
     from masra.config import apply_overrides, load_config, set_masra_parts, validate_config
-    from masra.train.checkpoint import CONFIG_FILE, find_checkpoint
+    from masra.checkpoint import CONFIG_FILE, find_checkpoint
 
     source = find_checkpoint(args.resume) if args.resume and args.resume != "auto" else None
     if source is not None and not args.config:

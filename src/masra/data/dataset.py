@@ -18,7 +18,7 @@ from masra.config import DataConfig
 from masra.data.annotations import LABEL_DATASETS, AnnotationRecord
 from masra.data.batch import GroundingBatch
 from masra.data.features import FeatureLoader
-from masra.data.priors import PriorLoader, VideoPriors, prior_dim
+from masra.data.aligned_priors import PriorLoader, AlignedPriors, prior_dim
 from masra.data.targets import SaliencyTargets, label_saliency, qvh_saliency, span_targets, window_saliency
 from masra.errors import MasraError
 
@@ -32,7 +32,7 @@ class Sample:
     meta: dict[str, Any]
     span_targets: torch.Tensor | None = None  # [n, 2] (center, width)
     saliency: SaliencyTargets | None = None
-    priors: VideoPriors | None = None
+    priors: AlignedPriors | None = None
 
 
 class GroundingDataset(Dataset):
