@@ -21,6 +21,12 @@ import yaml
 from masra.errors import MasraError
 
 DATASETS = ("qvhighlights", "charades_sta", "tacos", "tvsum", "youtube_highlights")
+# Highlight-detection-only datasets: per-clip ``label`` scores, no moments (no Hungarian matching).
+SALIENCY_ONLY_DATASETS = ("tvsum", "youtube_highlights")
+# Seconds per feature row, as the anchor repositories use them (docs/data.md, "Clip length per dataset").
+DATASET_CLIP_LENGTH = {"qvhighlights": 2.0, "charades_sta": 1.0, "tacos": 2.0, "tvsum": 2.0, "youtube_highlights": 1.0}
+# QVHighlights' 2-s clips, also hard-coded by its official evaluator and submission format.
+QVH_CLIP_LENGTH = DATASET_CLIP_LENGTH["qvhighlights"]
 PACKAGED_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 # Key of a YAML file naming the config it overlays (a packaged name, or a path relative to the file).
 BASE_KEY = "base"
@@ -383,17 +389,26 @@ def save_config(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
 
-def set_masra_parts(cfg: Config, parts: list[str] | str) -> Config:
-    """Switch MASRA parts on by name ("all", "none" or a subset of dai/sge/sora/esta/lrca); the rest off."""
+def parse_masra_parts(parts: list[str] | str) -> list[str]:
+    """``all`` | ``none`` | names of dai/sge/sora/esta/lrca (a list or ``"dai,sora"``; empty = none) -> the
+    enabled parts."""
     if isinstance(parts, str):
-        parts = [p for p in parts.split(",") if p]
-    if parts == ["all"]:
-        parts = list(MASRA_PARTS)
-    if parts == ["none"]:
-        parts = []
-    unknown = set(parts) - set(MASRA_PARTS)
+        parts = parts.split(",")
+    names = [p.strip() for p in parts if p.strip()]
+    if names == ["all"]:
+        return list(MASRA_PARTS)
+    if names == ["none"]:
+        return []
+    unknown = sorted(set(names) - set(MASRA_PARTS))
     if unknown:
-        raise MasraError(f"unknown MASRA part(s) {sorted(unknown)}; known: {', '.join(MASRA_PARTS)}", field="parts")
+        raise MasraError(f"unknown MASRA part(s) {unknown}; use all, none or some of {', '.join(MASRA_PARTS)}",
+                         field="parts")
+    return names
+
+
+def set_masra_parts(cfg: Config, parts: list[str] | str) -> Config:
+    """Switch MASRA parts on by name (see :func:`parse_masra_parts`); the rest off."""
+    parts = parse_masra_parts(parts)
     for name in MASRA_PARTS:
         getattr(cfg.model, name).enabled = name in parts
     return cfg

@@ -12,9 +12,7 @@ No priors and no MLLM are needed here: a MASRA model runs on video features + qu
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +23,7 @@ import torch
 
 from masra.checkpoint import ModelDims, find_checkpoint, load_weights, read_checkpoint_info
 from masra.config import Config, apply_overrides, validate_config
-from masra.data.batch import GroundingBatch
+from masra.data.batch import GroundingBatch, pad_sequences
 from masra.errors import MasraError
 
 logger = logging.getLogger("masra.inference")
@@ -168,18 +166,8 @@ class Grounder:
 
 def _pad_batch(videos: list[np.ndarray], queries: list[np.ndarray]) -> GroundingBatch:
     """Zero-padded inference batch with float masks (1 = valid), as the data collate builds it."""
-
-    def pad(arrays: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        length = max(a.shape[0] for a in arrays)
-        out = torch.zeros(len(arrays), length, arrays[0].shape[1])  # [B, T, D]
-        mask = torch.zeros(len(arrays), length)  # [B, T]
-        for i, a in enumerate(arrays):
-            out[i, : a.shape[0]] = torch.from_numpy(a)
-            mask[i, : a.shape[0]] = 1
-        return out, mask
-
-    video, video_mask = pad(videos)
-    query, query_mask = pad(queries)
+    video, video_mask = pad_sequences([torch.from_numpy(v) for v in videos])
+    query, query_mask = pad_sequences([torch.from_numpy(q) for q in queries])
     meta = [{"qid": i, "vid": str(i), "query": "", "duration": None} for i in range(len(videos))]
     return GroundingBatch(video_feats=video, video_mask=video_mask, query_feats=query, query_mask=query_mask, meta=meta)
 
@@ -228,15 +216,6 @@ def predict_split(
     return SplitPredictions(rows=rows, metrics=metrics, records=records, cfg=cfg)
 
 
-def write_json(value: Any, path: str | Path) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=4) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def refuse_existing(path: str | Path | None, force: bool) -> None:
     """Outputs are never overwritten silently."""
     if path is not None and Path(path).exists() and not force:
@@ -261,5 +240,7 @@ def evaluate_checkpoint(
         raise MasraError(f"the {split} annotations have no labels; use `masra predict` for a submission file",
                          file=split_path(result.cfg.data, split))
     if out is not None:
-        write_json(result.metrics, out)
+        from masra.data.jsonl import write_json
+
+        write_json(out, result.metrics, indent=4)
     return result.metrics

@@ -134,7 +134,8 @@ def _build_backend(args: argparse.Namespace, timeout: float | None) -> Any:
 
 def run_generate(args: argparse.Namespace) -> int:
     from masra.priors.generate import generate_priors, parse_shard
-    from masra.priors.videos import DATASET_CLIP_LENGTH, index_videos, match_videos, read_annotated_videos
+    from masra.config import DATASET_CLIP_LENGTH
+    from masra.priors.videos import index_videos, match_videos, read_annotated_videos
 
     if not args.verbose:
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request would bury the bar

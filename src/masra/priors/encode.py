@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from masra.data.jsonl import write_json
 from masra.data.paths import child_path
 from masra.errors import MasraError
 from masra.priors.cache import read_cache
@@ -283,7 +284,7 @@ def encode_priors(
         dim = int(text_encoder.dim)
         _check_encoder_fits(out_dir, manifest, name, dim)
         if manifest is None:
-            _write_manifest(out_dir, {"format": PRIOR_FORMAT, "encoder": name, "dim": dim})
+            write_json(out_dir / MANIFEST_NAME, {"format": PRIOR_FORMAT, "encoder": name, "dim": dim})
         n_texts = _encode_videos(text_encoder, todo, targets, batch_size=batch_size, progress=progress)
 
     summary = EncodeSummary(
@@ -305,13 +306,6 @@ def encode_priors(
         out_dir,
     )
     return summary
-
-
-def _write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
-    path = out_dir / MANIFEST_NAME
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _groups(todo: list[PriorTexts], batch_size: int) -> Iterator[list[PriorTexts]]:

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from masra import checkpoint as ckpt
 from masra.config import Config, config_to_dict, save_config
-from masra.data.jsonl import write_jsonl
+from masra.data.jsonl import write_json, write_jsonl
 from masra.data.splits import ground_truth_rows, load_records
 from masra.errors import MasraError
 from masra.train.distributed import (
@@ -272,7 +272,7 @@ def _evaluate_epoch(model, eval_loader, gt_rows, cfg: Config, ctx: DistContext, 
 
     metrics = evaluate_submission(cfg.data.dataset, rows, gt_rows)
     metrics_path = preds_path.with_name(f"epoch_{epoch:04d}_{split}_metrics.json")
-    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(metrics_path, metrics)
     files["metrics.json"] = metrics_path
     log.scalars("eval", metrics["brief"], epoch)
     log.line(f"epoch {epoch} eval {split}: " + " ".join(f"{k} {v}" for k, v in metrics["brief"].items()))

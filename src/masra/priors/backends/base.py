@@ -24,6 +24,29 @@ class BackendError(Exception):
         self.retry_after = retry_after
 
 
+def message_parts(content: Any) -> list[dict[str, Any]]:
+    """Message content as a list of OpenAI content parts."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if isinstance(content, list):
+        return content
+    raise BackendError(
+        f"message content must be a string or a list of parts, got {type(content).__name__}", retryable=False
+    )
+
+
+def text_only_messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The messages with plain string content (text parts joined by newlines; image parts removed) and the
+    number of images removed, for models that take no images."""
+    converted, dropped = [], 0
+    for message in messages:
+        parts = message_parts(message.get("content", ""))
+        dropped += sum(part.get("type") == "image_url" for part in parts)
+        text = "\n".join(part["text"] for part in parts if part.get("type") == "text")
+        converted.append({**message, "content": text})
+    return converted, dropped
+
+
 @runtime_checkable
 class ChatBackend(Protocol):
     name: str  # "openai" | "transformers"
