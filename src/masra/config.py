@@ -150,6 +150,14 @@ class LossConfig:
     # the caption relations with this temperature.
     lrca_band: int = 16
     lrca_text_temperature: float = 0.1
+    # Auxiliary (MASRA part) losses, docs/method.md "Auxiliary losses at the start of training": their weights
+    # are multiplied by a ramp from 0 to 1, linear over aux_ramp_epochs epochs after aux_ramp_start epochs
+    # (fractions allowed; both 0 = full weight from the first step).
+    aux_ramp_start: float = 0.0
+    aux_ramp_epochs: float = 0.0
+    # True: each auxiliary loss with a known chance level c enters the total as (L - c) / c: 0 at chance,
+    # -1 when perfect, its gradient scaled by 1 / c (e.g. ESTA's InfoNCE by 1 / log #candidates).
+    aux_chance_norm: bool = False
 
 
 @dataclass
@@ -160,6 +168,12 @@ class TrainConfig:
     eval_batch_size: int = 100
     lr: float = 1e-4
     weight_decay: float = 1e-4
+    # Learning-rate schedule, stepped after every optimizer step (docs/training.md, "Learning-rate schedule"):
+    # "step" multiplies lr by lr_gamma every lr_drop epochs (QD-DETR's StepLR); "cosine" decays lr to
+    # lr * lr_min_ratio over the run. Both start with a linear warm-up over warmup_epochs (0 = none).
+    lr_schedule: str = "step"
+    warmup_epochs: float = 0.0
+    lr_min_ratio: float = 0.0
     lr_drop: int = 400
     lr_gamma: float = 0.1
     grad_clip: float = 0.1
@@ -364,6 +378,14 @@ def load_config(paths: list[str | Path] | str | Path | None = None, overrides: l
 def validate_config(cfg: Config) -> None:
     if cfg.data.dataset not in DATASETS:
         raise MasraError(f"unknown dataset {cfg.data.dataset!r}; one of {', '.join(DATASETS)}", field="data.dataset")
+    if cfg.train.lr_schedule not in ("step", "cosine"):
+        raise MasraError("must be step or cosine", field="train.lr_schedule")
+    for where, value in (("train.warmup_epochs", cfg.train.warmup_epochs), ("loss.aux_ramp_start", cfg.loss.aux_ramp_start),
+                         ("loss.aux_ramp_epochs", cfg.loss.aux_ramp_epochs)):
+        if value < 0:
+            raise MasraError("must be >= 0", field=where)
+    if not 0.0 <= cfg.train.lr_min_ratio <= 1.0:
+        raise MasraError("must be between 0 and 1", field="train.lr_min_ratio")
     if cfg.train.amp not in ("none", "bf16", "fp16"):
         raise MasraError("must be none, bf16 or fp16", field="train.amp")
     if cfg.model.dai.context not in ("mlp", "xattn"):

@@ -1,4 +1,5 @@
-"""``masra ablate``: the MASRA ablation (baseline, each part alone, all parts) on the demo data, over seeds."""
+"""``masra ablate``: the MASRA ablation (baseline, each part alone, all parts) over seeds, on the demo data (either
+regime) or on any training config, with learning curves."""
 
 from __future__ import annotations
 
@@ -10,19 +11,27 @@ from masra.cli.options import add_overrides_argument
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from masra.demo.ablation import VARIANTS
+    from masra.demo.regimes import DEFAULT_REGIME, REGIMES
     from masra.demo.training import DEFAULT_EPOCHS
 
     names = ", ".join(name for name, _ in VARIANTS)
     parser = subparsers.add_parser(
         "ablate",
-        help="ablation table on the synthetic demo data (resumable)",
-        description="Trains every variant for every seed on the synthetic demo dataset and writes "
-        "DIR/ablation.json and DIR/ablation.md (mean ± std over seeds). Finished runs are skipped, so an "
-        f"interrupted ablation continues where it stopped. Variants: {names}.",
+        help="ablation table and learning curves on the demo data or any training config (resumable)",
+        description="Trains every variant for every seed, on the synthetic demo dataset (--data) or with a "
+        "training config's data and settings (--config), and writes DIR/ablation.json and DIR/ablation.md "
+        "(mean ± std over seeds) and the learning curves DIR/curves.{md,json,png} (val metrics per epoch). "
+        f"Finished runs are skipped, so an interrupted ablation continues where it stopped. Variants: {names}.",
     )
     parser.add_argument("--out", required=True, help="output folder (dataset cache, runs, tables)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
-    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"epochs per run (default {DEFAULT_EPOCHS})")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help=f"epochs per run (default {DEFAULT_EPOCHS} on demo data, the config's with --config)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--data", choices=list(REGIMES), default=None,
+                        help=f"regime of the generated demo data (default {DEFAULT_REGIME})")
+    source.add_argument("--config", metavar="NAME|FILE",
+                        help="train on this config's data and settings instead (packaged name or YAML path)")
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic dataset (default 0)")
     parser.add_argument("--variants", nargs="+", metavar="NAME", help=f"subset of: {names}")
     parser.add_argument("--train-rows", type=int, help="use only the first N shipped training rows")
@@ -52,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         n_val=args.val_rows,
         overrides=args.overrides,
         workers=default_workers() if args.workers is None else args.workers,
+        data=args.data,
+        config=args.config,
     )
     Console().print(Markdown((Path(args.out) / "ablation.md").read_text()))
     return 0

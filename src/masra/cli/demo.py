@@ -9,6 +9,7 @@ from masra.cli.options import add_overrides_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from masra.demo.regimes import DEFAULT_REGIME, REGIMES
     from masra.demo.training import DEFAULT_EPOCHS
 
     parser = subparsers.add_parser(
@@ -19,6 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "writes metrics.json, predictions.jsonl and plots into --out.",
     )
     parser.add_argument("--out", required=True, help="output folder (the generated dataset is cached there)")
+    parser.add_argument("--data", choices=list(REGIMES), default=DEFAULT_REGIME,
+                        help="data regime: planted (the demo's own, default) or hard (anchor-sized 2,816-d features, "
+                        "weak drifting signal; docs/demo.md)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the dataset and of training (default 0)")
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"training epochs (default {DEFAULT_EPOCHS})")
     parser.add_argument("--parts", default="all", help="MASRA parts: all (default), none, or e.g. dai,sge,lrca")
@@ -48,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         overrides=args.overrides,
         progress=args.progress,
         workers=args.workers,
+        data=args.data,
     )
     print_report(report)
     return 0

@@ -1,21 +1,28 @@
-"""``masra ablate``: baseline, each MASRA part alone, and all parts, over several seeds, on the demo data.
+"""``masra ablate``: baseline, each MASRA part alone, and all parts, over several seeds, on the demo data
+(either regime) or on any training config (a user's own data).
 
 Every (variant, seed) run writes ``DIR/runs/{variant}/seed{seed}/result.json`` when it finishes; a rerun skips
 those, so an interrupted ablation resumes where it stopped. The table is rebuilt from the result files:
-``DIR/ablation.json`` (every run + mean/std) and ``DIR/ablation.md`` (mean ± std of the key metrics).
+``DIR/ablation.json`` (every run + mean/std) and ``DIR/ablation.md`` (mean ± std of the key metrics), and the
+learning curves from the runs' per-epoch evaluations: ``DIR/curves.{md,json,png}`` (``masra.demo.curves``).
+Runs evaluate every epoch (``train.eval_every=1``, overridable) so the curves have a point per epoch.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from masra.config import MASRA_PARTS, Config, apply_overrides
+from masra.config import MASRA_PARTS, Config, apply_overrides, config_to_dict, load_config, set_masra_parts, validate_config
 from masra.data.jsonl import write_json
-from masra.demo.synthetic import SyntheticDataset, build_synthetic_dataset
+from masra.demo.curves import write_curves
+from masra.demo.regimes import DEFAULT_REGIME, regime_spec
+from masra.demo.synthetic import build_synthetic_dataset
 from masra.demo.training import DEFAULT_EPOCHS, KEY_METRICS, Trainer, VariantResult, demo_config, train_many, train_variant
 from masra.errors import MasraError
 
@@ -26,8 +33,11 @@ VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("all", MASRA_PARTS),
 )
 RESULT_FILE = "result.json"
+# Applied before the user's overrides: an evaluation per epoch, so the learning curves have every point.
+CURVE_OVERRIDES = ("train.eval_every=1",)
 log = logging.getLogger(__name__)
-
+# (enabled parts, seed, run folder, overrides) -> the config of one run.
+ConfigFactory = Callable[[list[str], int, Path, list[str]], Config]
 
 
 def train_resuming(name: str, cfg: Any) -> VariantResult:
@@ -39,8 +49,19 @@ def run_path(out: Path, variant: str, seed: int) -> Path:
     return out / "runs" / variant / f"seed{seed}"
 
 
-def load_finished(out: Path, variant: str, seed: int, epochs: int) -> dict[str, Any] | None:
-    """The stored result of a finished run, or None when it is missing or was trained for other epochs."""
+def run_fingerprint(cfg: Config, data_key: dict[str, Any] | None) -> dict[str, Any]:
+    """What makes two runs the same run: the config except where it is written and how long it trains,
+    and the generated dataset's identity (None for a user's config)."""
+    values = config_to_dict(cfg)
+    values["train"] = {k: v for k, v in values["train"].items() if k not in ("output_dir", "epochs")}
+    return {"config": values, "data": data_key}
+
+
+def load_finished(
+    out: Path, variant: str, seed: int, epochs: int, fingerprint: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """The stored result of a finished run, or None when it is missing or was trained for other epochs (the
+    rerun then continues it). A result of another config or dataset is an error, never reused or overwritten."""
     path = run_path(out, variant, seed) / RESULT_FILE
     if not path.is_file():
         return None
@@ -48,17 +69,59 @@ def load_finished(out: Path, variant: str, seed: int, epochs: int) -> dict[str, 
         result = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise MasraError(f"unreadable result file ({err.msg}); delete it to rerun this run", file=path) from None
+    stored = result.get("fingerprint")
+    if fingerprint is not None and stored is not None and stored != fingerprint:
+        differ = sorted(_differing_keys(stored, fingerprint))
+        raise MasraError(f"holds a finished run of another config or dataset (differs in: {', '.join(differ)}); "
+                         "use another --out, or delete this run folder to retrain it", file=path.parent)
     if result.get("epochs") != epochs:
         log.info("%s was trained for %s epochs, not %d: rerunning", path, result.get("epochs"), epochs)
         return None
     return result
 
 
+def _differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys where two nested dicts differ."""
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return [prefix.rstrip(".") or "(value)"] if a != b else []
+    keys = sorted(set(a) | set(b))
+    return [d for k in keys for d in _differing_keys(a.get(k), b.get(k), f"{prefix}{k}.")]
+
+
+def demo_configs(
+    out: Path, *, data: str, data_seed: int, epochs: int, n_train: int | None, n_val: int | None
+) -> tuple[ConfigFactory, dict[str, Any]]:
+    """Runs on the generated dataset of regime ``data`` (cached in ``out/data``), with the demo's settings."""
+    dataset = build_synthetic_dataset(out / "data", data_seed, regime_spec(data), n_train=n_train, n_val=n_val)
+    data_key = {k: dataset.manifest[k] for k in ("generator_version", "regime", "seed", "spec", "rows")}
+
+    def make(parts: list[str], seed: int, output_dir: Path, overrides: list[str]) -> Config:
+        return demo_config(dataset, parts=parts or "none", seed=seed, epochs=epochs, output_dir=output_dir,
+                           overrides=overrides)
+
+    return make, data_key
+
+
+def user_configs(config: str, *, epochs: int) -> ConfigFactory:
+    """Runs of a training config (a packaged name or a YAML file): its data and settings, the variant's parts."""
+    base = load_config(config)
+
+    def make(parts: list[str], seed: int, output_dir: Path, overrides: list[str]) -> Config:
+        cfg = copy.deepcopy(base)
+        set_masra_parts(cfg, parts or "none")
+        cfg.train.seed, cfg.train.epochs, cfg.train.output_dir = seed, epochs, str(output_dir)
+        apply_overrides(cfg, overrides)
+        validate_config(cfg)
+        return cfg
+
+    return make
+
+
 def run_ablation(
     out: str | Path,
     *,
     seeds: list[int],
-    epochs: int = DEFAULT_EPOCHS,
+    epochs: int | None = None,
     data_seed: int = 0,
     variants: list[str] | None = None,
     n_train: int | None = None,
@@ -66,10 +129,15 @@ def run_ablation(
     overrides: list[str] | None = None,
     trainer: Trainer = train_resuming,
     workers: int = 1,
+    data: str | None = None,
+    config: str | None = None,
 ) -> dict[str, Any]:
-    """Train every missing (variant, seed) run, then write and return the aggregated table.
+    """Train every missing (variant, seed) run, then write and return the aggregated table and the curves.
 
-    All runs share one dataset (generated with ``data_seed``); ``seeds`` vary the training seed.
+    Without ``config`` all runs share one generated dataset of regime ``data`` (default planted; generated
+    with ``data_seed``, ``n_train``/``n_val`` rows); with ``config`` (a packaged name or YAML path) runs use
+    that config's data and settings. ``seeds`` vary the training seed; ``epochs`` defaults to the demo's
+    budget, or to the config's own ``train.epochs``.
     ``trainer`` is the function that trains one config (replaceable in tests); ``workers`` runs train side
     by side in separate processes (results are written once all pending runs have finished; an
     interrupted ablation resumes each run from its last checkpoint).
@@ -82,26 +150,35 @@ def run_ablation(
         raise MasraError(f"unknown variant(s) {unknown}; known: {', '.join(known)}", field="variants")
     if not seeds:
         raise MasraError("at least one seed is needed", field="seeds")
-    apply_overrides(Config(), list(overrides or []))  # fail fast on a bad override, before the dataset is built
-    dataset: SyntheticDataset = build_synthetic_dataset(out / "data", data_seed, n_train=n_train, n_val=n_val)
+    overrides = [*CURVE_OVERRIDES, *(overrides or [])]
+    apply_overrides(Config(), overrides)  # fail fast on a bad override, before the dataset is built
+    if config is not None:
+        if data is not None or n_train is not None or n_val is not None:
+            raise MasraError("the data of a --config run comes from the config: drop --data/--train-rows/--val-rows",
+                             field="config")
+        epochs = load_config(config).train.epochs if epochs is None else epochs
+        make, data_key = user_configs(config, epochs=epochs), None
+    else:
+        epochs = DEFAULT_EPOCHS if epochs is None else epochs
+        make, data_key = demo_configs(out, data=data or DEFAULT_REGIME, data_seed=data_seed, epochs=epochs,
+                                      n_train=n_train, n_val=n_val)
 
     results: dict[str, dict[int, dict[str, Any]]] = {v: {} for v in chosen}
-    pending: list[tuple[str, int]] = []
+    pending: list[tuple[str, int, Config]] = []
     for variant in chosen:
         for seed in seeds:
-            finished = load_finished(out, variant, seed, epochs)
+            cfg = make(list(known[variant]), seed, run_path(out, variant, seed), overrides)
+            split = cfg.data.eval_split_name
+            fingerprint = run_fingerprint(cfg, data_key)
+            finished = load_finished(out, variant, seed, epochs, fingerprint)
             if finished is not None:
                 log.info("skipping %s seed %d (finished)", variant, seed)
                 results[variant][seed] = finished
             else:
-                pending.append((variant, seed))
-    jobs = [
-        (variant, demo_config(dataset, parts=list(known[variant]) or "none", seed=seed, epochs=epochs,
-                              output_dir=run_path(out, variant, seed), overrides=overrides))
-        for variant, seed in pending
-    ]
+                pending.append((variant, seed, cfg))
+    jobs = [(variant, cfg) for variant, _, cfg in pending]
     log.info("training %d runs (%d side by side)", len(jobs), workers)
-    for (variant, seed), trained in zip(pending, train_many(jobs, trainer, workers)):
+    for (variant, seed, cfg), trained in zip(pending, train_many(jobs, trainer, workers)):
         record = {
             "variant": variant,
             "parts": list(known[variant]),
@@ -110,18 +187,23 @@ def run_ablation(
             "best_epoch": trained.best_epoch,
             "wall_s": round(trained.wall_s, 1),
             "brief": trained.brief,
+            "fingerprint": run_fingerprint(cfg, data_key),
         }
         write_json(run_path(out, variant, seed) / RESULT_FILE, record)
         results[variant][seed] = record
 
-    table = aggregate(results, seeds=seeds, epochs=epochs, data_seed=data_seed)
+    source = f"config {config}" if config is not None else f"{data or DEFAULT_REGIME} demo data (data seed {data_seed})"
+    table = aggregate(results, seeds=seeds, epochs=epochs, data_seed=data_seed, source=source)
     write_json(out / "ablation.json", table)
     (out / "ablation.md").write_text(markdown_table(table))
+    write_curves(out, {v: [run_path(out, v, s) for s in seeds] for v in chosen}, split=split,
+                 caption=f"{source}, {epochs} epochs, training seeds {', '.join(map(str, seeds))}; mean ± std")
     return table
 
 
 def aggregate(
-    results: dict[str, dict[int, dict[str, Any]]], *, seeds: list[int], epochs: int, data_seed: int
+    results: dict[str, dict[int, dict[str, Any]]], *, seeds: list[int], epochs: int, data_seed: int,
+    source: str = "planted demo data",
 ) -> dict[str, Any]:
     """Mean and sample standard deviation (0 for one seed) of every key metric per variant."""
     rows = []
@@ -135,17 +217,16 @@ def aggregate(
                 "std": statistics.stdev(values) if len(values) > 1 else 0.0,
             }
         rows.append({"variant": variant, "parts": runs[0]["parts"], "metrics": stats, "runs": runs})
-    return {"metrics": list(KEY_METRICS), "seeds": seeds, "epochs": epochs, "data_seed": data_seed, "variants": rows}
+    return {"metrics": list(KEY_METRICS), "source": source, "seeds": seeds, "epochs": epochs, "data_seed": data_seed,
+            "variants": rows}
 
 
 def markdown_table(table: dict[str, Any]) -> str:
     """The ablation as a markdown table: one row per variant, ``mean ± std`` over the seeds."""
     seeds = ", ".join(str(s) for s in table["seeds"])
     header = "| variant | " + " | ".join(table["metrics"]) + " |"
-    caption = (
-        f"Synthetic demo data (data seed {table['data_seed']}), {table['epochs']} epochs, "
-        f"training seeds {seeds}; mean ± std over seeds."
-    )
+    source = table.get("source", f"planted demo data (data seed {table['data_seed']})")
+    caption = f"{source[0].upper()}{source[1:]}, {table['epochs']} epochs, training seeds {seeds}; mean ± std over seeds."
     lines = [
         caption,
         "",

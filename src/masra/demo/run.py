@@ -25,6 +25,7 @@ from typing import Any
 from masra.config import MASRA_PARTS, Config, apply_overrides, parse_masra_parts
 from masra.data.jsonl import read_jsonl, write_json
 from masra.demo.chance import chance_metrics
+from masra.demo.regimes import DEFAULT_REGIME, regime_spec
 from masra.demo.synthetic import SyntheticDataset, build_synthetic_dataset
 from masra.demo.training import (
     DEFAULT_EPOCHS,
@@ -83,18 +84,21 @@ def run_demo(
     overrides: list[str] | None = None,
     progress: bool = False,
     workers: int | None = None,
+    data: str = DEFAULT_REGIME,
 ) -> DemoReport:
-    """Run the whole demo into ``out`` and return what it measured (files are written as listed above)."""
+    """Run the whole demo into ``out`` and return what it measured (files are written as listed above).
+    ``data`` names the regime of the generated dataset (``masra.demo.regimes``)."""
     started = time.time()
     out = Path(out)
     if epochs < 1:
         raise MasraError("must be at least 1", field="epochs")
     part_list = parse_masra_parts(parts)
+    spec = regime_spec(data)
     apply_overrides(Config(), list(overrides or []))  # fail fast on a bad override, before the dataset is built
     _refuse_clobber(out, force)
     out.mkdir(parents=True, exist_ok=True)
 
-    dataset = build_synthetic_dataset(out / "data", seed, n_train=n_train, n_val=n_val)
+    dataset = build_synthetic_dataset(out / "data", seed, spec, n_train=n_train, n_val=n_val)
     data_s = time.time() - started
     val_rows = read_jsonl(dataset.val_path)
 
@@ -138,7 +142,8 @@ def summary(report: DemoReport, *, seed: int, epochs: int) -> dict[str, Any]:
     return {
         "seed": seed,
         "epochs": epochs,
-        "dataset": {"root": str(report.dataset.root), **report.dataset.manifest["stats"]},
+        "dataset": {"root": str(report.dataset.root), "regime": report.dataset.manifest["regime"],
+                    **report.dataset.manifest["stats"]},
         "chance": keys(report.chance["brief"]),
         "variants": [
             {
@@ -170,7 +175,8 @@ def print_report(report: DemoReport) -> None:
     from rich.table import Table
 
     n_val = len(read_jsonl(report.dataset.val_path))
-    table = Table(title=f"masra demo: synthetic QVHighlights val ({n_val} queries)",
+    regime = report.dataset.manifest["regime"]
+    table = Table(title=f"masra demo: synthetic QVHighlights val ({n_val} queries, {regime} regime)",
                   caption="HL = highlight detection at the Very Good level")
     table.add_column("model", overflow="fold")
     for key in KEY_METRICS:

@@ -22,10 +22,11 @@ import logging
 import os
 import shutil
 import tempfile
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -57,15 +58,12 @@ class SentenceEncoder(Protocol):
 
 
 @dataclass(frozen=True)
-class SyntheticSpec:
-    """Knobs of the generator. The defaults are calibrated so the baseline is far from perfect."""
+class TimelineSpec(ABC):
+    """A data regime. What every regime shares: how a video's events, its distractors and its noisy priors are
+    laid out (these fields); what each regime defines: how sentence content becomes clip features."""
 
-    video_dim: int = 128  # total video feature dimension (before the loader's TEF)
-    signal_dim: int = 96  # dimensions carrying the event signal; the rest carry only noise
-    map_gain: float = 0.5  # pre-activation scale of the random tanh map (higher = more nonlinear)
-    noise: float = 1.0  # norm of the per-clip noise relative to a unit-norm, full-strength event signal
-    noise_correlation: float = 0.5  # AR(1) coefficient of the noise along time
-    scene: float = 0.7  # norm of the per-video nuisance vector shared by all its clips
+    regime: ClassVar[str]  # the name ``masra demo --data`` knows it by
+
     relevant_min_strength: float = 0.3  # signal gain of a relevant clip rated 0 (1.0 when rated 4)
     background_strength: tuple[float, float] = (0.3, 1.0)
     event_clips: tuple[int, int] = (3, 15)  # length range of background events, in clips
@@ -75,6 +73,40 @@ class SyntheticSpec:
     caption_variants: int = 2  # paraphrases per sentence that captions and descriptions pick from
     word_dropout: float = 0.25  # how paraphrases are made: each word dropped with this probability
     priors: NoiseRates = field(default_factory=NoiseRates)
+
+    @abstractmethod
+    def sources(self) -> dict[str, int]:
+        """Video feature folders (under ``video/``; "" = ``video/`` itself) and their widths, in loader order."""
+
+    @abstractmethod
+    def signals(self, embeddings: np.ndarray, seed: int) -> np.ndarray:
+        """[n, k] per-sentence content from [n, 384] sentence embeddings (the regime's hidden map)."""
+
+    @abstractmethod
+    def features(self, timeline: Timeline, signals: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """One video's clip features per source, [L, width] each, in the dtype they are stored in."""
+
+
+@dataclass(frozen=True)
+class SyntheticSpec(TimelineSpec):
+    """The planted regime. The defaults are calibrated so the baseline is far from perfect."""
+
+    regime: ClassVar[str] = "planted"
+    video_dim: int = 128  # total video feature dimension (before the loader's TEF)
+    signal_dim: int = 96  # dimensions carrying the event signal; the rest carry only noise
+    map_gain: float = 0.5  # pre-activation scale of the random tanh map (higher = more nonlinear)
+    noise: float = 1.0  # norm of the per-clip noise relative to a unit-norm, full-strength event signal
+    noise_correlation: float = 0.5  # AR(1) coefficient of the noise along time
+    scene: float = 0.7  # norm of the per-video nuisance vector shared by all its clips
+
+    def sources(self) -> dict[str, int]:
+        return {"": self.video_dim}  # one folder, ``video/`` itself
+
+    def signals(self, embeddings: np.ndarray, seed: int) -> np.ndarray:
+        return signal_map(embeddings, seed, self)
+
+    def features(self, timeline: Timeline, signals: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return {"": video_features(timeline, signals, rng, self)}
 
 
 @dataclass(frozen=True)
@@ -90,6 +122,11 @@ class SyntheticDataset:
     @classmethod
     def at(cls, root: Path, manifest: dict[str, Any]) -> SyntheticDataset:
         return cls(root, root / "train.jsonl", root / "val.jsonl", root / "video", root / "text", root / "priors", manifest)
+
+    @property
+    def video_dirs(self) -> list[Path]:
+        """The video feature folders in the loader's order (one for the planted regime, two for the hard one)."""
+        return [self.video_dir / name for name in self.manifest.get("video_sources", [""])]
 
 
 def shipped_rows(split: str) -> list[dict[str, Any]]:
@@ -126,7 +163,7 @@ def signal_map(embeddings: np.ndarray, seed: int, spec: SyntheticSpec) -> np.nda
 
 
 def background_candidates(
-    query_index: int, neighbours: np.ndarray, pool_size: int, rng: np.random.Generator, spec: SyntheticSpec, count: int = 40
+    query_index: int, neighbours: np.ndarray, pool_size: int, rng: np.random.Generator, spec: TimelineSpec, count: int = 40
 ) -> np.ndarray:
     """Sentences for a video's background events: random other queries, a fraction of them confusers."""
     random_pick = rng.integers(pool_size - 1, size=count)
@@ -144,22 +181,37 @@ def nearest_neighbours(embeddings: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-sim, axis=1, kind="stable")[:, :k]
 
 
-def video_features(
-    timeline: Timeline, event_signals: np.ndarray, rng: np.random.Generator, spec: SyntheticSpec
-) -> np.ndarray:
-    """[L, video_dim] float32 clip features of one video (``event_signals``: [pool, signal_dim])."""
-    n, dim = timeline.n_clips, spec.video_dim
-    sentences = np.array([timeline.events[k].sentence for k in timeline.clip_event])
-    signal = np.zeros((n, dim))
-    signal[:, : spec.signal_dim] = timeline.strength[:, None] * event_signals[sentences]
-    rho = spec.noise_correlation
+def correlated_noise(n: int, dim: int, rho: float, rng: np.random.Generator) -> np.ndarray:
+    """[n, dim] AR(1) noise along time with coefficient ``rho``; each row has expected norm 1."""
     eps = rng.standard_normal((n, dim)) / np.sqrt(dim)
     noise = np.empty_like(eps)
     noise[0] = eps[0]
     for i in range(1, n):
         noise[i] = rho * noise[i - 1] + np.sqrt(1.0 - rho**2) * eps[i]
+    return noise
+
+
+def scene_vector(dim: int, norm: float, rng: np.random.Generator) -> np.ndarray:
+    """[dim] a per-video nuisance vector of the given norm, shared by all its clips."""
     scene = rng.standard_normal(dim)
-    scene *= spec.scene / np.linalg.norm(scene)
+    return scene * (norm / np.linalg.norm(scene))
+
+
+def clip_content(timeline: Timeline, event_signals: np.ndarray) -> np.ndarray:
+    """[L, k] each clip's event content scaled by its strength (``event_signals``: [pool, k])."""
+    sentences = np.array([timeline.events[k].sentence for k in timeline.clip_event])
+    return timeline.strength[:, None] * event_signals[sentences]
+
+
+def video_features(
+    timeline: Timeline, event_signals: np.ndarray, rng: np.random.Generator, spec: SyntheticSpec
+) -> np.ndarray:
+    """[L, video_dim] float32 clip features of one video (``event_signals``: [pool, signal_dim])."""
+    n, dim = timeline.n_clips, spec.video_dim
+    signal = np.zeros((n, dim))
+    signal[:, : spec.signal_dim] = clip_content(timeline, event_signals)
+    noise = correlated_noise(n, dim, spec.noise_correlation, rng)
+    scene = scene_vector(dim, spec.scene, rng)
     return (signal + spec.noise * noise + scene).astype(np.float32)
 
 
@@ -176,7 +228,7 @@ def prior_arrays(plan: PriorPlan, variant_emb: np.ndarray) -> dict[str, np.ndarr
     }
 
 
-def _spec_to_json(spec: SyntheticSpec) -> dict[str, Any]:
+def _spec_to_json(spec: TimelineSpec) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(spec)))
 
 
@@ -186,7 +238,7 @@ def _write_split(
     root: Path,
     encoder: SentenceEncoder,
     seed: int,
-    spec: SyntheticSpec,
+    spec: TimelineSpec,
     stats: dict[str, Any],
 ) -> None:
     queries = [r["query"] for r in rows]
@@ -199,7 +251,7 @@ def _write_split(
         for j in range(spec.caption_variants)
     ]
     variant_emb = encoder.encode(variant_texts, batch_size=ENCODER_BATCH).reshape(len(rows), spec.caption_variants, -1)
-    signals = signal_map(pool_emb, seed, spec)
+    signals = spec.signals(pool_emb, seed)
     neighbours = nearest_neighbours(pool_emb, spec.confuser_neighbours)
 
     wrong = total = 0
@@ -216,7 +268,8 @@ def _write_split(
             relevant_min_strength=spec.relevant_min_strength,
             background_strength=spec.background_strength,
         )
-        np.savez(child_path(root / "video", row["vid"], ".npz"), features=video_features(timeline, signals, rng, spec))
+        for source, features in spec.features(timeline, signals, rng).items():
+            np.savez(child_path(root / "video" / source, row["vid"], ".npz"), features=features)
         np.savez(
             child_path(root / "text", f"qid{row['qid']}", ".npz"),
             last_hidden_state=token_states[index],
@@ -240,7 +293,7 @@ def _write_split(
 def build_synthetic_dataset(
     root: str | Path,
     seed: int = 0,
-    spec: SyntheticSpec | None = None,
+    spec: TimelineSpec | None = None,
     *,
     n_train: int | None = None,
     n_val: int | None = None,
@@ -259,6 +312,7 @@ def build_synthetic_dataset(
             raise MasraError("at least 2 rows are needed", field=f"n_{split}")
     key = {
         "generator_version": GENERATOR_VERSION,
+        "regime": spec.regime,
         "seed": seed,
         "spec": _spec_to_json(spec),
         "rows": {s: len(r) for s, r in rows.items()},
@@ -281,15 +335,16 @@ def build_synthetic_dataset(
     work = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     work.chmod(0o755)  # mkdtemp makes it private; the dataset is ordinary output
     try:
-        for sub in ("video", "text", "priors"):
-            (work / sub).mkdir()
+        for sub in ("text", "priors", *(f"video/{source}" for source in spec.sources())):
+            (work / sub).mkdir(parents=True, exist_ok=True)
         stats: dict[str, Any] = {}
         for split in SPLITS:
             _write_split(split, rows[split], work, encoder, seed, spec, stats)
         manifest = {
             **key,
             "encoder": encoder.name,
-            "video_dim": spec.video_dim,
+            "video_dim": sum(spec.sources().values()),
+            "video_sources": list(spec.sources()),
             "clip_length": spec.clip_length,
             "stats": stats,
         }

@@ -52,7 +52,7 @@ def demo_config(
     cfg.data.dataset = "qvhighlights"
     cfg.data.train_path = str(dataset.train_path)
     cfg.data.eval_path = str(dataset.val_path)
-    cfg.data.v_feat_dirs = [str(dataset.video_dir)]
+    cfg.data.v_feat_dirs = [str(folder) for folder in dataset.video_dirs]
     cfg.data.t_feat_dir = str(dataset.text_dir)
     cfg.data.prior_dir = str(dataset.prior_dir)
     cfg.data.clip_length = float(dataset.manifest["clip_length"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from masra.config import Config, LossConfig, ModelConfig
-from masra.model.criterion import SET_LOSSES, SetCriterion
+from masra.model.criterion import SET_LOSSES, AuxRamp, SetCriterion
 from masra.model.grounding import GroundingModel
 from masra.model.matcher import HungarianMatcher
 
@@ -50,6 +50,8 @@ def build_criterion(loss_cfg: LossConfig, dec_layers: int, model_cfg: ModelConfi
         esta_clip_event_weight=loss_cfg.esta_clip_event_weight,
         lrca_band=loss_cfg.lrca_band,
         lrca_text_temperature=loss_cfg.lrca_text_temperature,
+        aux_ramp=AuxRamp(loss_cfg.aux_ramp_start, loss_cfg.aux_ramp_epochs),
+        aux_chance_norm=loss_cfg.aux_chance_norm,
     )
 
 

@@ -7,6 +7,10 @@
 MASRA losses (``dai``, ``sge``, ``esta``, ``lrca``; docs/method.md) read the part outputs of the model and the
 batch priors; samples without priors are masked inside each loss, and a batch without priors gives zeros.
 
+Auxiliary losses (the MASRA parts', ``AUXILIARY_PREFIXES``) can be ramped in and normalised by their chance
+level (``LossConfig.aux_ramp_*``, ``aux_chance_norm``; docs/method.md): the training loop tells the
+criterion how far training is (``set_progress``), the criterion scales those weights by the ramp.
+
 Adding a loss: write ``loss_<name>(self, outputs, batch, indices) -> dict[str, Tensor]``, register it in
 ``get_loss``, put ``<name>`` in ``losses`` and its term names in ``weight_dict``.
 """
@@ -14,6 +18,7 @@ Adding a loss: write ``loss_<name>(self, outputs, batch, indices) -> dict[str, T
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -35,6 +40,39 @@ LossFn = Callable[[dict[str, Any], GroundingBatch, "Indices | None"], dict[str, 
 # Losses computed on every decoder layer (from Hungarian matching); all others use the final outputs only.
 SET_LOSSES = ("spans", "labels")
 FOREGROUND, BACKGROUND = 0, 1
+# Weighted terms of the MASRA parts' auxiliary losses (ramped in and chance-normalised when configured).
+AUXILIARY_PREFIXES = ("loss_dai_", "loss_sge_", "loss_esta", "loss_lrca")
+CHANCE_SUFFIX = "_chance"
+
+
+@dataclass(frozen=True)
+class AuxRamp:
+    """The auxiliary losses' weight multiplier over training: 0 until ``start`` epochs, then linear to 1 over
+    ``epochs`` epochs (``epochs`` 0: a step to 1 at ``start``; both 0: always 1)."""
+
+    start: float = 0.0
+    epochs: float = 0.0
+
+    def __call__(self, progress: float | None) -> float:
+        """``progress``: epochs done (fractional); None (no training position known) = full weight."""
+        if progress is None or progress >= self.start + self.epochs:
+            return 1.0
+        if progress < self.start:
+            return 0.0
+        return (progress - self.start) / self.epochs
+
+
+def is_auxiliary(name: str) -> bool:
+    return name.startswith(AUXILIARY_PREFIXES) and not name.endswith(CHANCE_SUFFIX)
+
+
+def relative_to_chance(loss: torch.Tensor, chance: torch.Tensor | None) -> torch.Tensor:
+    """(L − c) / c for a positive chance level c (0 at chance, −1 when perfect); L itself without one
+    (no chance level, or c = 0 for a batch where the loss had nothing to score)."""
+    if chance is None:
+        return loss
+    chance = chance.detach().to(loss.dtype)
+    return torch.where(chance > 0, (loss - chance) / chance.clamp_min(1e-12), loss)
 
 
 class SetCriterion(nn.Module):
@@ -51,8 +89,12 @@ class SetCriterion(nn.Module):
         esta_clip_event_weight: float = 1.0,
         lrca_band: int = 16,
         lrca_text_temperature: float = 0.1,
+        aux_ramp: AuxRamp | None = None,
+        aux_chance_norm: bool = False,
     ) -> None:
-        """use_matcher False = saliency-only training (TVSum / YouTube Highlights): no set losses at all."""
+        """use_matcher False = saliency-only training (TVSum / YouTube Highlights): no set losses at all.
+        ``aux_ramp`` scales the auxiliary weights over training; ``aux_chance_norm`` puts each auxiliary loss
+        with a chance level ``<term>_chance`` into the total as (L − c) / c."""
         super().__init__()
         self.matcher = matcher
         self.weight_dict = dict(weight_dict)
@@ -64,6 +106,9 @@ class SetCriterion(nn.Module):
         self.esta_clip_event_weight = esta_clip_event_weight
         self.lrca_band = lrca_band
         self.lrca_text_temperature = lrca_text_temperature
+        self.aux_ramp = aux_ramp or AuxRamp()
+        self.aux_chance_norm = aux_chance_norm
+        self.progress: float | None = None  # epochs of training done (fractional); set by the training loop
         class_weight = torch.ones(2)
         class_weight[BACKGROUND] = eos_coef
         self.register_buffer("class_weight", class_weight)
@@ -195,6 +240,25 @@ class SetCriterion(nn.Module):
             raise MasraError(f"unknown loss {name!r}; known: {', '.join(loss_map)}", field="loss")
         return loss_map[name](outputs, batch, indices)
 
+    def set_progress(self, epochs_done: float) -> None:
+        """Where training stands (epochs done, fractional), for the auxiliary ramp; called before each step."""
+        self.progress = epochs_done
+
+    def weighted_total(self, terms: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """Σ weight · term over the weighted terms, the auxiliary ones ramped (and chance-normalised)."""
+        ramp = self.aux_ramp(self.progress)
+        weighted = []
+        for key, value in terms.items():
+            if key not in self.weight_dict:
+                continue
+            weight = self.weight_dict[key]
+            if is_auxiliary(key):
+                weight = weight * ramp
+                if self.aux_chance_norm:
+                    value = relative_to_chance(value, terms.get(key + CHANCE_SUFFIX))
+            weighted.append(weight * value)
+        return torch.stack(weighted).sum() if weighted else None
+
     def match(self, outputs: dict[str, Any], batch: GroundingBatch) -> Indices:
         return self.matcher(outputs["pred_logits"], outputs["pred_spans"], _span_targets(batch))
 
@@ -212,8 +276,10 @@ class SetCriterion(nn.Module):
                     if name in SET_LOSSES:
                         layer_terms = self.get_loss(name, aux, batch, aux_indices)
                         terms.update({f"{key}_{i}": value for key, value in layer_terms.items()})
-        weighted = [self.weight_dict[key] * value for key, value in terms.items() if key in self.weight_dict]
-        terms["loss"] = torch.stack(weighted).sum() if weighted else outputs["saliency_scores"].float().sum() * 0
+        total = self.weighted_total(terms)
+        terms["loss"] = total if total is not None else outputs["saliency_scores"].float().sum() * 0
+        if any(is_auxiliary(key) for key in terms):
+            terms["aux_ramp"] = terms["loss"].new_tensor(self.aux_ramp(self.progress))
         return terms
 
 

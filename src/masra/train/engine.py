@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 from dataclasses import dataclass, field
 
 import torch
@@ -33,16 +33,22 @@ def train_one_epoch(
     amp: str = "none",
     scaler: torch.amp.GradScaler | None = None,
     progress: bool = True,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> EpochResult:
-    """One pass over ``loader``: forward under autocast, fp32 criterion, (scaled) backward, grad-norm clip, step."""
+    """One pass over ``loader``: forward under autocast, fp32 criterion, (scaled) backward, grad-norm clip, step,
+    then the per-step ``scheduler``. The criterion learns the position in training (epochs done, fractional)
+    before each step, for its auxiliary-loss ramp."""
     model.train()
     criterion.train()
     sums: dict[str, float] = defaultdict(float)
     step_losses: list[float] = []
     params = [p for group in optimizer.param_groups for p in group["params"]]
+    steps = len(loader) if isinstance(loader, Sized) else 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}", unit="batch", disable=not progress, leave=False, dynamic_ncols=True)
     for step, batch in enumerate(bar):
         batch = batch.to(device, non_blocking=True)
+        if hasattr(criterion, "set_progress"):
+            criterion.set_progress(epoch + step / max(steps, 1))
         with autocast(device, amp):
             outputs = model(batch)
         losses = criterion(to_float32(outputs), batch)
@@ -63,6 +69,8 @@ def train_one_epoch(
             if grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, grad_clip)
             optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         step_losses.append(loss.item())
         for key, value in losses.items():
             sums[key] += float(value.detach())

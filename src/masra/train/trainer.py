@@ -33,6 +33,7 @@ from masra.train.distributed import (
 from masra.train.engine import train_one_epoch
 from masra.train.run_dir import holds_only_run_artifacts, last_checkpoint, prepare_new_run
 from masra.train.run_log import RunLog
+from masra.train.schedule import build_scheduler, restore_scheduler
 from masra.train.seeding import capture_rng_state, restore_rng_state, seed_everything
 
 
@@ -175,12 +176,12 @@ def _train(cfg: Config, ctx: DistContext, *, resume: str | Path | None, force: b
     criterion.to(ctx.device)
     params = [p for p in list(model.parameters()) + list(criterion.parameters()) if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.train.lr_drop, gamma=cfg.train.lr_gamma)
+    scheduler = build_scheduler(optimizer, cfg.train, len(train_loader))
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.train.amp == "fp16")
 
     state = _RunState()
     if source is not None:
-        state = _restore(source, model, criterion, optimizer, scheduler, scaler, ctx)
+        state = _restore(source, model, criterion, optimizer, scheduler, scaler, ctx, len(train_loader))
 
     log = RunLog(run_dir if ctx.is_main else None)
     if ctx.is_main:
@@ -207,13 +208,13 @@ def _train(cfg: Config, ctx: DistContext, *, resume: str | Path | None, force: b
             started = time.time()
             sampler.set_epoch(epoch)
             train_set.set_epoch(epoch)
+            lr = optimizer.param_groups[0]["lr"]  # at the epoch's first step (the schedule moves every step)
             result = train_one_epoch(
                 ddp_model, criterion, train_loader, optimizer, device=ctx.device, epoch=epoch,
                 grad_clip=cfg.train.grad_clip, amp=cfg.train.amp, scaler=scaler, progress=progress and ctx.is_main,
+                scheduler=scheduler,
             )
             step_losses.extend(result.step_losses)
-            lr = optimizer.param_groups[0]["lr"]
-            scheduler.step()
             means = mean_across_ranks(ctx, result.means)
             state.epoch = epoch + 1
             log.scalars("train", {**means, "lr": lr}, state.epoch)
@@ -293,14 +294,15 @@ def _save(folder: Path, model, criterion, optimizer, scheduler, scaler, cfg: Con
     ckpt.save_checkpoint(folder, model=model, cfg=cfg, dims=dims, state=resume_state, info=info, extra_files=files)
 
 
-def _restore(source: Path, model, criterion, optimizer, scheduler, scaler, ctx: DistContext) -> _RunState:
+def _restore(source: Path, model, criterion, optimizer, scheduler, scaler, ctx: DistContext,
+             steps_per_epoch: int) -> _RunState:
     """Load weights, optimiser, scheduler, scaler, criterion and this rank's RNG state; return the progress."""
     import logging
 
     ckpt.load_weights(source, model)
     saved = ckpt.load_state(source)
     optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
+    restore_scheduler(scheduler, saved["scheduler"], saved["progress"]["epoch"], steps_per_epoch)
     if saved["scaler"]:
         scaler.load_state_dict(saved["scaler"])
     criterion.load_state_dict(saved["criterion"])
