@@ -97,3 +97,16 @@ def test_priors_keep_the_documented_layout_with_the_hard_noise(hard_dir):
     row = read_jsonl(hard_dir / "train.jsonl")[0]
     with np.load(hard_dir / "priors" / f"{row['vid']}.npz") as prior:
         assert set(prior) == {"clip_caption_emb", "clip_caption_valid", "event_emb", "event_spans"}
+
+
+def test_demo_and_ablate_take_the_regime_and_ablate_a_config():
+    from masra.cli.main import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["demo", "--out", "d"]).data == "planted"
+    assert parser.parse_args(["demo", "--out", "d", "--data", "hard"]).data == "hard"
+    assert parser.parse_args(["ablate", "--out", "d", "--data", "hard"]).data == "hard"
+    assert parser.parse_args(["ablate", "--out", "d", "--config", "mine.yaml"]).config == "mine.yaml"
+    for wrong in (["demo", "--out", "d", "--data", "easy"], ["ablate", "--out", "d", "--data", "hard", "--config", "x"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(wrong)

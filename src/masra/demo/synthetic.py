@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
+from tqdm import tqdm
 
 from masra.data.jsonl import read_jsonl, write_jsonl
 from masra.data.paths import child_path
@@ -255,7 +256,8 @@ def _write_split(
     neighbours = nearest_neighbours(pool_emb, spec.confuser_neighbours)
 
     wrong = total = 0
-    for index, row in enumerate(rows):
+    bar = tqdm(rows, desc=f"generating {spec.regime} {split} videos", unit="video", leave=False, dynamic_ncols=True)
+    for index, row in enumerate(bar):
         rng = np.random.default_rng([seed, code, index])
         candidates = background_candidates(index, neighbours, len(rows), rng, spec)
         timeline = plan_timeline(
@@ -284,6 +286,7 @@ def _write_split(
             captioned = plan.caption_sentence != NO_CAPTION
             wrong += int((plan.caption_sentence[captioned] != truth[captioned]).sum())
             total += int(captioned.sum())
+    bar.close()
     write_jsonl(root / f"{split}.jsonl", rows)
     stats[split] = {"rows": len(rows), "text_dim": int(pool_emb.shape[1])}
     if split == "train":
