@@ -64,5 +64,7 @@ def run(args: argparse.Namespace) -> int:
         data=args.data,
         config=args.config,
     )
-    Console().print(Markdown((Path(args.out) / "ablation.md").read_text()))
+    console = Console()
+    console.print(Markdown((Path(args.out) / "ablation.md").read_text()))
+    console.print(f"learning curves (val metrics per epoch): {Path(args.out) / 'curves.md'}, {Path(args.out) / 'curves.png'}")
     return 0
