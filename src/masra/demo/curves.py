@@ -83,6 +83,7 @@ def plot_curves(path: Path, curves: dict[str, dict[str, Curve]], title: str) -> 
     """One panel per metric, a line per variant (mean over seeds) with a ±std band."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     metrics = [m for m in CURVE_METRICS if any(m in c for c in curves.values())]
     if not metrics:
@@ -100,6 +101,7 @@ def plot_curves(path: Path, curves: dict[str, dict[str, Curve]], title: str) -> 
             ax.plot(x, mean, marker="o", markersize=3, label=variant)
             ax.fill_between(x, [m - p["std"] for m, p in zip(mean, points)],
                             [m + p["std"] for m, p in zip(mean, points)], alpha=0.2)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"val {metric} (%)")
         ax.grid(alpha=0.3)
