@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from masra.model.attention import MultiheadAttention
 from masra.model.layers import FeedForward
 
 
@@ -27,13 +28,12 @@ class TextCrossAttention(nn.Module):
 
     def __init__(self, d_model: int, nheads: int, dropout: float) -> None:
         super().__init__()
-        self.attn = nn.MultiheadAttention(d_model, nheads, dropout=dropout, batch_first=True)
+        self.attn = MultiheadAttention(d_model, nheads, dropout=dropout)
 
     def forward(
         self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, key_mask: torch.Tensor
     ) -> tuple[torch.Tensor, None]:
-        out, _ = self.attn(query, key, value, key_padding_mask=~key_mask.bool(), need_weights=False)
-        return out, None
+        return self.attn(query, key, value, ~key_mask.bool()), None
 
 
 class T2VEncoderLayer(nn.Module):
