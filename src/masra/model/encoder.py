@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from masra.model.attention import MultiheadAttention
-from masra.model.layers import FeedForward
+from masra.model.layers import FeedForward, run_layer
 
 
 class EncoderLayer(nn.Module):
@@ -54,5 +54,5 @@ class TemporalEncoder(nn.Module):
         """src [B, S, d], pos [B, S, d], mask [B, S] float (1 = valid) -> memory [B, S, d]."""
         padding = ~mask.bool()
         for layer in self.layers:
-            src = layer(src, pos, padding)
+            src = run_layer(layer, src, pos, padding)
         return src

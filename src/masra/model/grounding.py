@@ -27,7 +27,7 @@ from masra.model.dai import ContextCodebook, DecoupledCrossAttention, masked_que
 from masra.model.decoder import AnchorDecoder
 from masra.model.encoder import TemporalEncoder
 from masra.model.esta import EventSemanticAlignment
-from masra.model.layers import MLP, InputProjection
+from masra.model.layers import MLP, InputProjection, run_layer
 from masra.model.lrca import LocalRelationalConsistency
 from masra.model.position_encoding import video_position_encoding
 from masra.model.sge import SemanticGuidedEnhancement
@@ -142,7 +142,7 @@ class GroundingModel(nn.Module):
     # ----- stage 1 -------------------------------------------------------------------------------------
     def project_inputs(self, video_feats: torch.Tensor, query_feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[B, L, Dv], [B, N, Dt] -> video [B, L, d], text [B, N, d]."""
-        return self.video_proj(video_feats), self.text_proj(query_feats)
+        return run_layer(self.video_proj, video_feats), self.text_proj(query_feats)
 
     # ----- stage 2 -------------------------------------------------------------------------------------
     def interact(

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from masra.model.attention import MultiheadAttention
-from masra.model.layers import FeedForward
+from masra.model.layers import FeedForward, run_layer
 
 
 class TextCrossAttention(nn.Module):
@@ -91,6 +91,6 @@ class T2VEncoder(nn.Module):
     ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
         relevances = []
         for layer in self.layers:
-            video, relevance = layer(video, video_pos, text, text_mask, **attention_kwargs)
+            video, relevance = run_layer(layer, video, video_pos, text, text_mask, **attention_kwargs)
             relevances.append(relevance)
         return video, relevances
