@@ -76,8 +76,8 @@ def _batches(spec: StepSpec) -> tuple[GroundingBatch, GroundingBatch, GroundingB
     return batch, query_only, single
 
 
-def build_steps(spec: StepSpec) -> tuple[int, dict[str, Callable[[], None]]]:
-    """(parameter count, {job name: callable}) for one model, built with seed 0."""
+def build_steps(spec: StepSpec) -> tuple[torch.nn.Module, dict[str, Callable[[], None]]]:
+    """(model, {job name: callable}) for one model, built with seed 0."""
     device = torch.device(spec.device)
     batch, query_only, single = _batches(spec)
     if spec.variant == QD_DETR:
@@ -114,7 +114,7 @@ def build_steps(spec: StepSpec) -> tuple[int, dict[str, Callable[[], None]]]:
         return run
 
     steps = {"train_step": train_step, "inference": infer(query_only), "inference_single": infer(single)}
-    return sum(p.numel() for p in model.parameters()), steps
+    return model, steps
 
 
 def peak_bytes_of(spec: StepSpec, jobs: tuple[str, ...]) -> dict[str, int]:
@@ -139,7 +139,7 @@ def bench_steps(
     """(parameter counts, measurements): times of every job of every spec alternated in this process, the
     peaks of each spec in a fresh process of its own."""
     built = {spec: build_steps(spec) for spec in specs}
-    parameters = {spec: params for spec, (params, _) in built.items()}
+    parameters = {spec: sum(p.numel() for p in model.parameters()) for spec, (model, _) in built.items()}
     device = torch.device(specs[0].device)
     seconds = {
         job: alternating_median_seconds({spec: steps[job] for spec, (_, steps) in built.items()}, device, repeats=repeats)

@@ -61,8 +61,8 @@ def _cuda_calls_stay_on(device: torch.device) -> Iterator[None]:
 
 def qd_detr_steps(
     repo: Path, batch: GroundingBatch, single: GroundingBatch, device: torch.device
-) -> tuple[int, dict[str, Callable[[], None]]]:
-    """(parameter count, jobs): QD-DETR's training step (forward, criterion with matching, weighted sum, backward, grad-norm clip,
+) -> tuple[torch.nn.Module, dict[str, Callable[[], None]]]:
+    """(model, jobs): QD-DETR's training step (forward, criterion with matching, weighted sum, backward, grad-norm clip,
     AdamW: its train.py) and inference forwards on ``batch`` and on the one-query ``single`` batch."""
     v_dim, t_dim = batch.video_feats.shape[-1], batch.query_feats.shape[-1]
     args = _qd_detr_args(v_dim, t_dim, device)
@@ -106,4 +106,4 @@ def qd_detr_steps(
         return run
 
     steps = {"train_step": train_step, "inference": infer(batch), "inference_single": infer(single)}
-    return sum(p.numel() for p in model.parameters()), steps
+    return model, steps
