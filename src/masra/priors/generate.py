@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from masra.errors import MasraError
 from masra.priors.backends.base import BackendError, ChatBackend
-from masra.priors.cache import CacheWriter, read_cache
+from masra.priors.cache import REQUEST_STATUSES, CacheWriter, read_cache
 from masra.priors.frames import (
     VideoDecodeError,
     clip_centres,
@@ -87,8 +87,11 @@ class GenerateSummary:
     requests: int = 0
     retries: int = 0
     failed_requests: int = 0
-    unparsed_replies: int = 0
-    caption_count_mismatches: int = 0
+    unparsed_replies: int = 0  # replies nothing could be read from (re-asks included)
+    caption_count_mismatches: int = 0  # caption replies without one caption per frame (re-asks included)
+    reasks: int = 0  # caption requests asked again with the count restated
+    resumed: int = 0  # partial videos completed: only their unfinished requests were asked again
+    kept_requests: int = 0  # finished requests of those videos whose replies were kept
     events_dropped: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -98,10 +101,11 @@ class GenerateSummary:
     def lines(self) -> list[str]:
         text = [
             f"videos: {self.videos} processed ({self.ok} ok, {self.partial} partial, {self.failed} failed), "
-            f"{self.skipped} already done",
+            f"{self.skipped} already done, {self.resumed} partial ones completed ({self.kept_requests} earlier "
+            f"replies kept)",
             f"requests: {self.requests} ({self.retries} retries, {self.failed_requests} gave up), "
             f"{self.unparsed_replies} unparsed replies, {self.caption_count_mismatches} caption-count mismatches, "
-            f"{self.events_dropped} events dropped",
+            f"{self.reasks} re-asks, {self.events_dropped} events dropped",
         ]
         if self.prompt_tokens or self.completion_tokens:
             text.append(f"tokens: {self.prompt_tokens} prompt, {self.completion_tokens} completion")
@@ -133,14 +137,82 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 @dataclass
 class _Frames:
-    captions: list[str | None]  # data URL per clip (None: no frame there)
+    captions: dict[int, str]  # clip index -> data URL, for the clips to ask about whose frame could be read
     events: list[tuple[float, str]]  # (segment time, data URL)
 
 
 @dataclass
 class _Reply:
     text: str | None
+    attempts: int  # HTTP requests sent, retries included
     error: str | None = None
+
+
+@dataclass
+class _Outcome:
+    """One caption or events request after its retries and re-asks: the record's ``requests`` entry, the
+    reply it ended with (kept raw) and what was read from it."""
+
+    entry: dict[str, Any]
+    reply: str | None
+    captions: list[str | None] = field(default_factory=list)  # one per clip of a caption request
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+_REQUEST_RANK = {status: -rank for rank, status in enumerate(REQUEST_STATUSES)}  # ok 0 > ... > no_reply -3
+
+
+def _better(new: _Outcome, old: _Outcome | None) -> _Outcome:
+    """The redone request's outcome, unless it came back worse than the earlier one (then the earlier)."""
+    if old is not None and _REQUEST_RANK[new.entry["status"]] < _REQUEST_RANK[old.entry["status"]]:
+        return old
+    return new
+
+
+@dataclass
+class _Earlier:
+    """What a resumable ``partial`` record holds: its finished requests (kept as they are) and its
+    unfinished ones (redone; kept only if the redo comes back worse)."""
+
+    done: list[_Outcome]
+    redo: list[_Outcome]
+    events_done: _Outcome | None
+    events_redo: _Outcome | None
+
+
+def earlier_outcomes(record: dict[str, Any]) -> _Earlier:
+    """Split a record's requests into finished (status ok) and unfinished ones, with their replies and
+    the captions/events they gave."""
+    done: list[_Outcome] = []
+    redo: list[_Outcome] = []
+    events_done = events_redo = None
+    replies = iter(record.get("raw", {}).get("captions", []))
+    for entry in record["requests"]:
+        if entry["kind"] == "captions":
+            outcome = _Outcome(entry, next(replies, None), captions=[record["captions"][c] for c in entry["clips"]])
+            (done if entry["status"] == "ok" else redo).append(outcome)
+        else:
+            outcome = _Outcome(entry, record.get("raw", {}).get("events"), events=record["events"])
+            if entry["status"] == "ok":
+                events_done = outcome
+            else:
+                events_redo = outcome
+    return _Earlier(done, redo, events_done, events_redo)
+
+
+def resumable(record: dict[str, Any] | None, job: VideoJob, n_clips: int, options: GenerateOptions, model: str) -> bool:
+    """Whether a cached record can be completed instead of redone: a ``partial`` record with per-request
+    entries, made for the same video length and clips by the same model and prompt version."""
+    return (
+        record is not None
+        and record["status"] == "partial"
+        and "requests" in record
+        and record["duration"] == job.duration
+        and record["clip_length"] == options.clip_length
+        and len(record["captions"]) == n_clips
+        and record.get("model") == model
+        and record.get("prompt_version") == PROMPT_VERSION
+    )
 
 
 @dataclass
@@ -174,7 +246,7 @@ class _Run:
                         text = await self.backend.chat(
                             messages, max_tokens=options.max_tokens, temperature=options.temperature
                         )
-                    return _Reply(text)
+                    return _Reply(text, attempt + 1)
                 except TimeoutError:
                     error = BackendError(f"no reply within {options.request_timeout} s", retryable=True)
                 except BackendError as err:
@@ -183,7 +255,7 @@ class _Run:
                 raise FatalBackendError(str(error))
             if attempt == options.max_retries:
                 self.summary.failed_requests += 1
-                return _Reply(None, f"gave up after {attempt + 1} attempts: {error}")
+                return _Reply(None, attempt + 1, f"gave up after {attempt + 1} attempts: {error}")
             delay = self._backoff(attempt, error.retry_after)
             if error.retry_after is not None:
                 self.paused_until = max(self.paused_until, time.monotonic() + delay)
@@ -192,10 +264,60 @@ class _Run:
             attempt += 1
             await asyncio.sleep(delay)
 
-    def _extract_frames(self, job: VideoJob) -> _Frames:
+    async def ask_captions(self, clips: list[int], urls: list[str]) -> _Outcome:
+        """Caption the frames of ``clips``. A reply without one caption per frame is asked again, with the
+        number of frames restated, up to ``max_retries`` times; the last readable reply is kept."""
+        entry: dict[str, Any] = {"kind": "captions", "clips": clips, "status": "no_reply", "attempts": 0, "asks": 0, "error": None}
+        outcome = _Outcome(entry, None, captions=[None] * len(clips))
+        recount: int | None = None
+        while True:
+            reply = await self.request(caption_messages(urls, recount=recount))
+            entry["attempts"] += reply.attempts
+            entry["asks"] += 1
+            if reply.text is None:  # keep what an earlier ask gave, if anything
+                entry["error"] = reply.error if entry["status"] == "no_reply" else f"{entry['error']}; re-ask: {reply.error}"
+                return outcome
+            parsed = parse_captions(reply.text, len(clips))
+            outcome.reply, outcome.captions = reply.text, parsed.captions
+            if parsed.complete:
+                entry.update(status="ok", error=None)
+                return outcome
+            self.summary.unparsed_replies += parsed.error is not None
+            self.summary.caption_count_mismatches += parsed.error is None
+            entry["status"] = "unparsed" if parsed.error else "miscounted"
+            entry["error"] = parsed.error or f"expected {len(clips)} captions, got {parsed.found} usable"
+            if entry["asks"] > self.options.max_retries:
+                entry["error"] += f" (asked {entry['asks']} times)"
+                return outcome
+            self.summary.reasks += 1
+            recount = parsed.found
+
+    async def ask_events(self, frames: list[tuple[float, str]], duration: float) -> _Outcome:
+        """The video's events from one request (retried on transport errors, not re-asked)."""
+        reply = await self.request(event_messages(frames, duration))
+        entry: dict[str, Any] = {"kind": "events", "status": "no_reply", "attempts": reply.attempts, "asks": 1, "error": reply.error}
+        outcome = _Outcome(entry, reply.text)
+        if reply.text is None:
+            return outcome
+        parsed = parse_events(reply.text, duration)
+        self.summary.events_dropped += parsed.dropped
+        if parsed.error:
+            self.summary.unparsed_replies += 1
+            entry.update(status="unparsed", error=parsed.error)
+        else:
+            entry.update(status="ok", error=None)
+            outcome.events = parsed.events
+        return outcome
+
+    def _extract_frames(self, job: VideoJob, clips: list[int], with_events: bool) -> _Frames:
         options = self.options
-        caption_times = clip_centres(job.duration, options.clip_length)
-        event_at = event_times(job.duration, interval=options.event_interval, max_frames=options.event_frames)
+        centres = clip_centres(job.duration, options.clip_length)
+        caption_times = [centres[i] for i in clips]
+        event_at = (
+            event_times(job.duration, interval=options.event_interval, max_frames=options.event_frames)
+            if with_events
+            else []
+        )
         wanted = sorted(set(caption_times) | set(event_at))
         images = grab_frames(
             job.path,
@@ -210,10 +332,12 @@ class _Run:
             return None if image is None else jpeg_data_url(resize_short_side(image, side), quality=options.jpeg_quality)
 
         events = [(t, u) for t in event_at if (u := url(t, options.event_short_side)) is not None]
-        return _Frames([url(t, options.caption_short_side) for t in caption_times], events)
+        captions = {i: u for i, t in zip(clips, caption_times) if (u := url(t, options.caption_short_side)) is not None}
+        return _Frames(captions, events)
 
-    async def process(self, job: VideoJob) -> dict[str, Any]:
-        """The cache record for one video."""
+    async def process(self, job: VideoJob, earlier: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The cache record for one video. ``earlier`` is the video's cached record: when ``resumable``,
+        only its unfinished requests (and clips no request covered) are asked again."""
         n_clips = len(clip_centres(job.duration, self.options.clip_length))
         record: dict[str, Any] = {
             "vid": job.vid,
@@ -227,73 +351,80 @@ class _Run:
             "captions": [None] * n_clips,
             "events": [],
             "raw": {"events": None, "captions": []},
+            "requests": [],
             "errors": [],
         }
+        if resumable(earlier, job, n_clips, self.options, self.backend.model):
+            previous = earlier_outcomes(earlier)
+            self.summary.resumed += 1
+            self.summary.kept_requests += len(previous.done) + (previous.events_done is not None)
+        else:
+            previous = _Earlier([], [], None, None)
+        covered = {clip for outcome in previous.done for clip in outcome.entry["clips"]}
+        to_ask = [clip for clip in range(n_clips) if clip not in covered]
+        with_events = previous.events_done is None
         try:
             async with self.decode_slots:
-                frames = await asyncio.to_thread(self._extract_frames, job)
+                frames = await asyncio.to_thread(self._extract_frames, job, to_ask, with_events)
         except VideoDecodeError as err:
             record["errors"].append(f"decode: {err}")
-            return _stamped(record)
+            return _finished(record, previous.done + previous.redo, previous.events_done or previous.events_redo)
 
-        available = [i for i, url in enumerate(frames.captions) if url is not None]
-        if len(available) < n_clips:
-            record["errors"].append(f"frames: {n_clips - len(available)} of {n_clips} clip frames unavailable")
+        missing = [clip for clip in to_ask if clip not in frames.captions]
+        if missing:
+            record["errors"].append(f"frames: {len(missing)} of {n_clips} clip frames unavailable")
+        # Unfinished requests of the earlier record are asked again as they were (when their frames could
+        # be read); clips no request covered yet are batched afresh.
+        redone = [o for o in previous.redo if all(clip in frames.captions for clip in o.entry["clips"])]
+        not_redone = [o for o in previous.redo if o not in redone]
+        in_earlier = {clip for o in previous.redo for clip in o.entry["clips"]}
+        rest = [clip for clip in frames.captions if clip not in in_earlier]
         size = self.options.caption_batch
-        batches = [available[k : k + size] for k in range(0, len(available), size)]
-        requests = [self.request(caption_messages([frames.captions[i] for i in batch])) for batch in batches]
+        batches = [o.entry["clips"] for o in redone] + [rest[k : k + size] for k in range(0, len(rest), size)]
+        earlier_outcome: list[_Outcome | None] = [*redone, *[None] * (len(batches) - len(redone))]
+        requests = [self.ask_captions(batch, [frames.captions[i] for i in batch]) for batch in batches]
         if frames.events:
-            requests.append(self.request(event_messages(frames.events, job.duration)))
+            requests.append(self.ask_events(frames.events, job.duration))
+        elif with_events:
+            record["errors"].append("events: no event frame available")
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(coro) for coro in requests]
         except* FatalBackendError as errors:
             raise errors.exceptions[0] from None  # the group has cancelled this video's other requests
-        replies = [task.result() for task in tasks]
-
-        self._add_captions(record, batches, replies[: len(batches)])
-        events_ok = False
+        outcomes = [task.result() for task in tasks]
         if frames.events:
-            events_ok = self._add_events(record, replies[-1])
+            events = _better(outcomes.pop(), previous.events_redo)
         else:
-            record["errors"].append("events: no event frame available")
-        n_captions = sum(c is not None for c in record["captions"])
-        if events_ok and n_captions == n_clips:
-            record["status"] = "ok"
-        elif events_ok or n_captions:
-            record["status"] = "partial"
-        return _stamped(record)
+            events = previous.events_done or previous.events_redo
+        captions = [_better(new, old) for new, old in zip(outcomes, earlier_outcome)]
+        return _finished(record, previous.done + captions + not_redone, events)
 
-    def _add_captions(self, record: dict[str, Any], batches: list[list[int]], replies: list[_Reply]) -> None:
-        for number, (batch, reply) in enumerate(zip(batches, replies), start=1):
-            record["raw"]["captions"].append(reply.text)
-            if reply.text is None:
-                record["errors"].append(f"captions request {number}: {reply.error}")
-                continue
-            parsed = parse_captions(reply.text, len(batch))
-            self.summary.caption_count_mismatches += parsed.mismatch
-            if parsed.error:
-                self.summary.unparsed_replies += 1
-                record["errors"].append(f"captions request {number}: {parsed.error}")
-            elif parsed.mismatch:
-                record["errors"].append(f"captions request {number}: expected {len(batch)} captions")
-            for clip, caption in zip(batch, parsed.captions):
-                record["captions"][clip] = caption
 
-    def _add_events(self, record: dict[str, Any], reply: _Reply) -> bool:
-        """Fill the record's events from the reply; False when there was no usable reply."""
-        record["raw"]["events"] = reply.text
-        if reply.text is None:
-            record["errors"].append(f"events request: {reply.error}")
-            return False
-        parsed = parse_events(reply.text, record["duration"])
-        self.summary.events_dropped += parsed.dropped
-        if parsed.error:
-            self.summary.unparsed_replies += 1
-            record["errors"].append(f"events request: {parsed.error}")
-            return False
-        record["events"] = parsed.events
-        return True
+def _finished(record: dict[str, Any], captions: list[_Outcome], events: _Outcome | None) -> dict[str, Any]:
+    """Fill the record from its request outcomes (caption requests in clip order) and set its status:
+    ok when every request is ok and every clip has a caption, partial when anything usable came back."""
+    for number, outcome in enumerate(sorted(captions, key=lambda o: o.entry["clips"][0]), start=1):
+        record["requests"].append(outcome.entry)
+        record["raw"]["captions"].append(outcome.reply)
+        for clip, caption in zip(outcome.entry["clips"], outcome.captions):
+            record["captions"][clip] = caption
+        if outcome.entry["error"]:
+            record["errors"].append(f"captions request {number}: {outcome.entry['error']}")
+    if events is not None:
+        record["requests"].append(events.entry)
+        record["raw"]["events"] = events.reply
+        record["events"] = events.events
+        if events.entry["error"]:
+            record["errors"].append(f"events request: {events.entry['error']}")
+    all_ok = events is not None and all(entry["status"] == "ok" for entry in record["requests"])
+    if all_ok and all(caption is not None for caption in record["captions"]):
+        record["status"] = "ok"
+    elif record["events"] or (events is not None and events.entry["status"] == "ok") or any(
+        caption is not None for caption in record["captions"]
+    ):
+        record["status"] = "partial"
+    return _stamped(record)
 
 
 def _stamped(record: dict[str, Any]) -> dict[str, Any]:
@@ -325,9 +456,10 @@ async def generate_priors_async(
     shard: tuple[int, int] | None = None,
     limit: int | None = None,
 ) -> GenerateSummary:
-    """Generate priors for ``jobs`` into the cache ``out``, resuming from what it holds (videos whose last
-    record is ok are skipped; partial/failed ones are redone and a new record appended). A fatal backend
-    error ends the run with ``summary.stopped`` set, after everything finished has been written."""
+    """Generate priors for ``jobs`` into the cache ``out``, resuming from what it holds: videos whose last
+    record is ok are skipped; of a resumable partial record only the unfinished requests are asked again;
+    failed (and other partial) videos are redone; each gets a new record appended. A fatal backend error
+    ends the run with ``summary.stopped`` set, after everything finished has been written."""
     started = time.monotonic()
     cache = read_cache(out, repair=True)
     todo, skipped = select_jobs(jobs, cache, shard=shard, limit=limit)
@@ -340,7 +472,7 @@ async def generate_priors_async(
 
         async def worker() -> None:
             for job in pending:
-                record = await run.process(job)
+                record = await run.process(job, cache.get(job.vid))
                 writer.append(record)
                 summary.videos += 1
                 setattr(summary, record["status"], getattr(summary, record["status"]) + 1)
