@@ -57,6 +57,18 @@ def _optional_str(value: Any) -> bool:
     return value is None or isinstance(value, str)
 
 
+def _is_list(value: Any) -> bool:
+    return isinstance(value, list)
+
+
+def _is_object(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
+def _is_string_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
 def _depth(value: Any) -> int:
     """Nesting depth of a JSON value (a scalar is 0), without recursion."""
     deepest, stack = 0, [(value, 0)]
@@ -75,15 +87,22 @@ def _require(ok: bool, name: str, message: str) -> None:
         raise MasraError(message, field=name)
 
 
+def _shown(value: Any) -> str:
+    """A short rendering of a bad value for an error message."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**18:
+        return f"an integer of {len(str(abs(value)))} digits"
+    return f"{value!r:.80}"
+
+
 def _expect(value: Any, check: Callable[[Any], bool], name: str, what: str) -> None:
-    _require(check(value), name, f"expected {what}, got {value!r:.80}")
+    _require(check(value), name, f"expected {what}, got {_shown(value)}")
 
 
 def _check_events(events: Any) -> None:
-    _expect(events, lambda v: isinstance(v, list), "events", "a list")
+    _expect(events, _is_list, "events", "a list")
     for k, event in enumerate(events):
         where = f"events[{k}]"
-        _expect(event, lambda v: isinstance(v, dict), where, "an object")
+        _expect(event, _is_object, where, "an object")
         for key in ("start", "end", "description"):
             _require(key in event, f"{where}.{key}", "missing")
         _expect(event["start"], _is_number, f"{where}.start", "a finite number")
@@ -92,23 +111,24 @@ def _check_events(events: Any) -> None:
 
 
 def _check_raw(raw: Any) -> None:
-    _expect(raw, lambda v: isinstance(v, dict), "raw", "an object")
+    _expect(raw, _is_object, "raw", "an object")
     _expect(raw.get("events"), _optional_str, "raw.events", "a string or null")
     replies = raw.get("captions", [])
-    _expect(replies, lambda v: isinstance(v, list), "raw.captions", "a list")
+    _expect(replies, _is_list, "raw.captions", "a list")
     for k, reply in enumerate(replies):
         _expect(reply, _optional_str, f"raw.captions[{k}]", "a string or null")
 
 
 def _check_requests(requests: Any, n_clips: int) -> None:
-    _expect(requests, lambda v: isinstance(v, list), "requests", "a list")
+    _expect(requests, _is_list, "requests", "a list")
     for k, entry in enumerate(requests):
         where = f"requests[{k}]"
-        _expect(entry, lambda v: isinstance(v, dict), where, "an object")
+        _expect(entry, _is_object, where, "an object")
         _expect(entry.get("kind"), lambda v: v in REQUEST_KINDS, f"{where}.kind", " or ".join(REQUEST_KINDS))
-        _expect(entry.get("status"), lambda v: v in REQUEST_STATUSES, f"{where}.status", "one of " + ", ".join(REQUEST_STATUSES))
-        _expect(entry.get("attempts"), _is_count, f"{where}.attempts", "a count")
-        _expect(entry.get("asks"), _is_count, f"{where}.asks", "a count")
+        statuses = "one of " + ", ".join(REQUEST_STATUSES)
+        _expect(entry.get("status"), lambda v: v in REQUEST_STATUSES, f"{where}.status", statuses)
+        _expect(entry.get("attempts"), _is_count, f"{where}.attempts", "a whole number >= 0")
+        _expect(entry.get("asks"), _is_count, f"{where}.asks", "a whole number >= 0")
         _expect(entry.get("error"), _optional_str, f"{where}.error", "a string or null")
         if entry["kind"] == "captions":
             clips = entry.get("clips")
@@ -122,7 +142,7 @@ def _check_requests(requests: Any, n_clips: int) -> None:
 
 
 def _check_fields(record: Any) -> None:
-    _expect(record, lambda v: isinstance(v, dict), "record", "a JSON object")
+    _expect(record, _is_object, "record", "a JSON object")
     _require(_depth(record) <= MAX_DEPTH, "record", f"nested more than {MAX_DEPTH} levels deep")
     for name in ("vid", "status", "duration", "clip_length", "captions", "events"):
         _require(name in record, name, "missing")
@@ -131,19 +151,20 @@ def _check_fields(record: Any) -> None:
     _expect(record["duration"], lambda v: _is_number(v) and v > 0, "duration", "a positive number")
     _expect(record["clip_length"], lambda v: _is_number(v) and v > 0, "clip_length", "a positive number")
     captions = record["captions"]
-    _expect(captions, lambda v: isinstance(v, list), "captions", "a list")
+    _expect(captions, _is_list, "captions", "a list")
     for k, caption in enumerate(captions):
         _expect(caption, _optional_str, f"captions[{k}]", "a string or null")
     if "n_clips" in record:
         _expect(record["n_clips"], _is_count, "n_clips", "a whole number >= 0")
-        _require(len(captions) == record["n_clips"], "captions", f"{len(captions)} captions for n_clips={record['n_clips']}")
+        n_clips = record["n_clips"]
+        _require(len(captions) == n_clips, "captions", f"{len(captions)} captions for n_clips={n_clips}")
     _check_events(record["events"])
     if "raw" in record:
         _check_raw(record["raw"])
     if "requests" in record:
         _check_requests(record["requests"], len(captions))
     if "errors" in record:
-        _expect(record["errors"], lambda v: isinstance(v, list) and all(isinstance(e, str) for e in v), "errors", "a list of strings")
+        _expect(record["errors"], _is_string_list, "errors", "a list of strings")
     for name in ("model", "backend", "prompt_version", "created"):
         _expect(record.get(name), _optional_str, name, "a string")
 
@@ -180,7 +201,8 @@ def _parse_line(raw: bytes, path: Path, line_no: int) -> Any:
     except json.JSONDecodeError as err:
         raise MasraError(f"invalid JSON ({err.msg} at column {err.colno})", file=path, line=line_no) from None
     except RecursionError:
-        raise MasraError(f"JSON nested too deeply (more than {MAX_DEPTH} levels expected)", file=path, line=line_no) from None
+        message = f"JSON nested too deeply (at most {MAX_DEPTH} levels expected)"
+        raise MasraError(message, file=path, line=line_no) from None
     except ValueError as err:  # e.g. an integer literal longer than Python's digit limit
         raise MasraError(f"invalid JSON ({err})", file=path, line=line_no) from None
 

@@ -144,7 +144,9 @@ def _tables(report: PriorReport) -> list[Any]:
         if report.legacy_records:
             summary.add_row("records without request entries", f"{report.legacy_records} (replies parsed again)")
     if report.torn_bytes:
-        summary.add_row("torn last line", f"{report.torn_bytes} bytes, ignored (the next `priors generate` cuts it off)")
+        summary.add_row(
+            "torn last line", f"{report.torn_bytes} bytes, ignored (the next `priors generate` cuts it off)"
+        )
     if report.encoder is not None:
         summary.add_row("encoder", f"{report.encoder.get('encoder')} ({report.encoder.get('dim')}-d)")
     if report.unreadable:

@@ -3,8 +3,11 @@
 Concurrency model (asyncio): ``concurrency`` videos are worked on at a time and at most ``concurrency``
 requests are in flight (a semaphore). Frame decoding runs in worker threads. Each request gets a timeout
 and retries with exponential back-off and full jitter; a 429's Retry-After pauses every request, not only
-the one that got it. A non-retryable error (bad key, unknown model, rejected request) stops the run:
-videos already finished are on disk (each record is fsynced), the ones in flight are redone next time.
+the one that got it. A caption reply without one caption per frame is asked again (up to ``max_retries``
+times) with the number of frames restated. A non-retryable error (bad key, unknown model, rejected
+request) stops the run: videos already finished are on disk (each record is fsynced), the ones in flight
+are redone next time. Every record lists its requests and what became of each (``requests``), so a
+``partial`` video is later completed by asking only its unfinished requests again.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ class GenerateOptions:
     max_tokens: int = 1024
     concurrency: int = 8
     request_timeout: float | None = 120.0
-    max_retries: int = 5
+    max_retries: int = 5  # per request; also the most re-asks of a miscounted caption reply
     backoff_base: float = 1.0  # first back-off ceiling (seconds); doubles per attempt
     backoff_cap: float = 60.0
     retry_after_cap: float = 600.0
@@ -157,6 +160,11 @@ class _Outcome:
     reply: str | None
     captions: list[str | None] = field(default_factory=list)  # one per clip of a caption request
     events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _entry(kind: str, **fields: Any) -> dict[str, Any]:
+    """A record's ``requests`` entry, before its outcome is known (status ``no_reply``)."""
+    return {"kind": kind, "status": "no_reply", "error": None, **fields}
 
 
 _REQUEST_RANK = {status: -rank for rank, status in enumerate(REQUEST_STATUSES)}  # ok 0 > ... > no_reply -3
@@ -267,7 +275,7 @@ class _Run:
     async def ask_captions(self, clips: list[int], urls: list[str]) -> _Outcome:
         """Caption the frames of ``clips``. A reply without one caption per frame is asked again, with the
         number of frames restated, up to ``max_retries`` times; the last readable reply is kept."""
-        entry: dict[str, Any] = {"kind": "captions", "clips": clips, "status": "no_reply", "attempts": 0, "asks": 0, "error": None}
+        entry = _entry("captions", clips=clips, attempts=0, asks=0)
         outcome = _Outcome(entry, None, captions=[None] * len(clips))
         recount: int | None = None
         while True:
@@ -275,7 +283,8 @@ class _Run:
             entry["attempts"] += reply.attempts
             entry["asks"] += 1
             if reply.text is None:  # keep what an earlier ask gave, if anything
-                entry["error"] = reply.error if entry["status"] == "no_reply" else f"{entry['error']}; re-ask: {reply.error}"
+                first = entry["status"] == "no_reply"
+                entry["error"] = reply.error if first else f"{entry['error']}; re-ask: {reply.error}"
                 return outcome
             parsed = parse_captions(reply.text, len(clips))
             outcome.reply, outcome.captions = reply.text, parsed.captions
@@ -295,7 +304,7 @@ class _Run:
     async def ask_events(self, frames: list[tuple[float, str]], duration: float) -> _Outcome:
         """The video's events from one request (retried on transport errors, not re-asked)."""
         reply = await self.request(event_messages(frames, duration))
-        entry: dict[str, Any] = {"kind": "events", "status": "no_reply", "attempts": reply.attempts, "asks": 1, "error": reply.error}
+        entry = _entry("events", attempts=reply.attempts, asks=1, error=reply.error)
         outcome = _Outcome(entry, reply.text)
         if reply.text is None:
             return outcome
@@ -373,15 +382,9 @@ class _Run:
         missing = [clip for clip in to_ask if clip not in frames.captions]
         if missing:
             record["errors"].append(f"frames: {len(missing)} of {n_clips} clip frames unavailable")
-        # Unfinished requests of the earlier record are asked again as they were (when their frames could
-        # be read); clips no request covered yet are batched afresh.
-        redone = [o for o in previous.redo if all(clip in frames.captions for clip in o.entry["clips"])]
-        not_redone = [o for o in previous.redo if o not in redone]
-        in_earlier = {clip for o in previous.redo for clip in o.entry["clips"]}
-        rest = [clip for clip in frames.captions if clip not in in_earlier]
-        size = self.options.caption_batch
-        batches = [o.entry["clips"] for o in redone] + [rest[k : k + size] for k in range(0, len(rest), size)]
-        earlier_outcome: list[_Outcome | None] = [*redone, *[None] * (len(batches) - len(redone))]
+        batches, earlier_outcome, not_redone = _caption_batches(
+            previous.redo, list(frames.captions), self.options.caption_batch
+        )
         requests = [self.ask_captions(batch, [frames.captions[i] for i in batch]) for batch in batches]
         if frames.events:
             requests.append(self.ask_events(frames.events, job.duration))
@@ -399,6 +402,21 @@ class _Run:
             events = previous.events_done or previous.events_redo
         captions = [_better(new, old) for new, old in zip(outcomes, earlier_outcome)]
         return _finished(record, previous.done + captions + not_redone, events)
+
+
+def _caption_batches(
+    unfinished: list[_Outcome], readable: list[int], size: int
+) -> tuple[list[list[int]], list[_Outcome | None], list[_Outcome]]:
+    """Which clips to caption in which requests: the unfinished requests of an earlier record again, as
+    they were (when every frame of theirs could be read), then the other ``readable`` clips in batches of
+    ``size``. Returns the batches, the earlier outcome of each batch (None for a new one) and the
+    unfinished requests that cannot be asked again now."""
+    redone = [o for o in unfinished if all(clip in readable for clip in o.entry["clips"])]
+    not_redone = [o for o in unfinished if o not in redone]
+    in_earlier = {clip for o in unfinished for clip in o.entry["clips"]}
+    rest = [clip for clip in readable if clip not in in_earlier]
+    batches = [o.entry["clips"] for o in redone] + [rest[k : k + size] for k in range(0, len(rest), size)]
+    return batches, [*redone, *[None] * (len(batches) - len(redone))], not_redone
 
 
 def _finished(record: dict[str, Any], captions: list[_Outcome], events: _Outcome | None) -> dict[str, Any]:

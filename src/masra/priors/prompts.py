@@ -47,7 +47,8 @@ def caption_messages(
     prompt = load_template("captions", version).substitute(n_frames=len(image_urls))
     content.append(_text_part(prompt))
     if recount is not None:
-        content.append(_text_part(load_template("recount", version).substitute(found=recount, n_frames=len(image_urls))))
+        note = load_template("recount", version).substitute(found=recount, n_frames=len(image_urls))
+        content.append(_text_part(note))
     return [{"role": "user", "content": content}]
 
 
