@@ -301,29 +301,31 @@ def test_cli_end_to_end_text_only(chat_server, bikes, tmp_path, monkeypatch, cap
     assert len(stamps) in (0, 2)
 
 
-def _miscount_clips_2_3_and_garble_events(captions: list[str]):
-    """A model that gives one caption for the batch of clips 2 and 3 and no readable events."""
+def partial_first_run(url: str, fake, bikes: Path, out: Path, vids: list[str]):
+    """One run against a model that gives one caption for the batch of clips 2 and 3 and no readable
+    events, so every video ends partial; then the model is honest again. Returns (options, captions, events)."""
+    opts = options(caption_batch=2, max_retries=0)
+    captions, events = expected_record(bikes, opts)
 
     def rewrite(text: str, payload: dict) -> str:
         if '"start"' in text:
             return "no idea"
         return json.dumps(captions[2:3]) if json.loads(text) == captions[2:4] else text
 
-    return rewrite
+    fake.rewrite = rewrite
+    run(url, [VideoJob(vid, bikes, DURATION) for vid in vids], out, opts)
+    fake.rewrite = lambda text, payload: text
+    return opts, captions, events
 
 
 def test_resume_asks_only_the_unfinished_requests_of_a_partial_video(chat_server, bikes, tmp_path):
     url, fake = chat_server
-    opts = options(caption_batch=2, max_retries=0)
-    captions, events = expected_record(bikes, opts)
-    fake.rewrite = _miscount_clips_2_3_and_garble_events(captions)
     out = tmp_path / "priors.jsonl"
-    run(url, [VideoJob("v", bikes, DURATION)], out, opts)
+    opts, captions, events = partial_first_run(url, fake, bikes, out, ["v"])
     first = read_cache(out)["v"]
     assert first["status"] == "partial" and first["captions"] == [*captions[:3], None, captions[4]]
     assert [e["status"] for e in first["requests"]] == ["ok", "miscounted", "ok", "unparsed"]
 
-    fake.rewrite = lambda text, payload: text
     n_before = len(fake.payloads)
     summary = run(url, [VideoJob("v", bikes, DURATION)], out, opts)
     sent = fake.payloads[n_before:]
@@ -341,11 +343,8 @@ def test_resume_asks_only_the_unfinished_requests_of_a_partial_video(chat_server
 
 def test_a_redo_that_comes_back_worse_keeps_what_came_back_before(chat_server, bikes, tmp_path):
     url, fake = chat_server
-    opts = options(caption_batch=2, max_retries=0)
-    captions, _ = expected_record(bikes, opts)
-    fake.rewrite = _miscount_clips_2_3_and_garble_events(captions)
     out = tmp_path / "priors.jsonl"
-    run(url, [VideoJob("v", bikes, DURATION)], out, opts)
+    opts, _, _ = partial_first_run(url, fake, bikes, out, ["v"])
     first = read_cache(out)["v"]
 
     fake.faults = ["500"] * 100  # every redo gets no reply
@@ -358,11 +357,8 @@ def test_a_redo_that_comes_back_worse_keeps_what_came_back_before(chat_server, b
 
 def test_a_partial_record_from_another_model_or_without_request_entries_is_redone_whole(chat_server, bikes, tmp_path):
     url, fake = chat_server
-    opts = options(caption_batch=2, max_retries=0)
-    captions, _ = expected_record(bikes, opts)
-    fake.rewrite = _miscount_clips_2_3_and_garble_events(captions)
     out = tmp_path / "priors.jsonl"
-    run(url, [VideoJob("a", bikes, DURATION), VideoJob("b", bikes, DURATION)], out, opts)
+    opts, _, _ = partial_first_run(url, fake, bikes, out, ["a", "b"])
     records = [json.loads(line) for line in out.read_text().splitlines()]
     for rec in records:  # "a" was made by another model; "b" predates request entries (prompt v1)
         if rec["vid"] == "a":
@@ -372,7 +368,6 @@ def test_a_partial_record_from_another_model_or_without_request_entries_is_redon
             rec["prompt_version"] = "v1"
     out.write_text("".join(json.dumps(rec) + "\n" for rec in records))
 
-    fake.rewrite = lambda text, payload: text
     n_before = len(fake.payloads)
     summary = run(url, [VideoJob("a", bikes, DURATION), VideoJob("b", bikes, DURATION)], out, opts)
     assert len(fake.payloads) - n_before == 2 * 4 and summary.resumed == 0 and summary.ok == 2
