@@ -41,7 +41,7 @@ def test_missing_file_is_an_empty_cache(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "torn", [b'{"vid": "c", "dura', b'{"vid": "c"', b"\xe2\x82", b'{"vid": "c", "raw": "' + b"x" * 200_000]
+    "torn", [b'{"vid": "c", "dura', b'{"vid": "c"', b"{", b'{"vid": "caf\xe2\x82', b'{"vid": "c", "raw": "' + b"x" * 200_000]
 )
 def test_torn_last_line_is_ignored_then_repaired(tmp_path, torn):
     path = tmp_path / "priors.jsonl"
@@ -58,6 +58,18 @@ def test_torn_last_line_is_ignored_then_repaired(tmp_path, torn):
     with CacheWriter(path) as writer:
         writer.append(record("c"))
     assert list(read_cache(path)) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"my notes, no newline at the end", b"line one\nline two", json.dumps(record("a")).encode() + b"\nnot json\n{\"vid"],
+)
+def test_repair_never_cuts_a_file_that_is_not_a_cache(tmp_path, content):
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    with pytest.raises(MasraError):
+        read_cache(path, repair=True)
+    assert path.read_bytes() == content  # nothing cut
 
 
 def test_corrupt_line_inside_the_file_names_the_line(tmp_path):

@@ -37,6 +37,7 @@ REQUEST_KINDS = ("captions", "events")
 # A record nests 4 levels (record > requests > entry > clips); anything much deeper is not a record and
 # would only risk the recursion limits of whoever handles it next.
 MAX_DEPTH = 16
+RECORD_START = b'{"vid": '  # how every line CacheWriter writes begins (``vid`` is a record's first key)
 
 
 def _is_number(value: Any) -> bool:
@@ -218,10 +219,28 @@ class CacheContents:
     torn_bytes: int = 0
 
 
+def _cut_torn_line(path: Path, complete: int, line_no: int) -> None:
+    """Cut the torn last line off, but only when it is the start of a record this package wrote."""
+    with path.open("r+b") as handle:
+        handle.seek(complete)
+        head = handle.read(len(RECORD_START))
+        if not (head.startswith(RECORD_START) or RECORD_START.startswith(head)):
+            raise MasraError(
+                "the last line has no newline and is not the start of a prior record; refusing to cut it "
+                "(is this a prior cache?)",
+                file=path,
+                line=line_no,
+            )
+        handle.truncate(complete)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def scan_cache(path: str | Path, *, repair: bool = False) -> CacheContents:
     """Read and validate a cache. A missing file is an empty cache. A torn last line (no trailing
-    newline, e.g. after ``kill -9``) is ignored and measured, or cut from the file when ``repair`` is set;
-    any other bad line raises MasraError naming the file, line and field."""
+    newline, e.g. after ``kill -9``) is ignored and measured; with ``repair`` it is cut from the file,
+    after every complete line has been validated and only if it is the start of a record. Any bad line
+    raises MasraError naming the file, line and field (and the file is left as it was)."""
     path = Path(path)
     contents = CacheContents()
     if not path.exists():
@@ -230,11 +249,6 @@ def scan_cache(path: str | Path, *, repair: bool = False) -> CacheContents:
         raise MasraError("not a file", file=path)
     complete = _complete_length(path)
     contents.torn_bytes = path.stat().st_size - complete
-    if repair and contents.torn_bytes:
-        with path.open("r+b") as handle:
-            handle.truncate(complete)
-            handle.flush()
-            os.fsync(handle.fileno())
     with path.open("rb") as handle:
         body = handle.read(complete)
     lines = body.split(b"\n")[:-1]
@@ -246,6 +260,8 @@ def scan_cache(path: str | Path, *, repair: bool = False) -> CacheContents:
         contents.records.pop(record["vid"], None)
         contents.records[record["vid"]] = record
         contents.lines[record["vid"]] = line_no
+    if repair and contents.torn_bytes:
+        _cut_torn_line(path, complete, contents.line_count + 1)
     return contents
 
 
