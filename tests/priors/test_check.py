@@ -221,3 +221,17 @@ def test_request_outcomes_come_from_the_record_not_from_parsing_raw_replies(file
     assert (report.reasked_requests, report.attempts, report.legacy_records) == (1, 11, 4)
     text = str(report)
     assert "11 (ok 6, miscounted 1, unparsed 2, no reply 2), 45.5% not ok" in text and "re-asked requests" in text
+
+
+def test_the_json_report_replaces_only_an_earlier_report(files, tmp_path: Path) -> None:
+    cache, _ = files
+    out = tmp_path / "check.json"
+    check_priors(priors=cache, json_out=out)
+    check_priors(priors=cache, json_out=out)  # an earlier report is replaced
+    assert json.loads(out.read_text())["videos_with_priors"] == 4
+    for content in ("my notes\n", '{"something": "else"}\n'):
+        other = tmp_path / "other.json"
+        other.write_text(content)
+        with pytest.raises(MasraError, match="not a report of `priors check`; refusing to replace it"):
+            check_priors(priors=cache, json_out=other)
+        assert other.read_text() == content

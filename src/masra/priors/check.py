@@ -301,8 +301,11 @@ def check_priors(
 ) -> PriorReport:
     """Build the coverage report of a prior cache (``priors``) or an encoded prior folder (``prior_dir``;
     a folder given as ``priors`` is taken as one), against ``annotations`` when given. Writes the report
-    as JSON to ``json_out`` when given. Raises MasraError only when an input cannot be read.
+    as JSON to ``json_out`` when given (replacing only an earlier report). Raises MasraError only when an
+    input cannot be read or ``json_out`` holds something other than a report.
     """
+    if json_out is not None:
+        _check_report_target(Path(json_out))
     if (priors is None) == (prior_dir is None):
         raise MasraError("give either a prior cache or a prior folder", field="priors")
     source = Path(priors if priors is not None else prior_dir)
@@ -341,6 +344,21 @@ def check_priors(
     if json_out is not None:
         _write_json(Path(json_out), report.as_dict())
     return report
+
+
+REPORT_KEYS = {"source", "kind", "span_histogram"}  # keys every report has
+
+
+def _check_report_target(path: Path) -> None:
+    """Refuse to replace a file that is not an earlier report of this command."""
+    if not path.exists():
+        return
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        earlier = None
+    if not (isinstance(earlier, dict) and REPORT_KEYS <= earlier.keys()):
+        raise MasraError("exists and is not a report of `priors check`; refusing to replace it", file=path)
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
