@@ -18,7 +18,6 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from tqdm import tqdm
 
 from masra.errors import MasraError
 from masra.priors.backends.base import BackendError, ChatBackend
-from masra.priors.cache import REQUEST_STATUSES, CacheWriter, read_cache
+from masra.priors.cache import CacheWriter, read_cache
 from masra.priors.frames import (
     VideoDecodeError,
     clip_centres,
@@ -34,6 +33,17 @@ from masra.priors.frames import (
     grab_frames,
     jpeg_data_url,
     resize_short_side,
+)
+from masra.priors.outcomes import (
+    EarlierRecord,
+    RequestOutcome,
+    better,
+    caption_batches,
+    earlier_outcomes,
+    empty_record,
+    finish_record,
+    new_entry,
+    resumable,
 )
 from masra.priors.parsing import parse_captions, parse_events
 from masra.priors.prompts import PROMPT_VERSION, caption_messages, event_messages
@@ -152,78 +162,6 @@ class _Reply:
 
 
 @dataclass
-class _Outcome:
-    """One caption or events request after its retries and re-asks: the record's ``requests`` entry, the
-    reply it ended with (kept raw) and what was read from it."""
-
-    entry: dict[str, Any]
-    reply: str | None
-    captions: list[str | None] = field(default_factory=list)  # one per clip of a caption request
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _entry(kind: str, **fields: Any) -> dict[str, Any]:
-    """A record's ``requests`` entry, before its outcome is known (status ``no_reply``)."""
-    return {"kind": kind, "status": "no_reply", "error": None, **fields}
-
-
-_REQUEST_RANK = {status: -rank for rank, status in enumerate(REQUEST_STATUSES)}  # ok 0 > ... > no_reply -3
-
-
-def _better(new: _Outcome, old: _Outcome | None) -> _Outcome:
-    """The redone request's outcome, unless it came back worse than the earlier one (then the earlier)."""
-    if old is not None and _REQUEST_RANK[new.entry["status"]] < _REQUEST_RANK[old.entry["status"]]:
-        return old
-    return new
-
-
-@dataclass
-class _Earlier:
-    """What a resumable ``partial`` record holds: its finished requests (kept as they are) and its
-    unfinished ones (redone; kept only if the redo comes back worse)."""
-
-    done: list[_Outcome]
-    redo: list[_Outcome]
-    events_done: _Outcome | None
-    events_redo: _Outcome | None
-
-
-def earlier_outcomes(record: dict[str, Any]) -> _Earlier:
-    """Split a record's requests into finished (status ok) and unfinished ones, with their replies and
-    the captions/events they gave."""
-    done: list[_Outcome] = []
-    redo: list[_Outcome] = []
-    events_done = events_redo = None
-    replies = iter(record.get("raw", {}).get("captions", []))
-    for entry in record["requests"]:
-        if entry["kind"] == "captions":
-            outcome = _Outcome(entry, next(replies, None), captions=[record["captions"][c] for c in entry["clips"]])
-            (done if entry["status"] == "ok" else redo).append(outcome)
-        else:
-            outcome = _Outcome(entry, record.get("raw", {}).get("events"), events=record["events"])
-            if entry["status"] == "ok":
-                events_done = outcome
-            else:
-                events_redo = outcome
-    return _Earlier(done, redo, events_done, events_redo)
-
-
-def resumable(record: dict[str, Any] | None, job: VideoJob, n_clips: int, options: GenerateOptions, model: str) -> bool:
-    """Whether a cached record can be completed instead of redone: a ``partial`` record with per-request
-    entries, made for the same video length and clips by the same model and prompt version."""
-    return (
-        record is not None
-        and record["status"] == "partial"
-        and "requests" in record
-        and record["duration"] == job.duration
-        and record["clip_length"] == options.clip_length
-        and len(record["captions"]) == n_clips
-        and record.get("model") == model
-        and record.get("prompt_version") == PROMPT_VERSION
-    )
-
-
-@dataclass
 class _Run:
     backend: ChatBackend
     options: GenerateOptions
@@ -272,11 +210,11 @@ class _Run:
             attempt += 1
             await asyncio.sleep(delay)
 
-    async def ask_captions(self, clips: list[int], urls: list[str]) -> _Outcome:
+    async def ask_captions(self, clips: list[int], urls: list[str]) -> RequestOutcome:
         """Caption the frames of ``clips``. A reply without one caption per frame is asked again, with the
         number of frames restated, up to ``max_retries`` times; the last readable reply is kept."""
-        entry = _entry("captions", clips=clips, attempts=0, asks=0)
-        outcome = _Outcome(entry, None, captions=[None] * len(clips))
+        entry = new_entry("captions", clips=clips, attempts=0, asks=0)
+        outcome = RequestOutcome(entry, None, captions=[None] * len(clips))
         recount: int | None = None
         while True:
             reply = await self.request(caption_messages(urls, recount=recount))
@@ -301,11 +239,11 @@ class _Run:
             self.summary.reasks += 1
             recount = parsed.found
 
-    async def ask_events(self, frames: list[tuple[float, str]], duration: float) -> _Outcome:
+    async def ask_events(self, frames: list[tuple[float, str]], duration: float) -> RequestOutcome:
         """The video's events from one request (retried on transport errors, not re-asked)."""
         reply = await self.request(event_messages(frames, duration))
-        entry = _entry("events", attempts=reply.attempts, asks=1, error=reply.error)
-        outcome = _Outcome(entry, reply.text)
+        entry = new_entry("events", attempts=reply.attempts, asks=1, error=reply.error)
+        outcome = RequestOutcome(entry, reply.text)
         if reply.text is None:
             return outcome
         parsed = parse_events(reply.text, duration)
@@ -348,27 +286,21 @@ class _Run:
         """The cache record for one video. ``earlier`` is the video's cached record: when ``resumable``,
         only its unfinished requests (and clips no request covered) are asked again."""
         n_clips = len(clip_centres(job.duration, self.options.clip_length))
-        record: dict[str, Any] = {
-            "vid": job.vid,
-            "duration": job.duration,
-            "clip_length": self.options.clip_length,
-            "n_clips": n_clips,
-            "model": self.backend.model,
-            "backend": self.backend.name,
-            "prompt_version": PROMPT_VERSION,
-            "status": "failed",
-            "captions": [None] * n_clips,
-            "events": [],
-            "raw": {"events": None, "captions": []},
-            "requests": [],
-            "errors": [],
-        }
-        if resumable(earlier, job, n_clips, self.options, self.backend.model):
+        record = empty_record(
+            job.vid,
+            duration=job.duration,
+            clip_length=self.options.clip_length,
+            n_clips=n_clips,
+            model=self.backend.model,
+            backend=self.backend.name,
+            prompt_version=PROMPT_VERSION,
+        )
+        if resumable(earlier, record):
             previous = earlier_outcomes(earlier)
             self.summary.resumed += 1
             self.summary.kept_requests += len(previous.done) + (previous.events_done is not None)
         else:
-            previous = _Earlier([], [], None, None)
+            previous = EarlierRecord()
         covered = {clip for outcome in previous.done for clip in outcome.entry["clips"]}
         to_ask = [clip for clip in range(n_clips) if clip not in covered]
         with_events = previous.events_done is None
@@ -377,12 +309,13 @@ class _Run:
                 frames = await asyncio.to_thread(self._extract_frames, job, to_ask, with_events)
         except VideoDecodeError as err:
             record["errors"].append(f"decode: {err}")
-            return _finished(record, previous.done + previous.redo, previous.events_done or previous.events_redo)
+            kept_events = previous.events_done or previous.events_redo
+            return finish_record(record, previous.done + previous.redo, kept_events)
 
         missing = [clip for clip in to_ask if clip not in frames.captions]
         if missing:
             record["errors"].append(f"frames: {len(missing)} of {n_clips} clip frames unavailable")
-        batches, earlier_outcome, not_redone = _caption_batches(
+        batches, earlier_outcome, not_redone = caption_batches(
             previous.redo, list(frames.captions), self.options.caption_batch
         )
         requests = [self.ask_captions(batch, [frames.captions[i] for i in batch]) for batch in batches]
@@ -397,57 +330,11 @@ class _Run:
             raise errors.exceptions[0] from None  # the group has cancelled this video's other requests
         outcomes = [task.result() for task in tasks]
         if frames.events:
-            events = _better(outcomes.pop(), previous.events_redo)
+            events = better(outcomes.pop(), previous.events_redo)
         else:
             events = previous.events_done or previous.events_redo
-        captions = [_better(new, old) for new, old in zip(outcomes, earlier_outcome)]
-        return _finished(record, previous.done + captions + not_redone, events)
-
-
-def _caption_batches(
-    unfinished: list[_Outcome], readable: list[int], size: int
-) -> tuple[list[list[int]], list[_Outcome | None], list[_Outcome]]:
-    """Which clips to caption in which requests: the unfinished requests of an earlier record again, as
-    they were (when every frame of theirs could be read), then the other ``readable`` clips in batches of
-    ``size``. Returns the batches, the earlier outcome of each batch (None for a new one) and the
-    unfinished requests that cannot be asked again now."""
-    redone = [o for o in unfinished if all(clip in readable for clip in o.entry["clips"])]
-    not_redone = [o for o in unfinished if o not in redone]
-    in_earlier = {clip for o in unfinished for clip in o.entry["clips"]}
-    rest = [clip for clip in readable if clip not in in_earlier]
-    batches = [o.entry["clips"] for o in redone] + [rest[k : k + size] for k in range(0, len(rest), size)]
-    return batches, [*redone, *[None] * (len(batches) - len(redone))], not_redone
-
-
-def _finished(record: dict[str, Any], captions: list[_Outcome], events: _Outcome | None) -> dict[str, Any]:
-    """Fill the record from its request outcomes (caption requests in clip order) and set its status:
-    ok when every request is ok and every clip has a caption, partial when anything usable came back."""
-    for number, outcome in enumerate(sorted(captions, key=lambda o: o.entry["clips"][0]), start=1):
-        record["requests"].append(outcome.entry)
-        record["raw"]["captions"].append(outcome.reply)
-        for clip, caption in zip(outcome.entry["clips"], outcome.captions):
-            record["captions"][clip] = caption
-        if outcome.entry["error"]:
-            record["errors"].append(f"captions request {number}: {outcome.entry['error']}")
-    if events is not None:
-        record["requests"].append(events.entry)
-        record["raw"]["events"] = events.reply
-        record["events"] = events.events
-        if events.entry["error"]:
-            record["errors"].append(f"events request: {events.entry['error']}")
-    all_ok = events is not None and all(entry["status"] == "ok" for entry in record["requests"])
-    if all_ok and all(caption is not None for caption in record["captions"]):
-        record["status"] = "ok"
-    elif record["events"] or (events is not None and events.entry["status"] == "ok") or any(
-        caption is not None for caption in record["captions"]
-    ):
-        record["status"] = "partial"
-    return _stamped(record)
-
-
-def _stamped(record: dict[str, Any]) -> dict[str, Any]:
-    record["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    return record
+        captions = [better(new, old) for new, old in zip(outcomes, earlier_outcome)]
+        return finish_record(record, previous.done + captions + not_redone, events)
 
 
 def select_jobs(
