@@ -78,7 +78,8 @@ def earlier_outcomes(record: dict[str, Any]) -> EarlierRecord:
     replies = iter(record.get("raw", {}).get("captions", []))
     for entry in record["requests"]:
         if entry["kind"] == "captions":
-            outcome = RequestOutcome(entry, next(replies, None), captions=[record["captions"][c] for c in entry["clips"]])
+            captions = [record["captions"][clip] for clip in entry["clips"]]
+            outcome = RequestOutcome(entry, next(replies, None), captions=captions)
             (done if entry["status"] == "ok" else redo).append(outcome)
         else:
             outcome = RequestOutcome(entry, record.get("raw", {}).get("events"), events=record["events"])
@@ -118,7 +119,9 @@ def caption_batches(
     return batches, [*redone, *[None] * (len(batches) - len(redone))], not_redone
 
 
-def finish_record(record: dict[str, Any], captions: list[RequestOutcome], events: RequestOutcome | None) -> dict[str, Any]:
+def finish_record(
+    record: dict[str, Any], captions: list[RequestOutcome], events: RequestOutcome | None
+) -> dict[str, Any]:
     """Fill the record from its request outcomes (caption requests in clip order) and set its status:
     ok when every request is ok and every clip has a caption, partial when anything usable came back."""
     for number, outcome in enumerate(sorted(captions, key=lambda o: o.entry["clips"][0]), start=1):
