@@ -382,7 +382,10 @@ async def generate_priors_async(
                 summary.videos += 1
                 setattr(summary, record["status"], getattr(summary, record["status"]) + 1)
                 bar.update(1)
-                bar.set_postfix(ok=summary.ok, partial=summary.partial, failed=summary.failed, retries=summary.retries)
+                bar.set_postfix(
+                    ok=summary.ok, partial=summary.partial, failed=summary.failed, retries=summary.retries,
+                    reasks=summary.reasks,
+                )
 
         workers = [asyncio.create_task(worker()) for _ in range(min(options.concurrency, len(todo)))]
         try:
