@@ -371,3 +371,18 @@ def test_a_partial_record_from_another_model_or_without_request_entries_is_redon
     n_before = len(fake.payloads)
     summary = run(url, [VideoJob("a", bikes, DURATION), VideoJob("b", bikes, DURATION)], out, opts)
     assert len(fake.payloads) - n_before == 2 * 4 and summary.resumed == 0 and summary.ok == 2
+
+
+def test_generate_cli_defaults_are_the_generate_options_defaults():
+    from masra.cli.main import build_parser
+    from masra.cli.priors import generate_options
+
+    def parsed(*extra: str):
+        args = build_parser().parse_args(["priors", "generate", "--videos", "v", "--annotations", "a", "--out", "o",
+                                          *extra])
+        return generate_options(args, clip_length=2.0)
+
+    assert parsed() == GenerateOptions(clip_length=2.0)
+    assert parsed("--timeout", "5", "--short-side", "224") == GenerateOptions(
+        clip_length=2.0, request_timeout=5.0, caption_short_side=224)
+    assert parsed("--backend", "transformers").request_timeout is None
