@@ -37,7 +37,7 @@ REQUEST_KINDS = ("captions", "events")
 # A record nests 4 levels (record > requests > entry > clips); anything much deeper is not a record and
 # would only risk the recursion limits of whoever handles it next.
 MAX_DEPTH = 16
-RECORD_START = b'{"vid": '  # how every line CacheWriter writes begins (``vid`` is a record's first key)
+RECORD_START = b'{"vid": '  # how every line CacheWriter writes begins (it puts ``vid`` first)
 
 
 def _is_number(value: Any) -> bool:
@@ -280,7 +280,8 @@ class CacheWriter:
 
     def append(self, record: dict[str, Any]) -> None:
         validate_record(record)
-        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        line = json.dumps({"vid": record["vid"], **record}, ensure_ascii=False)  # starts with RECORD_START
+        self._handle.write(line + "\n")
         self._handle.flush()
         os.fsync(self._handle.fileno())
 

@@ -27,7 +27,7 @@ def empty_record(
 ) -> dict[str, Any]:
     """A video's record before any request: status failed, no caption, no event."""
     return {
-        "vid": vid,  # the first key: a torn last line is recognised by how records begin (cache.RECORD_START)
+        "vid": vid,
         "duration": duration,
         "clip_length": clip_length,
         "n_clips": n_clips,
