@@ -26,7 +26,7 @@ from masra.bench.measure import (
 from masra.config import Config, set_masra_parts
 from masra.data.batch import GroundingBatch
 from masra.model import build_model
-from masra.train.engine import autocast
+from masra.model.prediction import autocast, to_float32
 from masra.train.trainer import build_optimizer
 
 V_DIM, T_DIM, TOKENS, PRIOR_DIM = 2818, 512, 24, 384  # QVHighlights SlowFast + CLIP (+ TEF), CLIP text, MiniLM priors
@@ -99,7 +99,7 @@ def build_steps(spec: StepSpec) -> tuple[torch.nn.Module, dict[str, Callable[[],
         model.train()
         with autocast(device, spec.amp):
             outputs = model(batch)
-        loss = criterion(outputs, batch)["loss"]
+        loss = criterion(to_float32(outputs), batch)["loss"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
