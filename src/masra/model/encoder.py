@@ -36,16 +36,8 @@ class EncoderLayer(nn.Module):
 
 
 class TemporalEncoder(nn.Module):
-    def __init__(
-        self,
-        num_layers: int,
-        d_model: int,
-        nheads: int,
-        dim_feedforward: int,
-        dropout: float,
-        activation: str,
-        window: int = 0,
-    ) -> None:
+    def __init__(self, num_layers: int, d_model: int, nheads: int, dim_feedforward: int, dropout: float,
+                 activation: str, window: int = 0) -> None:
         super().__init__()
         layer = EncoderLayer(d_model, nheads, dim_feedforward, dropout, activation, window)
         self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
