@@ -112,14 +112,17 @@ def test_negative_encoder_window_is_a_clear_error(small_config):
         _model(small_config(encoder_window=-1))
 
 
-def test_checkpointed_long_inputs_give_the_same_step(small_config, random_batch, monkeypatch):
-    """Long training inputs run the layers under activation checkpointing: same loss and gradients, dropout on."""
+@pytest.mark.parametrize("parts, checkpointed", [("none", 1 + 2 + 2), ("sora", 1 + 2 + 2 + 1)])
+def test_checkpointed_long_inputs_give_the_same_step(small_config, random_batch, monkeypatch, parts, checkpointed):
+    """Long training inputs run the video projection, T2V and encoder layers (and SORA) under activation
+    checkpointing: same loss and gradients, dropout on."""
     import masra.model.layers as layers
+    from masra.config import set_masra_parts
 
     batch = random_batch([9, 6, 7], [4, 3, 2])
 
     def step() -> tuple[float, dict[str, torch.Tensor]]:
-        model, criterion = _model(small_config())
+        model, criterion = _model(set_masra_parts(small_config(), parts))
         torch.manual_seed(7)
         loss = criterion(model.train()(batch), batch)["loss"]
         loss.backward()
@@ -131,7 +134,7 @@ def test_checkpointed_long_inputs_give_the_same_step(small_config, random_batch,
     monkeypatch.setattr(layers, "checkpoint", lambda *a, **kw: calls.append(1) or real_checkpoint(*a, **kw))
     monkeypatch.setattr(layers, "CHECKPOINT_MIN_ROWS", 0)
     loss, grads = step()
-    assert len(calls) == 1 + 2 + 2  # video projection, T2V layers, encoder layers
+    assert len(calls) == checkpointed
     assert abs(loss - plain_loss) < 1e-5
     assert grads.keys() == plain_grads.keys()
     assert all(torch.allclose(grads[n], plain_grads[n], atol=1e-5) for n in grads)

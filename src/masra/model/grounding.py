@@ -177,7 +177,7 @@ class GroundingModel(nn.Module):
         mask = torch.cat([video_mask.new_ones(batch, 1), video_mask], dim=1)  # [B, 1+L]
         memory = self.encoder(src, pos, mask)
         if self.sora is not None:
-            memory = self.sora(memory, mask, pos)
+            memory = run_layer(self.sora, memory, mask, pos)
         return memory[:, 1:], memory[:, 0]
 
     def encode(
