@@ -122,6 +122,8 @@ def test_predict_video_refuses_existing_outputs_and_bad_input(pipeline, tmp_path
     args = ["predict", "--checkpoint", str(root / "run"), "--video", str(videos["bikes"]), "--query", "x",
             "--out", str(out), "--device", "cpu"]
     assert main(args) == 1 and out.read_text() == "keep\n"
+    assert main([*args[:5], "--query", "  ", "--out", str(tmp_path / "q.jsonl")]) == 1
+    assert not (tmp_path / "q.jsonl").exists()
     not_a_video = tmp_path / "notes.mp4"
     not_a_video.write_text("hello")
     grounder = Grounder.from_checkpoint(root / "run", device="cpu")

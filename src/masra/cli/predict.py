@@ -126,7 +126,9 @@ def run_video(args: argparse.Namespace) -> int:
         raise MasraError("--set does not apply to --video", field="--set")
     if args.top_k <= 0:
         raise MasraError("must be positive", field="--top-k")
-    queries = [(0, args.query)] if args.query is not None else read_query_file(args.queries)
+    queries = [(0, args.query.strip())] if args.query is not None else read_query_file(args.queries)
+    if not all(query for _, query in queries):
+        raise MasraError("query is empty", field="--query")
     plots = args.plots if args.plots is not None else args.out.with_name(args.out.stem + "_plots")
     refuse_existing(args.out, args.force)
     if plots.exists() and any(plots.iterdir()) and not args.force:
@@ -135,9 +137,13 @@ def run_video(args: argparse.Namespace) -> int:
     bars: dict[str, tqdm] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
-        bar = bars.setdefault(stage, tqdm(total=total, desc=stage, unit="clip" if stage != "ground" else "window",
-                                          leave=False, dynamic_ncols=True))
-        bar.update(done - bar.n)
+        """One bar per stage (decode, encode: clips; ground: windows), closed when the stage completes."""
+        if stage not in bars:
+            bars[stage] = tqdm(total=total, desc=stage, unit="window" if stage == "ground" else "clip", leave=False,
+                               dynamic_ncols=True)
+        bars[stage].update(done - bars[stage].n)
+        if done >= total:
+            bars.pop(stage).close()
 
     video = grounder.extract_video(args.video, progress=progress)
     rows = []
@@ -148,8 +154,6 @@ def run_video(args: argparse.Namespace) -> int:
         print(moments_table(pred, args.top_k) + "\n")
         # qids come from a file: the PNG name is checked to stay inside the plot folder.
         plot_video_prediction(pred, args.video, child_path(plots, f"qid{qid}", ".png"), top_k=args.top_k)
-    for bar in bars.values():
-        bar.close()
     write_jsonl(args.out, rows)
     logger.info("%s: %d clips of %.1f s; wrote %d predictions to %s and %d PNG to %s", args.video,
                 len(video.features), video.clip_length, len(rows), args.out, len(rows), plots)
