@@ -90,9 +90,11 @@ class ClipEncoder:
     @classmethod
     def load(cls, spec: str | EncoderSpec, device: str | torch.device = "cpu") -> ClipEncoder:
         """Load with ``from_pretrained`` (a local folder, or a hub name from the cache / network)."""
-        from transformers import AutoTokenizer, CLIPModel
-
-        from transformers.utils import logging as hf_logging
+        try:
+            from transformers import AutoTokenizer, CLIPModel
+            from transformers.utils import logging as hf_logging
+        except ImportError:
+            raise MasraError("CLIP features need transformers: pip install 'masra[video]'", field="encoder") from None
 
         spec = spec if isinstance(spec, EncoderSpec) else EncoderSpec.parse(spec)
         if spec.source.startswith(("/", ".", "~")) and not spec.is_local:
