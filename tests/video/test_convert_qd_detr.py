@@ -47,7 +47,7 @@ def test_config_and_dims_come_from_opt(converted_qd_run):
     assert cfg["data"]["max_v_l"] == opt["max_v_l"] and cfg["model"]["hidden_dim"] == opt["hidden_dim"]
     assert cfg["model"]["num_queries"] == opt["num_queries"] and cfg["model"]["dec_layers"] == opt["dec_layers"]
     # opt names CLIP feature folders, but of width 12, not OpenAI CLIP ViT-B/32's 512: no encoder is implied.
-    assert cfg["data"]["feature_encoder"] is None
+    assert info["dims"]["feature_encoder"] is None
     assert info["converted_from"]["dropped"] == {
         k: "unused by QD-DETR's forward with use_txt_pos=False" for k in
         ("txt_position_embed.position_embeddings.weight", "txt_position_embed.LayerNorm.weight",
@@ -78,4 +78,4 @@ def test_an_existing_run_folder_is_not_overwritten(converted_qd_run):
 
 def test_the_encoder_can_be_named_at_conversion(tmp_path):
     converted = convert_qd_detr(QD_DETR_FIXTURE / "model_best.ckpt", encoder="clip:/models/clip-b32")
-    assert converted.cfg.data.feature_encoder == "clip:/models/clip-b32"
+    assert converted.encoder == "clip:/models/clip-b32"

@@ -31,8 +31,9 @@ def _data(root: Path) -> list[str]:
         rows.append({"qid": qid, "query": "q", "duration": 20.0, "vid": vid, "relevant_windows": [[4.0, 8.0]],
                      "relevant_clip_ids": [2, 3], "saliency_scores": [[1, 2, 3], [2, 3, 4]]})
     (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return [f"data.train_path={root / 'train.jsonl'}", f"data.v_feat_dirs=[{root / 'v'}]", f"data.t_feat_dir={root / 't'}",
-            "train.epochs=1", "train.batch_size=2", "train.device=cpu"]
+    settings = [f"data.train_path={root / 'train.jsonl'}", f"data.v_feat_dirs=[{root / 'v'}]",
+                f"data.t_feat_dir={root / 't'}", "train.epochs=1", "train.batch_size=2", "train.device=cpu"]
+    return [arg for setting in settings for arg in ("--set", setting)]
 
 
 def test_baseline_weights_load_and_masra_parts_start_fresh(converted_qd_run):

@@ -84,10 +84,10 @@ def test_extracted_files_follow_the_anchor_layout(pipeline, tiny_clip):
 
 def test_the_checkpoint_records_the_encoder(pipeline, tiny_clip):
     root, _ = pipeline
-    cfg = yaml.safe_load((root / "run" / "last" / "config.yaml").read_text())
+    dims = json.loads((root / "run" / "last" / "checkpoint.json").read_text())["dims"]
     info = json.loads((root / "video_feats" / "extraction.json").read_text())
-    assert cfg["data"]["feature_encoder"] == f"clip:{tiny_clip}"
-    assert cfg["data"]["feature_encoder_fingerprint"] == info["fingerprint"]
+    assert dims["feature_encoder"] == f"clip:{tiny_clip}"
+    assert dims["feature_encoder_fingerprint"] == info["fingerprint"]
 
 
 def test_predict_video_cli_writes_every_output(pipeline, capsys):
