@@ -47,7 +47,9 @@ def test_config_and_dims_come_from_opt(converted_qd_run):
     assert cfg["data"]["use_tef"] is ("tef" in opt["ctx_mode"]) and cfg["data"]["clip_length"] == opt["clip_length"]
     assert cfg["data"]["max_v_l"] == opt["max_v_l"] and cfg["model"]["hidden_dim"] == opt["hidden_dim"]
     assert cfg["model"]["num_queries"] == opt["num_queries"] and cfg["model"]["dec_layers"] == opt["dec_layers"]
-    # opt names CLIP feature folders, but of width 12, not OpenAI CLIP ViT-B/32's 512: no encoder is implied.
+    assert cfg["eval"]["postprocess"] == "qvhighlights" and cfg["eval"]["nms_threshold"] == opt["nms_thd"]
+    assert cfg["loss"]["label"] == opt["label_loss_coef"] and cfg["loss"]["use_matcher"] is True
+    # opt names CLIP feature folders, but of width 14, not OpenAI CLIP ViT-B/32's 512: no encoder is implied.
     assert info["dims"]["feature_encoder"] is None
     assert info["converted_from"]["dropped"] == {
         k: "unused by QD-DETR's forward with use_txt_pos=False" for k in

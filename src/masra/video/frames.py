@@ -2,10 +2,10 @@
 (``masra features``): seek-based decoding with PyAV, resizing, JPEG data URLs, CLIP-ready clip frames.
 
 For each requested timestamp the decoder seeks to the keyframe at or before it and decodes forward to the
-first frame at or after it (or, for clip frames, keeps the last frame before it). When that keyframe is not past the current decode position, decoding simply
-continues: a seek would land on an earlier keyframe and decode the same frames again. Keyframe times come
-from the packets (a demux pass, no decoding); files without them fall back to seeking when the next
-timestamp is more than ``seek_gap`` seconds ahead.
+first frame at or after it (or, for clip frames, keeps the last frame before it). When that keyframe is not
+past the current decode position, decoding simply continues: a seek would land on an earlier keyframe and
+decode the same frames again. Keyframe times come from the packets (a demux pass, no decoding); files
+without them fall back to seeking when the next timestamp is more than ``seek_gap`` seconds ahead.
 """
 
 from __future__ import annotations
@@ -232,8 +232,8 @@ def iter_clip_frames(
     filter outputs for clip k (HERO extractor, Moment-DETR's ``run_on_video``): it rounds each frame time to
     the nearest multiple of clip_length and keeps, per multiple, the last frame rounded to it or below. Each
     frame is resized to a shorter side of exactly ``size`` (bicubic, swscale's as in ffmpeg's ``scale``) and
-    centre-cropped to ``size`` x ``size``. A clip whose centre lies past the last decodable frame (container durations can
-    overstate the stream) repeats the previous clip's frame.
+    centre-cropped to ``size`` x ``size``. A clip whose centre lies past the last decodable frame (container
+    durations can overstate the stream) repeats the previous clip's frame.
     """
     times = clip_centres(duration, clip_length)
     batch: list[np.ndarray] = []
@@ -251,7 +251,10 @@ def iter_clip_frames(
             batch = []
 
 
-def decode_clip_frames(path: str | Path, duration: float, clip_length: float, *, size: int = CLIP_FRAME_SIZE) -> ClipFrames:
+def decode_clip_frames(
+    path: str | Path, duration: float, clip_length: float, *, size: int = CLIP_FRAME_SIZE
+) -> ClipFrames:
     """All clip frames of a video at once (see :func:`iter_clip_frames`)."""
     chunks = list(iter_clip_frames(path, duration, clip_length, size=size))
-    return ClipFrames(frames=np.concatenate([c.frames for c in chunks]), times=np.concatenate([c.times for c in chunks]))
+    return ClipFrames(frames=np.concatenate([c.frames for c in chunks]),
+                      times=np.concatenate([c.times for c in chunks]))
