@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from masra.config import Config, config_to_dict, save_config
 from masra.data.jsonl import write_json, write_jsonl
 from masra.data.splits import ground_truth_rows, load_records
 from masra.errors import MasraError
+from masra.features.manifest import feature_encoder_record
 from masra.train.distributed import (
     DistContext,
     barrier,
@@ -31,6 +33,7 @@ from masra.train.distributed import (
     mean_across_ranks,
 )
 from masra.train.engine import train_one_epoch
+from masra.train.init_from import load_initial_weights
 from masra.train.run_dir import holds_only_run_artifacts, last_checkpoint, prepare_new_run
 from masra.train.run_log import RunLog
 from masra.train.schedule import build_scheduler, restore_scheduler
@@ -51,6 +54,17 @@ class TrainResult:
     def best_checkpoint(self) -> Path | None:
         path = self.run_dir / "best"
         return path if path.is_dir() else None
+
+
+@dataclass
+class EpochReport:
+    """What ``train(on_epoch=...)`` receives after each epoch (on the main process)."""
+
+    epoch: int  # 1-based, finished
+    epochs: int  # planned total
+    loss: float  # mean weighted training loss of the epoch
+    metrics: dict[str, Any] | None  # the evaluator's "brief" metrics when this epoch evaluated, else None
+    seconds: float  # wall time of the epoch (training + evaluation)
 
 
 @dataclass
@@ -148,21 +162,34 @@ def train(
     resume: str | Path | None = None,
     force: bool = False,
     progress: bool = True,
+    init_from: str | Path | None = None,
+    on_epoch: Callable[[EpochReport], None] | None = None,
 ) -> TrainResult:
     """Train ``cfg`` into ``cfg.train.output_dir``.
 
     ``resume``: None starts a new run (the folder must be empty unless ``force``); ``"auto"`` continues from
     ``RUN_DIR/last`` when it exists and starts fresh otherwise; a path continues from that checkpoint.
-    Under torchrun every process calls this; only rank 0 writes files and evaluates.
+    ``init_from``: a new run starts from that checkpoint's weights (masra.train.init_from).
+    Under torchrun every process calls this; only rank 0 writes files and evaluates (and calls ``on_epoch``
+    after every epoch, e.g. to show progress).
     """
     ctx = init_distributed(cfg.train.device)
     try:
-        return _train(cfg, ctx, resume=resume, force=force, progress=progress)
+        return _train(cfg, ctx, resume=resume, force=force, progress=progress, init_from=init_from,
+                      on_epoch=on_epoch)
     finally:
         cleanup(ctx)
 
 
-def _train(cfg: Config, ctx: DistContext, *, resume: str | Path | None, force: bool, progress: bool) -> TrainResult:
+def build_optimizer(params: list[torch.nn.Parameter], cfg: Config, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with the run's lr and weight decay; the fused kernel on CPU and CUDA (one kernel for all
+    parameters instead of several small ops each: same update up to float rounding)."""
+    return torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
+                             fused=device.type in ("cpu", "cuda"))
+
+
+def _train(cfg: Config, ctx: DistContext, *, resume: str | Path | None, force: bool, progress: bool,
+           init_from: str | Path | None = None, on_epoch: Callable[[EpochReport], None] | None = None) -> TrainResult:
     from masra.model import build_model
 
     run_dir = Path(cfg.train.output_dir)
@@ -171,11 +198,13 @@ def _train(cfg: Config, ctx: DistContext, *, resume: str | Path | None, force: b
 
     train_set, sampler, train_loader, eval_loader, gt_rows = _build_data(cfg, ctx)
     dims = _model_dims(train_set)  # saved in every checkpoint's metadata; the config keeps what the user set
+    dims.feature_encoder, dims.feature_encoder_fingerprint = feature_encoder_record(cfg.data)
     model, criterion = build_model(cfg, dims.v_feat_dim, dims.t_feat_dim, dims.semantic_dim)
+    init_report = load_initial_weights(model, init_from) if init_from is not None and source is None else None
     model.to(ctx.device)
     criterion.to(ctx.device)
     params = [p for p in list(model.parameters()) + list(criterion.parameters()) if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    optimizer = build_optimizer(params, cfg, ctx.device)
     scheduler = build_scheduler(optimizer, cfg.train, len(train_loader))
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.train.amp == "fp16")
 
@@ -191,6 +220,9 @@ def _train(cfg: Config, ctx: DistContext, *, resume: str | Path | None, force: b
         log.line(f"{'resumed from ' + str(source) + ' at' if source else 'starting'} epoch {state.epoch + 1}/"
                  f"{cfg.train.epochs} on {ctx.device} x{ctx.world_size}; {len(train_set)} training samples; "
                  f"{n_params:,} parameters")
+        if init_report is not None:
+            log.line(init_report.summary())
+            init_report.write(run_dir / "init_from.json")
 
     ddp_model = model
     if ctx.enabled:
@@ -233,6 +265,9 @@ def _train(cfg: Config, ctx: DistContext, *, resume: str | Path | None, force: b
                         best_metrics = metrics
                     else:
                         state.evals_since_best += 1
+            if on_epoch is not None and ctx.is_main:
+                on_epoch(EpochReport(state.epoch, cfg.train.epochs, means.get("loss", float("nan")),
+                                     (metrics or {}).get("brief"), time.time() - started))
             rng = gather_objects(ctx, capture_rng_state())
             if ctx.is_main:
                 info = {"epoch": state.epoch, "metrics": (metrics or {}).get("brief")}
