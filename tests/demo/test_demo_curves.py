@@ -92,6 +92,14 @@ def test_a_finished_run_of_another_config_is_refused_not_reused(tiny_dataset_cop
     assert again.configs == []  # same config: reused
     with pytest.raises(MasraError, match=r"another config or dataset \(differs in: config\.loss\.aux_ramp_epochs\)"):
         run_ablation(out, trainer=EvalWritingTrainer(), overrides=["loss.aux_ramp_epochs=2"], **common)
+    # a result recorded before a config field existed is still the same run (the field kept its default)
+    result_path = out / "runs" / "all" / "seed0" / "result.json"
+    result = json.loads(result_path.read_text())
+    del result["fingerprint"]["config"]["loss"]["aux_chance_norm"]
+    result_path.write_text(json.dumps(result))
+    unchanged = EvalWritingTrainer()
+    run_ablation(out, trainer=unchanged, **common)
+    assert unchanged.configs == []
 
 
 def test_ablate_takes_a_users_training_config(tmp_path, tiny_dataset_dir):

@@ -70,8 +70,8 @@ def load_finished(
     except json.JSONDecodeError as err:
         raise MasraError(f"unreadable result file ({err.msg}); delete it to rerun this run", file=path) from None
     stored = result.get("fingerprint")
-    if fingerprint is not None and stored is not None and stored != fingerprint:
-        differ = sorted(_differing_keys(stored, fingerprint))
+    differ = sorted(_differing_keys(stored, fingerprint)) if fingerprint is not None and stored is not None else []
+    if differ:
         raise MasraError(f"holds a finished run of another config or dataset (differs in: {', '.join(differ)}); "
                          "use another --out, or delete this run folder to retrain it", file=path.parent)
     if result.get("epochs") != epochs:
@@ -81,11 +81,12 @@ def load_finished(
 
 
 def _differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """Dotted keys where two nested dicts differ."""
+    """Dotted keys where two nested dicts differ. A key that only one side has is not a difference: config
+    fields added since a run was recorded keep their old behaviour at their defaults."""
     if not (isinstance(a, dict) and isinstance(b, dict)):
         return [prefix.rstrip(".") or "(value)"] if a != b else []
-    keys = sorted(set(a) | set(b))
-    return [d for k in keys for d in _differing_keys(a.get(k), b.get(k), f"{prefix}{k}.")]
+    keys = sorted(set(a) & set(b))
+    return [d for k in keys for d in _differing_keys(a[k], b[k], f"{prefix}{k}.")]
 
 
 def demo_configs(
