@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.masra-installed
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test clean browser
 
 setup: $(STAMP)
 
@@ -22,7 +22,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/masra demo --out demo_out --seed 0 --compare-baseline --force
 
-test: $(STAMP)
+# Headless Chromium + chromedriver (Debian packages) for the web page's browser test (tests/web).
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	else echo "no chromium/chromedriver and no root apt-get: the browser test will skip (fail under CI=true)" >&2; fi
+
+test: $(STAMP) browser
 	$(PY) -m pytest -q
 
 clean:

@@ -7,7 +7,9 @@ import shutil
 
 import pytest
 
-pytest.importorskip("fastapi", reason="the web extra is not installed (pip install 'masra[web]')")
+from web_helpers import require_web_extra
+
+require_web_extra()
 
 
 def upload(client, name: str, data: bytes):
