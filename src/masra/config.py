@@ -49,6 +49,10 @@ class DataConfig:
     v_feat_dim: int | None = None
     t_feat_dim: int | None = None
     num_workers: int = 0
+    # Encoder that made the video + query features ("clip:NAME_OR_PATH") and its weights fingerprint; filled in
+    # at training from the feature folders' extraction.json (``masra features``), None when unknown.
+    feature_encoder: str | None = None
+    feature_encoder_fingerprint: str | None = None
 
 
 @dataclass

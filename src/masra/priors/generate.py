@@ -24,7 +24,7 @@ from tqdm import tqdm
 from masra.errors import MasraError
 from masra.priors.backends.base import BackendError, ChatBackend
 from masra.priors.cache import CacheWriter, read_cache
-from masra.priors.frames import (
+from masra.video.frames import (
     VideoDecodeError,
     clip_centres,
     event_times,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from masra.data.annotations import load_annotations
 from masra.errors import MasraError
-from masra.priors.frames import VIDEO_EXTENSIONS
+from masra.video.frames import VIDEO_EXTENSIONS
 
 # Clip length (seconds) per dataset, as the anchor repositories use it (REFERENCE.md §1.5).
 DATASET_CLIP_LENGTH = {

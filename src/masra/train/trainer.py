@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from masra.config import Config, config_to_dict, save_config
 from masra.data.jsonl import write_jsonl
 from masra.errors import MasraError
+from masra.features.manifest import record_feature_encoder
 from masra.train import checkpoint as ckpt
 from masra.train.distributed import (
     DistContext,
@@ -170,6 +171,7 @@ def _train(cfg: Config, ctx: DistContext, *, resume: str | Path | None, force: b
 
     train_set, sampler, train_loader, eval_loader, gt_rows = _build_data(cfg, ctx)
     dims = _model_dims(train_set)
+    record_feature_encoder(cfg.data)
     cfg.data.v_feat_dim, cfg.data.t_feat_dim = dims.v_feat_dim, dims.t_feat_dim
     model, criterion = build_model(cfg, dims.v_feat_dim, dims.t_feat_dim, dims.semantic_dim)
     model.to(ctx.device)

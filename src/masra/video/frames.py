@@ -1,4 +1,5 @@
-"""Frame sampling for prior generation: seek-based decoding with PyAV, resizing, JPEG data URLs.
+"""Frame sampling from video files, shared by prior generation (``masra priors``) and feature extraction
+(``masra features``): seek-based decoding with PyAV, resizing, JPEG data URLs, CLIP-ready clip frames.
 
 For each requested timestamp the decoder seeks to the keyframe at or before it and decodes forward to the
 first frame at or after it. When the next timestamp is close to the current decode position (less than
@@ -17,6 +18,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 from PIL import Image
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi")
@@ -58,6 +60,14 @@ def _scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
 
 
+def _exact_short_side(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """(width, height) with the shorter side exactly ``short_side`` (up- or downscaled), the longer side
+    truncated as the HERO extractor's ``int(long * size / short)``."""
+    if height >= width:
+        return short_side, max(short_side, int(height * short_side / width))
+    return max(short_side, int(width * short_side / height)), short_side
+
+
 def _frame_time(frame: av.VideoFrame, time_base: Fraction) -> float:
     if frame.pts is not None:
         return float(frame.pts * time_base)
@@ -69,13 +79,15 @@ def grab_frames(
     timestamps: Sequence[float],
     *,
     short_side: int = 336,
+    exact_short_side: bool = False,
     seek_gap: float = 4.0,
     tail_tolerance: float = 2.0,
 ) -> list[Image.Image | None]:
     """One RGB image per timestamp (seconds from the start of the video), resized so that the shorter side
-    is at most ``short_side``. A timestamp past the last frame gets that last frame when it lies within
-    ``tail_tolerance`` seconds of it, else None. Raises VideoDecodeError when the file cannot be decoded
-    or yields no frame at all.
+    is at most ``short_side`` (``exact_short_side``: exactly ``short_side``, upscaling small videos, bicubic).
+    A timestamp past the last frame gets that last frame when it lies within ``tail_tolerance`` seconds of
+    it, else None. Raises VideoDecodeError when the file cannot be decoded or yields no frame at all.
+    Only the returned frames are converted to RGB and resized; the others are decoded and dropped.
     """
     images: list[Image.Image | None] = [None] * len(timestamps)
     if not timestamps:
@@ -89,7 +101,9 @@ def grab_frames(
             stream.thread_type = "AUTO"
             time_base = stream.time_base or Fraction(1, 1_000_000)
             start = float(stream.start_time * time_base) if stream.start_time is not None else 0.0
-            size = _scaled_size(stream.codec_context.width, stream.codec_context.height, short_side)
+            width, height = stream.codec_context.width, stream.codec_context.height
+            size = (_exact_short_side if exact_short_side else _scaled_size)(width, height, short_side)
+            interpolation = "BICUBIC" if exact_short_side else None
 
             decoded = None  # iterator over decoded frames since the last seek
             last_frame: av.VideoFrame | None = None
@@ -111,7 +125,9 @@ def grab_frames(
                     decoded_any = True
                 if last_frame is None or (exhausted and target - last_time > tail_tolerance):
                     continue
-                images[index] = last_frame.reformat(width=size[0], height=size[1], format="rgb24").to_image()
+                images[index] = last_frame.reformat(
+                    width=size[0], height=size[1], format="rgb24", interpolation=interpolation
+                ).to_image()
             if not decoded_any:
                 raise VideoDecodeError(f"{name}: no frame could be decoded")
     except av.FFmpegError as err:
@@ -144,3 +160,60 @@ def event_times(duration: float, *, interval: float = 2.0, max_frames: int = 64)
     n_frames = max(1, min(max_frames, math.floor(duration / interval)))
     step = duration / n_frames
     return [(k + 0.5) * step for k in range(n_frames)]
+
+
+# ----- clip frames for feature extraction ----------------------------------------------------------------
+CLIP_FRAME_SIZE = 224
+
+
+@dataclass(frozen=True)
+class ClipFrames:
+    """Frames of consecutive clips, ready for an image encoder (before mean/std normalisation)."""
+
+    frames: np.ndarray  # [n, size, size, 3] uint8 RGB, one centre-cropped frame per clip
+    times: np.ndarray  # [n] float64, the clip centre each frame was taken at (seconds)
+
+
+def clip_count(duration: float, clip_length: float) -> int:
+    """Number of clips of ``clip_length`` seconds covering [0, duration] (the last one may be short)."""
+    return len(clip_centres(duration, clip_length))
+
+
+def center_crop(image: Image.Image, size: int) -> np.ndarray:
+    """The central ``size`` x ``size`` square of ``image`` as uint8 [size, size, 3] (HERO's crop offsets)."""
+    left, top = (image.width - size) // 2, (image.height - size) // 2
+    return np.asarray(image.crop((left, top, left + size, top + size)).convert("RGB"), dtype=np.uint8)
+
+
+def decode_clip_frames(
+    path: str | Path,
+    duration: float,
+    clip_length: float,
+    *,
+    first: int = 0,
+    count: int | None = None,
+    size: int = CLIP_FRAME_SIZE,
+    fallback: np.ndarray | None = None,
+) -> ClipFrames:
+    """One frame per clip for clips ``first .. first+count-1`` of a video of ``duration`` seconds.
+
+    Clip k covers [k*clip_length, (k+1)*clip_length); its frame is the first decoded frame at or after the
+    clip centre (k+0.5)*clip_length. ffmpeg's ``fps=1/clip_length`` filter (HERO extractor, Moment-DETR's
+    ``run_on_video``) takes the last frame before that centre, so the two differ by at most one source
+    frame. Each frame is resized to a shorter side of exactly ``size`` (bicubic) and centre-cropped to
+    ``size`` x ``size``. A clip whose centre lies past the last decodable frame (container durations can
+    overstate the stream) repeats the previous clip's frame (``fallback``: the frame before clip ``first``).
+    """
+    times = clip_centres(duration, clip_length)
+    count = len(times) - first if count is None else count
+    times = times[first : first + count]
+    images = grab_frames(path, times, short_side=size, exact_short_side=True, tail_tolerance=clip_length)
+    frames = np.zeros((len(times), size, size, 3), dtype=np.uint8)
+    previous = fallback
+    for i, image in enumerate(images):
+        if image is not None:
+            previous = center_crop(image, size)
+        if previous is None:
+            raise VideoDecodeError(f"{Path(path).name}: no frame at {times[i]:.2f} s")
+        frames[i] = previous
+    return ClipFrames(frames=frames, times=np.asarray(times, dtype=np.float64))
