@@ -49,6 +49,8 @@ def test_progress_eta_and_result(runner):
     done = wait_for(runner, job.id, lambda s: s["state"] == "done")
     assert done["result"] == {"answer": 42} and done["error"] is None
     assert (done["stage"], done["done"], done["total"]) == ("encode", 2, 2)
+    assert [(s["stage"], s["total"]) for s in done["stages"]] == [("decode", 4), ("encode", 2)]
+    assert done["stages"][0]["seconds"] == 0.0  # decode reported once, at its start
 
 
 def test_jobs_run_one_at_a_time(runner):

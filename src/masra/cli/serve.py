@@ -55,14 +55,21 @@ def run(args: argparse.Namespace) -> int:
         raise MasraError("not a folder", file=args.videos, field="--videos")
     grounder = Grounder.from_checkpoint(args.checkpoint, device=resolve_device(args.device),
                                         video_encoder=args.video_encoder)
+    logger.info("loading the encoder %s", grounder.encoder_spec)
+    _ = grounder.encoder  # load and check it now: a missing or wrong encoder stops here, not on the first query
     if not _is_loopback(args.host):
         logger.warning("binding %s: anyone who can reach this address can upload videos and run queries", args.host)
     app = create_app(GroundingService(grounder, limits.top_k), VideoLibrary(args.videos, limits.max_duration),
-                     limits, title=str(args.checkpoint))
+                     limits, title=_checkpoint_title(args.checkpoint))
     logger.info("uploads go to %s (deleted on exit)", app.state.uploads.folder)
     print(f"masra serve: open http://{_url_host(args.host)}:{args.port}/  (Ctrl+C stops)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def _checkpoint_title(checkpoint: Path) -> str:
+    """What the page calls the model: the checkpoint's run and folder names (no full server path)."""
+    return "/".join(checkpoint.resolve().parts[-2:])
 
 
 def _is_loopback(host: str) -> bool:

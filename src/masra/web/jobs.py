@@ -36,6 +36,7 @@ class Job:
     created: float = field(default_factory=time.monotonic)
     result: dict[str, Any] | None = None
     error: str | None = None
+    stages: list[dict[str, Any]] = field(default_factory=list)  # {"stage", "total", "seconds"}, in order
 
     def status(self) -> dict[str, Any]:
         now = time.monotonic()
@@ -43,7 +44,8 @@ class Job:
         if self.state == "running" and 0 < self.done < self.total:
             eta = (now - self.stage_started) / self.done * (self.total - self.done)
         return {"job": self.id, "state": self.state, "stage": self.stage, "done": self.done, "total": self.total,
-                "eta_s": eta, "elapsed_s": now - self.created, "result": self.result, "error": self.error}
+                "eta_s": eta, "elapsed_s": now - self.created, "stages": [dict(s) for s in self.stages],
+                "result": self.result, "error": self.error}
 
 
 class JobRunner:
@@ -77,12 +79,15 @@ class JobRunner:
     def _run(self, job: Job, work: Work) -> None:
         def progress(stage: str, done: int, total: int) -> None:
             with self._lock:
+                now = time.monotonic()
                 if stage != job.stage:
-                    job.stage, job.stage_started = stage, time.monotonic()
+                    job.stage, job.stage_started = stage, now
+                    job.stages.append({"stage": stage, "total": total, "seconds": 0.0})
                 job.done, job.total = done, total
+                job.stages[-1].update(total=total, seconds=now - job.stage_started)
 
         with self._lock:
-            job.state = "running"
+            job.state, job.stage = "running", "start"
         started = time.monotonic()
         try:
             result = work(progress)

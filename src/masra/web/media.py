@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from masra.priors.frames import VIDEO_EXTENSIONS, VideoDecodeError, probe_video
+from masra.video.frames import VIDEO_EXTENSIONS, VideoDecodeError, probe_video
 from masra.web.errors import RequestError
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+from masra.errors import MasraError
 from masra.web.jobs import Progress
 from masra.web.media import Video
 
@@ -20,8 +21,11 @@ class GroundingService:
         self._features: OrderedDict[tuple, Any] = OrderedDict()
 
     def ground(self, video: Video, query: str, progress: Progress) -> dict[str, Any]:
-        features = self._extract(video, progress)
-        prediction = self.grounder.predict_video(features, query, progress=progress, top_k=self.top_k)
+        try:
+            features = self._extract(video, progress)
+            prediction = self.grounder.predict_video(features, query, progress=progress, top_k=self.top_k)
+        except MasraError as err:  # the page names the video as the person knows it, not by its server path
+            raise MasraError(str(err).replace(str(video.path), video.name)) from None
         n_clips = len(prediction.saliency)
         return {
             "video": video.as_dict(),

@@ -3,8 +3,9 @@
 
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
-const STAGES = { queued: "Waiting for earlier queries", decode: "Decoding frames", encode: "Encoding clips",
-                 ground: "Finding moments" };
+const STAGES = { queued: "Waiting for earlier queries", start: "Starting", decode: "Decoding frames",
+                 encode: "Encoding clips", ground: "Finding moments" };
+const DONE = { decode: ["frame", "decoded"], encode: ["clip", "encoded"], ground: ["window", "grounded"] };
 const state = { video: null, library: [], result: null, selected: -1 };
 
 function fmt(seconds) {
@@ -25,12 +26,24 @@ function clearError() {
 
 function showStatus(text, done, total) {
   $("status").hidden = false;
+  $("progress").hidden = false;
   $("status-text").textContent = text;
   const bar = $("progress");
   if (total > 0) { bar.max = total; bar.value = done; } else { bar.removeAttribute("value"); }
 }
 
 function hideStatus() { $("status").hidden = true; }
+
+// A finished job leaves one line: what it did and how long it took.
+function showSummary(job) {
+  const parts = job.stages.map((s) => {
+    const [noun, verb] = DONE[s.stage] || [s.stage, "done"];
+    return `${s.total} ${noun}${s.total === 1 ? "" : "s"} ${verb}`;
+  });
+  $("status").hidden = false;
+  $("progress").hidden = true;
+  $("status-text").textContent = `Done in ${job.elapsed_s.toFixed(1)} s: ${parts.join(", ") || "nothing to do"}`;
+}
 
 async function getJSON(url, options) {
   const response = await fetch(url, options);
@@ -113,7 +126,7 @@ async function poll(jobId) {
   for (;;) {
     const { ok, data } = await getJSON(`/api/jobs/${jobId}`);
     if (!ok) { hideStatus(); showError(data.error); return null; }
-    if (data.state === "done") { hideStatus(); return data.result; }
+    if (data.state === "done") { showSummary(data); return data.result; }
     if (data.state === "failed") { hideStatus(); showError(data.error); return null; }
     let text = STAGES[data.stage] || data.stage;
     if (data.total > 0) text += ` ${data.done}/${data.total}`;
