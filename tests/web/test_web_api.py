@@ -144,3 +144,13 @@ def test_the_page_and_its_scripts_are_served(make_client):
     assert page.status_code == 200 and 'id="query-form"' in page.text
     assert client.get("/static/app.js").status_code == 200
     assert client.get("/docs").status_code == 404  # no API explorer on a user-facing server
+
+
+def test_a_changed_video_folder_file_is_checked_again(make_client, library, bunny):
+    client = make_client(videos=library, max_duration=6)
+    body = {"video": "library/broken.mp4", "query": "a rabbit"}
+    assert client.post("/api/jobs", json=body).status_code == 400
+    (library / "broken.mp4").write_bytes(bunny.read_bytes())  # fixed in place: now a readable 5.3 s video
+    listing = {v["name"]: v for v in client.get("/api/info").json()["videos"]}
+    assert listing["broken.mp4"]["problem"] is None
+    assert listing["broken.mp4"]["duration"] == pytest.approx(5.3, abs=0.1)

@@ -55,6 +55,8 @@ class VideoLibrary:
     def __init__(self, folder: Path | None, max_duration: float) -> None:
         self.folder = folder
         self.max_duration = max_duration
+        # name → ((mtime_ns, size), Video or RequestError): a file is probed again only when it changes
+        self._checked: dict[str, tuple[tuple[int, int], Video | RequestError]] = {}
 
     def names(self) -> list[str]:
         if self.folder is None:
@@ -83,7 +85,19 @@ class VideoLibrary:
 
     def _video(self, name: str) -> Video:
         path = self.path(name)
-        return Video(f"library/{name}", name, path, check_video(path, name, self.max_duration))
+        stat = path.stat()
+        key = (stat.st_mtime_ns, stat.st_size)
+        cached = self._checked.get(name)
+        if cached is None or cached[0] != key:
+            try:
+                outcome: Video | RequestError = Video(f"library/{name}", name, path,
+                                                      check_video(path, name, self.max_duration))
+            except RequestError as err:
+                outcome = err
+            self._checked[name] = cached = (key, outcome)
+        if isinstance(cached[1], RequestError):
+            raise cached[1]
+        return cached[1]
 
 
 class UploadStore:
