@@ -31,26 +31,35 @@ def runner():
 
 
 def test_progress_eta_and_result(runner):
+    step = threading.Event()
     release = threading.Event()
 
     def work(progress):
-        progress("decode", 1, 4)
+        time.sleep(0.05)
+        progress("decode", 1, 4)  # 1 of 4 frames took >= 0.05 s
+        step.wait(10)
+        progress("encode", 1, 4)
         release.wait(10)
-        progress("encode", 2, 2)
+        for stage in ("decode", "encode"):  # interleaved stages, as extraction reports them chunk by chunk
+            progress(stage, 4, 4)
+        progress("ground", 1, 1)
         return {"answer": 42}
 
     job = runner.submit("test", work)
     running = wait_for(runner, job.id, lambda s: s["state"] == "running" and s["done"] == 1)
     assert (running["stage"], running["done"], running["total"]) == ("decode", 1, 4)
-    time.sleep(0.05)
-    # one of 4 steps took at least the time waited so far, so 3 more take at least 3 times that
-    assert wait_for(runner, job.id, lambda s: True)["eta_s"] >= 3 * 0.05
+    assert running["eta_s"] >= 3 * 0.05  # 3 more frames at the rate of the first
+    step.set()
+    running = wait_for(runner, job.id, lambda s: s["stage"] == "encode")
+    decode, encode = running["stages"]
+    assert running["eta_s"] == pytest.approx(3 * decode["seconds"] + 3 * encode["seconds"])
     release.set()
     done = wait_for(runner, job.id, lambda s: s["state"] == "done")
-    assert done["result"] == {"answer": 42} and done["error"] is None
-    assert (done["stage"], done["done"], done["total"]) == ("encode", 2, 2)
-    assert [(s["stage"], s["total"]) for s in done["stages"]] == [("decode", 4), ("encode", 2)]
-    assert done["stages"][0]["seconds"] == 0.0  # decode reported once, at its start
+    assert done["result"] == {"answer": 42} and done["error"] is None and done["eta_s"] is None
+    assert [(s["stage"], s["done"], s["total"]) for s in done["stages"]] == [("decode", 4, 4), ("encode", 4, 4),
+                                                                             ("ground", 1, 1)]
+    assert done["stages"][0]["seconds"] >= 0.05
+    assert sum(s["seconds"] for s in done["stages"]) <= done["elapsed_s"]
 
 
 def test_jobs_run_one_at_a_time(runner):

@@ -10,7 +10,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from masra.errors import MasraError
@@ -25,27 +25,45 @@ INTERNAL_ERROR = "internal error while grounding; the server log has the details
 
 
 @dataclass
+class StageProgress:
+    """One stage of a job. Stages may interleave (decode a chunk, encode it, decode the next...): the time
+    between two reports is counted for the stage of the later report."""
+
+    stage: str
+    done: int = 0
+    total: int = 0
+    seconds: float = 0.0
+
+    def eta(self) -> float:
+        return self.seconds / self.done * (self.total - self.done) if 0 < self.done < self.total else 0.0
+
+
+@dataclass
 class Job:
     id: str
     description: str
     state: str = "queued"  # queued → running → done | failed
-    stage: str = "queued"
-    done: int = 0
-    total: int = 0
-    stage_started: float = field(default_factory=time.monotonic)
+    stage: str = "queued"  # the stage of the latest report ("start" until the first one)
     created: float = field(default_factory=time.monotonic)
+    last_report: float = 0.0
+    stages: dict[str, StageProgress] = field(default_factory=dict)  # in the order they first reported
     result: dict[str, Any] | None = None
     error: str | None = None
-    stages: list[dict[str, Any]] = field(default_factory=list)  # {"stage", "total", "seconds"}, in order
+
+    def report(self, stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        progress = self.stages.setdefault(stage, StageProgress(stage))
+        progress.done, progress.total = done, total
+        progress.seconds += now - self.last_report
+        self.stage, self.last_report = stage, now
 
     def status(self) -> dict[str, Any]:
-        now = time.monotonic()
-        eta = None
-        if self.state == "running" and 0 < self.done < self.total:
-            eta = (now - self.stage_started) / self.done * (self.total - self.done)
-        return {"job": self.id, "state": self.state, "stage": self.stage, "done": self.done, "total": self.total,
-                "eta_s": eta, "elapsed_s": now - self.created, "stages": [dict(s) for s in self.stages],
-                "result": self.result, "error": self.error}
+        current = self.stages.get(self.stage, StageProgress(self.stage))
+        unfinished = [s for s in self.stages.values() if s.done < s.total]
+        eta = sum(s.eta() for s in unfinished) if self.state == "running" and unfinished else None
+        return {"job": self.id, "state": self.state, "stage": self.stage, "done": current.done,
+                "total": current.total, "eta_s": eta, "elapsed_s": time.monotonic() - self.created,
+                "stages": [asdict(s) for s in self.stages.values()], "result": self.result, "error": self.error}
 
 
 class JobRunner:
@@ -79,15 +97,10 @@ class JobRunner:
     def _run(self, job: Job, work: Work) -> None:
         def progress(stage: str, done: int, total: int) -> None:
             with self._lock:
-                now = time.monotonic()
-                if stage != job.stage:
-                    job.stage, job.stage_started = stage, now
-                    job.stages.append({"stage": stage, "total": total, "seconds": 0.0})
-                job.done, job.total = done, total
-                job.stages[-1].update(total=total, seconds=now - job.stage_started)
+                job.report(stage, done, total)
 
         with self._lock:
-            job.state, job.stage = "running", "start"
+            job.state, job.stage, job.last_report = "running", "start", time.monotonic()
         started = time.monotonic()
         try:
             result = work(progress)

@@ -38,7 +38,7 @@ function hideStatus() { $("status").hidden = true; }
 function showSummary(job) {
   const parts = job.stages.map((s) => {
     const [noun, verb] = DONE[s.stage] || [s.stage, "done"];
-    return `${s.total} ${noun}${s.total === 1 ? "" : "s"} ${verb}`;
+    return `${s.total} ${noun}${s.total === 1 ? "" : "s"} ${verb} (${s.seconds.toFixed(1)} s)`;
   });
   $("status").hidden = false;
   $("progress").hidden = true;
