@@ -60,6 +60,8 @@ def test_progress_eta_and_result(runner):
                                                                              ("ground", 1, 1)]
     assert done["stages"][0]["seconds"] >= 0.05
     assert sum(s["seconds"] for s in done["stages"]) <= done["elapsed_s"]
+    time.sleep(0.05)
+    assert runner.status(job.id)["elapsed_s"] == done["elapsed_s"]  # the clock stops when the job ends
 
 
 def test_jobs_run_one_at_a_time(runner):

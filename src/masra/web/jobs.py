@@ -45,6 +45,7 @@ class Job:
     state: str = "queued"  # queued → running → done | failed
     stage: str = "queued"  # the stage of the latest report ("start" until the first one)
     created: float = field(default_factory=time.monotonic)
+    finished: float | None = None
     last_report: float = 0.0
     stages: dict[str, StageProgress] = field(default_factory=dict)  # in the order they first reported
     result: dict[str, Any] | None = None
@@ -62,7 +63,7 @@ class Job:
         unfinished = [s for s in self.stages.values() if s.done < s.total]
         eta = sum(s.eta() for s in unfinished) if self.state == "running" and unfinished else None
         return {"job": self.id, "state": self.state, "stage": self.stage, "done": current.done,
-                "total": current.total, "eta_s": eta, "elapsed_s": time.monotonic() - self.created,
+                "total": current.total, "eta_s": eta, "elapsed_s": (self.finished or time.monotonic()) - self.created,
                 "stages": [asdict(s) for s in self.stages.values()], "result": self.result, "error": self.error}
 
 
@@ -117,4 +118,4 @@ class JobRunner:
     def _finish(self, job: Job, result: dict[str, Any] | None = None, error: str | None = None) -> None:
         with self._lock:
             job.state = "failed" if error is not None else "done"
-            job.result, job.error = result, error
+            job.result, job.error, job.finished = result, error, time.monotonic()
