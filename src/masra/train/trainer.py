@@ -31,6 +31,7 @@ from masra.train.distributed import (
     mean_across_ranks,
 )
 from masra.train.engine import evaluate, train_one_epoch
+from masra.train.init_from import load_initial_weights
 from masra.train.records import ground_truth_rows, load_records
 from masra.train.run_dir import holds_only_run_artifacts, last_checkpoint, prepare_new_run
 from masra.train.run_log import RunLog
@@ -148,21 +149,24 @@ def train(
     resume: str | Path | None = None,
     force: bool = False,
     progress: bool = True,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     """Train ``cfg`` into ``cfg.train.output_dir``.
 
     ``resume``: None starts a new run (the folder must be empty unless ``force``); ``"auto"`` continues from
     ``RUN_DIR/last`` when it exists and starts fresh otherwise; a path continues from that checkpoint.
+    ``init_from``: a new run starts from that checkpoint's weights (masra.train.init_from).
     Under torchrun every process calls this; only rank 0 writes files and evaluates.
     """
     ctx = init_distributed(cfg.train.device)
     try:
-        return _train(cfg, ctx, resume=resume, force=force, progress=progress)
+        return _train(cfg, ctx, resume=resume, force=force, progress=progress, init_from=init_from)
     finally:
         cleanup(ctx)
 
 
-def _train(cfg: Config, ctx: DistContext, *, resume: str | Path | None, force: bool, progress: bool) -> TrainResult:
+def _train(cfg: Config, ctx: DistContext, *, resume: str | Path | None, force: bool, progress: bool,
+           init_from: str | Path | None = None) -> TrainResult:
     from masra.model import build_model
 
     run_dir = Path(cfg.train.output_dir)
@@ -174,6 +178,7 @@ def _train(cfg: Config, ctx: DistContext, *, resume: str | Path | None, force: b
     record_feature_encoder(cfg.data)
     cfg.data.v_feat_dim, cfg.data.t_feat_dim = dims.v_feat_dim, dims.t_feat_dim
     model, criterion = build_model(cfg, dims.v_feat_dim, dims.t_feat_dim, dims.semantic_dim)
+    init_report = load_initial_weights(model, init_from) if init_from is not None and source is None else None
     model.to(ctx.device)
     criterion.to(ctx.device)
     params = [p for p in list(model.parameters()) + list(criterion.parameters()) if p.requires_grad]
@@ -193,6 +198,9 @@ def _train(cfg: Config, ctx: DistContext, *, resume: str | Path | None, force: b
         log.line(f"{'resumed from ' + str(source) + ' at' if source else 'starting'} epoch {state.epoch + 1}/"
                  f"{cfg.train.epochs} on {ctx.device} x{ctx.world_size}; {len(train_set)} training samples; "
                  f"{n_params:,} parameters")
+        if init_report is not None:
+            log.line(init_report.summary())
+            init_report.write(run_dir / "init_from.json")
 
     ddp_model = model
     if ctx.enabled:

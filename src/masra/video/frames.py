@@ -2,17 +2,19 @@
 (``masra features``): seek-based decoding with PyAV, resizing, JPEG data URLs, CLIP-ready clip frames.
 
 For each requested timestamp the decoder seeks to the keyframe at or before it and decodes forward to the
-first frame at or after it. When the next timestamp is close to the current decode position (less than
-``seek_gap`` seconds ahead), decoding simply continues: a seek would land on an earlier keyframe and decode
-the same frames again.
+first frame at or after it. When that keyframe is not past the current decode position, decoding simply
+continues: a seek would land on an earlier keyframe and decode the same frames again. Keyframe times come
+from the packets (a demux pass, no decoding); files without them fall back to seeking when the next
+timestamp is more than ``seek_gap`` seconds ahead.
 """
 
 from __future__ import annotations
 
 import base64
+import bisect
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -74,6 +76,77 @@ def _frame_time(frame: av.VideoFrame, time_base: Fraction) -> float:
     return float(frame.time or 0.0)
 
 
+def _keyframe_times(container: av.container.InputContainer, stream: av.VideoStream, time_base: Fraction) -> list[float]:
+    """Presentation times of the keyframes, from the packets alone (no decoding); [] when they carry none."""
+    times = sorted(float(p.pts * time_base) for p in container.demux(stream) if p.is_keyframe and p.pts is not None)
+    return times
+
+
+def iter_frames(
+    path: str | Path,
+    timestamps: Sequence[float],
+    *,
+    short_side: int = 336,
+    exact_short_side: bool = False,
+    seek_gap: float = 4.0,
+    tail_tolerance: float = 2.0,
+) -> Iterator[tuple[int, Image.Image | None]]:
+    """(index, image) for every timestamp, in time order; see :func:`grab_frames`.
+
+    Decoding jumps (seeks) to the last keyframe before a timestamp whenever that keyframe lies past the
+    current decode position, so the frames between are never decoded; otherwise it decodes on. Without
+    keyframe times in the packets, it seeks when the next timestamp is more than ``seek_gap`` s ahead.
+    Only the returned frames are converted to RGB and resized.
+    """
+    name = Path(path).name
+    order = sorted(range(len(timestamps)), key=lambda i: timestamps[i])
+    if not order:
+        return
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoDecodeError(f"{name}: no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            time_base = stream.time_base or Fraction(1, 1_000_000)
+            start = float(stream.start_time * time_base) if stream.start_time is not None else 0.0
+            width, height = stream.codec_context.width, stream.codec_context.height
+            size = (_exact_short_side if exact_short_side else _scaled_size)(width, height, short_side)
+            interpolation = "BICUBIC" if exact_short_side else None
+            keyframes = _keyframe_times(container, stream, time_base) if len(order) > 1 else []
+
+            decoded = None  # iterator over decoded frames since the last seek
+            last_frame: av.VideoFrame | None = None
+            last_time = -math.inf
+            exhausted = False
+            decoded_any = False
+            for index in order:
+                target = start + max(0.0, float(timestamps[index]))
+                key = keyframes[bisect.bisect_right(keyframes, target + 1e-6) - 1] if keyframes else None
+                jump = key > last_time + 1e-6 if key is not None else target - last_time > seek_gap
+                if not exhausted and (decoded is None or jump):
+                    container.seek(int(target / time_base), stream=stream, backward=True, any_frame=False)
+                    decoded = container.decode(stream)
+                    last_frame, last_time = None, -math.inf
+                while not exhausted and last_time < target - 1e-6:
+                    frame = next(decoded, None)
+                    if frame is None:
+                        exhausted = True
+                        break
+                    last_frame, last_time = frame, _frame_time(frame, time_base)
+                    decoded_any = True
+                if last_frame is None or (exhausted and target - last_time > tail_tolerance):
+                    yield index, None
+                    continue
+                yield index, last_frame.reformat(
+                    width=size[0], height=size[1], format="rgb24", interpolation=interpolation
+                ).to_image()
+            if not decoded_any:
+                raise VideoDecodeError(f"{name}: no frame could be decoded")
+    except av.FFmpegError as err:
+        raise VideoDecodeError(f"{name}: {err}") from None
+
+
 def grab_frames(
     path: str | Path,
     timestamps: Sequence[float],
@@ -87,51 +160,11 @@ def grab_frames(
     is at most ``short_side`` (``exact_short_side``: exactly ``short_side``, upscaling small videos, bicubic).
     A timestamp past the last frame gets that last frame when it lies within ``tail_tolerance`` seconds of
     it, else None. Raises VideoDecodeError when the file cannot be decoded or yields no frame at all.
-    Only the returned frames are converted to RGB and resized; the others are decoded and dropped.
     """
     images: list[Image.Image | None] = [None] * len(timestamps)
-    if not timestamps:
-        return images
-    name = Path(path).name
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise VideoDecodeError(f"{name}: no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            time_base = stream.time_base or Fraction(1, 1_000_000)
-            start = float(stream.start_time * time_base) if stream.start_time is not None else 0.0
-            width, height = stream.codec_context.width, stream.codec_context.height
-            size = (_exact_short_side if exact_short_side else _scaled_size)(width, height, short_side)
-            interpolation = "BICUBIC" if exact_short_side else None
-
-            decoded = None  # iterator over decoded frames since the last seek
-            last_frame: av.VideoFrame | None = None
-            last_time = -math.inf
-            exhausted = False
-            decoded_any = False
-            for index in sorted(range(len(timestamps)), key=lambda i: timestamps[i]):
-                target = start + max(0.0, float(timestamps[index]))
-                if not exhausted and (decoded is None or target - last_time > seek_gap):
-                    container.seek(int(target / time_base), stream=stream, backward=True, any_frame=False)
-                    decoded = container.decode(stream)
-                    last_frame, last_time = None, -math.inf
-                while not exhausted and last_time < target - 1e-6:
-                    frame = next(decoded, None)
-                    if frame is None:
-                        exhausted = True
-                        break
-                    last_frame, last_time = frame, _frame_time(frame, time_base)
-                    decoded_any = True
-                if last_frame is None or (exhausted and target - last_time > tail_tolerance):
-                    continue
-                images[index] = last_frame.reformat(
-                    width=size[0], height=size[1], format="rgb24", interpolation=interpolation
-                ).to_image()
-            if not decoded_any:
-                raise VideoDecodeError(f"{name}: no frame could be decoded")
-    except av.FFmpegError as err:
-        raise VideoDecodeError(f"{name}: {err}") from None
+    for index, image in iter_frames(path, timestamps, short_side=short_side, exact_short_side=exact_short_side,
+                                    seek_gap=seek_gap, tail_tolerance=tail_tolerance):
+        images[index] = image
     return images
 
 
@@ -185,35 +218,34 @@ def center_crop(image: Image.Image, size: int) -> np.ndarray:
     return np.asarray(image.crop((left, top, left + size, top + size)).convert("RGB"), dtype=np.uint8)
 
 
-def decode_clip_frames(
-    path: str | Path,
-    duration: float,
-    clip_length: float,
-    *,
-    first: int = 0,
-    count: int | None = None,
-    size: int = CLIP_FRAME_SIZE,
-    fallback: np.ndarray | None = None,
-) -> ClipFrames:
-    """One frame per clip for clips ``first .. first+count-1`` of a video of ``duration`` seconds.
+def iter_clip_frames(
+    path: str | Path, duration: float, clip_length: float, *, chunk: int = 32, size: int = CLIP_FRAME_SIZE
+) -> Iterator[ClipFrames]:
+    """One frame per clip of a video of ``duration`` seconds, in chunks of ``chunk`` consecutive clips.
 
     Clip k covers [k*clip_length, (k+1)*clip_length); its frame is the first decoded frame at or after the
     clip centre (k+0.5)*clip_length. ffmpeg's ``fps=1/clip_length`` filter (HERO extractor, Moment-DETR's
     ``run_on_video``) takes the last frame before that centre, so the two differ by at most one source
     frame. Each frame is resized to a shorter side of exactly ``size`` (bicubic) and centre-cropped to
     ``size`` x ``size``. A clip whose centre lies past the last decodable frame (container durations can
-    overstate the stream) repeats the previous clip's frame (``fallback``: the frame before clip ``first``).
+    overstate the stream) repeats the previous clip's frame.
     """
     times = clip_centres(duration, clip_length)
-    count = len(times) - first if count is None else count
-    times = times[first : first + count]
-    images = grab_frames(path, times, short_side=size, exact_short_side=True, tail_tolerance=clip_length)
-    frames = np.zeros((len(times), size, size, 3), dtype=np.uint8)
-    previous = fallback
-    for i, image in enumerate(images):
+    batch: list[np.ndarray] = []
+    previous: np.ndarray | None = None
+    for index, image in iter_frames(path, times, short_side=size, exact_short_side=True, tail_tolerance=clip_length):
         if image is not None:
             previous = center_crop(image, size)
         if previous is None:
-            raise VideoDecodeError(f"{Path(path).name}: no frame at {times[i]:.2f} s")
-        frames[i] = previous
-    return ClipFrames(frames=frames, times=np.asarray(times, dtype=np.float64))
+            raise VideoDecodeError(f"{Path(path).name}: no frame at {times[index]:.2f} s")
+        batch.append(previous)
+        if len(batch) == chunk or index == len(times) - 1:
+            first = index + 1 - len(batch)
+            yield ClipFrames(frames=np.stack(batch), times=np.asarray(times[first : index + 1], dtype=np.float64))
+            batch = []
+
+
+def decode_clip_frames(path: str | Path, duration: float, clip_length: float, *, size: int = CLIP_FRAME_SIZE) -> ClipFrames:
+    """All clip frames of a video at once (see :func:`iter_clip_frames`)."""
+    chunks = list(iter_clip_frames(path, duration, clip_length, size=size))
+    return ClipFrames(frames=np.concatenate([c.frames for c in chunks]), times=np.concatenate([c.times for c in chunks]))
