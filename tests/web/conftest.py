@@ -28,7 +28,7 @@ def bikes() -> Path:
 
 @pytest.fixture
 def make_client(tmp_path):
-    """``make_client(videos=None, service=None, **limits)`` → a TestClient of a fresh app (its lifespan runs
+    """``make_client(videos=None, service=None, allowed_hosts=None, **limits)`` → a TestClient of a fresh app (its lifespan runs
     while the test uses it). Without a service, no request may reach grounding."""
     from fastapi.testclient import TestClient
 
@@ -38,9 +38,10 @@ def make_client(tmp_path):
 
     clients = []
 
-    def make(videos: Path | None = None, service=None, **limits):
+    def make(videos: Path | None = None, service=None, allowed_hosts: list[str] | None = None, **limits):
         settings = ServeLimits(**limits)
-        app = create_app(service, VideoLibrary(videos, settings.max_duration), settings, title="test")
+        app = create_app(service, VideoLibrary(videos, settings.max_duration), settings, title="test",
+                         allowed_hosts=allowed_hosts)
         client = TestClient(app)
         client.__enter__()
         clients.append(client)

@@ -154,3 +154,24 @@ def test_a_changed_video_folder_file_is_checked_again(make_client, library, bunn
     listing = {v["name"]: v for v in client.get("/api/info").json()["videos"]}
     assert listing["broken.mp4"]["problem"] is None
     assert listing["broken.mp4"]["duration"] == pytest.approx(5.3, abs=0.1)
+
+
+def test_another_sites_page_cannot_upload_or_start_jobs(make_client, bunny):
+    client = make_client()
+    evil = {"Origin": "http://evil.example"}
+    response = client.post("/api/uploads", params={"name": "bunny.mp4"}, content=bunny.read_bytes(), headers=evil)
+    assert response.status_code == 403
+    assert response.json()["error"] == "requests from other sites' pages are refused"
+    assert list(client.app.state.uploads.folder.iterdir()) == []
+    assert client.post("/api/jobs", json={"video": "", "query": "x"}, headers=evil).status_code == 403
+    # The page's own requests carry its own origin.
+    own = {"Origin": "http://testserver"}
+    assert client.post("/api/uploads", params={"name": "bunny.mp4"}, content=bunny.read_bytes(),
+                       headers=own).status_code == 200
+
+
+def test_a_loopback_server_refuses_other_host_names(make_client):
+    client = make_client(allowed_hosts=["127.0.0.1", "localhost"])
+    assert client.get("/api/info", headers={"Host": "127.0.0.1:7860"}).status_code == 200
+    assert client.get("/api/info", headers={"Host": "localhost:7860"}).status_code == 200
+    assert client.get("/api/info", headers={"Host": "rebound.evil.example:7860"}).status_code == 400

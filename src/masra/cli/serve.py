@@ -11,6 +11,10 @@ from masra.errors import MasraError
 
 logger = logging.getLogger("masra.serve")
 
+# Host names a browser on this machine may use for a server on an IPv4 loopback address (besides the
+# address itself); any other Host (DNS rebinding) is refused.
+LOOPBACK_NAMES = ["127.0.0.1", "localhost"]
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -57,10 +61,12 @@ def run(args: argparse.Namespace) -> int:
                                         video_encoder=args.video_encoder)
     logger.info("loading the encoder %s", grounder.encoder_spec)
     _ = grounder.encoder  # load and check it now: a missing or wrong encoder stops here, not on the first query
-    if not _is_loopback(args.host):
+    loopback = _is_loopback(args.host)
+    if not loopback:
         logger.warning("binding %s: anyone who can reach this address can upload videos and run queries", args.host)
     app = create_app(GroundingService(grounder, limits.top_k), VideoLibrary(args.videos, limits.max_duration),
-                     limits, title=_checkpoint_title(args.checkpoint))
+                     limits, title=_checkpoint_title(args.checkpoint),
+                     allowed_hosts=sorted({args.host, *LOOPBACK_NAMES}) if loopback and ":" not in args.host else None)
     logger.info("uploads go to %s (deleted on exit)", app.state.uploads.folder)
     print(f"masra serve: open http://{_url_host(args.host)}:{args.port}/  (Ctrl+C stops)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

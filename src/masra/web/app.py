@@ -22,6 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from pydantic import BaseModel
 
 from masra.web.errors import RequestError
@@ -40,8 +41,18 @@ class JobRequest(BaseModel):
     query: str
 
 
-def create_app(service: GroundingService, library: VideoLibrary, limits: ServeLimits, title: str) -> FastAPI:
-    """The application; its upload folder is created here and deleted when the server shuts down."""
+def create_app(
+    service: GroundingService,
+    library: VideoLibrary,
+    limits: ServeLimits,
+    title: str,
+    allowed_hosts: list[str] | None = None,
+) -> FastAPI:
+    """The application; its upload folder is created here and deleted when the server shuts down.
+
+    Requests that change something (POST) are refused when they come from another site's page (their
+    ``Origin`` is not this server). ``allowed_hosts`` (the names this machine is reached by when serving on
+    a loopback address) also refuses DNS-rebinding requests, whose ``Host`` is the attacker's name."""
     uploads = UploadStore(limits.max_upload_bytes, limits.max_uploads, limits.max_duration)
     runner = JobRunner()
 
@@ -53,6 +64,15 @@ def create_app(service: GroundingService, library: VideoLibrary, limits: ServeLi
 
     app = FastAPI(title="masra", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.uploads = uploads
+    if allowed_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
+
+    @app.middleware("http")
+    async def same_origin_only(request: Request, call_next):
+        origin = request.headers.get("origin")
+        if request.method == "POST" and origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
+            return JSONResponse({"error": "requests from other sites' pages are refused"}, status_code=403)
+        return await call_next(request)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
     @app.exception_handler(RequestError)
