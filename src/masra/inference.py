@@ -17,9 +17,8 @@ From a video file (the checkpoint records the CLIP encoder of its features; weig
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +27,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from masra.checkpoint import ModelDims, find_checkpoint, load_weights, read_checkpoint_info
 from masra.config import Config, apply_overrides, validate_config
-from masra.data.batch import GroundingBatch
+from masra.data.batch import GroundingBatch, pad_sequences
 from masra.errors import MasraError
 from masra.features.video import Progress, VideoFeatures
-from masra.train.checkpoint import ModelDims, find_checkpoint, load_weights, read_checkpoint_info
 from masra.video.predict import VideoPrediction
 
 if TYPE_CHECKING:
@@ -86,7 +85,7 @@ class Grounder:
         self.device = torch.device(device)
         self.checkpoint = "this model"
         # Where the video/query encoder is loaded from (None: the recorded one); loaded on first use.
-        self.encoder_spec: str | None = cfg.data.feature_encoder
+        self.encoder_spec: str | None = dims.feature_encoder
         self._encoder: Any = None
 
     @classmethod
@@ -196,7 +195,6 @@ class Grounder:
                                       saliency=saliency[i, :n_clips].numpy().copy()))
         return results
 
-
     # ----- from video files ---------------------------------------------------------------------------------
     @property
     def encoder(self) -> "ClipEncoder":
@@ -208,10 +206,9 @@ class Grounder:
                 raise MasraError(f"{self.checkpoint} does not record which encoder made its training features; "
                                  "name one (--encoder clip:NAME_OR_PATH / video_encoder=...)", field="encoder")
             encoder = ClipEncoder.load(self.encoder_spec, self.device)
-            data = self.cfg.data
-            check_encoder_identity(data.feature_encoder, data.feature_encoder_fingerprint, encoder,
+            check_encoder_identity(self.dims.feature_encoder, self.dims.feature_encoder_fingerprint, encoder,
                                    where=self.checkpoint)
-            raw_dims = self.dims.v_source_dims or [self.dims.v_feat_dim - (2 if data.use_tef else 0)]
+            raw_dims = self.dims.v_source_dims or [self.dims.v_feat_dim - (2 if self.cfg.data.use_tef else 0)]
             if raw_dims != [encoder.video_dim]:
                 raise MasraError(f"{self.checkpoint} takes video features of dims {raw_dims}; {encoder.spec} makes "
                                  f"one source of dim {encoder.video_dim}. Only checkpoints trained on this "
@@ -280,18 +277,8 @@ class Grounder:
 
 def _pad_batch(videos: list[np.ndarray], queries: list[np.ndarray]) -> GroundingBatch:
     """Zero-padded inference batch with float masks (1 = valid), as the data collate builds it."""
-
-    def pad(arrays: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        length = max(a.shape[0] for a in arrays)
-        out = torch.zeros(len(arrays), length, arrays[0].shape[1])  # [B, T, D]
-        mask = torch.zeros(len(arrays), length)  # [B, T]
-        for i, a in enumerate(arrays):
-            out[i, : a.shape[0]] = torch.from_numpy(a)
-            mask[i, : a.shape[0]] = 1
-        return out, mask
-
-    video, video_mask = pad(videos)
-    query, query_mask = pad(queries)
+    video, video_mask = pad_sequences([torch.from_numpy(v) for v in videos])
+    query, query_mask = pad_sequences([torch.from_numpy(q) for q in queries])
     meta = [{"qid": i, "vid": str(i), "query": "", "duration": None} for i in range(len(videos))]
     return GroundingBatch(video_feats=video, video_mask=video_mask, query_feats=query, query_mask=query_mask, meta=meta)
 
@@ -318,9 +305,9 @@ def predict_split(
 
     from masra.data.dataset import GroundingDataset, collate
     from masra.eval import evaluate as evaluate_submission
-    from masra.train.distributed import resolve_device
-    from masra.train.engine import evaluate
-    from masra.train.records import ground_truth_rows, load_records, split_path
+    from masra.data.splits import ground_truth_rows, load_records, split_path
+    from masra.device import resolve_device
+    from masra.model.prediction import predict_rows
 
     torch_device = resolve_device(device)
     model, cfg, dims = load_model(checkpoint, torch_device, config_overrides)
@@ -328,24 +315,16 @@ def predict_split(
         raise MasraError("give exactly one of a split or an annotation file", field="split")
     path = str(annotations) if annotations is not None else split_path(cfg.data, split)
     records = load_records(path, cfg.data)
-    cfg.data.v_feat_dim, cfg.data.t_feat_dim = dims.v_feat_dim, dims.t_feat_dim
-    cfg.data.prior_dir = None  # priors are a training-time signal; inference never reads them
-    dataset = GroundingDataset(records, cfg.data, train=False)
+    # Features are checked against the model's input dims (checkpoint metadata); priors are a training-time
+    # signal, inference never reads them.
+    data_cfg = dataclasses.replace(cfg.data, v_feat_dim=dims.v_feat_dim, t_feat_dim=dims.t_feat_dim, prior_dir=None)
+    dataset = GroundingDataset(records, data_cfg, train=False)
     loader = DataLoader(dataset, batch_size=cfg.train.eval_batch_size, shuffle=False, collate_fn=collate,
                         num_workers=cfg.data.num_workers)
-    rows = evaluate(model, loader, cfg, device=torch_device, progress=progress)
+    rows = predict_rows(model, loader, cfg, device=torch_device, progress=progress)
     gt_rows = ground_truth_rows(records)
     metrics = evaluate_submission(cfg.data.dataset, rows, gt_rows) if gt_rows is not None else None
     return SplitPredictions(rows=rows, metrics=metrics, records=records, cfg=cfg)
-
-
-def write_json(value: Any, path: str | Path) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=4) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def refuse_existing(path: str | Path | None, force: bool) -> None:
@@ -364,7 +343,7 @@ def evaluate_checkpoint(
     device: str = "auto",
 ) -> dict[str, Any]:
     """Official metrics of a checkpoint on the configured ``split`` (val or test); written to ``out`` if given."""
-    from masra.train.records import split_path
+    from masra.data.splits import split_path
 
     refuse_existing(out, force)
     result = predict_split(checkpoint, split=split, device=device, config_overrides=config_overrides or ())
@@ -372,5 +351,7 @@ def evaluate_checkpoint(
         raise MasraError(f"the {split} annotations have no labels; use `masra predict` for a submission file",
                          file=split_path(result.cfg.data, split))
     if out is not None:
-        write_json(result.metrics, out)
+        from masra.data.jsonl import write_json
+
+        write_json(out, result.metrics, indent=4)
     return result.metrics

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from video_assets import QD_DETR_FIXTURE
 
 from masra.cli.main import main
 from masra.convert.qd_detr import convert_qd_detr, load_qd_detr_checkpoint
@@ -18,20 +18,10 @@ from masra.data.batch import GroundingBatch
 from masra.errors import MasraError
 from masra.inference import load_model
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "qd_detr"
 
-
-@pytest.fixture(scope="module")
-def converted_run(tmp_path_factory) -> Path:
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("convert") / "run"
-    assert main(["convert", "qd-detr", str(FIXTURE / "model_best.ckpt"), "--out", str(out)]) == 0
-    return out
-
-
-def test_converted_model_reproduces_qd_detr_outputs(converted_run):
-    model, cfg, dims = load_model(converted_run, "cpu")
-    io = np.load(FIXTURE / "io.npz")
+def test_converted_model_reproduces_qd_detr_outputs(converted_qd_run):
+    model, cfg, dims = load_model(converted_qd_run, "cpu")
+    io = np.load(QD_DETR_FIXTURE / "io.npz")
     batch = GroundingBatch(video_feats=torch.from_numpy(io["src_vid"]), video_mask=torch.from_numpy(io["src_vid_mask"]),
                            query_feats=torch.from_numpy(io["src_txt"]), query_mask=torch.from_numpy(io["src_txt_mask"]),
                            meta=[{}, {}])
@@ -46,18 +36,18 @@ def test_converted_model_reproduces_qd_detr_outputs(converted_run):
         np.testing.assert_allclose(aux["pred_spans"].numpy(), io[f"aux{i}_pred_spans"], atol=1e-5, rtol=1e-4)
 
 
-def test_config_and_dims_come_from_opt(converted_run):
+def test_config_and_dims_come_from_opt(converted_qd_run):
     with torch.serialization.safe_globals([argparse.Namespace]):
-        opt = vars(torch.load(FIXTURE / "model_best.ckpt", map_location="cpu", weights_only=True)["opt"])
-    cfg = yaml.safe_load((converted_run / "last" / "config.yaml").read_text())
-    info = json.loads((converted_run / "last" / "checkpoint.json").read_text())
+        opt = vars(torch.load(QD_DETR_FIXTURE / "model_best.ckpt", map_location="cpu", weights_only=True)["opt"])
+    cfg = yaml.safe_load((converted_qd_run / "last" / "config.yaml").read_text())
+    info = json.loads((converted_qd_run / "last" / "checkpoint.json").read_text())
     assert info["dims"]["v_feat_dim"] == opt["v_feat_dim"] and info["dims"]["t_feat_dim"] == opt["t_feat_dim"]
     assert info["dims"]["v_source_dims"] == [opt["v_feat_dim"] - 2]
     assert cfg["data"]["use_tef"] is ("tef" in opt["ctx_mode"]) and cfg["data"]["clip_length"] == opt["clip_length"]
     assert cfg["data"]["max_v_l"] == opt["max_v_l"] and cfg["model"]["hidden_dim"] == opt["hidden_dim"]
     assert cfg["model"]["num_queries"] == opt["num_queries"] and cfg["model"]["dec_layers"] == opt["dec_layers"]
     # opt names CLIP feature folders, but of width 12, not OpenAI CLIP ViT-B/32's 512: no encoder is implied.
-    assert cfg["data"]["feature_encoder"] is None
+    assert info["dims"]["feature_encoder"] is None
     assert info["converted_from"]["dropped"] == {
         k: "unused by QD-DETR's forward with use_txt_pos=False" for k in
         ("txt_position_embed.position_embeddings.weight", "txt_position_embed.LayerNorm.weight",
@@ -65,7 +55,7 @@ def test_config_and_dims_come_from_opt(converted_run):
 
 
 def test_unsupported_options_and_foreign_files_are_refused(tmp_path):
-    checkpoint = load_qd_detr_checkpoint(FIXTURE / "model_best.ckpt")
+    checkpoint = load_qd_detr_checkpoint(QD_DETR_FIXTURE / "model_best.ckpt")
     checkpoint["opt"].pre_norm = True
     torch.save(checkpoint, tmp_path / "prenorm.ckpt")
     with pytest.raises(MasraError, match="pre-norm"):
@@ -80,12 +70,12 @@ def test_unsupported_options_and_foreign_files_are_refused(tmp_path):
         convert_qd_detr(tmp_path / "other.ckpt")
 
 
-def test_an_existing_run_folder_is_not_overwritten(converted_run):
-    before = (converted_run / "last" / "model.safetensors").read_bytes()
-    assert main(["convert", "qd-detr", str(FIXTURE / "model_best.ckpt"), "--out", str(converted_run)]) == 1
-    assert (converted_run / "last" / "model.safetensors").read_bytes() == before
+def test_an_existing_run_folder_is_not_overwritten(converted_qd_run):
+    before = (converted_qd_run / "last" / "model.safetensors").read_bytes()
+    assert main(["convert", "qd-detr", str(QD_DETR_FIXTURE / "model_best.ckpt"), "--out", str(converted_qd_run)]) == 1
+    assert (converted_qd_run / "last" / "model.safetensors").read_bytes() == before
 
 
 def test_the_encoder_can_be_named_at_conversion(tmp_path):
-    converted = convert_qd_detr(FIXTURE / "model_best.ckpt", encoder="clip:/models/clip-b32")
-    assert converted.cfg.data.feature_encoder == "clip:/models/clip-b32"
+    converted = convert_qd_detr(QD_DETR_FIXTURE / "model_best.ckpt", encoder="clip:/models/clip-b32")
+    assert converted.encoder == "clip:/models/clip-b32"

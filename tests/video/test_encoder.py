@@ -62,6 +62,9 @@ def test_bad_specs_and_missing_weights_say_what_to_do(tmp_path):
         EncoderSpec.parse("openai/clip-vit-base-patch32")
     with pytest.raises(MasraError, match="unknown encoder kind 'siglip'"):
         EncoderSpec.parse("siglip:google/x")
+    with pytest.raises(MasraError, match="no such folder; it should hold the CLIP model written by save_pretrained"):
+        ClipEncoder.load(f"clip:{tmp_path / 'empty'}")
+    (tmp_path / "empty").mkdir()
     with pytest.raises(MasraError, match="place the model in a local folder .*--encoder clip:DIR"):
         ClipEncoder.load(f"clip:{tmp_path / 'empty'}")
     with pytest.raises(MasraError, match="save_pretrained"):

@@ -84,10 +84,10 @@ def test_extracted_files_follow_the_anchor_layout(pipeline, tiny_clip):
 
 def test_the_checkpoint_records_the_encoder(pipeline, tiny_clip):
     root, _ = pipeline
-    cfg = yaml.safe_load((root / "run" / "last" / "config.yaml").read_text())
+    dims = json.loads((root / "run" / "last" / "checkpoint.json").read_text())["dims"]
     info = json.loads((root / "video_feats" / "extraction.json").read_text())
-    assert cfg["data"]["feature_encoder"] == f"clip:{tiny_clip}"
-    assert cfg["data"]["feature_encoder_fingerprint"] == info["fingerprint"]
+    assert dims["feature_encoder"] == f"clip:{tiny_clip}"
+    assert dims["feature_encoder_fingerprint"] == info["fingerprint"]
 
 
 def test_predict_video_cli_writes_every_output(pipeline, capsys):
@@ -122,6 +122,8 @@ def test_predict_video_refuses_existing_outputs_and_bad_input(pipeline, tmp_path
     args = ["predict", "--checkpoint", str(root / "run"), "--video", str(videos["bikes"]), "--query", "x",
             "--out", str(out), "--device", "cpu"]
     assert main(args) == 1 and out.read_text() == "keep\n"
+    assert main([*args[:5], "--query", "  ", "--out", str(tmp_path / "q.jsonl")]) == 1
+    assert not (tmp_path / "q.jsonl").exists()
     not_a_video = tmp_path / "notes.mp4"
     not_a_video.write_text("hello")
     grounder = Grounder.from_checkpoint(root / "run", device="cpu")

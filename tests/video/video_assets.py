@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# A checkpoint and outputs made by QD-DETR's own code (see its README).
+QD_DETR_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "qd_detr"
+
 
 def _require(path: Path | None, hint: str) -> Path:
     if path is not None and path.is_file():

@@ -5,7 +5,6 @@ evaluator loops)."""
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 from dataclasses import asdict
 from pathlib import Path
@@ -138,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(str(r.queries), _ms(r.vectorised.seconds), _ms(r.literal.seconds), _ratio(r.vectorised.seconds, r.literal.seconds), str(r.agree))
     Console(width=160).print(table)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"bench": args.bench, "device": str(device), "rows": [asdict(r) for r in rows]}, indent=2))
+        from masra.data.jsonl import write_json
+
+        write_json(args.json, {"bench": args.bench, "device": str(device), "rows": [asdict(r) for r in rows]})
     return 0

@@ -42,5 +42,5 @@ def run_qd_detr(args: argparse.Namespace) -> int:
              ", ".join(converted.dropped) or "none")
     log.info("%s: video dim %d (TEF %s), text dim %d, clip length %.1f s, max_v_l %d, encoder %s",
              folder, converted.v_feat_dim, "on" if data.use_tef else "off", converted.t_feat_dim, data.clip_length,
-             data.max_v_l, data.feature_encoder or "not recorded")
+             data.max_v_l, converted.encoder or "not recorded")
     return 0

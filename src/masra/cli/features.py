@@ -49,7 +49,7 @@ def _common(p: argparse.ArgumentParser, default_batch: int) -> None:
 
 def _encoder(args: argparse.Namespace):
     from masra.features.encoder import ClipEncoder
-    from masra.train.distributed import resolve_device
+    from masra.device import resolve_device
 
     if args.batch_size <= 0:
         raise MasraError("must be positive", field="--batch-size")

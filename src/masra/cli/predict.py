@@ -8,6 +8,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from masra.cli.options import add_overrides_argument
 from masra.errors import MasraError
 
 logger = logging.getLogger("masra.predict")
@@ -40,8 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--plot-limit", type=int, default=20, help="at most this many plots (default 20)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, e.g. --set data.v_feat_dirs=[/data/sf,/data/clip] (repeatable)")
+    add_overrides_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -50,8 +50,8 @@ def metrics_path(out: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from masra.data.jsonl import write_jsonl
-    from masra.inference import predict_split, refuse_existing, write_json
+    from masra.data.jsonl import write_json, write_jsonl
+    from masra.inference import predict_split, refuse_existing
 
     if args.video is not None:
         return run_video(args)
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     write_jsonl(args.out, result.rows)
     logger.info("wrote %d predictions to %s", len(result.rows), args.out)
     if result.metrics is not None:
-        write_json(result.metrics, metrics_path(args.out))
+        write_json(metrics_path(args.out), result.metrics, indent=4)
         from masra.cli.evaluate import print_brief
 
         print_brief(result.metrics["brief"], title=f"{args.checkpoint} on {args.split or args.annotations}")
@@ -79,13 +79,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _plot(result, folder: Path, limit: int) -> None:
     from masra.data.paths import child_path
-    from masra.visualize import plot_prediction
+    from masra.visualize import plot_query, query_title
 
     for row, record in list(zip(result.rows, result.records))[:limit]:
         # qids are data: the file name is checked to stay inside the plot folder.
         path = child_path(folder, f"qid{row['qid']}", ".png")
-        plot_prediction(row, path, clip_length=result.cfg.data.clip_length, duration=record.duration,
-                        gt_windows=record.relevant_windows)
+        plot_query(path, {"prediction": row}, clip_length=result.cfg.data.clip_length, duration=record.duration,
+                   gt_windows=record.relevant_windows, title=query_title(row))
     logger.info("wrote %d plots to %s", min(limit, len(result.rows)), folder)
 
 
@@ -117,7 +117,7 @@ def run_video(args: argparse.Namespace) -> int:
     from masra.data.jsonl import write_jsonl
     from masra.data.paths import child_path
     from masra.inference import Grounder, refuse_existing
-    from masra.train.distributed import resolve_device
+    from masra.device import resolve_device
     from masra.video.report import moments_table, plot_video_prediction
 
     if args.query is None and args.queries is None:
@@ -126,7 +126,9 @@ def run_video(args: argparse.Namespace) -> int:
         raise MasraError("--set does not apply to --video", field="--set")
     if args.top_k <= 0:
         raise MasraError("must be positive", field="--top-k")
-    queries = [(0, args.query)] if args.query is not None else read_query_file(args.queries)
+    queries = [(0, args.query.strip())] if args.query is not None else read_query_file(args.queries)
+    if not all(query for _, query in queries):
+        raise MasraError("query is empty", field="--query")
     plots = args.plots if args.plots is not None else args.out.with_name(args.out.stem + "_plots")
     refuse_existing(args.out, args.force)
     if plots.exists() and any(plots.iterdir()) and not args.force:
@@ -135,9 +137,13 @@ def run_video(args: argparse.Namespace) -> int:
     bars: dict[str, tqdm] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
-        bar = bars.setdefault(stage, tqdm(total=total, desc=stage, unit="clip" if stage != "ground" else "window",
-                                          leave=False, dynamic_ncols=True))
-        bar.update(done - bar.n)
+        """One bar per stage (decode, encode: clips; ground: windows), closed when the stage completes."""
+        if stage not in bars:
+            bars[stage] = tqdm(total=total, desc=stage, unit="window" if stage == "ground" else "clip", leave=False,
+                               dynamic_ncols=True)
+        bars[stage].update(done - bars[stage].n)
+        if done >= total:
+            bars.pop(stage).close()
 
     video = grounder.extract_video(args.video, progress=progress)
     rows = []
@@ -148,8 +154,6 @@ def run_video(args: argparse.Namespace) -> int:
         print(moments_table(pred, args.top_k) + "\n")
         # qids come from a file: the PNG name is checked to stay inside the plot folder.
         plot_video_prediction(pred, args.video, child_path(plots, f"qid{qid}", ".png"), top_k=args.top_k)
-    for bar in bars.values():
-        bar.close()
     write_jsonl(args.out, rows)
     logger.info("%s: %d clips of %.1f s; wrote %d predictions to %s and %d PNG to %s", args.video,
                 len(video.features), video.clip_length, len(rows), args.out, len(rows), plots)

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as err:
         raise MasraError(f"masra serve needs the web extra ({err.name} is missing): pip install 'masra[web]'") from None
     from masra.inference import Grounder
-    from masra.train.distributed import resolve_device
+    from masra.device import resolve_device
     from masra.web.limits import ServeLimits
     from masra.web.media import VideoLibrary
     from masra.web.service import GroundingService
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         raise MasraError(f"{args.port} is not a port number", field="--port")
     if args.videos is not None and not args.videos.is_dir():
         raise MasraError("not a folder", file=args.videos, field="--videos")
-    grounder = Grounder.from_checkpoint(args.checkpoint, device=resolve_device(args.device),
+    grounder = Grounder.from_checkpoint(args.checkpoint, device=resolve_device(args.device, field="--device"),
                                         video_encoder=args.video_encoder)
     logger.info("loading the encoder %s", grounder.encoder_spec)
     _ = grounder.encoder  # load and check it now: a missing or wrong encoder stops here, not on the first query

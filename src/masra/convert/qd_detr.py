@@ -68,6 +68,7 @@ class Converted:
     v_feat_dim: int  # TEF included
     t_feat_dim: int
     v_source_dims: list[int]
+    encoder: str | None = None  # encoder of the features it was trained on
     dropped: dict[str, str] = field(default_factory=dict)  # QD-DETR key -> why
     epoch: int | None = None
 
@@ -204,15 +205,14 @@ def convert_qd_detr(path: str | Path, encoder: str | None = None) -> Converted:
     dirs = [str(d) for d in opt.get("v_feat_dirs") or []] + [str(opt.get("t_feat_dir") or "")]
     if encoder is None and source_dims == [512] and all("clip" in Path(d.rstrip("/")).name for d in dirs):
         encoder = QVH_CLIP  # the anchors' clip_features / clip_text_features: OpenAI CLIP ViT-B/32
-    cfg.data.feature_encoder = encoder
-    return Converted(cfg, mapped, v_dim, t_dim, source_dims, dropped, checkpoint.get("epoch"))
+    return Converted(cfg, mapped, v_dim, t_dim, source_dims, encoder, dropped, checkpoint.get("epoch"))
 
 
 def write_run(converted: Converted, out: str | Path, source: str | Path, *, force: bool = False) -> Path:
     """``out/last`` (a masra checkpoint folder) and ``out/config.yaml``; returns the checkpoint folder."""
     from masra.config import save_config
     from masra.model import build_model
-    from masra.train.checkpoint import ModelDims, save_checkpoint
+    from masra.checkpoint import ModelDims, save_checkpoint
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -222,7 +222,7 @@ def write_run(converted: Converted, out: str | Path, source: str | Path, *, forc
     cfg = converted.cfg
     model, _ = build_model(cfg, converted.v_feat_dim, converted.t_feat_dim)
     model.load_state_dict(converted.state_dict, strict=True)
-    dims = ModelDims(converted.v_feat_dim, converted.t_feat_dim, None, converted.v_source_dims)
+    dims = ModelDims(converted.v_feat_dim, converted.t_feat_dim, None, converted.v_source_dims, converted.encoder)
     info = {"converted_from": {"format": "qd-detr", "file": str(Path(source).resolve()), "epoch": converted.epoch,
                                "dropped": converted.dropped}}
     out.mkdir(parents=True, exist_ok=True)

@@ -90,10 +90,18 @@ class ClipEncoder:
     @classmethod
     def load(cls, spec: str | EncoderSpec, device: str | torch.device = "cpu") -> ClipEncoder:
         """Load with ``from_pretrained`` (a local folder, or a hub name from the cache / network)."""
-        from transformers import AutoTokenizer, CLIPModel
+        try:
+            from transformers import AutoTokenizer, CLIPModel
+            from transformers.utils import logging as hf_logging
+        except ImportError:
+            raise MasraError("CLIP features need transformers: pip install 'masra[video]'", field="encoder") from None
 
         spec = spec if isinstance(spec, EncoderSpec) else EncoderSpec.parse(spec)
+        if spec.source.startswith(("/", ".", "~")) and not spec.is_local:
+            raise MasraError("no such folder; it should hold the CLIP model written by save_pretrained "
+                             "(config.json, model.safetensors, tokenizer files)", file=spec.source, field="encoder")
         source = str(Path(spec.source).expanduser()) if spec.is_local else spec.source
+        hf_logging.disable_progress_bar()
         try:
             model = CLIPModel.from_pretrained(source)
             tokenizer = AutoTokenizer.from_pretrained(source)

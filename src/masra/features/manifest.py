@@ -1,5 +1,5 @@
 """``extraction.json``: which encoder made the features of a folder, so training can record it in the
-checkpoint and ``predict --video`` can refuse a different encoder.
+checkpoint metadata (``ModelDims.feature_encoder``) and ``predict --video`` can refuse a different encoder.
 
     {"kind": "video" | "text", "encoder": "clip:NAME_OR_PATH", "fingerprint": "<16 hex>",
      "dim": D, "clip_length": 2.0 (video), "frame_size": 224 (video)}
@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from masra.config import DataConfig
+from masra.data.jsonl import write_json
 from masra.errors import MasraError
 
 INFO_FILE = "extraction.json"
@@ -28,9 +29,7 @@ class ExtractionInfo:
 
 
 def write_extraction_info(folder: str | Path, info: ExtractionInfo) -> None:
-    from masra.inference import write_json
-
-    write_json(asdict(info), Path(folder) / INFO_FILE)
+    write_json(Path(folder) / INFO_FILE, asdict(info))
 
 
 def read_extraction_info(folder: str | Path) -> ExtractionInfo | None:
@@ -53,19 +52,22 @@ def check_same_encoder(folder: str | Path, encoder: str, fingerprint: str, kind:
                          file=Path(folder) / INFO_FILE)
 
 
-def record_feature_encoder(data: DataConfig) -> None:
-    """Fill ``data.feature_encoder`` (+ fingerprint) from the extraction records of the configured feature
-    folders; folders of different encoders, or a clip length other than ``data.clip_length``, are errors."""
+def feature_encoder_record(data: DataConfig) -> tuple[str | None, str | None]:
+    """(encoder spec, weights fingerprint) of the configured feature folders' extraction records, (None, None)
+    when none has one; folders of different encoders, or a clip length other than ``data.clip_length``, are
+    errors naming the file."""
     folders = [*data.v_feat_dirs, *([data.t_feat_dir] if data.t_feat_dir else [])]
-    found = [(folder, info) for folder in folders if (info := read_extraction_info(folder)) is not None]
-    for folder, info in found:
+    record: tuple[str | None, str | None] = (None, None)
+    for folder in folders:
+        info = read_extraction_info(folder)
+        if info is None:
+            continue
         where = Path(folder) / INFO_FILE
         if info.clip_length is not None and abs(info.clip_length - data.clip_length) > 1e-6:
             raise MasraError(f"features of {info.clip_length} s clips; data.clip_length is {data.clip_length}",
                              file=where, field="clip_length")
-        if data.feature_encoder_fingerprint is None:
-            data.feature_encoder, data.feature_encoder_fingerprint = info.encoder, info.fingerprint
-        elif info.fingerprint != data.feature_encoder_fingerprint:
-            raise MasraError(f"features of {info.encoder} (fingerprint {info.fingerprint}) mixed with "
-                             f"{data.feature_encoder} ({data.feature_encoder_fingerprint})", file=where,
-                             field="data.feature_encoder")
+        if record[1] is not None and info.fingerprint != record[1]:
+            raise MasraError(f"features of {info.encoder} (fingerprint {info.fingerprint}) mixed with features of "
+                             f"{record[0]} ({record[1]})", file=where, field="fingerprint")
+        record = (info.encoder, info.fingerprint)
+    return record

@@ -10,8 +10,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from masra.checkpoint import WEIGHTS_FILE, find_checkpoint, unwrap
+from masra.data.jsonl import write_json
 from masra.errors import MasraError
-from masra.train.checkpoint import WEIGHTS_FILE, find_checkpoint, unwrap
 
 
 @dataclass
@@ -32,10 +33,8 @@ class InitReport:
 
     def write(self, path: str | Path) -> None:
         """The full key lists as JSON (atomic)."""
-        from masra.inference import write_json
-
-        write_json({"source": str(self.source), "loaded": self.loaded, "fresh": self.fresh, "unused": self.unused},
-                   path)
+        write_json(path, {"source": str(self.source), "loaded": self.loaded, "fresh": self.fresh,
+                          "unused": self.unused})
 
 
 def load_initial_weights(model: torch.nn.Module, source: str | Path) -> InitReport:

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -91,7 +92,7 @@ def iter_frames(
     seek_gap: float = 4.0,
     tail_tolerance: float = 2.0,
 ) -> Iterator[tuple[int, Image.Image | None]]:
-    """(index, image) for every timestamp, in time order; see :func:`grab_frames`.
+    """(index, image) for every timestamp, in time order; the images as :func:`grab_frames` describes them.
 
     Decoding jumps (seeks) to the last keyframe before a timestamp whenever that keyframe lies past the
     current decode position, so the frames between are never decoded; otherwise it decodes on. Without
@@ -147,23 +148,15 @@ def iter_frames(
         raise VideoDecodeError(f"{name}: {err}") from None
 
 
-def grab_frames(
-    path: str | Path,
-    timestamps: Sequence[float],
-    *,
-    short_side: int = 336,
-    exact_short_side: bool = False,
-    seek_gap: float = 4.0,
-    tail_tolerance: float = 2.0,
-) -> list[Image.Image | None]:
+def grab_frames(path: str | Path, timestamps: Sequence[float], **options: Any) -> list[Image.Image | None]:
     """One RGB image per timestamp (seconds from the start of the video), resized so that the shorter side
     is at most ``short_side`` (``exact_short_side``: exactly ``short_side``, upscaling small videos, bicubic).
     A timestamp past the last frame gets that last frame when it lies within ``tail_tolerance`` seconds of
     it, else None. Raises VideoDecodeError when the file cannot be decoded or yields no frame at all.
+    ``options`` are :func:`iter_frames`'s keywords.
     """
     images: list[Image.Image | None] = [None] * len(timestamps)
-    for index, image in iter_frames(path, timestamps, short_side=short_side, exact_short_side=exact_short_side,
-                                    seek_gap=seek_gap, tail_tolerance=tail_tolerance):
+    for index, image in iter_frames(path, timestamps, **options):
         images[index] = image
     return images
 

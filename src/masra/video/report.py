@@ -41,7 +41,8 @@ def thumbnails(path: str | Path, duration: float, count: int = THUMBNAILS) -> li
 
 def plot_video_prediction(pred: VideoPrediction, video_path: str | Path, out_path: str | Path, top_k: int = 5) -> Path:
     """The saliency curve, the top moments and a thumbnail strip of the video, as one PNG."""
-    from masra.visualize import plot_prediction
+    from masra.visualize import plot_query, query_title
 
-    return plot_prediction(pred.to_row(), out_path, clip_length=pred.clip_length, duration=pred.duration,
-                           top_k=top_k, thumbnails=thumbnails(video_path, pred.duration))
+    row = pred.to_row()
+    return plot_query(out_path, {"prediction": row}, clip_length=pred.clip_length, duration=pred.duration,
+                      top_k=top_k, title=query_title(row), thumbnails=thumbnails(video_path, pred.duration))
