@@ -177,3 +177,22 @@ def test_a_bad_upload_shows_its_message(server, browser, tmp_path, bikes, name, 
     browser.find_element(By.ID, "query").send_keys("a bike")
     browser.find_element(By.ID, "run").click()  # nothing was uploaded, so there is no video to ground
     wait(browser, lambda d: error.text.startswith("choose a video"), timeout=30)
+
+
+@pytest.mark.parametrize(("query", "message"), [
+    ("   ", "type a query first"),
+    ("a rabbit " * 40, "the query is 359 characters long; this server takes at most 300"),
+])
+def test_an_empty_or_too_long_query_shows_its_message(server, browser, query, message):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(server + "/")
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#library option")) == 2)
+    Select(browser.find_element(By.ID, "library")).select_by_value("library/bunny.mp4")
+    browser.find_element(By.ID, "query").send_keys(query)
+    browser.find_element(By.ID, "run").click()
+    error = browser.find_element(By.ID, "error")
+    wait(browser, lambda d: error.get_attribute("hidden") is None, timeout=30)
+    assert error.text.startswith(message)
+    assert not browser.find_elements(By.CSS_SELECTOR, "#moments button")
