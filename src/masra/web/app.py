@@ -70,7 +70,8 @@ def create_app(
     @app.middleware("http")
     async def same_origin_only(request: Request, call_next):
         origin = request.headers.get("origin")
-        if request.method == "POST" and origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
+        # host:port only, so that a TLS-terminating proxy in front (https origin, http here) still works
+        if request.method == "POST" and origin is not None and origin.partition("://")[2] != request.url.netloc:
             return JSONResponse({"error": "requests from other sites' pages are refused"}, status_code=403)
         return await call_next(request)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
