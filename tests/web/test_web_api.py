@@ -43,6 +43,7 @@ def test_a_file_that_is_not_a_video_is_refused_with_a_message(make_client, name,
     response = upload(client, name, data)
     assert response.status_code == 400
     assert response.json()["error"].startswith(message)
+    assert "masra-serve-" not in response.json()["error"]  # the server's folder is never shown
     assert list(client.app.state.uploads.folder.iterdir()) == []  # nothing left behind
 
 

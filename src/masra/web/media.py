@@ -37,8 +37,9 @@ def check_video(path: Path, name: str, max_duration: float) -> float:
         raise RequestError(400, f"{name} is not a video file: masra reads {', '.join(VIDEO_EXTENSIONS)} files")
     try:
         info = probe_video(path)
-    except VideoDecodeError as err:
-        raise RequestError(400, f"{name} is not a video masra can read ({err})") from None
+    except VideoDecodeError as err:  # named as the person knows the file, never by its server path
+        reason = str(err).replace(str(path), name).replace(path.name, name)
+        raise RequestError(400, f"{name} is not a video masra can read ({reason})") from None
     if info.duration is None or info.duration <= 0:
         raise RequestError(400, f"{name}: the file does not say how long the video is, so it cannot be checked "
                                 f"against this server's {max_duration:g} s limit")
