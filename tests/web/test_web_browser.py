@@ -125,6 +125,7 @@ def test_a_query_lists_moments_draws_them_and_plays_from_a_click(server, browser
     moments = result["moments"]
     assert 1 <= len(moments) <= 10 and len(buttons) == len(moments)
     assert [m["score"] for m in moments] == sorted((m["score"] for m in moments), reverse=True)
+    assert len({(m["start"], m["end"]) for m in moments}) == len(moments)  # each window once
     assert all(0 <= m["start"] < m["end"] <= result["duration"] + 1e-6 for m in moments)
     assert result["duration"] == pytest.approx(5.3, abs=0.1)
     assert len(result["saliency"]) == len(result["saliency_times"]) == pytest.approx(5.3 / result["clip_length"], abs=1)

@@ -10,6 +10,18 @@ from masra.web.jobs import Progress
 from masra.web.media import Video
 
 
+def distinct_windows(windows: list[tuple[float, float, float]]) -> list[tuple[float, float, float]]:
+    """Each (start, end) once, at its best score. Without NMS (QVHighlights' official setting) a checkpoint
+    can return the same window rounded to clips several times; a person needs to see it only once."""
+    seen: set[tuple[float, float]] = set()
+    kept = []
+    for start, end, score in sorted(windows, key=lambda w: w[2], reverse=True):
+        if (start, end) not in seen:
+            seen.add((start, end))
+            kept.append((float(start), float(end), float(score)))
+    return kept
+
+
 class GroundingService:
     """Wraps a :class:`masra.inference.Grounder`. Only the job runner's single worker thread calls
     :meth:`ground`, so the cache needs no lock."""
@@ -32,7 +44,7 @@ class GroundingService:
             "query": prediction.query,
             "duration": float(prediction.duration),
             "clip_length": float(prediction.clip_length),
-            "moments": [{"start": float(s), "end": float(e), "score": float(p)} for s, e, p in prediction.windows],
+            "moments": [{"start": s, "end": e, "score": p} for s, e, p in distinct_windows(prediction.windows)],
             "saliency": [float(v) for v in prediction.saliency],
             "saliency_times": [float(t) for t in features.frame_times[:n_clips]],
         }
