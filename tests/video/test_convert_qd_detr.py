@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from tiny_clip import make_tiny_clip
 from video_assets import QD_DETR_FIXTURE
 
 from masra.cli.main import main
@@ -46,7 +47,9 @@ def test_config_and_dims_come_from_opt(converted_qd_run):
     assert cfg["data"]["use_tef"] is ("tef" in opt["ctx_mode"]) and cfg["data"]["clip_length"] == opt["clip_length"]
     assert cfg["data"]["max_v_l"] == opt["max_v_l"] and cfg["model"]["hidden_dim"] == opt["hidden_dim"]
     assert cfg["model"]["num_queries"] == opt["num_queries"] and cfg["model"]["dec_layers"] == opt["dec_layers"]
-    # opt names CLIP feature folders, but of width 12, not OpenAI CLIP ViT-B/32's 512: no encoder is implied.
+    assert cfg["eval"]["postprocess"] == "qvhighlights" and cfg["eval"]["nms_threshold"] == opt["nms_thd"]
+    assert cfg["loss"]["label"] == opt["label_loss_coef"] and cfg["loss"]["use_matcher"] is True
+    # opt names CLIP feature folders, but of width 14, not OpenAI CLIP ViT-B/32's 512: no encoder is implied.
     assert info["dims"]["feature_encoder"] is None
     assert info["converted_from"]["dropped"] == {
         k: "unused by QD-DETR's forward with use_txt_pos=False" for k in
@@ -79,3 +82,30 @@ def test_an_existing_run_folder_is_not_overwritten(converted_qd_run):
 def test_the_encoder_can_be_named_at_conversion(tmp_path):
     converted = convert_qd_detr(QD_DETR_FIXTURE / "model_best.ckpt", encoder="clip:/models/clip-b32")
     assert converted.encoder == "clip:/models/clip-b32"
+
+
+def test_a_converted_run_predicts_on_video_files_and_evaluates(converted_qd_run, bikes, tmp_path, caplog):
+    """The fixture takes 14-d clip and 10-d query features: a small CLIP of those widths stands in for the
+    encoder (the run records none, so the named one is used unverified, with a warning)."""
+    clip = make_tiny_clip(tmp_path / "clip", projection_dim=14, text_width=10)
+    out = tmp_path / "video.jsonl"
+    assert main(["predict", "--checkpoint", str(converted_qd_run), "--video", str(bikes), "--query", "a cyclist",
+                 "--encoder", f"clip:{clip}", "--out", str(out), "--device", "cpu"]) == 0
+    row = json.loads(out.read_text())
+    assert len(row["pred_saliency_scores"]) == 5 and row["pred_relevant_windows"]
+    assert "does not record the encoder" in caplog.text
+    rng = np.random.default_rng(0)
+    (tmp_path / "v").mkdir()
+    (tmp_path / "t").mkdir()
+    rows = []
+    for qid in range(3):
+        np.savez(tmp_path / "v" / f"v{qid}.npz", features=rng.normal(size=(10, 14)).astype(np.float32))
+        np.savez(tmp_path / "t" / f"qid{qid}.npz", last_hidden_state=rng.normal(size=(4, 10)).astype(np.float32))
+        rows.append({"qid": qid, "query": "q", "duration": 20.0, "vid": f"v{qid}", "relevant_windows": [[4.0, 8.0]],
+                     "relevant_clip_ids": [2, 3], "saliency_scores": [[1, 2, 3], [2, 3, 4]]})
+    (tmp_path / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    metrics = tmp_path / "metrics.json"
+    assert main(["evaluate", "--checkpoint", str(converted_qd_run), "--split", "val", "--out", str(metrics),
+                 "--set", f"data.eval_path={tmp_path / 'val.jsonl'}", "--set", f"data.v_feat_dirs=[{tmp_path / 'v'}]",
+                 "--set", f"data.t_feat_dir={tmp_path / 't'}"]) == 0
+    assert "MR-full-mAP" in json.loads(metrics.read_text())["brief"]

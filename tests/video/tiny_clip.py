@@ -23,19 +23,21 @@ def _byte_vocab() -> dict[str, int]:
     return {token: i for i, token in enumerate(tokens)}
 
 
-def make_tiny_clip(folder: Path, seed: int = 0, image_size: int = 224) -> Path:
-    """Write a random CLIP (vision: 2 layers, width 32, patch 32; text: 2 layers, width 24) + tokenizer."""
+def make_tiny_clip(
+    folder: Path, seed: int = 0, *, projection_dim: int = PROJECTION_DIM, text_width: int = TEXT_WIDTH
+) -> Path:
+    """Write a random CLIP (vision: 2 layers, width 32, patch 32; text: 2 layers) + tokenizer."""
     from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
     vocab = _byte_vocab()
     bos, eos = vocab["<|startoftext|>"], vocab["<|endoftext|>"]
     config = CLIPConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=TEXT_WIDTH, intermediate_size=48, num_hidden_layers=2,
+        text_config=dict(vocab_size=len(vocab), hidden_size=text_width, intermediate_size=48, num_hidden_layers=2,
                          num_attention_heads=2, max_position_embeddings=77, bos_token_id=bos, eos_token_id=eos,
                          pad_token_id=eos),
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=image_size, patch_size=32),
-        projection_dim=PROJECTION_DIM,
+                           image_size=224, patch_size=32),
+        projection_dim=projection_dim,
     )
     torch.manual_seed(seed)
     CLIPModel(config).save_pretrained(folder)

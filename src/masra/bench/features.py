@@ -15,6 +15,7 @@ Measured, each once after a warm-up of the encoder:
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -28,6 +29,8 @@ from masra.errors import MasraError
 from masra.features.encoder import ClipEncoder, EncoderSpec
 from masra.features.video import extract_video
 from masra.video.frames import CLIP_FRAME_SIZE, decode_clip_frames, probe_video
+
+logger = logging.getLogger("masra.bench")
 
 
 @dataclass
@@ -119,11 +122,15 @@ def bench_features(video: Path, encoder: ClipEncoder, *, clip_length: float = 2.
     if info.duration is None:
         raise MasraError("the container reports no duration", file=video)
     size = encoder.image_size or CLIP_FRAME_SIZE
+    logger.info("%s: decoding every frame (baseline)", video.name)
     frames, all_seconds = _timed(lambda: _decode_every_frame(video, size))
+    logger.info("decoding one frame per clip")
     clips, clip_seconds = _timed(lambda: decode_clip_frames(video, info.duration, clip_length, size=size))
+    logger.info("encoding %d clips with %s", len(clips.frames), encoder.spec)
     encoder.encode_frames(clips.frames[:2])  # warm-up
     _, encode_seconds = _timed(lambda: [encoder.encode_frames(clips.frames[i : i + batch_size])
                                         for i in range(0, len(clips.frames), batch_size)])
+    logger.info("whole extraction")
     result, extract_seconds = _timed(lambda: extract_video(encoder, video, clip_length, batch_size=batch_size))
     if not np.allclose(result.features[:2], encoder.encode_frames(clips.frames[:2]), atol=1e-4):
         raise MasraError("extract_video and the separate decode + encode disagree", file=video)

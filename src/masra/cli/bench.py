@@ -5,6 +5,7 @@ evaluator loops)."""
 from __future__ import annotations
 
 import argparse
+import logging
 import platform
 from dataclasses import asdict
 from pathlib import Path
@@ -65,6 +66,7 @@ def _bench_features(args: argparse.Namespace, device):
     if args.video is not None:
         return bench_features(args.video, encoder, batch_size=args.batch_size)
     with tempfile.TemporaryDirectory() as folder:
+        logging.getLogger("masra.bench").info("making a %.0f-s 720p test video", args.seconds)
         video = make_long_video(Path(folder) / "long_720p.mp4", args.seconds)
         return bench_features(video, encoder, batch_size=args.batch_size)
 

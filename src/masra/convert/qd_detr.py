@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from masra.config import Config, validate_config
+from masra.config import Config, load_config, packaged_configs, validate_config
 from masra.errors import MasraError
 
 # (pattern, replacement) applied in order to each QD-DETR key; the first match wins.
@@ -147,15 +147,18 @@ def config_from_opt(opt: dict[str, Any], path: Path) -> Config:
     model.activation = "prelu"  # qd_detr/transformer.py build_transformer
     loss.span, loss.giou, loss.label = get("span_loss_coef"), get("giou_loss_coef"), get("label_loss_coef")
     loss.eos_coef, loss.saliency, loss.saliency_margin = get("eos_coef"), get("lw_saliency"), get("saliency_margin")
-    loss.match_span, loss.match_giou, loss.match_label = get("set_cost_span"), get("set_cost_giou"), get("set_cost_class")
+    loss.match_span, loss.match_giou = get("set_cost_span"), get("set_cost_giou")
+    loss.match_label = get("set_cost_class")
     loss.aux_loss = get("aux_loss")
     train.lr, train.weight_decay, train.lr_drop = get("lr"), get("wd"), get("lr_drop")
     train.batch_size, train.eval_batch_size, train.epochs = get("bsz"), get("eval_bsz"), get("n_epoch")
     train.grad_clip, train.seed = get("grad_clip"), get("seed")
-    train.use_matcher = dataset != "tvsum"
+    loss.use_matcher = dataset != "tvsum"
+    # Window post-processing as masra's packaged config of the dataset does it; NMS as the checkpoint's run.
+    packaged = load_config(packaged_configs()[data.dataset]).eval
+    ev.postprocess, ev.clamp_to_duration = packaged.postprocess, packaged.clamp_to_duration
     ev.nms_threshold = float(opt.get("nms_thd", -1))
     ev.max_before_nms, ev.max_after_nms = opt.get("max_before_nms", 10), opt.get("max_after_nms", 10)
-    ev.postprocess = "qvhighlights" if dataset == "hl" else "round_clip" if dataset in ("charadesSTA", "tacos") else "none"
     validate_config(cfg)
     return cfg
 

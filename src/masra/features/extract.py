@@ -116,9 +116,12 @@ def extract_videos(
             summary.skipped += 1
             bar.update(1)
             continue
-        bar.set_postfix_str(vid[:30])
+        def clips_done(stage: str, done: int, total: int, vid: str = vid) -> None:
+            if stage == "encode":
+                bar.set_postfix_str(f"{vid[:30]} {done}/{total} clips")
+
         try:
-            result = extract_video(encoder, path, clip_length, batch_size=batch_size)
+            result = extract_video(encoder, path, clip_length, batch_size=batch_size, progress=clips_done)
         except MasraError as err:
             summary.failed[vid] = err.message
             logger.warning("%s: %s", path, err.message)

@@ -2,10 +2,10 @@
 (``masra features``): seek-based decoding with PyAV, resizing, JPEG data URLs, CLIP-ready clip frames.
 
 For each requested timestamp the decoder seeks to the keyframe at or before it and decodes forward to the
-first frame at or after it. When that keyframe is not past the current decode position, decoding simply
-continues: a seek would land on an earlier keyframe and decode the same frames again. Keyframe times come
-from the packets (a demux pass, no decoding); files without them fall back to seeking when the next
-timestamp is more than ``seek_gap`` seconds ahead.
+first frame at or after it (or, for clip frames, keeps the last frame before it). When that keyframe is not
+past the current decode position, decoding simply continues: a seek would land on an earlier keyframe and
+decode the same frames again. Keyframe times come from the packets (a demux pass, no decoding); files
+without them fall back to seeking when the next timestamp is more than ``seek_gap`` seconds ahead.
 """
 
 from __future__ import annotations
@@ -89,10 +89,13 @@ def iter_frames(
     *,
     short_side: int = 336,
     exact_short_side: bool = False,
+    before: bool = False,
     seek_gap: float = 4.0,
     tail_tolerance: float = 2.0,
 ) -> Iterator[tuple[int, Image.Image | None]]:
     """(index, image) for every timestamp, in time order; the images as :func:`grab_frames` describes them.
+    ``before``: take the last frame strictly before each timestamp instead of the first one at or after it
+    (ffmpeg's fps filter; the first frame when none is before).
 
     Decoding jumps (seeks) to the last keyframe before a timestamp whenever that keyframe lies past the
     current decode position, so the frames between are never decoded; otherwise it decodes on. Without
@@ -115,31 +118,39 @@ def iter_frames(
             size = (_exact_short_side if exact_short_side else _scaled_size)(width, height, short_side)
             interpolation = "BICUBIC" if exact_short_side else None
             keyframes = _keyframe_times(container, stream, time_base) if len(order) > 1 else []
+            # The keyframe a timestamp's frame is decoded from: the last one at (or, ``before``, strictly before) it.
+            eps = -1e-6 if before else 1e-6
 
             decoded = None  # iterator over decoded frames since the last seek
-            last_frame: av.VideoFrame | None = None
+            last_frame: av.VideoFrame | None = None  # the newest decoded frame
+            previous: av.VideoFrame | None = None  # the frame decoded before it
             last_time = -math.inf
             exhausted = False
             decoded_any = False
             for index in order:
                 target = start + max(0.0, float(timestamps[index]))
-                key = keyframes[bisect.bisect_right(keyframes, target + 1e-6) - 1] if keyframes else None
+                k = bisect.bisect_right(keyframes, target + eps) - 1
+                key = keyframes[k] if k >= 0 else None
                 jump = key > last_time + 1e-6 if key is not None else target - last_time > seek_gap
                 if not exhausted and (decoded is None or jump):
-                    container.seek(int(target / time_base), stream=stream, backward=True, any_frame=False)
+                    seek_to = key if key is not None else target
+                    container.seek(int(seek_to / time_base), stream=stream, backward=True, any_frame=False)
                     decoded = container.decode(stream)
-                    last_frame, last_time = None, -math.inf
+                    last_frame, previous, last_time = None, None, -math.inf
                 while not exhausted and last_time < target - 1e-6:
                     frame = next(decoded, None)
                     if frame is None:
                         exhausted = True
                         break
-                    last_frame, last_time = frame, _frame_time(frame, time_base)
+                    previous, last_frame, last_time = last_frame, frame, _frame_time(frame, time_base)
                     decoded_any = True
-                if last_frame is None or (exhausted and target - last_time > tail_tolerance):
+                chosen = last_frame
+                if before and previous is not None and last_time >= target - 1e-6:
+                    chosen = previous  # the last frame strictly before the timestamp
+                if chosen is None or (exhausted and target - last_time > tail_tolerance):
                     yield index, None
                     continue
-                yield index, last_frame.reformat(
+                yield index, chosen.reformat(
                     width=size[0], height=size[1], format="rgb24", interpolation=interpolation
                 ).to_image()
             if not decoded_any:
@@ -216,17 +227,19 @@ def iter_clip_frames(
 ) -> Iterator[ClipFrames]:
     """One frame per clip of a video of ``duration`` seconds, in chunks of ``chunk`` consecutive clips.
 
-    Clip k covers [k*clip_length, (k+1)*clip_length); its frame is the first decoded frame at or after the
-    clip centre (k+0.5)*clip_length. ffmpeg's ``fps=1/clip_length`` filter (HERO extractor, Moment-DETR's
-    ``run_on_video``) takes the last frame before that centre, so the two differ by at most one source
-    frame. Each frame is resized to a shorter side of exactly ``size`` (bicubic) and centre-cropped to
-    ``size`` x ``size``. A clip whose centre lies past the last decodable frame (container durations can
-    overstate the stream) repeats the previous clip's frame.
+    Clip k covers [k*clip_length, (k+1)*clip_length); its frame is the last frame strictly before the clip
+    centre (k+0.5)*clip_length (the first frame when none is), the frame ffmpeg's ``fps=1/clip_length``
+    filter outputs for clip k (HERO extractor, Moment-DETR's ``run_on_video``): it rounds each frame time to
+    the nearest multiple of clip_length and keeps, per multiple, the last frame rounded to it or below. Each
+    frame is resized to a shorter side of exactly ``size`` (bicubic, swscale's as in ffmpeg's ``scale``) and
+    centre-cropped to ``size`` x ``size``. A clip whose centre lies past the last decodable frame (container
+    durations can overstate the stream) repeats the previous clip's frame.
     """
     times = clip_centres(duration, clip_length)
     batch: list[np.ndarray] = []
     previous: np.ndarray | None = None
-    for index, image in iter_frames(path, times, short_side=size, exact_short_side=True, tail_tolerance=clip_length):
+    frames = iter_frames(path, times, short_side=size, exact_short_side=True, before=True, tail_tolerance=clip_length)
+    for index, image in frames:
         if image is not None:
             previous = center_crop(image, size)
         if previous is None:
@@ -238,7 +251,10 @@ def iter_clip_frames(
             batch = []
 
 
-def decode_clip_frames(path: str | Path, duration: float, clip_length: float, *, size: int = CLIP_FRAME_SIZE) -> ClipFrames:
+def decode_clip_frames(
+    path: str | Path, duration: float, clip_length: float, *, size: int = CLIP_FRAME_SIZE
+) -> ClipFrames:
     """All clip frames of a video at once (see :func:`iter_clip_frames`)."""
     chunks = list(iter_clip_frames(path, duration, clip_length, size=size))
-    return ClipFrames(frames=np.concatenate([c.frames for c in chunks]), times=np.concatenate([c.times for c in chunks]))
+    return ClipFrames(frames=np.concatenate([c.frames for c in chunks]),
+                      times=np.concatenate([c.times for c in chunks]))
