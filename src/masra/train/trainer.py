@@ -28,6 +28,7 @@ from masra.train.distributed import (
     gather_objects,
     init_distributed,
     mean_across_ranks,
+    wrap_model,
 )
 from masra.train.engine import evaluate, train_one_epoch
 from masra.train.records import ground_truth_rows, load_records
@@ -192,13 +193,7 @@ def _train(cfg: Config, ctx: DistContext, *, resume: str | Path | None, force: b
                  f"{cfg.train.epochs} on {ctx.device} x{ctx.world_size}; {len(train_set)} training samples; "
                  f"{n_params:,} parameters")
 
-    ddp_model = model
-    if ctx.enabled:
-        # MASRA losses touch some heads only when a batch has priors, so unused parameters must be allowed.
-        ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
-            find_unused_parameters=True,
-        )
+    ddp_model = wrap_model(model, ctx)
 
     step_losses: list[float] = []
     best_metrics: dict[str, Any] | None = None
