@@ -15,7 +15,7 @@ import torch
 import torch.multiprocessing as mp
 
 from ddp_steps import run_steps
-from tiny_data import MASRA_ALL, make_tiny_dataset
+from tiny_data import MASRA_ALL
 
 # Rank 0 takes the first half of each step's samples, rank 1 the second. Even samples have one GT window,
 # odd ones two, so the ranks' match counts differ.
@@ -29,12 +29,9 @@ BASELINE = ["model.use_negative_pairs=false"]
 TOLERANCE = 1e-4
 
 
-@pytest.fixture(scope="module")
-def windows_paths(tmp_path_factory) -> dict[str, Path]:
-    paths = make_tiny_dataset(tmp_path_factory.mktemp("windows"), split_windows=True)
-    rows = [json.loads(line) for line in paths["train"].read_text().splitlines()]
+def test_odd_samples_have_two_windows(windows_paths):
+    rows = [json.loads(line) for line in windows_paths["train"].read_text().splitlines()]
     assert [len(row["relevant_windows"]) for row in rows] == [1, 2] * 4
-    return paths
 
 
 def _free_port() -> int:
