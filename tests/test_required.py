@@ -7,20 +7,22 @@ import pytest
 from required import require_module, require_path
 
 
-def test_a_missing_asset_skips_locally_with_its_reason(tmp_path, monkeypatch):
-    monkeypatch.delenv("CI", raising=False)
-    with pytest.raises(pytest.skip.Exception, match="real annotations: .*absent.jsonl not found"):
+@pytest.mark.parametrize("ci, outcome", [(None, pytest.skip.Exception), ("true", pytest.fail.Exception)])
+def test_a_missing_asset_skips_locally_and_fails_under_ci(tmp_path, monkeypatch, ci, outcome):
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match="real annotations: .*absent.jsonl not found"):
         require_path(tmp_path / "absent.jsonl", "real annotations")
-    with pytest.raises(pytest.skip.Exception, match="module no_such_module_xyz is not installed"):
+    with pytest.raises(outcome, match="an optional wheel: module no_such_module_xyz is not installed"):
         require_module("no_such_module_xyz", "an optional wheel")
 
 
-def test_a_missing_asset_fails_under_ci(tmp_path, monkeypatch):
+def test_under_ci_the_failure_says_why(tmp_path, monkeypatch):
     monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match="absent.jsonl not found; CI=true"):
+    with pytest.raises(pytest.fail.Exception, match="CI=true, so a missing test asset is an error"):
         require_path(tmp_path / "absent.jsonl", "real annotations")
-    with pytest.raises(pytest.fail.Exception, match="no_such_module_xyz is not installed; CI=true"):
-        require_module("no_such_module_xyz", "an optional wheel")
 
 
 def test_a_present_asset_is_returned(tmp_path, monkeypatch):

@@ -114,36 +114,37 @@ def _assert_same_run(straight: Path, resumed: Path) -> None:
     assert not [p.name for p in resumed.iterdir() if p.suffix in (".old", ".tmp")]
 
 
-@pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights_and_metrics(tiny_paths, tmp_path):
+def _kill(tiny_paths, tmp_path: Path, **kill_point) -> tuple[Path, Path]:
+    """Train the uninterrupted reference in-process, then a `masra train` process killed at ``kill_point``."""
     train(tiny_config(tiny_paths, tmp_path / "straight", *KILLED), progress=False)
     run_dir = tmp_path / "resumed"
     config = tmp_path / "tiny.yaml"
     save_config(tiny_config(tiny_paths, run_dir, *KILLED), config)
-    killed = run(train_command(config), kill_at_step=6)  # epoch 2, after its second of four steps
+    killed = run(train_command(config), **kill_point)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    assert json.loads((run_dir / "last" / "checkpoint.json").read_text())["epoch"] == 1
+    return run_dir, config
 
+
+def _resume(config: Path, run_dir: Path, source: str, epoch: int) -> None:
     finished = run(train_command(config, "--resume", "auto"))
     assert finished.returncode == 0, finished.stderr[-2000:]
-    assert f"resumed from {run_dir / 'last'} at epoch 2" in (run_dir / "train.log").read_text()
+    assert f"resumed from {run_dir / source} at epoch {epoch}" in (run_dir / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights_and_metrics(tiny_paths, tmp_path):
+    run_dir, config = _kill(tiny_paths, tmp_path, kill_at_step=6)  # epoch 2, after its second of four steps
+    assert json.loads((run_dir / "last" / "checkpoint.json").read_text())["epoch"] == 1
+    _resume(config, run_dir, "last", 2)
     _assert_same_run(tmp_path / "straight", run_dir)
 
 
 @pytest.mark.slow
 def test_sigkill_between_the_two_renames_of_a_checkpoint_swap_then_resume(tiny_paths, tmp_path):
-    train(tiny_config(tiny_paths, tmp_path / "straight", *KILLED), progress=False)
-    run_dir = tmp_path / "resumed"
-    config = tmp_path / "tiny.yaml"
-    save_config(tiny_config(tiny_paths, run_dir, *KILLED), config)
     # The 2nd time last/ becomes last.old is epoch 3's save: last.old holds epoch 2, last.tmp epoch 3.
-    killed = run(train_command(config), kill_at_swap="last:2")
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    run_dir, config = _kill(tiny_paths, tmp_path, kill_at_swap="last:2")
     assert not (run_dir / "last").exists()
     assert json.loads((run_dir / "last.old" / "checkpoint.json").read_text())["epoch"] == 2
     assert json.loads((run_dir / "last.tmp" / "checkpoint.json").read_text())["epoch"] == 3
-
-    finished = run(train_command(config, "--resume", "auto"))
-    assert finished.returncode == 0, finished.stderr[-2000:]
-    assert f"resumed from {run_dir / 'last.old'} at epoch 3" in (run_dir / "train.log").read_text()
+    _resume(config, run_dir, "last.old", 3)
     _assert_same_run(tmp_path / "straight", run_dir)
