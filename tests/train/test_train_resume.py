@@ -69,6 +69,7 @@ def _wait_for_epoch(run_dir: Path, epoch: int, proc: subprocess.Popen, timeout: 
     pytest.fail("no checkpoint appeared in time")
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume_auto_completes(tiny_paths, tmp_path):
     run_dir = tmp_path / "run"
     config = tmp_path / "tiny.yaml"
