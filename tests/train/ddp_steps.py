@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 
 from masra.data.dataset import GroundingDataset, collate
+from masra.data.splits import load_records
 from masra.model import build_model
 from masra.train.distributed import cleanup, init_distributed, wrap_model
 from masra.train.engine import train_one_epoch
-from masra.train.records import load_records
 from masra.train.seeding import seed_everything
 from tiny_data import tiny_config
 

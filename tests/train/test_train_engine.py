@@ -9,10 +9,10 @@ import torch
 from masra.cli.main import main
 from masra.config import save_config
 from masra.data.dataset import GroundingDataset, collate
+from masra.data.splits import load_records
 from masra.errors import MasraError
 from masra.model import build_model
 from masra.train.engine import train_one_epoch
-from masra.train.records import load_records
 from masra.train.trainer import train
 from tiny_data import tiny_config
 
