@@ -30,7 +30,7 @@ test-assets:
 	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	        echo "installing opencv-doc (sample videos for the frame tests)"; \
 	        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq opencv-doc >/dev/null) \
-            || echo "opencv-doc could not be installed: its tests skip, or fail under CI=true" >&2; \
+	            || echo "opencv-doc could not be installed: its tests skip, or fail under CI=true" >&2; \
 	    else \
 	        echo "opencv-doc missing and not installable here (needs root + apt-get): its tests skip, or fail under CI=true" >&2; \
 	    fi; \
