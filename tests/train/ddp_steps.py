@@ -24,12 +24,13 @@ from tiny_data import tiny_config
 NO_DROPOUT = ("model.dropout=0", "model.input_dropout=0")
 
 
-def run_steps(rank: int, world: int, port: int, paths: dict[str, Path], overrides: list[str],
+def run_steps(rank: int, world: int, port: int | None, paths: dict[str, Path], overrides: list[str],
               steps: list[list[int]], out: Path) -> None:
     """Train ``len(steps)`` steps; step s uses samples ``steps[s]``, split into ``world`` equal contiguous parts
     (rank r takes part r). Writes ``out/rank{rank}.pt``: the parameters after each step."""
-    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
-                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    if world > 1:  # a spawned rank; one process runs in the test's own process and leaves its environment alone
+        os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
+                           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
     torch.set_num_threads(1)
     cfg = tiny_config(paths, out / "unused", *NO_DROPOUT, *overrides)
     ctx = init_distributed("cpu")

@@ -44,8 +44,14 @@ def _histories(paths: dict[str, Path], overrides: list[str], out: Path) -> tuple
     """Parameters after every step: rank 0 and rank 1 of a 2-process run, and one process."""
     (out / "ddp").mkdir(parents=True)
     (out / "single").mkdir()
-    mp.spawn(run_steps, args=(2, _free_port(), paths, overrides, STEPS, out / "ddp"), nprocs=2, join=True)
-    run_steps(0, 1, _free_port(), paths, overrides, STEPS, out / "single")
+    for attempt in range(3):
+        try:
+            mp.spawn(run_steps, args=(2, _free_port(), paths, overrides, STEPS, out / "ddp"), nprocs=2, join=True)
+            break
+        except mp.ProcessRaisedException as err:  # another process took the port between choosing and binding
+            if "EADDRINUSE" not in str(err) or attempt == 2:
+                raise
+    run_steps(0, 1, None, paths, overrides, STEPS, out / "single")
 
     def load(path: Path) -> list:
         return torch.load(path, weights_only=True)
