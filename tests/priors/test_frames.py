@@ -14,7 +14,7 @@ from conftest import sample_video
 from PIL import Image
 from required import OPENCV_DATA, require_path
 
-from masra.priors.frames import (
+from masra.video.frames import (
     VideoDecodeError,
     clip_centres,
     event_times,
