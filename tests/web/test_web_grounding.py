@@ -7,9 +7,6 @@ import time
 
 import pytest
 
-from web_helpers import require_web_extra
-
-require_web_extra()
 
 
 def test_each_window_is_listed_once_at_its_best_score():
