@@ -12,6 +12,7 @@ import pytest
 
 from masra.cli.main import main
 from masra.data.annotations import check_annotations, load_annotations
+from masra.data.jsonl import write_jsonl
 from masra.eval.submission import load_ground_truth, load_submission
 from masra.errors import MasraError
 
@@ -123,3 +124,12 @@ def test_data_check_and_evaluate_commands_report_without_traceback(
     err = capsys.readouterr().err
     assert f"{pred}:3: field 'pred_saliency_scores[1]'" in err and "Traceback" not in err
     assert not (tmp_path / "m.json").exists()
+
+
+def test_failed_jsonl_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path) -> None:
+    path = tmp_path / "preds.jsonl"
+    write_jsonl(path, [PRED_ROW])
+    with pytest.raises(ValueError, match="non-finite"):
+        write_jsonl(path, [PRED_ROW, dict(PRED_ROW, qid=2, pred_saliency_scores=[float("nan")])])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.jsonl"]
+    assert load_submission(path) == [PRED_ROW]

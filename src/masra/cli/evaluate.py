@@ -46,6 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out.is_dir():
+        raise MasraError("is a folder; --out names the metrics JSON file to write (e.g. DIR/metrics.json)",
+                         file=args.out)
     if args.out.exists() and not args.force:
         raise MasraError("already exists (pass --force to overwrite)", file=args.out)
     if args.checkpoint is not None:
@@ -89,8 +92,12 @@ def write_metrics(metrics: dict[str, Any], path: Path) -> None:
     """Write the metrics JSON atomically, indented like the reference evaluator's output."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(metrics, indent=4) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(metrics, indent=4) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def print_brief(brief: dict[str, Any], title: str) -> None:
