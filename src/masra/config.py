@@ -277,7 +277,7 @@ def load_config(paths: list[str | Path] | str | Path | None = None, overrides: l
             raise MasraError("config file not found", file=path)
         try:
             values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
             raise MasraError(f"invalid YAML: {err}", file=path) from None
         if not isinstance(values, dict):
             raise MasraError("top level must be a mapping", file=path)

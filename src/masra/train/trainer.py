@@ -116,6 +116,9 @@ def _resume_source(cfg: Config, resume: str | Path | None, force: bool, ctx: Dis
     """Which checkpoint to continue from; prepares the run folder for a fresh start otherwise."""
     run_dir = Path(cfg.train.output_dir)
     source: Path | None
+    if resume is not None and ctx.is_main:
+        for name in ("last", "best"):
+            ckpt.remove_swap_leftovers(run_dir / name)
     if resume is None:
         source = None
         if ctx.is_main:
