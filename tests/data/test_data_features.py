@@ -184,9 +184,9 @@ def test_symlink_that_resolves_outside_is_refused(tmp_path: Path) -> None:
         child_path(tmp_path / "inside", "link", ".npz")
 
 
-def corrupt_compressed_npz(path: Path) -> Path:
+def corrupt_compressed_npz(path: Path, key: str = "features") -> Path:
     """A ``savez_compressed`` file whose deflate stream is damaged but whose zip directory is intact."""
-    np.savez_compressed(path, features=np.tile(np.arange(64, dtype=np.float32), (50, 1)))
+    np.savez_compressed(path, **{key: np.tile(np.arange(64, dtype=np.float32), (50, 1))})
     with zipfile.ZipFile(path) as archive:
         member = archive.infolist()[0]
     data = bytearray(path.read_bytes())
@@ -194,7 +194,7 @@ def corrupt_compressed_npz(path: Path) -> Path:
     data[member.header_offset + 30 + name_len + extra_len] ^= 0x55  # first byte of the deflate stream
     path.write_bytes(bytes(data))
     with pytest.raises(zlib.error), np.load(path) as npz:  # the raw failure this file provokes
-        npz["features"]
+        npz[key]
     return path
 
 

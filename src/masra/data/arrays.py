@@ -38,6 +38,15 @@ def read_npz_array(path: Path, key: str) -> np.ndarray:
             raise _unreadable(path, "npz", err) from None
 
 
+def npz_keys(path: Path) -> list[str]:
+    """The array names of an ``.npz`` file; an unreadable file is a MasraError naming it."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return list(npz.files)
+    except Exception as err:
+        raise _unreadable(path, "npz", err) from None
+
+
 def read_npy(path: Path) -> np.ndarray:
     """``np.load(path)`` of a plain ``.npy`` file, without pickles; any decoding failure is a MasraError."""
     if not path.is_file():
@@ -76,6 +85,12 @@ def check_rows(
         array = array[:max_rows]
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise MasraError(f"empty array of shape {tuple(array.shape)}", file=path, field=field)
+    return finite_float32(array, path, field=field)
+
+
+def finite_float32(array: np.ndarray, path: str | Path, *, field: str | None = None) -> np.ndarray:
+    """A 2-D numeric ``array`` as float32, checked after the cast: NaN/inf in the file, or a finite value
+    beyond the float32 range (float64 ``1e300``), is an error naming the file and the first bad row."""
     with np.errstate(over="ignore"):
         cast = array.astype(np.float32)
     finite = np.isfinite(cast)
