@@ -18,34 +18,28 @@ from typing import Any
 from masra.errors import MasraError
 
 # Integers with at most this many characters always fit a float (float max is about 1.8e308); longer ones
-# are checked. Python also refuses to parse integers of more than 4300 digits, so they never get that far.
+# are checked with float() first, which also keeps Python's 4300-digit int() limit from being reached.
 _SAFE_INT_CHARS = 300
 _LONG_DIGIT_RUN = re.compile(r"\d{%d}" % _SAFE_INT_CHARS)  # lines without one parse on json's fast path
-
-
-class _TooLarge:
-    """Placeholder for an integer beyond the float range, so the second parse can locate it."""
-
-    __slots__ = ("digits",)
-
-    def __init__(self, digits: str) -> None:
-        self.digits = digits
+_TOO_LARGE = object()  # stands for an integer beyond the float range while locating it
 
 
 class _NumberTooLarge(ValueError):
     pass
 
 
+def _beyond_float(digits: str) -> bool:
+    return len(digits) > _SAFE_INT_CHARS and math.isinf(float(digits))
+
+
 def _strict_int(digits: str) -> int:
-    if len(digits) > _SAFE_INT_CHARS and math.isinf(float(digits)):
+    if _beyond_float(digits):
         raise _NumberTooLarge(digits)
     return int(digits)
 
 
-def _placeholder_int(digits: str) -> int | _TooLarge:
-    if len(digits) > _SAFE_INT_CHARS and math.isinf(float(digits)):
-        return _TooLarge(digits)
-    return int(digits)
+def _placeholder_int(digits: str) -> int | object:
+    return _TOO_LARGE if _beyond_float(digits) else int(digits)
 
 
 def _locate_too_large(text: str) -> str | None:
@@ -57,7 +51,7 @@ def _locate_too_large(text: str) -> str | None:
     stack: list[tuple[str, Any]] = [("", obj)]
     while stack:
         where, value = stack.pop()
-        if isinstance(value, _TooLarge):
+        if value is _TOO_LARGE:
             return where or None
         if isinstance(value, dict):
             prefix = f"{where}." if where else ""
