@@ -47,14 +47,18 @@ def test_last_old_is_kept_while_it_is_the_only_complete_copy(tiny_paths, tmp_pat
     assert (run_dir / "last.old" / "state.pt").is_file()
 
 
-@pytest.mark.parametrize("damage", ["truncate", "pickle"])
+@pytest.mark.parametrize("damage", ["truncate", "pickle", "incomplete"])
 def test_resume_from_a_damaged_state_names_the_file(tiny_paths, tmp_path: Path, capsys, damage: str) -> None:
     run_dir = _finished_run(tiny_paths, tmp_path / "run")
     state = run_dir / "last" / "state.pt"
     if damage == "truncate":
         state.write_bytes(state.read_bytes()[:1000])
-    else:
+    elif damage == "pickle":
         torch.save({"format_version": 1, "payload": argparse.Namespace(run="rm -rf /")}, state)
+    else:
+        saved = torch.load(state, weights_only=True)
+        del saved["optimizer"]
+        torch.save(saved, state)
     config = tmp_path / "tiny.yaml"
     save_config(tiny_config(tiny_paths, run_dir, "train.epochs=2", "data.eval_path="), config)
     code = main(["train", "--config", str(config), "--resume", "auto", "--no-progress"])

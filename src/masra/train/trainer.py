@@ -301,17 +301,21 @@ def _restore(source: Path, model, criterion, optimizer, scheduler, scaler, ctx: 
 
     ckpt.load_weights(source, model)
     saved = ckpt.load_state(source)
-    optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
-    if saved["scaler"]:
-        scaler.load_state_dict(saved["scaler"])
-    criterion.load_state_dict(saved["criterion"])
-    rng = saved["rng"]
+    try:
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        if saved["scaler"]:
+            scaler.load_state_dict(saved["scaler"])
+        criterion.load_state_dict(saved["criterion"])
+        rng, progress = saved["rng"], _Progress(**saved["progress"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise MasraError(f"resume state is incomplete or does not fit this run: {type(err).__name__}: {err}",
+                         file=source / ckpt.STATE_FILE) from None
     if len(rng) == ctx.world_size:
         restore_rng_state(rng[ctx.rank])
     else:
         logging.getLogger("masra.train").warning(
             "checkpoint was written by %d processes, this run has %d: random streams are re-seeded, so the "
             "continuation is not bit-identical", len(rng), ctx.world_size)
-        seed_everything(int(saved["config"]["train"]["seed"]) + ctx.rank + 7919 * saved["progress"]["epoch"])
-    return _Progress(**saved["progress"])
+        seed_everything(int(saved["config"]["train"]["seed"]) + ctx.rank + 7919 * progress.epoch)
+    return progress
