@@ -15,7 +15,7 @@ from typing import Any
 
 from masra.config import DATASETS
 from masra.data.jsonl import iter_jsonl_rows
-from masra.data.paths import unsafe_name
+from masra.data.paths import qid_clash, unsafe_name
 from masra.errors import MasraError
 
 # Windows may end this many seconds past ``duration`` (float rounding in the exported files); beyond that
@@ -295,22 +295,6 @@ class CheckResult:
         return not self.errors
 
 
-def _same_qid(qid: Any, line: int, seen: dict[str, tuple[int | str, int]]) -> str | None:
-    """Why ``qid`` clashes with an earlier row, or None. Feature and prediction files are named after
-    ``str(qid)``, so the integer 9769 and the string "9769" clash as much as two equal qids do."""
-    if isinstance(qid, bool) or not isinstance(qid, (int, str)):
-        return None
-    key = str(qid)
-    if key not in seen:
-        seen[key] = (qid, line)
-        return None
-    first, first_line = seen[key]
-    if type(first) is type(qid):
-        return f"duplicate qid {qid!r} (first on line {first_line})"
-    return (f"qid {qid!r} and qid {first!r} on line {first_line} name the same files "
-            f"(e.g. qid{key}.npz); use one spelling")
-
-
 def check_annotations(
     path: str | Path, dataset: str | None = None, *, max_errors: int = DEFAULT_MAX_ERRORS
 ) -> CheckResult:
@@ -335,7 +319,7 @@ def check_annotations(
             if dataset is None:
                 dataset = detect_dataset(row)
             record = _parse_row(where, line_no, row, dataset, row_errors)
-            duplicate = _same_qid(row.get("qid"), line_no, seen_qids)
+            duplicate = qid_clash(row.get("qid"), line_no, seen_qids)
             if duplicate is not None:
                 row_errors.append(MasraError(duplicate, file=where, line=line_no, field="qid"))
                 record = None
