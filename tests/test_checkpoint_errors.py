@@ -12,7 +12,7 @@ import torch
 
 from masra.config import Config
 from masra.errors import MasraError
-from masra.train import checkpoint as ckpt
+from masra import checkpoint as ckpt
 
 
 @pytest.fixture()

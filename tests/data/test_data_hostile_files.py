@@ -12,7 +12,7 @@ import pytest
 
 from masra.cli.main import main
 from masra.data.annotations import check_annotations, load_annotations
-from masra.data.jsonl import write_jsonl
+from masra.data.jsonl import write_json, write_jsonl
 from masra.eval.submission import load_ground_truth, load_submission
 from masra.errors import MasraError
 
@@ -133,3 +133,11 @@ def test_failed_jsonl_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path:
         write_jsonl(path, [PRED_ROW, dict(PRED_ROW, qid=2, pred_saliency_scores=[float("nan")])])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.jsonl"]
     assert load_submission(path) == [PRED_ROW]
+
+
+def test_failed_json_write_onto_a_folder_leaves_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "metrics.json"
+    target.mkdir()  # os.replace onto a folder fails after the temporary file is complete
+    with pytest.raises(IsADirectoryError):
+        write_json(target, {"brief": {}})
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"] and target.is_dir()

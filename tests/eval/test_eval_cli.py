@@ -78,12 +78,6 @@ def test_checkpoint_mode_calls_inference(tmp_path: Path, monkeypatch):
     }
 
 
-def test_checkpoint_mode_without_training_package(tmp_path: Path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "masra.inference", None)  # makes the import fail like a missing module
-    assert main(["evaluate", "--checkpoint", "ckpt", "--out", str(tmp_path / "m.json")]) == 1
-    assert "checkpoint evaluation needs the training package" in capsys.readouterr().err
-
-
 @pytest.mark.parametrize("force", [[], ["--force"]], ids=["plain", "force"])
 def test_out_naming_an_existing_folder_is_refused_and_leaves_nothing(tmp_path: Path, capsys, force):
     pred_path, gt_path, _, _ = _files(tmp_path)
@@ -96,14 +90,3 @@ def test_out_naming_an_existing_folder_is_refused_and_leaves_nothing(tmp_path: P
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gt.jsonl", "preds.jsonl", "results"]
     assert [p.name for p in out.iterdir()] == ["old_metrics.json"]
 
-
-def test_failed_metrics_write_leaves_no_temporary_file(tmp_path: Path, monkeypatch):
-    from masra.cli import evaluate as evaluate_cli
-
-    def broken_replace(*args, **kwargs):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(evaluate_cli.os, "replace", broken_replace)
-    with pytest.raises(OSError, match="disk full"):
-        evaluate_cli.write_metrics({"brief": {}}, tmp_path / "metrics.json")
-    assert list(tmp_path.iterdir()) == []

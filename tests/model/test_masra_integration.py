@@ -63,7 +63,7 @@ def build(small_config, parts, seed: int = 0, semantic_dim: int | None = DS, **l
     cfg = small_config()
     set_masra_parts(cfg, parts)
     cfg.model.sora.band = 2
-    cfg.model.lrca.band = 2
+    cfg.loss.lrca_band = 2
     cfg.model.dai.codebook_size = 4
     for key, value in loss_weights.items():
         setattr(cfg.loss, key, value)

@@ -108,12 +108,13 @@ def test_relation_bias_changes_the_attention_and_beta_gets_gradient() -> None:
     assert all(p.grad is not None for p in layer.parameters())
 
 
-def test_single_clip_and_no_global_token_are_finite() -> None:
+def test_single_clip_and_no_clip_are_finite() -> None:
     torch.manual_seed(0)
-    layer = SORALayer(D, HEADS, 32, dropout=0.0, band=3, num_global=0).eval()
-    src = torch.randn(2, 5, D)
-    mask = torch.zeros(2, 5)
-    mask[0, 0] = 1  # one clip; sample 1 fully padded
+    layer = SORALayer(D, HEADS, 32, dropout=0.0, band=3).eval()
+    src = torch.randn(2, 6, D)
+    mask = torch.zeros(2, 6)
+    mask[:, 0] = 1  # the global token
+    mask[0, 1] = 1  # one clip; sample 1 has no valid clip
     out = layer(src, mask)
     assert torch.isfinite(out).all()
 

@@ -255,3 +255,18 @@ def test_cli_end_to_end_text_only(chat_server, bikes, tmp_path, monkeypatch, cap
     assert all(h.get("Authorization") == "Bearer secret-123" for h in fake.headers)
     stamps = [float(x) for x in re.findall(r"\[(\d+\.\d) s\]", fake.payloads[-1]["messages"][0]["content"])]
     assert len(stamps) in (0, 2)
+
+
+def test_generate_cli_defaults_are_the_generate_options_defaults():
+    from masra.cli.main import build_parser
+    from masra.cli.priors import generate_options
+
+    def parsed(*extra: str):
+        args = build_parser().parse_args(["priors", "generate", "--videos", "v", "--annotations", "a", "--out", "o",
+                                          *extra])
+        return generate_options(args, clip_length=2.0)
+
+    assert parsed() == GenerateOptions(clip_length=2.0)
+    assert parsed("--timeout", "5", "--short-side", "224") == GenerateOptions(
+        clip_length=2.0, request_timeout=5.0, caption_short_side=224)
+    assert parsed("--backend", "transformers").request_timeout is None

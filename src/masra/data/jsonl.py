@@ -1,8 +1,13 @@
-"""JSON Lines reading and writing with errors that name the file, line and (where known) field.
+"""JSON and JSON Lines files: defensive reading with errors that name the file, line and (where known)
+field; atomic writing.
 
-Reading is defensive: a line that is not UTF-8, not JSON, nested deeper than the parser can follow, holds an
-integer beyond the float range, or is not an object becomes a MasraError naming file and line, never a
-traceback. Integers beyond the float range are refused when parsed, so no reader meets an OverflowError later.
+Reading: a line that is not UTF-8, not JSON, nested deeper than the parser can follow, holds an integer beyond
+the float range, or is not an object becomes a MasraError naming file and line, never a traceback. Integers
+beyond the float range are refused when parsed, so no reader meets an OverflowError later.
+
+Writing: every JSON file the package writes goes through :func:`write_json` or :func:`write_jsonl`: a
+temporary file beside the target, fsynced, then renamed over it, so a crash never leaves a half-written file
+and a failed write leaves no temporary file.
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ import math
 import os
 import re
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from masra.errors import MasraError
 
@@ -126,20 +132,34 @@ def _finite_or_raise(obj: Any) -> Any:
     return obj
 
 
-def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]], *, overwrite: bool = True) -> None:
-    """Write rows atomically (temp file + rename), so a crash never leaves a half-written file."""
+@contextmanager
+def atomic_text_file(path: str | Path) -> Iterator[TextIO]:
+    """A text handle on ``PATH.tmp`` that replaces ``path`` (fsynced) when the block ends without an error."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise MasraError("file exists (pass overwrite to replace it)", file=path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
         with tmp.open("w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(_finite_or_raise(row)) + "\n")
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # inside the try: a failed rename (e.g. onto a folder) leaves no temporary file
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]], *, overwrite: bool = True) -> None:
+    """Write rows atomically; a non-finite number is an error (the official format has none)."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise MasraError("file exists (pass overwrite to replace it)", file=path)
+    with atomic_text_file(path) as handle:
+        for row in rows:
+            handle.write(json.dumps(_finite_or_raise(row)) + "\n")
+
+
+def write_json(path: str | Path, value: Any, *, indent: int | None = 2) -> None:
+    """Write one JSON document atomically, with a final newline (``indent=4`` for the official metrics layout)."""
+    with atomic_text_file(path) as handle:
+        handle.write(json.dumps(value, indent=indent) + "\n")

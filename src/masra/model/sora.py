@@ -1,4 +1,4 @@
-"""SORA: second-order relational attention (DESIGN.md §2, docs/method.md).
+"""SORA: second-order relational attention (docs/method.md, "SORA").
 
 First-order relation, kept on the band: Ã_ik = cos(h_i, h_k) if |i - k| <= w and both clips are valid, else 0.
 Second-order relation: R2_ij = cos(Ã_i·, Ã_j·) for |i - j| <= w (two clips are related when they relate
@@ -23,6 +23,8 @@ from masra.model.layers import FeedForward
 
 # Below this many band widths of clips the dense path is used (it is faster there on CPU and GPU).
 DENSE_MAX_BAND_MULTIPLE = 3
+# Leading tokens of the encoder sequence that attend to and are attended by every clip (QD-DETR: one).
+GLOBAL_TOKENS = 1
 
 
 def dense_second_order(h: torch.Tensor, mask: torch.Tensor, band: int) -> torch.Tensor:
@@ -63,7 +65,8 @@ def second_order_relation(h: torch.Tensor, mask: torch.Tensor, band: int) -> tor
 class SORALayer(nn.Module):
     """A post-norm encoder layer whose self-attention is banded and biased by β·R2.
 
-    The sequence is [global tokens ; clips]; ``num_global`` leading tokens (QD-DETR: 1) see everything.
+    The sequence is [global token ; clips] (QD-DETR's one leading global token, ``GLOBAL_TOKENS``); the global
+    token sees everything.
     """
 
     def __init__(
@@ -75,7 +78,6 @@ class SORALayer(nn.Module):
         band: int = 16,
         beta_init: float = 1.0,
         activation: str = "prelu",
-        num_global: int = 1,
     ) -> None:
         super().__init__()
         if d_model % nheads:
@@ -85,7 +87,6 @@ class SORALayer(nn.Module):
         self.nheads = nheads
         self.head_dim = d_model // nheads
         self.band = band
-        self.num_global = num_global
         self.q_proj = nn.Linear(d_model, d_model)
         self.k_proj = nn.Linear(d_model, d_model)
         self.v_proj = nn.Linear(d_model, d_model)
@@ -102,7 +103,7 @@ class SORALayer(nn.Module):
         Both paths compute the same function. The banded one is O(L·w); on short videos, where the band
         covers most of the clips anyway, the dense one is faster (``masra bench sora`` measures both).
         """
-        clips = src.shape[1] - self.num_global
+        clips = src.shape[1] - GLOBAL_TOKENS
         if clips <= DENSE_MAX_BAND_MULTIPLE * (2 * self.band + 1):
             return self.dense_attention(src, mask, pos)
         return self.banded_attention(src, mask, pos)
@@ -110,7 +111,7 @@ class SORALayer(nn.Module):
     def dense_attention(self, src: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
         """The attention with full [T, T] score matrices, masked to the band: O(L²)."""
         batch, total, d = src.shape
-        g, w, heads, dh = self.num_global, self.band, self.nheads, self.head_dim
+        g, w, heads, dh = GLOBAL_TOKENS, self.band, self.nheads, self.head_dim
         qk_in = src if pos is None else src + pos
         q = self.q_proj(qk_in).view(batch, total, heads, dh).transpose(1, 2)  # [B, H, T, dh]
         k = self.k_proj(qk_in).view(batch, total, heads, dh).transpose(1, 2)
@@ -129,7 +130,7 @@ class SORALayer(nn.Module):
     def banded_attention(self, src: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
         """The attention computed on the band only: O(L·w) time and memory."""
         batch, total, _ = src.shape
-        g, heads, dh, w = self.num_global, self.nheads, self.head_dim, self.band
+        g, heads, dh, w = GLOBAL_TOKENS, self.nheads, self.head_dim, self.band
         qk_in = src if pos is None else src + pos
         q = self.q_proj(qk_in).view(batch, total, heads, dh)  # [B, T, H, dh]
         k = self.k_proj(qk_in).view(batch, total, heads, dh)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
 import zipfile
 from dataclasses import asdict, dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from masra.data.jsonl import write_json
 from masra.errors import MasraError
 
 # Upper edges (seconds) of the span-length histogram bins; the last bin is open.
@@ -282,12 +282,5 @@ def check_priors(
         **extra,
     )
     if json_out is not None:
-        _write_json(Path(json_out), report.as_dict())
+        write_json(json_out, report.as_dict())
     return report
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)

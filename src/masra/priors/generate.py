@@ -22,7 +22,7 @@ from typing import Any
 from tqdm import tqdm
 
 from masra.errors import MasraError
-from masra.priors.backends.base import BackendError, ChatBackend
+from masra.priors.backends.base import DEFAULT_REQUEST_TIMEOUT, BackendError, ChatBackend
 from masra.priors.cache import CacheWriter, read_cache
 from masra.priors.frames import (
     VideoDecodeError,
@@ -51,7 +51,7 @@ class GenerateOptions:
     temperature: float = 0.0
     max_tokens: int = 1024
     concurrency: int = 8
-    request_timeout: float | None = 120.0
+    request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT
     max_retries: int = 5
     backoff_base: float = 1.0  # first back-off ceiling (seconds); doubles per attempt
     backoff_cap: float = 60.0
