@@ -46,7 +46,9 @@ def _register_generate(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--max-tokens", type=int, help="most tokens per reply")
     p.add_argument("--concurrency", type=int, help="requests in flight (and videos worked on) at once")
     p.add_argument("--timeout", type=float, help="seconds per request (default: none for transformers)")
-    p.add_argument("--max-retries", type=int, help="retries per request (429, 5xx, timeouts, bad bodies)")
+    p.add_argument("--max-retries", type=int,
+                   help="retries per request (429, 5xx, timeouts, bad bodies); also the most re-asks of a "
+                        "caption reply with the wrong number of captions")
     p.add_argument("--clip-length", type=float, help="seconds per clip (default: from the dataset, 2 for QVHighlights)")
     p.add_argument("--caption-batch", type=int, help="clip frames per caption request")
     p.add_argument("--event-frames", type=int, help="most frames for the event request (<= 64)")
@@ -64,6 +66,7 @@ def _register_merge(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("merge", help="merge prior caches (e.g. one per shard) into one")
     p.add_argument("inputs", nargs="+", help="prior caches (JSONL)")
     p.add_argument("--out", required=True, help="merged cache, one record per vid (written atomically)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out (only if it is a prior cache)")
     p.set_defaults(func=run_merge)
 
 
@@ -165,7 +168,7 @@ def run_generate(args: argparse.Namespace) -> int:
 def run_merge(args: argparse.Namespace) -> int:
     from masra.priors.cache import merge_caches
 
-    counts = merge_caches(args.inputs, args.out)
+    counts = merge_caches(args.inputs, args.out, force=args.force)
     print(f"{sum(counts.values())} videos -> {args.out} ({counts['ok']} ok, {counts['partial']} partial, "
           f"{counts['failed']} failed)")
     return 0

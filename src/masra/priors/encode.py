@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import time
 import zipfile
@@ -33,7 +32,7 @@ import numpy as np
 from masra.data.jsonl import write_json
 from masra.data.paths import child_path
 from masra.errors import MasraError
-from masra.priors.cache import read_cache
+from masra.priors.cache import scan_cache
 from masra.priors.text_encoders import (
     DEFAULT_ENCODER,
     TextEncoder,
@@ -87,42 +86,17 @@ class EncodeSummary:
         return asdict(self)
 
 
-def record_line(path: Path, vid: str) -> int | None:
-    """Line of the last complete cache record for ``vid`` (to point error messages at it)."""
-    found = None
-    with path.open("r", encoding="utf-8", errors="replace") as handle:
-        for line_no, text in enumerate(handle, start=1):
-            try:
-                if text.endswith("\n") and json.loads(text).get("vid") == vid:
-                    found = line_no
-            except (json.JSONDecodeError, AttributeError):
-                continue
-    return found
-
-
 def parse_video_prior(record: dict[str, Any]) -> PriorTexts:
-    """The encodable content of one cache record (already checked by ``read_cache``); blank captions count
-    as missing, blank event descriptions are dropped, spans are ordered and clipped at 0 s. Raises
-    MasraError naming the bad field."""
-    captions = record["captions"]
-    n_clips = record.get("n_clips")
-    if n_clips is not None and n_clips != len(captions):
-        raise MasraError(f"{len(captions)} captions for n_clips={n_clips}", field="captions")
+    """The encodable content of one cache record (validated by ``read_cache``): blank captions count as
+    missing, blank event descriptions are dropped, spans are ordered and clipped at 0 s."""
     events: list[tuple[float, float, str]] = []
-    for k, event in enumerate(record["events"]):
-        where = f"events[{k}]"
-        start, end, desc = event.get("start"), event.get("end"), event.get("description")
-        for key, value in (("start", start), ("end", end)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise MasraError(f"expected a finite number, got {value!r}", field=f"{where}.{key}")
-        if not isinstance(desc, str):
-            raise MasraError("expected a string", field=f"{where}.description")
-        if desc.strip():
-            start, end = sorted((max(0.0, float(start)), max(0.0, float(end))))
-            events.append((start, end, desc.strip()))
+    for event in record["events"]:
+        if event["description"].strip():
+            start, end = sorted((max(0.0, float(event["start"])), max(0.0, float(event["end"]))))
+            events.append((start, end, event["description"].strip()))
     return PriorTexts(
         vid=record["vid"],
-        captions=[c.strip() if c is not None and c.strip() else None for c in captions],
+        captions=[c.strip() if c is not None and c.strip() else None for c in record["captions"]],
         events=events,
     )
 
@@ -249,15 +223,14 @@ def encode_priors(
     out_dir = Path(out)
     if not cache_path.is_file():
         raise MasraError("prior cache not found", file=cache_path)
-    videos: list[PriorTexts] = []
+    contents = scan_cache(cache_path)
+    videos = [parse_video_prior(record) for record in contents.records.values()]
     targets: dict[str, Path] = {}
-    for vid, record in read_cache(cache_path).items():
+    for vid in contents.records:
         try:
-            videos.append(parse_video_prior(record))
             targets[vid] = child_path(out_dir, vid, ".npz")
         except MasraError as err:
-            line = record_line(cache_path, vid)
-            raise MasraError(err.message, file=cache_path, line=line, field=err.field or "vid") from None
+            raise MasraError(err.message, file=cache_path, line=contents.lines[vid], field="vid") from None
 
     name = encoder_name(encoder) if isinstance(encoder, str) else encoder.name
     out_dir.mkdir(parents=True, exist_ok=True)
