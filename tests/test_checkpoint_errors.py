@@ -12,6 +12,7 @@ import torch
 
 from masra.config import Config
 from masra.errors import MasraError
+from masra.train.init_from import load_initial_weights
 from masra import checkpoint as ckpt
 
 
@@ -50,6 +51,10 @@ def _load_weights(folder: Path) -> object:
     return ckpt.load_weights(folder, torch.nn.Linear(3, 2))
 
 
+def _init_from(folder: Path) -> object:
+    return load_initial_weights(torch.nn.Linear(3, 2), folder)
+
+
 def _read_info(folder: Path) -> object:
     return ckpt.read_checkpoint_info(folder)
 
@@ -61,6 +66,7 @@ CASES: list[tuple[str, str, Callable[[Path], None], Callable[[Path], object], st
     ("state not a mapping", ckpt.STATE_FILE, _not_a_mapping, _load_state, "expected a mapping"),
     ("weights truncated", ckpt.WEIGHTS_FILE, _truncate, _load_weights, "cannot read"),
     ("weights garbage", ckpt.WEIGHTS_FILE, _garbage, _load_weights, "cannot read"),
+    ("init-from weights truncated", ckpt.WEIGHTS_FILE, _truncate, _init_from, "cannot read"),
     ("bad yaml", ckpt.CONFIG_FILE, lambda p: p.write_text("model: [unclosed\n  bad: : yaml"), _read_info, "YAML"),
     ("yaml not a mapping", ckpt.CONFIG_FILE, lambda p: p.write_text("- a\n- b\n"), _read_info, "mapping"),
     ("yaml not utf-8", ckpt.CONFIG_FILE, _garbage, _read_info, "cannot read"),

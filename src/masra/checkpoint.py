@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_model
 
 from masra.config import Config, load_config, save_config
 from masra.errors import MasraError
@@ -163,13 +163,26 @@ def read_checkpoint_info(folder: str | Path) -> tuple[Config, ModelDims, dict[st
     return cfg, dims, info
 
 
+def _unreadable_weights(path: Path, err: Exception) -> MasraError:
+    return MasraError(f"cannot read the weights (truncated or corrupt file?): {err}", file=path)
+
+
+def read_weights(folder: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint's ``model.safetensors`` by name; a damaged file is a MasraError naming it."""
+    path = find_checkpoint(folder) / WEIGHTS_FILE
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise _unreadable_weights(path, err) from None
+
+
 def load_weights(folder: str | Path, model: torch.nn.Module) -> None:
     """Load ``model.safetensors`` into ``model`` (strict: every parameter must match by name and shape)."""
     path = find_checkpoint(folder) / WEIGHTS_FILE
     try:
         load_model(unwrap(model), str(path), strict=True)
     except (SafetensorError, OSError) as err:
-        raise MasraError(f"cannot read the weights (truncated or corrupt file?): {err}", file=path) from None
+        raise _unreadable_weights(path, err) from None
     except RuntimeError as err:
         raise MasraError(f"weights do not match the model built from the config: {err}", file=path) from None
 
