@@ -11,9 +11,16 @@ from masra.cli.main import main
 from masra.data.annotations import check_annotations, detect_dataset, load_annotations
 from masra.data.summary import summarize
 from masra.errors import MasraError
+from required import SHARED_DATA, require_path
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared annotation data not found at {SHARED_DATA}")
+
+
+@pytest.fixture
+def _shared_data() -> None:
+    require_path(SHARED_DATA, "real annotations")
+
+
+needs_shared = pytest.mark.usefixtures("_shared_data")
 
 # file -> (dataset, rows) as documented in the folders' README files
 SHIPPED = {

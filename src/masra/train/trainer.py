@@ -31,6 +31,7 @@ from masra.train.distributed import (
     gather_objects,
     init_distributed,
     mean_across_ranks,
+    wrap_model,
 )
 from masra.train.engine import train_one_epoch
 from masra.train.init_from import load_initial_weights
@@ -226,13 +227,7 @@ def _train(cfg: Config, ctx: DistContext, *, resume: str | Path | None, force: b
             log.line(init_report.summary())
             init_report.write(run_dir / "init_from.json")
 
-    ddp_model = model
-    if ctx.enabled:
-        # MASRA losses touch some heads only when a batch has priors, so unused parameters must be allowed.
-        ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
-            find_unused_parameters=True,
-        )
+    ddp_model = wrap_model(model, ctx)
 
     step_losses: list[float] = []
     best_metrics: dict[str, Any] | None = None
