@@ -131,6 +131,9 @@ def _resume_source(cfg: Config, resume: str | Path | None, force: bool, ctx: Dis
     """Which checkpoint to continue from; prepares the run folder for a fresh start otherwise."""
     run_dir = Path(cfg.train.output_dir)
     source: Path | None
+    if resume is not None and ctx.is_main:
+        for name in ("last", "best"):
+            ckpt.remove_swap_leftovers(run_dir / name)
     if resume is None:
         source = None
         if ctx.is_main:
@@ -329,17 +332,21 @@ def _restore(source: Path, model, criterion, optimizer, scheduler, scaler, ctx: 
 
     ckpt.load_weights(source, model)
     saved = ckpt.load_state(source)
-    optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
-    if saved["scaler"]:
-        scaler.load_state_dict(saved["scaler"])
-    criterion.load_state_dict(saved["criterion"])
-    rng = saved["rng"]
+    try:
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        if saved["scaler"]:
+            scaler.load_state_dict(saved["scaler"])
+        criterion.load_state_dict(saved["criterion"])
+        rng, progress = saved["rng"], _RunState(**saved["progress"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise MasraError(f"resume state is incomplete or does not fit this run: {type(err).__name__}: {err}",
+                         file=source / ckpt.STATE_FILE) from None
     if len(rng) == ctx.world_size:
         restore_rng_state(rng[ctx.rank])
     else:
         logging.getLogger("masra.train").warning(
             "checkpoint was written by %d processes, this run has %d: random streams are re-seeded, so the "
             "continuation is not bit-identical", len(rng), ctx.world_size)
-        seed_everything(int(saved["config"]["train"]["seed"]) + ctx.rank + 7919 * saved["progress"]["epoch"])
-    return _RunState(**saved["progress"])
+        seed_everything(int(saved["config"]["train"]["seed"]) + ctx.rank + 7919 * progress.epoch)
+    return progress
