@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from masra.errors import MasraError
+from masra.model.rank_mean import mean_over_ranks
 
 CONTEXT_MODES = ("mlp", "xattn")
 
@@ -119,24 +120,26 @@ def masked_query_mean(query: torch.Tensor, query_mask: torch.Tensor) -> torch.Te
 def dai_relevance_loss(
     relevance: torch.Tensor, relevant_mask: torch.Tensor | None, video_mask: torch.Tensor
 ) -> torch.Tensor:
-    """BCE(a_i, 1[clip i relevant]) averaged over valid clips; relevance, relevant_mask, video_mask [B, L].
+    """BCE(a_i, 1[clip i relevant]) averaged over valid clips (of all DDP ranks); relevance, relevant_mask,
+    video_mask [B, L].
 
-    Zero (still connected to the graph) when the batch has no relevance labels or no valid clip.
+    Zero when the batch has no relevance labels or no valid clip.
     """
+    valid = video_mask.float()
+    clips = mean_over_ranks(valid.sum())
     if relevant_mask is None:
-        return relevance.sum() * 0.0
+        return relevance.new_zeros((), dtype=torch.float32)
     prob = relevance.float().clamp(1e-6, 1.0 - 1e-6)
     target = relevant_mask.float()
     bce = -(target * prob.log() + (1.0 - target) * (1.0 - prob).log())  # [B, L]
-    valid = video_mask.float()
-    return (bce * valid).sum() / valid.sum().clamp_min(1.0)
+    return (bce * valid).sum() / clips.clamp_min(1.0)
 
 
 def codebook_diversity_loss(codebook: torch.Tensor) -> torch.Tensor:
     """Mean |cos| between distinct entries of each sample's codebook: codebook [B, K, d] -> scalar."""
     size = codebook.shape[1]
     if size < 2:
-        return codebook.sum() * 0.0
+        return codebook.new_zeros((), dtype=torch.float32)
     unit = F.normalize(codebook.float(), dim=-1)
     cos = unit @ unit.transpose(1, 2)  # [B, K, K]
     off_diagonal = ~torch.eye(size, dtype=torch.bool, device=codebook.device)

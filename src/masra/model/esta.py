@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from masra.model.rank_mean import mean_over_ranks
+
 
 class EventSemanticAlignment(nn.Module):
     def __init__(
@@ -58,9 +60,6 @@ class EventSemanticAlignment(nn.Module):
             "esta_event_in_video": span_mask.any(-1).to(memory.dtype),
             "esta_clip_proj": self.projection(memory),
             "esta_span_mask": span_mask,
-            # Keeps the pooling parameters in the graph when the batch has no events (DDP needs every
-            # parameter to receive a gradient); contributes exactly zero.
-            "esta_pool_anchor": clip_scores.sum() * 0.0,
             "esta_temperature": self.temperature(),
         }
 
@@ -81,20 +80,28 @@ def esta_loss(
     clip_proj = outputs["esta_clip_proj"]  # [B, L, Ds]
     span_mask = outputs["esta_span_mask"]  # [B, M, L]
     tau = outputs["esta_temperature"]
-    zero = event_proj.sum() * 0.0 + clip_proj.sum() * 0.0 + outputs["esta_pool_anchor"] + tau * 0.0
-    if event_emb is None or event_mask is None or event_emb.shape[1] == 0:
-        return {"esta_nce": zero, "esta_clip_event": zero, "esta": zero}
-    valid = event_mask.bool() & outputs["esta_event_in_video"].bool()  # [B, M]
+    valid = outputs["esta_event_in_video"].bool()  # [B, M]
+    if event_mask is None or event_emb is None:
+        valid = torch.zeros_like(valid)
+    else:
+        valid = valid & event_mask.bool()
     if has_priors is not None:
         valid = valid & has_priors.bool().unsqueeze(1)
+    positive = (span_mask & valid.unsqueeze(-1)).transpose(1, 2)  # [B, L, M]
+    in_event = positive.any(-1)  # [B, L]
+    # Normalisers over all DDP ranks, computed on every rank before any early return (collectives).
+    n_events, n_clips = mean_over_ranks(valid.sum()), mean_over_ranks(in_event.sum())
     if not valid.any():
+        zero = event_proj.new_zeros((), dtype=torch.float32)
         return {"esta_nce": zero, "esta_clip_event": zero, "esta": zero}
 
     pred = F.normalize(event_proj.float()[valid], dim=-1)  # [E, Ds]
     text = F.normalize(event_emb.float()[valid], dim=-1)  # [E, Ds]
     logits = pred @ text.t() / tau  # [E, E]
     target = torch.arange(logits.shape[0], device=logits.device)
-    nce = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+    # In-batch negatives: under DDP they are the events on this rank (docs/training.md).
+    nce = 0.5 * (F.cross_entropy(logits, target, reduction="sum")
+                 + F.cross_entropy(logits.t(), target, reduction="sum")) / n_events
 
     # Clip-to-event: logits over the video's own valid events; every containing event is a positive.
     clip_unit = F.normalize(clip_proj.float(), dim=-1)  # [B, L, Ds]
@@ -102,11 +109,7 @@ def esta_loss(
     clip_logits = clip_unit @ event_unit.transpose(1, 2) / tau  # [B, L, M]
     lowest = torch.finfo(clip_logits.dtype).min
     clip_logits = clip_logits.masked_fill(~valid.unsqueeze(1), lowest)
-    positive = (span_mask & valid.unsqueeze(-1)).transpose(1, 2)  # [B, L, M]
-    in_event = positive.any(-1)  # [B, L]
     log_all = clip_logits.logsumexp(-1)  # [B, L]
     log_pos = clip_logits.masked_fill(~positive, lowest).logsumexp(-1)  # [B, L]
-    clip_event = ((log_all - log_pos) * in_event).sum() / in_event.sum().clamp_min(1)
-    clip_event = clip_event + zero
-    nce = nce + zero
+    clip_event = ((log_all - log_pos) * in_event).sum() / n_clips.clamp_min(1)
     return {"esta_nce": nce, "esta_clip_event": clip_event, "esta": nce + clip_event_weight * clip_event}

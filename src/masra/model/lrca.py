@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from masra.model.banded import band_pair_mask, band_windows
+from masra.model.rank_mean import mean_over_ranks
 
 
 class LocalRelationalConsistency(nn.Module):
@@ -50,18 +51,16 @@ def lrca_loss(
 ) -> torch.Tensor:
     """Banded relational KL; video_proj [B, L, P], caption_emb [B, L, Ds], masks [B, L], has_priors [B].
 
-    Zero (connected to the graph) when no row has a valid neighbour.
+    Averaged over the rows of all DDP ranks; zero when no row has a valid neighbour.
     """
-    zero = video_proj.sum() * 0.0 + video_temperature * 0.0
-    if caption_emb is None or caption_mask is None:
-        return zero
-    clip_valid = caption_mask.float() * video_mask.float()  # [B, L]
+    clip_valid = video_mask.float() * (0.0 if caption_mask is None else caption_mask.float())  # [B, L]
     if has_priors is not None:
         clip_valid = clip_valid * has_priors.float().unsqueeze(1)
     pairs = band_pair_mask(clip_valid, band, include_self=False)  # [B, L, 2w+1]
     rows = pairs.any(-1)  # [B, L]
-    if not rows.any():
-        return zero
+    row_count = mean_over_ranks(rows.sum())
+    if caption_emb is None or not rows.any():
+        return video_proj.new_zeros((), dtype=torch.float32)
     text_rel = banded_cosine(caption_emb.float(), band) / text_temperature  # [B, L, 2w+1]
     video_rel = banded_cosine(video_proj.float(), band) / video_temperature.float()
     lowest = torch.finfo(text_rel.dtype).min
@@ -69,4 +68,4 @@ def lrca_loss(
     log_p_video = video_rel.masked_fill(~pairs, lowest).log_softmax(-1)
     # Masked pairs have p_text = 0 exactly; where() keeps 0·(-huge) from turning into NaN.
     kl = torch.where(pairs, log_p_text.exp() * (log_p_text - log_p_video), torch.zeros_like(text_rel)).sum(-1)
-    return (kl * rows).sum() / rows.sum() + zero
+    return (kl * rows).sum() / row_count

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from masra.errors import MasraError
+from masra.model.rank_mean import mean_over_ranks
 
 # σ(-2) ≈ 0.12: the fused semantics start as a small correction of the baseline memory.
 GATE_BIAS_INIT = -2.0
@@ -54,18 +55,16 @@ def sge_caption_loss(
     video_mask: torch.Tensor,
     has_priors: torch.Tensor | None,
 ) -> torch.Tensor:
-    """1 - cos(φ(h_i), c_i) averaged over valid captioned clips of samples with priors.
+    """1 - cos(φ(h_i), c_i) averaged over valid captioned clips of samples with priors (of all DDP ranks).
 
     semantics [B, L, Ds], caption_emb [B, L, Ds], caption_mask / video_mask [B, L], has_priors [B].
-    Zero (connected to the graph) when no clip qualifies.
+    Zero when no clip qualifies.
     """
-    if caption_emb is None or caption_mask is None:
-        return semantics.sum() * 0.0
-    weight = caption_mask.float() * video_mask.float()  # [B, L]
+    weight = video_mask.float() * (0.0 if caption_mask is None else caption_mask.float())  # [B, L]
     if has_priors is not None:
         weight = weight * has_priors.float().unsqueeze(1)
+    count = mean_over_ranks(weight.sum())
+    if caption_emb is None or weight.sum() == 0:
+        return semantics.new_zeros((), dtype=torch.float32)
     cos = F.cosine_similarity(semantics.float(), caption_emb.float(), dim=-1)  # [B, L]
-    count = weight.sum()
-    if count == 0:
-        return semantics.sum() * 0.0
     return ((1.0 - cos) * weight).sum() / count
