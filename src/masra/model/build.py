@@ -24,7 +24,6 @@ def build_criterion(
         "dai": {
             "loss_dai_relevance": loss_cfg.dai_relevance,
             "loss_dai_diversity": loss_cfg.dai_diversity,
-            "loss_dai_decoupling": loss_cfg.dai_decoupling,
         },
         "sge": {"loss_sge_caption": loss_cfg.sge_caption},
         "esta": {"loss_esta": loss_cfg.esta},
