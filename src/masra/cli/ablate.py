@@ -1,4 +1,4 @@
-"""``masra ablate``: the MASRA ablation (baseline, each part alone, all parts) on the demo data, over seeds."""
+"""``masra ablate``: the MASRA ablation (baseline, each part alone, all parts, controls) on the demo data, over seeds."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from masra.demo.ablation import VARIANTS
     from masra.demo.training import DEFAULT_EPOCHS
 
-    names = ", ".join(name for name, _ in VARIANTS)
+    names = ", ".join(variant.name for variant in VARIANTS)
     parser = subparsers.add_parser(
         "ablate",
         help="ablation table on the synthetic demo data (resumable)",
         description="Trains every variant for every seed on the synthetic demo dataset and writes "
-        "DIR/ablation.json and DIR/ablation.md (mean ± std over seeds). Finished runs are skipped, so an "
-        f"interrupted ablation continues where it stopped. Variants: {names}.",
+        "DIR/ablation.json and DIR/ablation.md (mean ± std over seeds of the metrics and of the parts' "
+        "training diagnostics). Finished runs are skipped, so an interrupted ablation continues where it "
+        f"stopped. Variants: {names} (sora_beta0: SORA with β fixed at 0; dai_norel: DAI without its "
+        "relevance loss).",
     )
     parser.add_argument("--out", required=True, help="output folder (dataset cache, runs, tables)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")

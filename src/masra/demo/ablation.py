@@ -1,8 +1,10 @@
-"""``masra ablate``: baseline, each MASRA part alone, and all parts, over several seeds, on the demo data.
+"""``masra ablate``: baseline, each MASRA part alone, all parts and two controls, over seeds, on the demo data.
 
 Every (variant, seed) run writes ``DIR/runs/{variant}/seed{seed}/result.json`` when it finishes; a rerun skips
 those, so an interrupted ablation resumes where it stopped. The table is rebuilt from the result files:
-``DIR/ablation.json`` (every run + mean/std) and ``DIR/ablation.md`` (mean ± std of the key metrics).
+``DIR/ablation.json`` (every run + mean/std) and ``DIR/ablation.md`` (mean ± std of the key metrics, and of
+the parts' training diagnostics at the best epoch: gates, β, attention shares, temperatures, auxiliary
+losses next to their chance levels; docs/method.md).
 """
 
 from __future__ import annotations
@@ -10,23 +12,39 @@ from __future__ import annotations
 import json
 import logging
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from masra.config import MASRA_PARTS, Config, apply_overrides
+from masra.demo.diagnostics import read_diagnostics
 from masra.demo.synthetic import SyntheticDataset, build_synthetic_dataset
 from masra.demo.training import DEFAULT_EPOCHS, KEY_METRICS, Trainer, VariantResult, demo_config, train_many, train_variant
 from masra.errors import MasraError
 
-# (variant name, enabled parts): the rows of the table, in order.
-VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("baseline", ()),
-    *((name, (name,)) for name in MASRA_PARTS),
-    ("all", MASRA_PARTS),
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the table: the enabled parts and the config overrides that make it what it is."""
+
+    name: str
+    parts: tuple[str, ...]
+    overrides: tuple[str, ...] = ()
+
+
+# The rows of the table, in order. The two controls separate a part's mechanism from what comes with it:
+# SORA also adds an encoder layer (sora_beta0: the layer with β fixed at 0, no relational bias), and DAI's
+# gain mixes the codebook with the extra supervision of its relevance BCE (dai_norel: that loss's weight 0).
+VARIANTS: tuple[Variant, ...] = (
+    Variant("baseline", ()),
+    *(Variant(name, (name,)) for name in MASRA_PARTS),
+    Variant("all", MASRA_PARTS),
+    Variant("sora_beta0", ("sora",), ("model.sora.beta_init=0", "model.sora.learnable_beta=false")),
+    Variant("dai_norel", ("dai",), ("loss.dai_relevance=0",)),
 )
 RESULT_FILE = "result.json"
 log = logging.getLogger(__name__)
-
 
 
 def train_resuming(name: str, cfg: Any) -> VariantResult:
@@ -50,6 +68,8 @@ def load_finished(out: Path, variant: str, seed: int, epochs: int) -> dict[str, 
     if result.get("epochs") != epochs:
         log.info("%s was trained for %s epochs, not %d: rerunning", path, result.get("epochs"), epochs)
         return None
+    if "diagnostics" not in result:  # written before results recorded them: read them from the run's log
+        result["diagnostics"] = read_diagnostics(path.parent, result.get("best_epoch"))
     return result
 
 
@@ -74,7 +94,7 @@ def run_ablation(
     interrupted ablation resumes each run from its last checkpoint).
     """
     out = Path(out)
-    known = dict(VARIANTS)
+    known = {variant.name: variant for variant in VARIANTS}
     chosen = variants or list(known)
     unknown = [v for v in chosen if v not in known]
     if unknown:
@@ -95,20 +115,23 @@ def run_ablation(
             else:
                 pending.append((variant, seed))
     jobs = [
-        (variant, demo_config(dataset, parts=list(known[variant]) or "none", seed=seed, epochs=epochs,
-                              output_dir=run_path(out, variant, seed), overrides=overrides))
+        (variant, demo_config(dataset, parts=list(known[variant].parts) or "none", seed=seed, epochs=epochs,
+                              output_dir=run_path(out, variant, seed),
+                              overrides=[*known[variant].overrides, *(overrides or [])]))
         for variant, seed in pending
     ]
     log.info("training %d runs (%d side by side)", len(jobs), workers)
     for (variant, seed), trained in zip(pending, train_many(jobs, trainer, workers)):
         record = {
             "variant": variant,
-            "parts": list(known[variant]),
+            "parts": list(known[variant].parts),
+            "overrides": list(known[variant].overrides),
             "seed": seed,
             "epochs": epochs,
             "best_epoch": trained.best_epoch,
             "wall_s": round(trained.wall_s, 1),
             "brief": trained.brief,
+            "diagnostics": trained.diagnostics,
         }
         folder = run_path(out, variant, seed)
         folder.mkdir(parents=True, exist_ok=True)
@@ -121,26 +144,28 @@ def run_ablation(
     return table
 
 
+def _mean_std(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
 def aggregate(
     results: dict[str, dict[int, dict[str, Any]]], *, seeds: list[int], epochs: int, data_seed: int
 ) -> dict[str, Any]:
-    """Mean and sample standard deviation (0 for one seed) of every key metric per variant."""
+    """Mean and sample standard deviation (0 for one seed) of every key metric per variant, and of every
+    diagnostic that all its runs recorded."""
     rows = []
     for variant, by_seed in results.items():
         runs = [by_seed[s] for s in seeds]
-        stats = {}
-        for key in KEY_METRICS:
-            values = [float(r["brief"][key]) for r in runs]
-            stats[key] = {
-                "mean": statistics.fmean(values),
-                "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            }
-        rows.append({"variant": variant, "parts": runs[0]["parts"], "metrics": stats, "runs": runs})
+        stats = {key: _mean_std([float(r["brief"][key]) for r in runs]) for key in KEY_METRICS}
+        names = sorted(set.intersection(*(set(r.get("diagnostics", {})) for r in runs)))
+        diagnostics = {name: _mean_std([float(r["diagnostics"][name]) for r in runs]) for name in names}
+        rows.append({"variant": variant, "parts": runs[0]["parts"], "metrics": stats, "diagnostics": diagnostics,
+                     "runs": runs})
     return {"metrics": list(KEY_METRICS), "seeds": seeds, "epochs": epochs, "data_seed": data_seed, "variants": rows}
 
 
 def markdown_table(table: dict[str, Any]) -> str:
-    """The ablation as a markdown table: one row per variant, ``mean ± std`` over the seeds."""
+    """The ablation as markdown: one row per variant, ``mean ± std`` over the seeds; then the diagnostics."""
     seeds = ", ".join(str(s) for s in table["seeds"])
     header = "| variant | " + " | ".join(table["metrics"]) + " |"
     caption = (
@@ -156,4 +181,17 @@ def markdown_table(table: dict[str, Any]) -> str:
     for row in table["variants"]:
         cells = [f"{row['metrics'][k]['mean']:.2f} ± {row['metrics'][k]['std']:.2f}" for k in table["metrics"]]
         lines.append(f"| {row['variant']} | " + " | ".join(cells) + " |")
+    diagnosed = [row for row in table["variants"] if row.get("diagnostics")]
+    if diagnosed:
+        lines += [
+            "",
+            "Training diagnostics at the best epoch (epoch means; `diag_*` per part, `*_chance` = the loss of an",
+            "uninformative prediction; docs/method.md):",
+            "",
+            "| variant | diagnostic | mean ± std |",
+            "|---|---|---:|",
+        ]
+        for row in diagnosed:
+            for name, value in row["diagnostics"].items():
+                lines.append(f"| {row['variant']} | {name} | {value['mean']:.4f} ± {value['std']:.4f} |")
     return "\n".join(lines) + "\n"

@@ -7,7 +7,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ class VariantResult:
     metrics: dict[str, Any]  # the evaluator's full output (official layout) at the best epoch
     predictions: Path  # submission JSONL of the best epoch
     wall_s: float
+    diagnostics: dict[str, float] = field(default_factory=dict)  # the parts' training diagnostics, best epoch
 
     @property
     def brief(self) -> dict[str, float]:
@@ -84,6 +85,7 @@ def enabled_parts(cfg: Config) -> list[str]:
 def train_variant(name: str, cfg: Config, *, resume: bool = False, progress: bool = False) -> VariantResult:
     """Train ``cfg`` into ``cfg.train.output_dir``: from scratch (previous run artifacts replaced), or with
     ``resume`` continuing the run left there by an interrupted invocation."""
+    from masra.demo.diagnostics import read_diagnostics
     from masra.train.trainer import train
 
     started = time.time()
@@ -102,6 +104,7 @@ def train_variant(name: str, cfg: Config, *, resume: bool = False, progress: boo
         metrics=result.best_metrics,
         predictions=predictions,
         wall_s=wall,
+        diagnostics=read_diagnostics(result.run_dir, result.best_epoch),
     )
 
 
