@@ -268,7 +268,7 @@ def test_sora_relates_the_features_lrca_aligns_and_an_lrca_step_changes_r2(small
 
     before = relation()
     model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    optimizer = torch.optim.SGD(model.lrca.parameters(), lr=0.5)  # only P moves: h stays what it was
     criterion.loss_lrca(model(batch), batch, None)["loss_lrca"].backward()
     optimizer.step()
     assert (relation() - before).abs().max() > 1e-3

@@ -18,12 +18,14 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from masra.errors import MasraError
 from masra.model.banded import band_pair_mask, band_windows
 from masra.model.layers import FeedForward
 
+
+Stats = dict[str, Tensor]  # diagnostics of one pass: name -> 0-d tensor
 
 # Below this many band widths of clips the dense path is used (it is faster there on CPU and GPU).
 DENSE_MAX_BAND_MULTIPLE = 3
@@ -139,13 +141,8 @@ class SORALayer(nn.Module):
                 nn.init.xavier_uniform_(param)
 
     def attention(
-        self,
-        src: torch.Tensor,
-        mask: torch.Tensor,
-        pos: torch.Tensor | None,
-        relation_feats: torch.Tensor | None = None,
-        stats: dict[str, torch.Tensor] | None = None,
-    ) -> torch.Tensor:
+        self, src: Tensor, mask: Tensor, pos: Tensor | None, relation_feats: Tensor | None = None, stats: Stats | None = None
+    ) -> Tensor:
         """src [B, T, d] = [global ; clips], mask [B, T] float, pos [B, T, d] or None, relation_feats
         [B, L, D] (the features whose cosine is the first-order relation; default: the clips of src)
         -> [B, T, d]. ``stats`` (a dict, or None) receives ``sora_attention_moved``.
@@ -165,13 +162,8 @@ class SORALayer(nn.Module):
         return self.q_proj(qk_in).view(shape), self.k_proj(qk_in).view(shape), self.v_proj(src).view(shape)
 
     def dense_attention(
-        self,
-        src: torch.Tensor,
-        mask: torch.Tensor,
-        pos: torch.Tensor | None,
-        relation_feats: torch.Tensor | None = None,
-        stats: dict[str, torch.Tensor] | None = None,
-    ) -> torch.Tensor:
+        self, src: Tensor, mask: Tensor, pos: Tensor | None, relation_feats: Tensor | None = None, stats: Stats | None = None
+    ) -> Tensor:
         """The attention with full [T, T] score matrices, masked to the band: O(L²)."""
         batch, total, d = src.shape
         g, w, heads, dh = self.num_global, self.band, self.nheads, self.head_dim
@@ -190,13 +182,8 @@ class SORALayer(nn.Module):
         return self.out_proj(out)
 
     def banded_attention(
-        self,
-        src: torch.Tensor,
-        mask: torch.Tensor,
-        pos: torch.Tensor | None,
-        relation_feats: torch.Tensor | None = None,
-        stats: dict[str, torch.Tensor] | None = None,
-    ) -> torch.Tensor:
+        self, src: Tensor, mask: Tensor, pos: Tensor | None, relation_feats: Tensor | None = None, stats: Stats | None = None
+    ) -> Tensor:
         """The attention computed on the band only: O(L·w) time and memory."""
         batch, total, _ = src.shape
         g, heads, w = self.num_global, self.nheads, self.band
@@ -234,13 +221,9 @@ class SORALayer(nn.Module):
         return self.out_proj(out)
 
     def forward(
-        self,
-        src: torch.Tensor,
-        mask: torch.Tensor,
-        pos: torch.Tensor | None = None,
-        relation_feats: torch.Tensor | None = None,
-        stats: dict[str, torch.Tensor] | None = None,
-    ) -> torch.Tensor:
+        self, src: Tensor, mask: Tensor, pos: Tensor | None = None, relation_feats: Tensor | None = None,
+        stats: Stats | None = None,
+    ) -> Tensor:
         """src [B, T, d], mask [B, T] float (1 = valid), pos [B, T, d] or None -> [B, T, d]."""
         src = self.norm(src + self.dropout(self.attention(src, mask, pos, relation_feats, stats)))
         return self.ffn(src)
