@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from masra.config import (
     MASRA_PARTS,
@@ -79,3 +80,16 @@ def test_set_masra_parts() -> None:
 def test_error_message_locates_problem() -> None:
     err = MasraError("start 40 > end 30", file="val.jsonl", line=12, field="relevant_windows")
     assert str(err) == "val.jsonl:12: field 'relevant_windows': start 40 > end 30"
+
+
+def test_loss_settings_written_under_their_old_names_still_load(tmp_path: Path) -> None:
+    old = {"train": {"use_matcher": False}, "model": {"esta": {"clip_event_weight": 0.5},
+                                                      "lrca": {"band": 4, "text_temperature": 0.2}}}
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump(old))
+    for cfg in (load_config(path), config_from_dict(old)):
+        assert cfg.loss.use_matcher is False and cfg.loss.esta_clip_event_weight == 0.5
+        assert (cfg.loss.lrca_band, cfg.loss.lrca_text_temperature) == (4, 0.2)
+    assert old["train"] == {"use_matcher": False}  # the caller's dict is not changed
+    with pytest.raises(MasraError, match="train.use_matcher"):
+        apply_overrides(Config(), ["train.use_matcher=false"])  # new command lines use the new names

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from masra.errors import MasraError
 from masra.inference import Grounder, evaluate_checkpoint, predict_split
@@ -88,3 +92,23 @@ def test_evaluate_checkpoint_equals_the_training_evaluation(trained, tmp_path):
     with pytest.raises(MasraError, match="data.test_path"):
         evaluate_checkpoint(checkpoint=result.best_checkpoint, split="test", config_overrides=["data.test_path="],
                             device="cpu")
+
+
+def test_predicting_does_not_import_the_training_package(trained):
+    _, result = trained
+    script = ("import sys; from masra.inference import predict_split; "
+              f"rows = predict_split({str(result.best_checkpoint)!r}, split='val', device='cpu', progress=False).rows; "
+              "print(len(rows), sorted(m for m in sys.modules if m.startswith('masra.train')))")
+    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout.split(" ", 1)
+    assert int(out[0]) > 0 and out[1].strip() == "[]"
+
+
+def test_data_dims_live_in_the_checkpoint_metadata_not_in_the_config(trained):
+    _, result = trained
+    info = json.loads((result.best_checkpoint / "checkpoint.json").read_text())
+    assert info["dims"]["v_feat_dim"] > 0 and info["dims"]["t_feat_dim"] > 0
+    for config_file in (result.run_dir / "config.yaml", result.best_checkpoint / "config.yaml"):
+        data = yaml.safe_load(config_file.read_text())["data"]
+        assert data["v_feat_dim"] is None and data["t_feat_dim"] is None
+    assert predict_split(result.best_checkpoint, split="val", device="cpu", progress=False).cfg.data.v_feat_dim is None

@@ -1,11 +1,14 @@
 """Configuration: nested dataclasses, loaded from YAML and overridden from the command line.
 
-Merge order (later wins): dataclass defaults < YAML file(s) < ``key.sub=value`` overrides.
-Unknown keys are errors, so a typo in a YAML file or an override never passes silently.
+Merge order (later wins): dataclass defaults < YAML file(s), in order, each after the file named by its
+``base:`` key < ``key.sub=value`` overrides. A config is a file path or the name of a config shipped in
+the package (``qvhighlights``, see ``packaged_configs()``). Unknown keys are errors, so a typo in a YAML
+file or an override never passes silently.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -18,6 +21,15 @@ import yaml
 from masra.errors import MasraError
 
 DATASETS = ("qvhighlights", "charades_sta", "tacos", "tvsum", "youtube_highlights")
+# Highlight-detection-only datasets: per-clip ``label`` scores, no moments (no Hungarian matching).
+SALIENCY_ONLY_DATASETS = ("tvsum", "youtube_highlights")
+# Seconds per feature row, as the anchor repositories use them (docs/data.md, "Clip length per dataset").
+DATASET_CLIP_LENGTH = {"qvhighlights": 2.0, "charades_sta": 1.0, "tacos": 2.0, "tvsum": 2.0, "youtube_highlights": 1.0}
+# QVHighlights' 2-s clips, also hard-coded by its official evaluator and submission format.
+QVH_CLIP_LENGTH = DATASET_CLIP_LENGTH["qvhighlights"]
+PACKAGED_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+# Key of a YAML file naming the config it overlays (a packaged name, or a path relative to the file).
+BASE_KEY = "base"
 
 
 @dataclass
@@ -83,15 +95,11 @@ class ESTAConfig:
     enabled: bool = False
     temperature: float = 0.07
     learnable_temperature: bool = True
-    # Weight of the clip-to-event separability term inside the ESTA loss.
-    clip_event_weight: float = 1.0
 
 
 @dataclass
 class LRCAConfig:
     enabled: bool = False
-    band: int = 16
-    text_temperature: float = 0.1
     video_temperature_init: float = 0.1
     proj_dim: int = 128
 
@@ -128,6 +136,8 @@ class LossConfig:
     saliency_margin: float = 0.2
     rank_temperature: float = 0.5
     aux_loss: bool = True
+    # False: no Hungarian matching and no set losses, saliency only (TVSum / YouTube Highlights).
+    use_matcher: bool = True
     # Matching costs (Hungarian): C = span*L1 + giou*(-GIoU) + label*(-p_fg).
     match_span: float = 10.0
     match_giou: float = 1.0
@@ -138,6 +148,12 @@ class LossConfig:
     esta: float = 1.0
     lrca: float = 1.0
     sge_caption: float = 1.0
+    # Weight of the clip-to-event separability term inside the ESTA loss.
+    esta_clip_event_weight: float = 1.0
+    # LRCA compares the relations of each clip with its neighbours within this many clips, and sharpens
+    # the caption relations with this temperature.
+    lrca_band: int = 16
+    lrca_text_temperature: float = 0.1
 
 
 @dataclass
@@ -160,8 +176,6 @@ class TrainConfig:
     # "auto" picks cuda when available, else cpu.
     device: str = "auto"
     output_dir: str = "runs/masra"
-    # True: training stops saliency-only datasets from using the matcher (TVSum / YouTube Highlights).
-    use_matcher: bool = True
 
 
 @dataclass
@@ -268,24 +282,84 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
     return cfg
 
 
+def packaged_configs() -> dict[str, Path]:
+    """The configs shipped inside the package, by name (file stem)."""
+    return {path.stem: path for path in sorted(PACKAGED_CONFIG_DIR.glob("*.yaml"))}
+
+
+def resolve_config_path(name_or_path: str | Path, relative_to: Path | None = None) -> Path:
+    """A config file: an existing path (relative to ``relative_to`` when given), else a packaged config name."""
+    path = Path(name_or_path)
+    if relative_to is not None and not path.is_absolute():
+        path = relative_to / path
+    if path.is_file():
+        return path
+    packaged = packaged_configs()
+    name = str(name_or_path).removesuffix(".yaml")
+    if name in packaged:  # a bare name only: "qvhighlights" or "qvhighlights.yaml", never "dir/qvhighlights"
+        return packaged[name]
+    raise MasraError(f"config file not found, and not a packaged config (packaged: {', '.join(packaged)})",
+                     file=name_or_path)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise MasraError(f"invalid YAML: {err}", file=path) from None
+    if not isinstance(values, dict):
+        raise MasraError("top level must be a mapping", file=path)
+    return values
+
+
+# Keys renamed since a config or checkpoint may have been written: old dotted name -> new one.
+RENAMED_KEYS = {
+    "train.use_matcher": "loss.use_matcher",
+    "model.esta.clip_event_weight": "loss.esta_clip_event_weight",
+    "model.lrca.band": "loss.lrca_band",
+    "model.lrca.text_temperature": "loss.lrca_text_temperature",
+}
+
+
+def _rename_old_keys(values: dict[str, Any]) -> dict[str, Any]:
+    """Move keys of files written before a rename (``RENAMED_KEYS``) to their new place, in place."""
+    for old, new in RENAMED_KEYS.items():
+        *parents, leaf = old.split(".")
+        holder = values
+        for part in parents:
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        if isinstance(holder, dict) and leaf in holder:
+            value = holder.pop(leaf)
+            *new_parents, new_leaf = new.split(".")
+            target = values
+            for part in new_parents:
+                target = target.setdefault(part, {})
+            target.setdefault(new_leaf, value)
+    return values
+
+
+def _merge_file(cfg: Config, path: Path, seen: tuple[Path, ...] = ()) -> None:
+    """Merge one YAML file into ``cfg``, after the file its ``base:`` key names (recursively)."""
+    if path.resolve() in seen:
+        raise MasraError("config files name each other as base in a cycle", file=path, field=BASE_KEY)
+    values = _rename_old_keys(_read_yaml(path))
+    base = values.pop(BASE_KEY, None)
+    if base is not None:
+        if not isinstance(base, str):
+            raise MasraError("expected a config name or path", file=path, field=BASE_KEY)
+        _merge_file(cfg, resolve_config_path(base, relative_to=path.parent), seen + (path.resolve(),))
+    _update(cfg, values, "", str(path))
+
+
 def load_config(paths: list[str | Path] | str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Build a Config from defaults, then each YAML file in order, then the overrides."""
+    """Build a Config from defaults, then each YAML file (path or packaged name) in order, then the overrides."""
     cfg = Config()
     if paths is None:
         paths = []
     elif isinstance(paths, (str, Path)):
         paths = [paths]
     for path in paths:
-        path = Path(path)
-        if not path.is_file():
-            raise MasraError("config file not found", file=path)
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise MasraError(f"invalid YAML: {err}", file=path) from None
-        if not isinstance(values, dict):
-            raise MasraError("top level must be a mapping", file=path)
-        _update(cfg, values, "", str(path))
+        _merge_file(cfg, resolve_config_path(path))
     apply_overrides(cfg, overrides or [])
     validate_config(cfg)
     return cfg
@@ -311,7 +385,7 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 
 def config_from_dict(values: dict[str, Any]) -> Config:
     cfg = Config()
-    _update(cfg, values, "", "checkpoint")
+    _update(cfg, _rename_old_keys(copy.deepcopy(values)), "", "checkpoint")
     return cfg
 
 
@@ -319,17 +393,26 @@ def save_config(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
 
-def set_masra_parts(cfg: Config, parts: list[str] | str) -> Config:
-    """Switch MASRA parts on by name ("all", "none" or a subset of dai/sge/sora/esta/lrca); the rest off."""
+def parse_masra_parts(parts: list[str] | str) -> list[str]:
+    """``all`` | ``none`` | names of dai/sge/sora/esta/lrca (a list or ``"dai,sora"``; empty = none) -> the
+    enabled parts."""
     if isinstance(parts, str):
-        parts = [p for p in parts.split(",") if p]
-    if parts == ["all"]:
-        parts = list(MASRA_PARTS)
-    if parts == ["none"]:
-        parts = []
-    unknown = set(parts) - set(MASRA_PARTS)
+        parts = parts.split(",")
+    names = [p.strip() for p in parts if p.strip()]
+    if names == ["all"]:
+        return list(MASRA_PARTS)
+    if names == ["none"]:
+        return []
+    unknown = sorted(set(names) - set(MASRA_PARTS))
     if unknown:
-        raise MasraError(f"unknown MASRA part(s) {sorted(unknown)}; known: {', '.join(MASRA_PARTS)}", field="parts")
+        raise MasraError(f"unknown MASRA part(s) {unknown}; use all, none or some of {', '.join(MASRA_PARTS)}",
+                         field="parts")
+    return names
+
+
+def set_masra_parts(cfg: Config, parts: list[str] | str) -> Config:
+    """Switch MASRA parts on by name (see :func:`parse_masra_parts`); the rest off."""
+    parts = parse_masra_parts(parts)
     for name in MASRA_PARTS:
         getattr(cfg.model, name).enabled = name in parts
     return cfg

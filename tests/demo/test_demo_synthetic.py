@@ -75,7 +75,7 @@ def test_files_follow_the_anchor_layout(tiny_dataset_dir):
 
 def test_masra_data_reads_the_dataset(tiny_dataset_dir):
     from masra.data.dataset import GroundingDataset, collate
-    from masra.train.records import load_records
+    from masra.data.splits import load_records
 
     cfg = DataConfig(
         train_path=str(tiny_dataset_dir / "train.jsonl"),

@@ -77,8 +77,3 @@ def test_checkpoint_mode_calls_inference(tmp_path: Path, monkeypatch):
         "checkpoint": tmp_path / "ckpt", "split": "test", "out": out, "config_overrides": ["data.max_v_l=75"], "force": False,
     }
 
-
-def test_checkpoint_mode_without_training_package(tmp_path: Path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "masra.inference", None)  # makes the import fail like a missing module
-    assert main(["evaluate", "--checkpoint", "ckpt", "--out", str(tmp_path / "m.json")]) == 1
-    assert "checkpoint evaluation needs the training package" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Highlight-detection metrics against a literal reading of the protocol (REFERENCE.md §2.4)."""
+"""Highlight-detection metrics against a literal reading of the protocol (docs/evaluation.md)."""
 
 from __future__ import annotations
 

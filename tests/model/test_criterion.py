@@ -135,7 +135,7 @@ def test_saliency_loss_matches_hinge_rank_and_negative_terms():
 
 
 def test_saliency_only_mode_skips_set_losses():
-    criterion = build_criterion(LossConfig(), dec_layers=2, use_matcher=False)
+    criterion = build_criterion(LossConfig(use_matcher=False), dec_layers=2)
     labels = torch.tensor([[0, 3, 6, 0, 0, 0.0]])
     batch = _batch([torch.zeros(0, 2)], labels, torch.tensor([[2]]), torch.tensor([[0]]))
     terms = criterion(_outputs(torch.rand(1, 2, 2), torch.zeros(1, 2, 2), torch.randn(1, 6)), batch)

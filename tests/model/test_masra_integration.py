@@ -63,7 +63,7 @@ def build(small_config, parts, seed: int = 0, semantic_dim: int | None = DS, **l
     cfg = small_config()
     set_masra_parts(cfg, parts)
     cfg.model.sora.band = 2
-    cfg.model.lrca.band = 2
+    cfg.loss.lrca_band = 2
     cfg.model.dai.codebook_size = 4
     for key, value in loss_weights.items():
         setattr(cfg.loss, key, value)
@@ -229,25 +229,29 @@ def test_full_model_banded_sora_without_global_token_ignores_clips_beyond_twice_
         model(batch)
     (src, mask, pos, *_), _ = calls[0]
     layer, w = model.sora, model.sora.band
-    layer.num_global = 0  # the model's SORA layer on the model's own clip memory, without the global token
-    # Contiguous copies: the changed input below is contiguous too, so both runs take the same kernels.
-    clips, clip_mask, clip_pos = (x[:, 1:].contiguous() for x in (src, mask, pos))
+    # The model's SORA layer on the model's own clip memory, without the global token: masked out, no clip
+    # attends to it. Contiguous copies: the changed input below is contiguous too, so both runs take the
+    # same kernels.
+    src, pos = src.contiguous(), pos.contiguous()
+    mask = mask.clone()
+    mask[:, 0] = 0
+    clip_mask = mask[:, 1:]
     length = int(clip_mask[1].sum())  # the padded video
-    assert clips.shape[1] > 3 * (2 * w + 1)  # the banded path
-    far = length - 1
-    changed = clips.clone()
+    assert clip_mask.shape[1] > 3 * (2 * w + 1)  # the banded path
+    far = 1 + length - 1  # its last valid clip, as a token index
+    changed = src.clone()
     changed[1, far] += 5.0
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        out = layer(clips, clip_mask, clip_pos)
-        out_changed = layer(changed, clip_mask, clip_pos)
-        dense = layer.dense_attention(clips, clip_mask, clip_pos)
-        banded = layer.banded_attention(clips, clip_mask, clip_pos)
-    near = far - 2 * w  # clips up to 2w before the change may see it
-    torch.testing.assert_close(out_changed[1, :near], out[1, :near], atol=0, rtol=0)
+        out = layer(src, mask, pos)
+        out_changed = layer(changed, mask, pos)
+        dense = layer.dense_attention(src, mask, pos)
+        banded = layer.banded_attention(src, mask, pos)
+    near = far - 2 * w  # tokens up to 2w before the change may see it
+    torch.testing.assert_close(out_changed[1, 1:near], out[1, 1:near], atol=0, rtol=0)
     assert not torch.equal(out_changed[1, near:far], out[1, near:far])
-    torch.testing.assert_close(out_changed[0], out[0], atol=0, rtol=0)  # the other video
+    torch.testing.assert_close(out_changed[0, 1:], out[0, 1:], atol=0, rtol=0)  # the other video
     valid = clip_mask.bool()
-    torch.testing.assert_close(banded[valid].float(), dense[valid].float(), atol=0.1, rtol=0.05)
+    torch.testing.assert_close(banded[:, 1:][valid].float(), dense[:, 1:][valid].float(), atol=0.1, rtol=0.05)
 
 
 def test_sora_relates_the_features_lrca_aligns_and_an_lrca_step_changes_r2(small_config, random_batch):

@@ -10,7 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from masra.errors import MasraError
-from masra.model.sora import DENSE_MAX_BAND_MULTIPLE, SORALayer, dense_second_order, second_order_relation
+from masra.model.sora import (
+    DENSE_MAX_BAND_MULTIPLE,
+    GLOBAL_TOKENS,
+    SORALayer,
+    dense_second_order,
+    second_order_relation,
+)
 
 D, HEADS = 16, 4
 
@@ -49,7 +55,7 @@ def reference_second_order(h: torch.Tensor, mask: torch.Tensor, band: int) -> to
 def reference_attention(layer: SORALayer, src, mask, pos, relation: torch.Tensor) -> torch.Tensor:
     """docs/method.md's attention, one row at a time: clip i attends to the valid global tokens and the valid
     clips j with |i - j| <= w, softmax_j(q_i·k_j/√dh + β_h·R2_ij); global rows attend to every valid token."""
-    g, w, heads = layer.num_global, layer.band, layer.nheads
+    g, w, heads = GLOBAL_TOKENS, layer.band, layer.nheads
     dh = src.shape[-1] // heads
     qk_in = src + pos
     q = layer.q_proj(qk_in).view(*src.shape[:2], heads, dh)
@@ -196,12 +202,13 @@ def test_relation_bias_changes_the_attention_and_beta_gets_gradient() -> None:
     assert all(p.grad is not None for p in layer.parameters())
 
 
-def test_single_clip_and_no_global_token_are_finite() -> None:
+def test_single_clip_and_no_clip_are_finite() -> None:
     torch.manual_seed(0)
-    layer = SORALayer(D, HEADS, 32, dropout=0.0, band=3, num_global=0).eval()
-    src = torch.randn(2, 5, D)
-    mask = torch.zeros(2, 5)
-    mask[0, 0] = 1  # one clip; sample 1 fully padded
+    layer = SORALayer(D, HEADS, 32, dropout=0.0, band=3).eval()
+    src = torch.randn(2, 6, D)
+    mask = torch.zeros(2, 6)
+    mask[:, 0] = 1  # the global token
+    mask[0, 1] = 1  # one clip; sample 1 has no valid clip
     out = layer(src, mask)
     assert torch.isfinite(out).all()
 

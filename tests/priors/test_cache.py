@@ -41,7 +41,7 @@ def test_missing_file_is_an_empty_cache(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "torn", [b'{"vid": "c", "dura', b'{"vid": "c"', b"\xe2\x82", b'{"vid": "c", "raw": "' + b"x" * 200_000]
+    "torn", [b'{"vid": "c", "dura', b'{"vid": "c"', b"{", b'{"vid": "caf\xe2\x82', b'{"vid": "c", "raw": "' + b"x" * 200_000]
 )
 def test_torn_last_line_is_ignored_then_repaired(tmp_path, torn):
     path = tmp_path / "priors.jsonl"
@@ -60,6 +60,18 @@ def test_torn_last_line_is_ignored_then_repaired(tmp_path, torn):
     assert list(read_cache(path)) == ["a", "b", "c"]
 
 
+@pytest.mark.parametrize(
+    "content",
+    [b"my notes, no newline at the end", b"line one\nline two", json.dumps(record("a")).encode() + b"\nnot json\n{\"vid"],
+)
+def test_repair_never_cuts_a_file_that_is_not_a_cache(tmp_path, content):
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    with pytest.raises(MasraError):
+        read_cache(path, repair=True)
+    assert path.read_bytes() == content  # nothing cut
+
+
 def test_corrupt_line_inside_the_file_names_the_line(tmp_path):
     path = tmp_path / "priors.jsonl"
     path.write_text(json.dumps(record("a")) + "\nnot json\n" + json.dumps(record("b")) + "\n")
@@ -69,16 +81,17 @@ def test_corrupt_line_inside_the_file_names_the_line(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "field, value",
-    [("vid", ""), ("status", "done"), ("captions", "text"), ("captions", [1]), ("events", [{"start": 1}]),
-     ("duration", -1), ("clip_length", True)],
+    "field, value, reported",
+    [("vid", "", "vid"), ("status", "done", "status"), ("captions", "text", "captions"),
+     ("captions", [1], "captions[0]"), ("events", [{"start": 1}], "events[0].end"), ("duration", -1, "duration"),
+     ("clip_length", True, "clip_length")],
 )
-def test_invalid_records_name_the_field(tmp_path, field, value):
+def test_invalid_records_name_the_field(tmp_path, field, value, reported):
     path = tmp_path / "priors.jsonl"
     path.write_text(json.dumps(record("a")) + "\n" + json.dumps({**record("b"), field: value}) + "\n")
     with pytest.raises(MasraError) as err:
         read_cache(path)
-    assert (err.value.line, err.value.field) == (2, field)
+    assert (err.value.line, err.value.field) == (2, reported)
     with pytest.raises(MasraError, match="missing"):
         validate_record({k: v for k, v in record("a").items() if k != field})
 
@@ -99,8 +112,32 @@ def test_merge_prefers_better_status_then_later_input(tmp_path, capsys):
     assert len(out.read_text().splitlines()) == 5
     with pytest.raises(MasraError, match="file not found"):
         merge_caches([tmp_path / "nope.jsonl"], out)
-    assert main(["priors", "merge", str(one), str(two), "--out", str(out)]) == 0
+    assert main(["priors", "merge", str(one), str(two), "--out", str(tmp_path / "cli.jsonl")]) == 0
     assert "5 videos" in capsys.readouterr().out
+
+
+def test_merge_replaces_only_an_earlier_cache_and_only_with_force(tmp_path, capsys):
+    one, out = tmp_path / "one.jsonl", tmp_path / "merged.jsonl"
+    with CacheWriter(one) as writer:
+        writer.append(record("a"))
+    merge_caches([one], out)
+    before = out.read_bytes()
+    with CacheWriter(one) as writer:
+        writer.append(record("b"))
+
+    assert main(["priors", "merge", str(one), "--out", str(out)]) == 1
+    assert "merged.jsonl: file exists; pass --force to replace it" in capsys.readouterr().err
+    assert out.read_bytes() == before  # refused: nothing replaced
+    assert main(["priors", "merge", str(one), "--out", str(out), "--force"]) == 0
+    assert list(read_cache(out)) == ["a", "b"]
+
+    notes = tmp_path / "notes.txt"  # not a prior cache: --force does not replace it either
+    notes.write_text("my notes\n")
+    assert main(["priors", "merge", str(one), "--out", str(notes), "--force"]) == 1
+    assert "notes.txt: not a prior cache" in capsys.readouterr().err and notes.read_text() == "my notes\n"
+    with pytest.raises(MasraError, match="one of the inputs"):
+        merge_caches([one], one, force=True)
+    assert list(read_cache(one)) == ["a", "b"]
 
 
 def test_shards_are_stable_and_cover_everything():

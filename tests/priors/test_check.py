@@ -198,3 +198,40 @@ def test_a_bare_sentence_parses_for_one_frame_but_not_for_several(tmp_path: Path
     cache.write_text("".join(json.dumps(r) + "\n" for r in rows))
     report = check_priors(priors=cache)
     assert (report.replies, report.unparsed_replies) == (2, 1)
+
+
+def test_request_outcomes_come_from_the_record_not_from_parsing_raw_replies(files, tmp_path: Path) -> None:
+    cache, _ = files
+    entries = [
+        {"kind": "captions", "clips": [0], "status": "ok", "attempts": 1, "asks": 1, "error": None},
+        {"kind": "captions", "clips": [1], "status": "miscounted", "attempts": 4, "asks": 3, "error": "expected 1"},
+        {"kind": "events", "status": "no_reply", "attempts": 6, "asks": 1, "error": "gave up after 6 attempts"},
+    ]
+    # Both raw caption replies would parse as one caption each: only the record says the second was miscounted.
+    new = record("NEW", ["a", "b"], [], status="partial", raw={"captions": ['["a"]', '["b"]'], "events": None})
+    new["requests"] = entries
+    both = tmp_path / "both.jsonl"
+    both.write_text(cache.read_text() + json.dumps(new) + "\n")
+
+    report = check_priors(priors=both)
+    # legacy records (re-parsed): AAAAA ok+ok, BBBBB unparsed+ok+unparsed, CCCCC no_reply, ZZZZZ ok+ok
+    assert report.request_statuses == {"ok": 5 + 1, "miscounted": 1, "unparsed": 2, "no_reply": 1 + 1}
+    assert report.requests == 11 and report.request_failure_rate == pytest.approx(5 / 11)
+    assert (report.replies, report.unparsed_replies) == (9, 2)
+    assert (report.reasked_requests, report.attempts, report.legacy_records) == (1, 11, 4)
+    text = str(report)
+    assert "11 (ok 6, miscounted 1, unparsed 2, no reply 2), 45.5% not ok" in text and "re-asked requests" in text
+
+
+def test_the_json_report_replaces_only_an_earlier_report(files, tmp_path: Path) -> None:
+    cache, _ = files
+    out = tmp_path / "check.json"
+    check_priors(priors=cache, json_out=out)
+    check_priors(priors=cache, json_out=out)  # an earlier report is replaced
+    assert json.loads(out.read_text())["videos_with_priors"] == 4
+    for content in ("my notes\n", '{"something": "else"}\n'):
+        other = tmp_path / "other.json"
+        other.write_text(content)
+        with pytest.raises(MasraError, match="not a report of `priors check`; refusing to replace it"):
+            check_priors(priors=cache, json_out=other)
+        assert other.read_text() == content

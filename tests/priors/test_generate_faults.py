@@ -144,17 +144,59 @@ def test_unparseable_reply_is_kept_raw_and_counted(chat_server, bikes, tmp_path)
     assert summary.unparsed_replies == 1 and summary.partial == 1
 
 
-def test_caption_count_mismatch_pads_with_null(chat_server, bikes, tmp_path):
+def caption_texts(payload: dict) -> list[str]:
+    return [p["text"] for p in payload["messages"][0]["content"] if p["type"] == "text"]
+
+
+def test_a_miscounting_model_is_reasked_with_the_count_then_padded_with_null(chat_server, bikes, tmp_path):
     url, fake = chat_server
     fake.rewrite = lambda text, payload: json.dumps(json.loads(text)[:1]) if text.startswith('["') else text
-    opts = options(caption_batch=2)
+    opts = options(caption_batch=2, max_retries=2)
     out = tmp_path / "priors.jsonl"
     summary = run(url, [VideoJob("v", bikes, DURATION)], out, opts)
     captions, _ = expected_record(bikes, opts)
     record = read_cache(out)["v"]
-    # batches are clips [0, 1], [2, 3], [4]: the model answered one caption per batch
+    # batches are clips [0, 1], [2, 3], [4]: the model answers one caption per batch, every time it is asked
     assert record["captions"] == [captions[0], None, captions[2], None, captions[4]]
-    assert record["status"] == "partial" and summary.caption_count_mismatches == 2
+    assert record["status"] == "partial"
+    statuses = [(e["kind"], e.get("clips"), e["status"], e["asks"], e["attempts"]) for e in record["requests"]]
+    assert statuses == [("captions", [0, 1], "miscounted", 3, 3), ("captions", [2, 3], "miscounted", 3, 3),
+                        ("captions", [4], "ok", 1, 1), ("events", None, "ok", 1, 1)]
+    assert "captions request 1: expected 2 captions, got 1 usable (asked 3 times)" in record["errors"]
+    assert (summary.reasks, summary.caption_count_mismatches, summary.requests) == (4, 6, 2 * 3 + 1 + 1)
+    reasks = [p for p in fake.payloads if any(t.startswith("Your previous answer") for t in caption_texts(p))]
+    assert len(reasks) == 4
+    assert all("gave 1 usable captions, but there are 2 frames" in caption_texts(p)[-1] for p in reasks)
+
+
+def test_a_reask_that_gets_the_count_right_completes_the_video(chat_server, bikes, tmp_path):
+    url, fake = chat_server
+
+    def miscount_unless_reminded(text: str, payload: dict) -> str:
+        reminded = any(t.startswith("Your previous answer") for t in caption_texts(payload))
+        return text if reminded or not text.startswith('["') else json.dumps(json.loads(text) * 2)  # one too many
+
+    fake.rewrite = miscount_unless_reminded
+    opts = options(caption_batch=2, max_retries=1)
+    out = tmp_path / "priors.jsonl"
+    summary = run(url, [VideoJob("v", bikes, DURATION)], out, opts)
+    captions, events = expected_record(bikes, opts)
+    record = read_cache(out)["v"]
+    assert (record["status"], record["captions"], record["events"], record["errors"]) == ("ok", captions, events, [])
+    assert [(e["status"], e["asks"]) for e in record["requests"]] == [("ok", 2)] * 3 + [("ok", 1)]
+    assert summary.reasks == 3 and summary.ok == 1
+    # the raw reply kept is the one the captions came from
+    assert [json.loads(r) for r in record["raw"]["captions"]] == [captions[0:2], captions[2:4], captions[4:]]
+
+
+def test_reasks_are_off_with_max_retries_zero(chat_server, bikes, tmp_path):
+    url, fake = chat_server
+    fake.rewrite = lambda text, payload: "I see frames." if text.startswith('["') else text
+    out = tmp_path / "priors.jsonl"
+    summary = run(url, [VideoJob("v", bikes, 4.0)], out, options(caption_batch=2, max_retries=0))
+    record = read_cache(out)["v"]
+    assert [e["status"] for e in record["requests"]] == ["unparsed", "ok"]
+    assert summary.reasks == 0 and summary.requests == 2 and summary.unparsed_replies == 1
 
 
 @pytest.mark.parametrize("status, hint", [("401", "authentication failed"), ("404", "check --base-url")])
@@ -209,7 +251,9 @@ def test_resume_skips_ok_and_redoes_partial(chat_server, bikes, tmp_path):
     n_before = len(fake.payloads)
     summary = run(url, jobs + [VideoJob("v2", bikes, DURATION)], out, options())
     assert summary.videos == 3 and summary.ok == 3 and summary.skipped == 0
-    assert len(fake.payloads) - n_before == 3 * 4
+    # the partial videos only redo their events request; v2 is new: 3 caption requests and 1 events request
+    assert len(fake.payloads) - n_before == 2 * 1 + 4
+    assert (summary.resumed, summary.kept_requests) == (2, 2 * 3)
 
     again = run(url, jobs + [VideoJob("v2", bikes, DURATION)], out, options())
     assert again.videos == 0 and again.skipped == 3
@@ -255,3 +299,90 @@ def test_cli_end_to_end_text_only(chat_server, bikes, tmp_path, monkeypatch, cap
     assert all(h.get("Authorization") == "Bearer secret-123" for h in fake.headers)
     stamps = [float(x) for x in re.findall(r"\[(\d+\.\d) s\]", fake.payloads[-1]["messages"][0]["content"])]
     assert len(stamps) in (0, 2)
+
+
+def partial_first_run(url: str, fake, bikes: Path, out: Path, vids: list[str]):
+    """One run against a model that gives one caption for the batch of clips 2 and 3 and no readable
+    events, so every video ends partial; then the model is honest again. Returns (options, captions, events)."""
+    opts = options(caption_batch=2, max_retries=0)
+    captions, events = expected_record(bikes, opts)
+
+    def rewrite(text: str, payload: dict) -> str:
+        if '"start"' in text:
+            return "no idea"
+        return json.dumps(captions[2:3]) if json.loads(text) == captions[2:4] else text
+
+    fake.rewrite = rewrite
+    run(url, [VideoJob(vid, bikes, DURATION) for vid in vids], out, opts)
+    fake.rewrite = lambda text, payload: text
+    return opts, captions, events
+
+
+def test_resume_asks_only_the_unfinished_requests_of_a_partial_video(chat_server, bikes, tmp_path):
+    url, fake = chat_server
+    out = tmp_path / "priors.jsonl"
+    opts, captions, events = partial_first_run(url, fake, bikes, out, ["v"])
+    first = read_cache(out)["v"]
+    assert first["status"] == "partial" and first["captions"] == [*captions[:3], None, captions[4]]
+    assert [e["status"] for e in first["requests"]] == ["ok", "miscounted", "ok", "unparsed"]
+
+    n_before = len(fake.payloads)
+    summary = run(url, [VideoJob("v", bikes, DURATION)], out, opts)
+    sent = fake.payloads[n_before:]
+    assert len(sent) == 2  # the miscounted caption request and the events request, nothing else
+    (caption_request,) = [p for p in sent if "Frame 1:" in caption_texts(p)]
+    images = [p["image_url"]["url"] for p in caption_request["messages"][0]["content"] if p["type"] == "image_url"]
+    assert [f"frame {digest(u)}" for u in images] == captions[2:4]  # the frames of clips 2 and 3
+    second = read_cache(out)["v"]
+    assert (second["status"], second["captions"], second["events"], second["errors"]) == ("ok", captions, events, [])
+    kept = [first["requests"][0], first["requests"][2]]
+    assert [second["requests"][0], second["requests"][2]] == kept  # the finished requests, as they were
+    assert second["raw"]["captions"][0] == first["raw"]["captions"][0]
+    assert (summary.resumed, summary.kept_requests, summary.ok) == (1, 2, 1)
+
+
+def test_a_redo_that_comes_back_worse_keeps_what_came_back_before(chat_server, bikes, tmp_path):
+    url, fake = chat_server
+    out = tmp_path / "priors.jsonl"
+    opts, _, _ = partial_first_run(url, fake, bikes, out, ["v"])
+    first = read_cache(out)["v"]
+
+    fake.faults = ["500"] * 100  # every redo gets no reply
+    summary = run(url, [VideoJob("v", bikes, DURATION)], out, opts)
+    second = read_cache(out)["v"]
+    assert summary.failed_requests == 2 and second["status"] == "partial"
+    assert second["captions"] == first["captions"]  # the miscounted batch's caption of clip 2 is kept
+    assert second["requests"] == first["requests"] and second["raw"] == first["raw"]
+
+
+def test_a_partial_record_from_another_model_or_without_request_entries_is_redone_whole(chat_server, bikes, tmp_path):
+    url, fake = chat_server
+    out = tmp_path / "priors.jsonl"
+    opts, _, _ = partial_first_run(url, fake, bikes, out, ["a", "b"])
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    for rec in records:  # "a" was made by another model; "b" predates request entries (prompt v1)
+        if rec["vid"] == "a":
+            rec["model"] = "another-model"
+        else:
+            del rec["requests"]
+            rec["prompt_version"] = "v1"
+    out.write_text("".join(json.dumps(rec) + "\n" for rec in records))
+
+    n_before = len(fake.payloads)
+    summary = run(url, [VideoJob("a", bikes, DURATION), VideoJob("b", bikes, DURATION)], out, opts)
+    assert len(fake.payloads) - n_before == 2 * 4 and summary.resumed == 0 and summary.ok == 2
+
+
+def test_generate_cli_defaults_are_the_generate_options_defaults():
+    from masra.cli.main import build_parser
+    from masra.cli.priors import generate_options
+
+    def parsed(*extra: str):
+        args = build_parser().parse_args(["priors", "generate", "--videos", "v", "--annotations", "a", "--out", "o",
+                                          *extra])
+        return generate_options(args, clip_length=2.0)
+
+    assert parsed() == GenerateOptions(clip_length=2.0)
+    assert parsed("--timeout", "5", "--short-side", "224") == GenerateOptions(
+        clip_length=2.0, request_timeout=5.0, caption_short_side=224)
+    assert parsed("--backend", "transformers").request_timeout is None

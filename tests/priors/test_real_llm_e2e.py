@@ -82,13 +82,14 @@ def two_videos() -> list[VideoJob]:
     ]
 
 
-# Short replies keep the run fast; the toy model's replies are rarely valid JSON anyway.
+# Short replies keep the run fast; the toy model's replies are rarely valid JSON anyway, so a caption
+# request is usually asked a second time (one re-ask allowed) with the number of frames restated.
 OPTIONS = {
     "clip_length": 2.0,
     "max_tokens": 40,
     "concurrency": 2,
     "request_timeout": None,
-    "max_retries": 0,
+    "max_retries": 1,
     "show_progress": False,
 }
 
@@ -103,33 +104,45 @@ def test_a_real_reply_comes_back_through_the_chat_backend(smollm2_backend) -> No
     assert asyncio.run(smollm2_backend.chat(messages, max_tokens=24, temperature=0.0)) == reply
 
 
+def caption_status(reply: str, n_clips: int) -> str:
+    parsed = parse_captions(reply, n_clips)
+    return "unparsed" if parsed.error else "ok" if parsed.complete else "miscounted"
+
+
 def assert_records_account_for_every_reply(cache: Path, jobs: list[VideoJob], summary, backend_name: str) -> None:
     records = read_cache(cache)
     assert sorted(records) == sorted(job.vid for job in jobs)
-    unparsed = 0
+    not_complete = 0  # replies that were unparsed or miscounted, re-asked ones included
+    reasks = 0
     for job in jobs:
         record = records[job.vid]
         n_clips = len(record["captions"])
         assert record["backend"] == backend_name and n_clips == record["n_clips"] == math.ceil(job.duration / 2.0)
         assert record["status"] in ("ok", "partial", "failed")
-        # Every reply is kept raw; a reply that cannot be parsed is an error of the record, never dropped.
-        (caption_reply,) = record["raw"]["captions"]  # all clips fit in one caption request
-        assert isinstance(caption_reply, str)
-        if parse_captions(caption_reply, n_clips).error:
-            unparsed += 1
+        # Every request is in the record with its outcome; the reply it ended with is kept raw.
+        captions, events = record["requests"]  # all clips fit in one caption request
+        (caption_reply,) = record["raw"]["captions"]
+        assert captions["kind"] == "captions" and captions["clips"] == list(range(n_clips))
+        assert captions["status"] == caption_status(caption_reply, n_clips)
+        assert captions["asks"] == captions["attempts"] == (1 if captions["status"] == "ok" else 2)
+        reasks += captions["asks"] - 1
+        not_complete += (captions["asks"] - 1) + (captions["status"] != "ok")
+        if captions["status"] == "unparsed":
             assert any(e.startswith("captions request 1:") for e in record["errors"])
             assert record["captions"] == [None] * n_clips
         events_reply = record["raw"]["events"]
-        assert isinstance(events_reply, str)
+        assert isinstance(events_reply, str) and (events["kind"], events["asks"]) == ("events", 1)
         if parse_events(events_reply, job.duration).error:
-            unparsed += 1
-            assert any(e.startswith("events request:") for e in record["errors"]) and record["events"] == []
+            not_complete += 1
+            assert events["status"] == "unparsed" and record["events"] == []
+            assert any(e.startswith("events request:") for e in record["errors"])
         else:
+            assert events["status"] == "ok"
             assert all(0.0 <= e["start"] <= e["end"] <= job.duration for e in record["events"])
-    assert summary.unparsed_replies == unparsed
-    assert (summary.videos, summary.requests, summary.failed_requests) == (2, 4, 0)
+    assert summary.unparsed_replies + summary.caption_count_mismatches == not_complete
+    assert (summary.videos, summary.reasks, summary.requests, summary.failed_requests) == (2, reasks, 4 + reasks, 0)
     report = check_priors(priors=cache)
-    assert (report.videos_with_priors, report.replies, report.unparsed_replies) == (2, 4, unparsed)
+    assert (report.videos_with_priors, report.requests, report.attempts, report.reasked_requests) == (2, 4, 4 + reasks, reasks)
 
 
 def test_generate_two_real_videos_with_the_local_text_only_backend(smollm2_backend, two_videos, tmp_path: Path) -> None:

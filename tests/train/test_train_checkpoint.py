@@ -10,7 +10,7 @@ import torch
 
 from masra.config import Config
 from masra.errors import MasraError
-from masra.train import checkpoint as ckpt
+from masra import checkpoint as ckpt
 from masra.train.run_dir import holds_only_run_artifacts, last_checkpoint, prepare_new_run
 from masra.train.seeding import capture_rng_state, restore_rng_state
 

@@ -81,5 +81,5 @@ def test_predict_command_with_plots(cli_run, tiny_paths, tmp_path, capsys):
 def test_resume_with_the_run_folder_only(cli_run):
     _, run_dir = cli_run
     # The run's own config.yaml is used; an override extends the run by one epoch.
-    assert main(["train", "--resume", str(run_dir), "train.epochs=3", "--no-progress"]) == 0
+    assert main(["train", "--resume", str(run_dir), "--set", "train.epochs=3", "--no-progress"]) == 0
     assert json.loads((run_dir / "last" / "checkpoint.json").read_text())["epoch"] == 3

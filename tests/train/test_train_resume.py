@@ -81,7 +81,7 @@ def test_sigkill_mid_run_then_resume_auto_completes(tiny_paths, tmp_path):
     killed_at = json.loads((run_dir / "last" / "checkpoint.json").read_text())["epoch"]
     assert killed_at < 30
 
-    finish = subprocess.run(command[:-1] + ["--no-progress", "--resume", "auto", "train.epochs=" + str(killed_at + 2)],
+    finish = subprocess.run(command[:-1] + ["--no-progress", "--resume", "auto", "--set", f"train.epochs={killed_at + 2}"],
                             capture_output=True, text=True, env=env, timeout=300)
     assert finish.returncode == 0, finish.stderr
     assert json.loads((run_dir / "last" / "checkpoint.json").read_text())["epoch"] == killed_at + 2

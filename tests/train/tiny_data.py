@@ -85,7 +85,7 @@ def _write_priors(path: Path, row: dict, n_clips: int, rng: np.random.Generator)
 
 
 MASRA_ALL = ["model.dai.enabled=true", "model.sge.enabled=true", "model.sora.enabled=true",
-             "model.esta.enabled=true", "model.lrca.enabled=true", "model.sora.band=4", "model.lrca.band=4",
+             "model.esta.enabled=true", "model.lrca.enabled=true", "model.sora.band=4", "loss.lrca_band=4",
              "model.lrca.proj_dim=16", "model.dai.codebook_size=4"]
 
 TINY_MODEL = [

@@ -1,5 +1,5 @@
 """The QVHighlights metrics written as literal per-query, per-threshold loops straight from the protocol
-text (REFERENCE.md §2.2, §2.4). Slow on purpose: the vectorised evaluator (masra.eval) is tested against
+text (docs/evaluation.md, "The QVHighlights protocol"). Slow on purpose: the vectorised evaluator (masra.eval) is tested against
 these references and ``masra bench eval`` measures it against them."""
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from masra.cli.options import add_overrides_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from masra.demo.ablation import VARIANTS
@@ -28,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--train-rows", type=int, help="use only the first N shipped training rows")
     parser.add_argument("--val-rows", type=int, help="use only the first N shipped val rows")
     parser.add_argument("--workers", type=int, default=None, help="runs trained side by side (default: 1 per core, at most 2)")
-    parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides for every run")
+    add_overrides_argument(parser)
     parser.set_defaults(func=run)
 
 

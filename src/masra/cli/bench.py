@@ -4,7 +4,6 @@ same process (dense SORA, the baseline model, the npz folder layout, the literal
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 from dataclasses import asdict
 from pathlib import Path
@@ -103,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(str(r.queries), _ms(r.vectorised.seconds), _ms(r.literal.seconds), _ratio(r.vectorised.seconds, r.literal.seconds), str(r.agree))
     Console(width=160).print(table)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"bench": args.bench, "device": str(device), "rows": [asdict(r) for r in rows]}, indent=2))
+        from masra.data.jsonl import write_json
+
+        write_json(args.json, {"bench": args.bench, "device": str(device), "rows": [asdict(r) for r in rows]})
     return 0

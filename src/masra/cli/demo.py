@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from masra.cli.options import add_overrides_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from masra.demo.training import DEFAULT_EPOCHS
@@ -26,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--val-rows", type=int, help="use only the first N shipped val rows (default all 400)")
     parser.add_argument("--progress", action="store_true", help="show per-epoch progress bars")
     parser.add_argument("--workers", type=int, default=None, help="variants trained side by side (default: 1 per core, at most 2)")
-    parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides, e.g. train.lr=1e-4")
+    add_overrides_argument(parser)
     parser.set_defaults(func=run)
 
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 from pathlib import Path
 from typing import Any
 
+from masra.cli.options import add_overrides_argument
 from masra.config import DATASETS
 from masra.errors import MasraError
 
@@ -23,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--pred", type=Path, help="prediction JSONL (one row per query, official format)")
-    source.add_argument("--checkpoint", type=Path, help="checkpoint to run on --split (needs the training package)")
+    source.add_argument("--checkpoint", type=Path, help="checkpoint to run on --split")
     parser.add_argument("--gt", type=Path, help="ground-truth JSONL (with --pred)")
     parser.add_argument("--split", default="val", help="split to predict and score (with --checkpoint; default val)")
     parser.add_argument("--out", type=Path, required=True, help="metrics JSON to write")
@@ -38,10 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-match-number", action="store_true", help="score only the qids shared by predictions and ground truth"
     )
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="config override for --checkpoint mode, e.g. --set data.eval_path=val.jsonl (repeatable)",
-    )
+    add_overrides_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -52,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_checkpoint(args)
     if args.gt is None:
         raise MasraError("--pred needs --gt (the ground-truth JSONL)")
+    from masra.data.jsonl import write_json
     from masra.eval import evaluate, load_ground_truth, load_submission
 
     submission = load_submission(args.pred)
@@ -64,18 +61,14 @@ def run(args: argparse.Namespace) -> int:
         extras=True if args.extras else None,
         strict_empty=args.strict_empty,
     )
-    write_metrics(metrics, args.out)
+    write_json(args.out, metrics, indent=4)  # indented like the reference evaluator's output
     print_brief(metrics["brief"], title=f"{args.pred.name} vs {args.gt.name}")
     return 0
 
 
 def _run_checkpoint(args: argparse.Namespace) -> int:
-    try:
-        from masra.inference import evaluate_checkpoint
-    except ModuleNotFoundError as err:
-        if err.name == "masra.inference":
-            raise MasraError("checkpoint evaluation needs the training package") from None
-        raise
+    from masra.inference import evaluate_checkpoint
+
     metrics = evaluate_checkpoint(
         checkpoint=args.checkpoint, split=args.split, out=args.out, config_overrides=list(args.overrides),
         force=args.force,
@@ -83,14 +76,6 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
     if isinstance(metrics, dict) and "brief" in metrics:
         print_brief(metrics["brief"], title=f"{args.checkpoint.name} on {args.split}")
     return 0
-
-
-def write_metrics(metrics: dict[str, Any], path: Path) -> None:
-    """Write the metrics JSON atomically, indented like the reference evaluator's output."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(metrics, indent=4) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def print_brief(brief: dict[str, Any], title: str) -> None:

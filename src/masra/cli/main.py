@@ -14,7 +14,7 @@ import sys
 from masra import __version__
 from masra.errors import MasraError
 
-SUBCOMMANDS = ("evaluate", "data", "train", "predict", "demo", "priors", "ablate", "bench")
+SUBCOMMANDS = ("config", "evaluate", "data", "train", "predict", "demo", "priors", "ablate", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,13 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"masra.cli.{name}")
-        except ModuleNotFoundError as err:
-            if err.name == f"masra.cli.{name}":
-                continue  # subcommand not part of this build
-            raise
-        module.register(subparsers)
+        importlib.import_module(f"masra.cli.{name}").register(subparsers)
     return parser
 
 

@@ -7,6 +7,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from masra.cli.options import add_overrides_argument
 from masra.errors import MasraError
 
 logger = logging.getLogger("masra.predict")
@@ -28,8 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--plot-limit", type=int, default=20, help="at most this many plots (default 20)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, e.g. --set data.v_feat_dirs=[/data/sf,/data/clip] (repeatable)")
+    add_overrides_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -38,8 +38,8 @@ def metrics_path(out: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from masra.data.jsonl import write_jsonl
-    from masra.inference import predict_split, refuse_existing, write_json
+    from masra.data.jsonl import write_json, write_jsonl
+    from masra.inference import predict_split, refuse_existing
 
     refuse_existing(args.out, args.force)
     refuse_existing(metrics_path(args.out), args.force)
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     write_jsonl(args.out, result.rows)
     logger.info("wrote %d predictions to %s", len(result.rows), args.out)
     if result.metrics is not None:
-        write_json(result.metrics, metrics_path(args.out))
+        write_json(metrics_path(args.out), result.metrics, indent=4)
         from masra.cli.evaluate import print_brief
 
         print_brief(result.metrics["brief"], title=f"{args.checkpoint} on {args.split or args.annotations}")
@@ -63,11 +63,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _plot(result, folder: Path, limit: int) -> None:
     from masra.data.paths import child_path
-    from masra.visualize import plot_prediction
+    from masra.visualize import plot_query, query_title
 
     for row, record in list(zip(result.rows, result.records))[:limit]:
         # qids are data: the file name is checked to stay inside the plot folder.
         path = child_path(folder, f"qid{row['qid']}", ".png")
-        plot_prediction(row, path, clip_length=result.cfg.data.clip_length, duration=record.duration,
-                        gt_windows=record.relevant_windows)
+        plot_query(path, {"prediction": row}, clip_length=result.cfg.data.clip_length, duration=record.duration,
+                   gt_windows=record.relevant_windows, title=query_title(row))
     logger.info("wrote %d plots to %s", min(limit, len(result.rows)), folder)

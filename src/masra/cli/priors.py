@@ -41,18 +41,21 @@ def _register_generate(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
     p.add_argument("--text-only", action="store_true", help="the model takes no images: send the prompts without them")
     p.add_argument("--device", help="transformers backend: torch device (default: cuda when available)")
-    p.add_argument("--temperature", type=float, default=0.0)
-    p.add_argument("--max-tokens", type=int, default=1024, help="most tokens per reply")
-    p.add_argument("--concurrency", type=int, default=8, help="requests in flight (and videos worked on) at once")
-    p.add_argument("--timeout", type=float, default=None, help="seconds per request (default 120 for openai, none for transformers)")
-    p.add_argument("--max-retries", type=int, default=5, help="retries per request (429, 5xx, timeouts, bad bodies)")
+    # The options below default to GenerateOptions (docs/priors.md lists the values); only given ones are passed.
+    p.add_argument("--temperature", type=float, help="sampling temperature")
+    p.add_argument("--max-tokens", type=int, help="most tokens per reply")
+    p.add_argument("--concurrency", type=int, help="requests in flight (and videos worked on) at once")
+    p.add_argument("--timeout", type=float, help="seconds per request (default: none for transformers)")
+    p.add_argument("--max-retries", type=int,
+                   help="retries per request (429, 5xx, timeouts, bad bodies); also the most re-asks of a "
+                        "caption reply with the wrong number of captions")
     p.add_argument("--clip-length", type=float, help="seconds per clip (default: from the dataset, 2 for QVHighlights)")
-    p.add_argument("--caption-batch", type=int, default=8, help="clip frames per caption request")
-    p.add_argument("--event-frames", type=int, default=64, help="most frames for the event request (<= 64)")
-    p.add_argument("--event-interval", type=float, default=2.0, help="seconds between event frames")
-    p.add_argument("--short-side", type=int, default=336, help="caption frames: shorter side in pixels")
-    p.add_argument("--event-short-side", type=int, default=224, help="event frames: shorter side in pixels")
-    p.add_argument("--decode-threads", type=int, default=2, help="videos decoded at the same time (CPU threads)")
+    p.add_argument("--caption-batch", type=int, help="clip frames per caption request")
+    p.add_argument("--event-frames", type=int, help="most frames for the event request (<= 64)")
+    p.add_argument("--event-interval", type=float, help="seconds between event frames")
+    p.add_argument("--short-side", type=int, help="caption frames: shorter side in pixels")
+    p.add_argument("--event-short-side", type=int, help="event frames: shorter side in pixels")
+    p.add_argument("--decode-threads", type=int, help="videos decoded at the same time (CPU threads)")
     p.add_argument("--shard", help="i/n: only the videos of shard i of n (a stable hash of the vid)")
     p.add_argument("--limit", type=int, help="process at most N videos (after skipping finished ones)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -63,6 +66,7 @@ def _register_merge(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("merge", help="merge prior caches (e.g. one per shard) into one")
     p.add_argument("inputs", nargs="+", help="prior caches (JSONL)")
     p.add_argument("--out", required=True, help="merged cache, one record per vid (written atomically)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out (only if it is a prior cache)")
     p.set_defaults(func=run_merge)
 
 
@@ -85,7 +89,34 @@ def _register_check(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_check)
 
 
-def _build_backend(args: argparse.Namespace) -> Any:
+# `masra priors generate` argument -> GenerateOptions field.
+GENERATE_OPTIONS = {
+    "caption_batch": "caption_batch",
+    "event_interval": "event_interval",
+    "event_frames": "event_frames",
+    "short_side": "caption_short_side",
+    "event_short_side": "event_short_side",
+    "temperature": "temperature",
+    "max_tokens": "max_tokens",
+    "concurrency": "concurrency",
+    "timeout": "request_timeout",
+    "max_retries": "max_retries",
+    "decode_threads": "decode_threads",
+}
+
+
+def generate_options(args: argparse.Namespace, clip_length: float) -> Any:
+    """GenerateOptions from the arguments given; the others keep GenerateOptions' defaults (the local
+    transformers backend runs without a request timeout unless --timeout is given)."""
+    from masra.priors.generate import GenerateOptions
+
+    given = {field: getattr(args, arg) for arg, field in GENERATE_OPTIONS.items() if getattr(args, arg) is not None}
+    if args.backend == "transformers":
+        given.setdefault("request_timeout", None)
+    return GenerateOptions(clip_length=clip_length, show_progress=not args.no_progress, **given)
+
+
+def _build_backend(args: argparse.Namespace, timeout: float | None) -> Any:
     if args.backend == "openai":
         from masra.priors.backends.openai_compat import OpenAICompatBackend
 
@@ -94,7 +125,6 @@ def _build_backend(args: argparse.Namespace) -> Any:
         api_key = os.environ.get(args.api_key_env)
         if not api_key:
             log.info("no API key in $%s: sending requests without one (fine for local servers)", args.api_key_env)
-        timeout = 120.0 if args.timeout is None else args.timeout
         return OpenAICompatBackend(
             args.base_url, args.model, api_key=api_key, timeout=timeout, supports_images=not args.text_only
         )
@@ -106,8 +136,9 @@ def _build_backend(args: argparse.Namespace) -> Any:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from masra.priors.generate import GenerateOptions, generate_priors, parse_shard
-    from masra.priors.videos import DATASET_CLIP_LENGTH, index_videos, match_videos, read_annotated_videos
+    from masra.priors.generate import generate_priors, parse_shard
+    from masra.config import DATASET_CLIP_LENGTH
+    from masra.priors.videos import index_videos, match_videos, read_annotated_videos
 
     if not args.verbose:
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request would bury the bar
@@ -119,24 +150,10 @@ def run_generate(args: argparse.Namespace) -> int:
                     args.videos, ", ".join(missing[:3]))
     if not jobs:
         raise MasraError("no annotated video has a video file", file=args.videos)
-    timeout = args.timeout if args.timeout is not None else (120.0 if args.backend == "openai" else None)
-    options = GenerateOptions(
-        clip_length=clip_length,
-        caption_batch=args.caption_batch,
-        event_interval=args.event_interval,
-        event_frames=args.event_frames,
-        caption_short_side=args.short_side,
-        event_short_side=args.event_short_side,
-        temperature=args.temperature,
-        max_tokens=args.max_tokens,
-        concurrency=args.concurrency,
-        request_timeout=timeout,
-        max_retries=args.max_retries,
-        decode_threads=args.decode_threads,
-        show_progress=not args.no_progress,
-    )
+    options = generate_options(args, clip_length)
     shard = parse_shard(args.shard) if args.shard else None
-    summary = generate_priors(jobs, _build_backend(args), args.out, options, shard=shard, limit=args.limit)
+    backend = _build_backend(args, options.request_timeout)
+    summary = generate_priors(jobs, backend, args.out, options, shard=shard, limit=args.limit)
     for line in summary.lines():
         print(line)
     if summary.stopped:
@@ -151,7 +168,7 @@ def run_generate(args: argparse.Namespace) -> int:
 def run_merge(args: argparse.Namespace) -> int:
     from masra.priors.cache import merge_caches
 
-    counts = merge_caches(args.inputs, args.out)
+    counts = merge_caches(args.inputs, args.out, force=args.force)
     print(f"{sum(counts.values())} videos -> {args.out} ({counts['ok']} ok, {counts['partial']} partial, "
           f"{counts['failed']} failed)")
     return 0

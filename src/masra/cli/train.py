@@ -6,6 +6,7 @@ import argparse
 import logging
 from typing import TYPE_CHECKING
 
+from masra.cli.options import add_overrides_argument
 from masra.errors import MasraError
 
 if TYPE_CHECKING:
@@ -16,12 +17,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
         help="train a model (single process, or one process per GPU under torchrun)",
-        description="Train from a YAML config. Overrides like train.lr=2e-4 model.sora.enabled=true follow the "
-        "config. Under `torchrun --nproc_per_node N masra train ...` the processes form one DDP run.",
+        description="Train from a packaged config or YAML file; --set train.lr=2e-4 --set model.sora.enabled=true "
+        "overrides single fields. Under `torchrun --nproc_per_node N masra train ...` the processes form one DDP run.",
     )
-    parser.add_argument("--config", action="append", default=[], metavar="YAML",
-                        help="config file(s), merged in order (optional with --resume RUN_DIR)")
-    parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+    parser.add_argument("--config", action="append", default=[], metavar="NAME|YAML",
+                        help="packaged config name (see `masra config list`) or YAML file; repeat to merge in "
+                        "order (optional with --resume RUN_DIR)")
     parser.add_argument("--output-dir", help="run folder (default: train.output_dir of the config)")
     parser.add_argument("--resume", metavar="RUN_DIR|auto",
                         help="continue RUN_DIR from its last checkpoint; 'auto' continues the output folder when it "
@@ -29,12 +30,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--parts", help="MASRA parts to switch on: all, none, or a list like dai,sora")
     parser.add_argument("--force", action="store_true", help="start over in a non-empty run folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_overrides_argument(parser)
     parser.set_defaults(func=run)
 
 
 def _load(args: argparse.Namespace) -> Config:
+    """The run's config. Merge order (later wins): defaults < --config files in order (each after its
+    ``base:``), or the run's own config.yaml with --resume RUN_DIR < --parts < --set overrides < --output-dir."""
     from masra.config import apply_overrides, load_config, set_masra_parts, validate_config
-    from masra.train.checkpoint import CONFIG_FILE, find_checkpoint
+    from masra.checkpoint import CONFIG_FILE, find_checkpoint
 
     source = find_checkpoint(args.resume) if args.resume and args.resume != "auto" else None
     if source is not None and not args.config:

@@ -1,6 +1,6 @@
 """Annotation records for the five supported datasets, with validation that names file, line and field.
 
-Formats (REFERENCE.md §1.1): QVHighlights, Charades-STA, TACoS (moment retrieval, QVH-style JSONL),
+Formats (docs/data.md, "Annotation files"): QVHighlights, Charades-STA, TACoS (moment retrieval, QVH-style JSONL),
 TVSum and YouTube Highlights (per-clip ``label`` matrices). ``load_annotations`` returns typed records or
 raises the first error; ``check_annotations`` collects every error (up to a limit) for ``masra data check``.
 """
@@ -10,29 +10,33 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from masra.config import DATASETS
+from masra.config import DATASETS, QVH_CLIP_LENGTH, SALIENCY_ONLY_DATASETS
 from masra.errors import MasraError
 
 # Windows may end this many seconds past ``duration`` (float rounding in the exported files); beyond that
 # they are errors. Every shipped file checks clean with it (the largest overshoot in them is 0).
 WINDOW_TOLERANCE_S = 0.01
 # QVHighlights annotations are on a fixed 2-s clip grid (relevant_clip_ids, saliency_scores).
-QVH_CLIP_LENGTH = 2.0
 QVH_ANNOTATORS = 3
 QVH_SCORE_RANGE = (0, 4)
 TVSUM_ANNOTATORS = 20
 TVSUM_SCORE_RANGE = (1, 5)
 DEFAULT_MAX_ERRORS = 100
 
-LABEL_DATASETS = ("tvsum", "youtube_highlights")
 _QVH_VID = re.compile(r"^.+_\d+(?:\.\d+)?_\d+(?:\.\d+)?$")
-_KNOWN_KEYS = {
-    "qid", "query", "duration", "vid", "relevant_windows", "relevant_clip_ids", "saliency_scores", "label", "domain",
-}
+
+
+def split_qvh_vid(vid: str) -> tuple[str, float, float] | None:
+    """A QVHighlights vid ``{youtube_id}_{start}_{end}`` (seconds into the YouTube video; the id may contain
+    '_') as (youtube_id, start, end); None for any other vid."""
+    if not _QVH_VID.match(vid):
+        return None
+    youtube_id, start, end = vid.rsplit("_", 2)
+    return (youtube_id, float(start), float(end)) if float(end) > float(start) else None
 
 
 @dataclass
@@ -51,21 +55,19 @@ class AnnotationRecord:
     saliency_scores: list[list[int]] | None = None  # QVHighlights: one [a1, a2, a3] row per relevant clip
     label: list[list[float]] | None = None  # TVSum: [n_clips, 20] scores 1..5; YouTube: [n_clips, 1] 0/1
     domain: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # other keys of the row, kept verbatim
 
     @property
     def has_labels(self) -> bool:
         """True when the record carries training targets (windows for MR sets, ``label`` for HD sets)."""
-        if self.dataset in LABEL_DATASETS:
+        if self.dataset in SALIENCY_ONLY_DATASETS:
             return self.label is not None
         return self.relevant_windows is not None
 
     @property
     def youtube_id(self) -> str:
         """The source video: QVHighlights vids are ``{youtube_id}_{start}_{end}`` (the id may contain '_')."""
-        if self.dataset == "qvhighlights" and _QVH_VID.match(self.vid):
-            return self.vid.rsplit("_", 2)[0]
-        return self.vid
+        segment = split_qvh_vid(self.vid) if self.dataset == "qvhighlights" else None
+        return segment[0] if segment is not None else self.vid
 
     def to_meta(self) -> dict[str, Any]:
         """The dict carried in ``GroundingBatch.meta``: ids, query, duration and every annotation field known."""
@@ -256,9 +258,8 @@ def _parse_row(path: str, line: int, row: dict[str, Any], dataset: str, errors: 
     record = AnnotationRecord(
         qid=qid, query=query, duration=duration, vid=vid, dataset=dataset, file=path, line=line,
         domain=row.get("domain") if isinstance(row.get("domain"), str) else None,
-        extra={k: v for k, v in row.items() if k not in _KNOWN_KEYS},
     )
-    if dataset in LABEL_DATASETS:
+    if dataset in SALIENCY_ONLY_DATASETS:
         record.label = _check_label(c, dataset, duration)
     elif row.get("relevant_windows") is not None:
         record.relevant_windows = _check_windows(c, duration)

@@ -7,7 +7,7 @@ M = max number of prior events, Ds = prior text-embedding dimension. Masks are f
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -38,7 +38,6 @@ class GroundingBatch:
     event_emb: torch.Tensor | None = None  # [B, M, Ds] float, L2-normalised event-description embeddings
     event_spans: torch.Tensor | None = None  # [B, M, 2] long, [first_clip, last_clip] inclusive clip indices
     event_mask: torch.Tensor | None = None  # [B, M] float
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "GroundingBatch":
         """A copy with every tensor moved to ``device`` (meta stays on the host)."""
@@ -55,3 +54,14 @@ class GroundingBatch:
 
     def __len__(self) -> int:
         return self.video_feats.shape[0]
+
+
+def pad_sequences(tensors: list[torch.Tensor], dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad [len_i, *] tensors to [B, max_len, *]; mask [B, max_len] float, 1 = valid."""
+    max_len = max(t.shape[0] for t in tensors)
+    out = torch.zeros((len(tensors), max_len, *tensors[0].shape[1:]), dtype=dtype)
+    mask = torch.zeros(len(tensors), max_len)
+    for i, t in enumerate(tensors):
+        out[i, : t.shape[0]] = t
+        mask[i, : t.shape[0]] = 1.0
+    return out, mask

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from masra.config import DataConfig
-from masra.data.annotations import LABEL_DATASETS, AnnotationRecord
-from masra.data.batch import GroundingBatch
+from masra.config import SALIENCY_ONLY_DATASETS, DataConfig
+from masra.data.aligned_priors import AlignedPriors, PriorLoader, prior_dim
+from masra.data.annotations import AnnotationRecord
+from masra.data.batch import GroundingBatch, pad_sequences
 from masra.data.features import FeatureLoader
-from masra.data.priors import PriorLoader, VideoPriors, prior_dim
 from masra.data.targets import SaliencyTargets, label_saliency, qvh_saliency, span_targets, window_saliency
 from masra.errors import MasraError
 
@@ -32,7 +32,7 @@ class Sample:
     meta: dict[str, Any]
     span_targets: torch.Tensor | None = None  # [n, 2] (center, width)
     saliency: SaliencyTargets | None = None
-    priors: VideoPriors | None = None
+    priors: AlignedPriors | None = None
 
 
 class GroundingDataset(Dataset):
@@ -60,7 +60,7 @@ class GroundingDataset(Dataset):
         if train:
             for record in records:
                 if not record.has_labels:
-                    field = "label" if record.dataset in LABEL_DATASETS else "relevant_windows"
+                    field = "label" if record.dataset in SALIENCY_ONLY_DATASETS else "relevant_windows"
                     raise MasraError("training needs labelled rows", file=record.file, line=record.line, field=field)
         self.with_targets = bool(records) and all(r.has_labels for r in records)
         self.features = FeatureLoader(cfg)
@@ -138,17 +138,6 @@ def feature_dims(
     return v_dim, t_dim, prior_dim(cfg.prior_dir) if cfg.prior_dir else None
 
 
-def _pad(tensors: list[torch.Tensor], dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-pad [len_i, *] tensors to [B, max_len, *]; mask [B, max_len] float, 1 = valid."""
-    max_len = max(t.shape[0] for t in tensors)
-    out = torch.zeros((len(tensors), max_len, *tensors[0].shape[1:]), dtype=dtype)
-    mask = torch.zeros(len(tensors), max_len)
-    for i, t in enumerate(tensors):
-        out[i, : t.shape[0]] = t
-        mask[i, : t.shape[0]] = 1.0
-    return out, mask
-
-
 def _collate_priors(samples: list[Sample], n_clips: int) -> dict[str, torch.Tensor]:
     with_priors = [s.priors for s in samples if s.priors is not None]
     dim = with_priors[0].caption_emb.shape[1]
@@ -178,8 +167,8 @@ def _collate_priors(samples: list[Sample], n_clips: int) -> dict[str, torch.Tens
 
 def collate(samples: list[Sample]) -> GroundingBatch:
     """Pad a list of samples into a GroundingBatch (targets only when every sample has them)."""
-    video, video_mask = _pad([s.video_feats for s in samples])
-    query, query_mask = _pad([s.query_feats for s in samples])
+    video, video_mask = pad_sequences([s.video_feats for s in samples])
+    query, query_mask = pad_sequences([s.query_feats for s in samples])
     batch = GroundingBatch(video, video_mask, query, query_mask, meta=[s.meta for s in samples])
     n_clips = video.shape[1]
     if all(s.saliency is not None and s.span_targets is not None for s in samples):
@@ -187,8 +176,8 @@ def collate(samples: list[Sample]) -> GroundingBatch:
         batch.span_targets = [s.span_targets for s in samples]  # type: ignore[misc]
         batch.saliency_pos_idx = torch.from_numpy(np.stack([t.pos_idx for t in saliency]))  # type: ignore[union-attr]
         batch.saliency_neg_idx = torch.from_numpy(np.stack([t.neg_idx for t in saliency]))  # type: ignore[union-attr]
-        batch.saliency_all_labels = _pad([torch.from_numpy(t.all_labels) for t in saliency])[0]  # type: ignore[union-attr]
-        batch.relevant_mask = _pad([torch.from_numpy(t.relevant) for t in saliency])[0]  # type: ignore[union-attr]
+        batch.saliency_all_labels = pad_sequences([torch.from_numpy(t.all_labels) for t in saliency])[0]  # type: ignore[union-attr]
+        batch.relevant_mask = pad_sequences([torch.from_numpy(t.relevant) for t in saliency])[0]  # type: ignore[union-attr]
     if any(s.priors is not None for s in samples):
         for name, value in _collate_priors(samples, n_clips).items():
             setattr(batch, name, value)

@@ -1,4 +1,4 @@
-"""Video and query features in the anchors' layout (REFERENCE.md §1.2, §1.3), from npz folders or packed stores.
+"""Video and query features in the anchors' layout (docs/data.md, "Feature folders"), from npz folders or packed stores.
 
 Video: for each folder of ``DataConfig.v_feat_dirs`` (in order) read ``{vid}.npz`` key ``features``
 (fallbacks: ``{vid}.npy``, then TVSum's ``{vid}_rgb.npy`` + ``{vid}_opt.npy`` concatenated), truncate to

@@ -1,4 +1,8 @@
-"""JSON Lines reading and writing with errors that name the file and line."""
+"""JSON and JSON Lines files: reading with errors that name the file and line, atomic writing.
+
+Every JSON file the package writes goes through :func:`write_json` or :func:`write_jsonl`: a temporary file
+beside the target, fsynced, then renamed over it, so a crash never leaves a half-written file.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ import json
 import math
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from masra.errors import MasraError
 
@@ -47,16 +52,34 @@ def _finite_or_raise(obj: Any) -> Any:
     return obj
 
 
+@contextmanager
+def atomic_text_file(path: str | Path) -> Iterator[TextIO]:
+    """A text handle on ``PATH.tmp`` that replaces ``path`` (fsynced) when the block ends without an error."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+
+
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]], *, overwrite: bool = True) -> None:
-    """Write rows atomically (temp file + rename), so a crash never leaves a half-written file."""
+    """Write rows atomically; a non-finite number is an error (the official format has none)."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise MasraError("file exists (pass overwrite to replace it)", file=path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
+    with atomic_text_file(path) as handle:
         for row in rows:
             handle.write(json.dumps(_finite_or_raise(row)) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+
+
+def write_json(path: str | Path, value: Any, *, indent: int | None = 2) -> None:
+    """Write one JSON document atomically, with a final newline (``indent=4`` for the official metrics layout)."""
+    with atomic_text_file(path) as handle:
+        handle.write(json.dumps(value, indent=indent) + "\n")

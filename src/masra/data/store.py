@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from masra.data.arrays import check_rows, read_npy, read_npz_array
+from masra.data.jsonl import write_json
 from masra.errors import MasraError
 
 STORE_FORMAT = "masra-feature-store"
@@ -49,13 +50,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _write_json(path: Path, value: Any) -> None:
-    with path.open("w", encoding="utf-8") as handle:
-        json.dump(value, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 class FeatureStore:
@@ -201,7 +195,7 @@ def pack_features(
             offset += array.shape[0]
         data.flush()
         del data
-        _write_json(partial / INDEX, {"dim": dim, "dtype": dtype, "entries": entries})
+        write_json(partial / INDEX, {"dim": dim, "dtype": dtype, "entries": entries}, indent=None)
         manifest = {
             "format": STORE_FORMAT,
             "version": STORE_VERSION,
@@ -215,7 +209,7 @@ def pack_features(
             "index_sha256": _sha256(partial / INDEX),
             "source": str(src.resolve()),
         }
-        _write_json(partial / MANIFEST, manifest)
+        write_json(partial / MANIFEST, manifest, indent=None)
         _replace_folder(partial, out)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)

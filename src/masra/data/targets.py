@@ -1,4 +1,4 @@
-"""Training targets of one sample (REFERENCE.md §1.4, §3.0), as the anchors build them.
+"""Training targets of one sample (docs/data.md, "Training targets"), as the anchors build them.
 
 Every function takes the video's clip count ``ctx_l`` and, where the anchors sample at random, a numpy
 ``Generator`` so that targets are reproducible per (seed, epoch, index).

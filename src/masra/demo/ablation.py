@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from masra.config import MASRA_PARTS, Config, apply_overrides
+from masra.data.jsonl import write_json
 from masra.demo.diagnostics import read_diagnostics
 from masra.demo.synthetic import SyntheticDataset, build_synthetic_dataset
 from masra.demo.training import DEFAULT_EPOCHS, KEY_METRICS, Trainer, VariantResult, demo_config, train_many, train_variant
@@ -133,13 +134,11 @@ def run_ablation(
             "brief": trained.brief,
             "diagnostics": trained.diagnostics,
         }
-        folder = run_path(out, variant, seed)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / RESULT_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        write_json(run_path(out, variant, seed) / RESULT_FILE, record)
         results[variant][seed] = record
 
     table = aggregate(results, seeds=seeds, epochs=epochs, data_seed=data_seed)
-    (out / "ablation.json").write_text(json.dumps(table, indent=2) + "\n")
+    write_json(out / "ablation.json", table)
     (out / "ablation.md").write_text(markdown_table(table))
     return table
 

@@ -14,7 +14,6 @@ Layout of ``--out DIR``::
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -23,8 +22,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from masra.config import MASRA_PARTS, Config, apply_overrides
-from masra.data.jsonl import read_jsonl
+from masra.config import MASRA_PARTS, Config, apply_overrides, parse_masra_parts
+from masra.data.jsonl import read_jsonl, write_json
 from masra.demo.chance import chance_metrics
 from masra.demo.synthetic import SyntheticDataset, build_synthetic_dataset
 from masra.demo.training import (
@@ -59,19 +58,6 @@ class DemoReport:
     total_s: float
 
 
-def parse_parts(parts: str) -> list[str]:
-    """``all`` | ``none`` | comma-separated part names → the list of enabled parts."""
-    names = [p.strip() for p in parts.split(",") if p.strip()]
-    if names == ["all"]:
-        return list(MASRA_PARTS)
-    if names == ["none"]:
-        return []
-    unknown = [n for n in names if n not in MASRA_PARTS]
-    if unknown or not names:
-        raise MasraError(f"unknown MASRA part(s) {unknown}; use all, none or some of {', '.join(MASRA_PARTS)}", field="parts")
-    return names
-
-
 def _refuse_clobber(out: Path, force: bool) -> None:
     existing = [name for name in RESULT_FILES if (out / name).exists()]
     if not existing:
@@ -81,10 +67,6 @@ def _refuse_clobber(out: Path, force: bool) -> None:
     for name in existing:
         path = out / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
-
-
-def _write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2) + "\n")
 
 
 def run_demo(
@@ -107,7 +89,7 @@ def run_demo(
     out = Path(out)
     if epochs < 1:
         raise MasraError("must be at least 1", field="epochs")
-    part_list = parse_parts(parts)
+    part_list = parse_masra_parts(parts)
     apply_overrides(Config(), list(overrides or []))  # fail fast on a bad override, before the dataset is built
     _refuse_clobber(out, force)
     out.mkdir(parents=True, exist_ok=True)
@@ -131,11 +113,11 @@ def run_demo(
     variants = train_many(jobs, trainer, workers)
 
     final = variants[-1]
-    _write_json(out / "metrics.json", final.metrics)
+    write_json(out / "metrics.json", final.metrics)
     shutil.copyfile(final.predictions, out / "predictions.jsonl")
     baseline = next((v for v in variants if v.name == "baseline"), None)
     if compare_baseline and baseline is not None:
-        _write_json(out / "baseline_metrics.json", baseline.metrics)
+        write_json(out / "baseline_metrics.json", baseline.metrics)
         shutil.copyfile(baseline.predictions, out / "baseline_predictions.jsonl")
 
     chance = chance_metrics(val_rows, seed)
@@ -143,7 +125,7 @@ def run_demo(
 
     write_demo_plots(out / "plots", variants, chance, val_rows)
     report = DemoReport(out, dataset, variants, chance, data_s, time.time() - started)
-    _write_json(out / "summary.json", summary(report, seed=seed, epochs=epochs))
+    write_json(out / "summary.json", summary(report, seed=seed, epochs=epochs))
     return report
 
 

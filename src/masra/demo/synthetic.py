@@ -42,12 +42,18 @@ _SPLIT_CODE = {"train": 0, "val": 1}
 log = logging.getLogger(__name__)
 
 
+# Texts per encoder batch (batch composition changes the last bits of the embeddings, so it is fixed).
+ENCODER_BATCH = 128
+
+
 class SentenceEncoder(Protocol):
+    """What the generator needs of a text encoder (``masra.priors.text_encoders.SentenceTransformerEncoder``)."""
+
     name: str
 
-    def sentences(self, texts: list[str]) -> np.ndarray: ...
+    def encode(self, texts: list[str], *, batch_size: int = 64) -> np.ndarray: ...
 
-    def tokens(self, texts: list[str]) -> list[np.ndarray]: ...
+    def tokens(self, texts: list[str], *, batch_size: int = 64) -> list[np.ndarray]: ...
 
 
 @dataclass(frozen=True)
@@ -185,14 +191,14 @@ def _write_split(
 ) -> None:
     queries = [r["query"] for r in rows]
     code = _SPLIT_CODE[split]
-    token_states = encoder.tokens(queries)
+    token_states = encoder.tokens(queries, batch_size=ENCODER_BATCH)
     pool_emb = sentence_from_tokens(token_states)  # [P, 384]
     variant_texts = [
         paraphrase(q, np.random.default_rng([seed, code, i, j, 31]), spec.word_dropout)
         for i, q in enumerate(queries)
         for j in range(spec.caption_variants)
     ]
-    variant_emb = encoder.sentences(variant_texts).reshape(len(rows), spec.caption_variants, -1)
+    variant_emb = encoder.encode(variant_texts, batch_size=ENCODER_BATCH).reshape(len(rows), spec.caption_variants, -1)
     signals = signal_map(pool_emb, seed, spec)
     neighbours = nearest_neighbours(pool_emb, spec.confuser_neighbours)
 
@@ -268,9 +274,9 @@ def build_synthetic_dataset(
         raise MasraError("folder exists and is not a masra synthetic dataset (no manifest.json); refusing to overwrite", file=root)
 
     if encoder is None:
-        from masra.demo.text_encoder import MiniLMEncoder
+        from masra.priors.text_encoders import load_text_encoder
 
-        encoder = MiniLMEncoder()
+        encoder = load_text_encoder("minilm", device="cpu")
     root.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     work.chmod(0o755)  # mkdtemp makes it private; the dataset is ordinary output

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from masra.config import DATASETS
+from masra.config import DATASETS, SALIENCY_ONLY_DATASETS
 from masra.errors import MasraError
 from masra.eval.highlight_datasets import eval_tvsum, eval_youtube_highlights
 from masra.eval.qvhighlights import eval_submission
@@ -49,7 +49,7 @@ def evaluate(
     """
     if dataset not in DATASETS:
         raise MasraError(f"unknown dataset {dataset!r}; one of {', '.join(DATASETS)}", field="dataset")
-    if dataset in ("tvsum", "youtube_highlights"):
+    if dataset in SALIENCY_ONLY_DATASETS:
         validate_submission(submission)
         if SALIENCY not in submission[0]:
             raise MasraError(f"{dataset} is scored from saliency: the rows need {SALIENCY!r}", field=SALIENCY)

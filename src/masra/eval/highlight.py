@@ -10,9 +10,9 @@ from itertools import chain
 
 import numpy as np
 
+from masra.config import QVH_CLIP_LENGTH  # hard-coded by the reference evaluator
 from masra.eval.padding import pad_ragged
 
-QVH_CLIP_LENGTH = 2  # hard-coded by the reference evaluator
 # (name, minimum annotator score of a positive clip)
 SALIENCY_LEVELS = (("Fair", 2), ("Good", 3), ("VeryGood", 4))
 

@@ -12,12 +12,12 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
+from masra.config import QVH_CLIP_LENGTH, SALIENCY_ONLY_DATASETS
 from masra.data.jsonl import iter_jsonl
 from masra.errors import MasraError
 
 WINDOWS = "pred_relevant_windows"
 SALIENCY = "pred_saliency_scores"
-SALIENCY_DATASETS = ("tvsum", "youtube_highlights")
 
 
 _NUMBER_TYPES = {int, float}  # exact types: bool (a subclass of int) is not a number here
@@ -141,7 +141,7 @@ def _check_qvh_saliency(row: dict[str, Any], where: dict[str, Any]) -> None:
     duration = row.get("duration")
     if not _is_number(duration) or not duration >= 2:
         raise MasraError(f"must be a number >= 2 (seconds), got {duration!r}", field="duration", **where)
-    num_clips = int(duration / 2)
+    num_clips = int(duration / QVH_CLIP_LENGTH)
     ids = row.get("relevant_clip_ids")
     scores = row.get("saliency_scores")
     if not isinstance(ids, list) or not set(map(type, ids)) <= {int} or (ids and not 0 <= min(ids) <= max(ids) < num_clips):
@@ -217,7 +217,7 @@ def load_ground_truth(path: str | Path, dataset: str = "qvhighlights") -> list[d
     and line): moment windows always, QVHighlights saliency fields when the first row has them.
     """
     rows, lines = _read_rows(path)
-    if dataset in SALIENCY_DATASETS:
+    if dataset in SALIENCY_ONLY_DATASETS:
         validate_label_matrix(rows, source=str(path), lines=lines)
     else:
         saliency = bool(rows) and "saliency_scores" in rows[0]

@@ -8,9 +8,7 @@ from masra.model.grounding import GroundingModel
 from masra.model.matcher import HungarianMatcher
 
 
-def build_criterion(
-    loss_cfg: LossConfig, dec_layers: int, use_matcher: bool = True, model_cfg: ModelConfig | None = None
-) -> SetCriterion:
+def build_criterion(loss_cfg: LossConfig, dec_layers: int, model_cfg: ModelConfig | None = None) -> SetCriterion:
     """The baseline criterion: set losses on every decoder layer (weights span/giou/label) + saliency,
     plus the loss of every MASRA part enabled in ``model_cfg``."""
     weight_dict = {
@@ -47,10 +45,10 @@ def build_criterion(
         saliency_margin=loss_cfg.saliency_margin,
         rank_temperature=loss_cfg.rank_temperature,
         aux_loss=loss_cfg.aux_loss,
-        use_matcher=use_matcher,
-        esta_clip_event_weight=model_cfg.esta.clip_event_weight,
-        lrca_band=model_cfg.lrca.band,
-        lrca_text_temperature=model_cfg.lrca.text_temperature,
+        use_matcher=loss_cfg.use_matcher,
+        esta_clip_event_weight=loss_cfg.esta_clip_event_weight,
+        lrca_band=loss_cfg.lrca_band,
+        lrca_text_temperature=loss_cfg.lrca_text_temperature,
     )
 
 
@@ -62,5 +60,5 @@ def build_model(
     semantic_dim is the prior text-embedding dimension used by SGE and ESTA; the baseline does not need it.
     """
     model = GroundingModel(cfg.model, v_feat_dim, t_feat_dim, semantic_dim)
-    criterion = build_criterion(cfg.loss, cfg.model.dec_layers, cfg.train.use_matcher, cfg.model)
+    criterion = build_criterion(cfg.loss, cfg.model.dec_layers, cfg.model)
     return model, criterion

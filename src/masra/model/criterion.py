@@ -240,7 +240,7 @@ def _span_targets(batch: GroundingBatch) -> list[torch.Tensor]:
 def _prediction_index(indices: Indices | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Matched (batch index, query index) pairs flattened over the batch."""
     if indices is None:
-        raise MasraError("set losses need Hungarian matching (train.use_matcher is false)", field="train.use_matcher")
+        raise MasraError("set losses need Hungarian matching (loss.use_matcher is false)", field="loss.use_matcher")
     batch_idx = torch.cat([torch.full_like(src, i) for i, (src, _) in enumerate(indices)])
     query_idx = torch.cat([src for src, _ in indices])
     return batch_idx, query_idx

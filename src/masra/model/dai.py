@@ -1,4 +1,4 @@
-"""DAI: decoupled alignment interaction with a context-aware codebook (DESIGN.md §2, docs/method.md).
+"""DAI: decoupled alignment interaction with a context-aware codebook (docs/method.md, "DAI").
 
 Each clip attends over [query tokens ; codebook C_v]. The softmax covers both, but the output sums only
 the query-token values, so the mass a clip puts on the codebook is absorbed instead of being forced

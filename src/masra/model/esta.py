@@ -1,4 +1,4 @@
-"""ESTA: event semantic temporal alignment (DESIGN.md §3, docs/method.md).
+"""ESTA: event semantic temporal alignment (docs/method.md, "ESTA").
 
 Training only. For each prior event k with clip span [s_k, e_k], a learned query attention-pools the
 memory clips inside the span (z_k); a projection g: d -> Ds maps pooled events and single clips into the

@@ -1,4 +1,4 @@
-"""LRCA: local relational consistency alignment (DESIGN.md §3, docs/method.md).
+"""LRCA: local relational consistency alignment (docs/method.md, "LRCA").
 
 Textual relation R^t_ij = cos(c_i, c_j) between clip captions; model relation R^v_ij = cos(P h_i, P h_j)
 with a small projection P of the temporal encoder's clips. P·h are also the features of SORA's first-order

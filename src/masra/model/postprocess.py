@@ -1,4 +1,4 @@
-"""Model outputs -> official submission rows (REFERENCE.md §2.1), reproducing the anchors' number formatting.
+"""Model outputs -> official submission rows (docs/evaluation.md, "Input format"), reproducing the anchors' number formatting.
 
 Per query: score = softmax(logits)[fg]; window = (c ∓ w/2) × duration (float32); optional clamp to
 [0, duration]; rows stable-sorted by score, descending; every number to 4 decimals; then the dataset's
@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from masra.config import EvalConfig
+from masra.config import QVH_CLIP_LENGTH, EvalConfig
 from masra.errors import MasraError
 from masra.model.span_ops import span_cxw_to_xx
 
@@ -36,7 +36,7 @@ def round_windows(windows: list[list[float]], mode: str, clip_length: float) -> 
         raise MasraError(f"unknown post-processing {mode!r}", field="eval.postprocess")
     table = torch.tensor(windows, dtype=torch.float32)  # [K, 3]
     spans = table[:, :2]
-    step = 2.0 if mode == "qvhighlights" else clip_length
+    step = QVH_CLIP_LENGTH if mode == "qvhighlights" else clip_length
     if mode in ("qvhighlights", "round_clip"):
         spans = spans.clamp(min=0, max=MAX_TIMESTAMP)
     spans = torch.round(spans / step) * step

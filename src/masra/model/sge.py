@@ -1,4 +1,4 @@
-"""SGE: semantic-guided enhancement (DESIGN.md §2, docs/method.md).
+"""SGE: semantic-guided enhancement (docs/method.md, "SGE").
 
 A semantic head φ maps each clip into the prior text space (trained towards the clip captions); its
 L2-normalised prediction is projected back by ψ and fused through a gate that starts almost closed:

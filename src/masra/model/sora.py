@@ -1,4 +1,4 @@
-"""SORA: second-order relational attention (DESIGN.md §2, docs/method.md).
+"""SORA: second-order relational attention (docs/method.md, "SORA").
 
 First-order relation, kept on the band: Ã_ik = cos(f_i, f_k) if |i - k| <= w and both clips are valid, else 0,
 where f are the relation features: LRCA's projection P of the clips when LRCA is on (the relation LRCA aligns
@@ -29,6 +29,8 @@ Stats = dict[str, Tensor]  # diagnostics of one pass: name -> 0-d tensor
 
 # Below this many band widths of clips the dense path is used (it is faster there on CPU and GPU).
 DENSE_MAX_BAND_MULTIPLE = 3
+# Leading tokens of the encoder sequence that attend to and are attended by every clip (QD-DETR: one).
+GLOBAL_TOKENS = 1
 
 
 def dense_second_order(h: torch.Tensor, mask: torch.Tensor, band: int) -> torch.Tensor:
@@ -98,8 +100,8 @@ def biased_softmax(
 class SORALayer(nn.Module):
     """A post-norm encoder layer whose self-attention is banded and biased by β·R2.
 
-    The sequence is [global tokens ; clips]; ``num_global`` leading tokens (QD-DETR: 1) see everything.
-    Its matrices are Xavier-initialised like every other transformer layer of the model.
+    The sequence is [global token ; clips] (QD-DETR's one leading global token, ``GLOBAL_TOKENS``); the global
+    token sees everything. Its matrices are Xavier-initialised like every other transformer layer of the model.
     """
 
     def __init__(
@@ -111,7 +113,6 @@ class SORALayer(nn.Module):
         band: int = 16,
         beta_init: float = 1.0,
         activation: str = "prelu",
-        num_global: int = 1,
         learnable_beta: bool = True,
     ) -> None:
         super().__init__()
@@ -122,7 +123,6 @@ class SORALayer(nn.Module):
         self.nheads = nheads
         self.head_dim = d_model // nheads
         self.band = band
-        self.num_global = num_global
         self.q_proj = nn.Linear(d_model, d_model)
         self.k_proj = nn.Linear(d_model, d_model)
         self.v_proj = nn.Linear(d_model, d_model)
@@ -150,7 +150,7 @@ class SORALayer(nn.Module):
         Both paths compute the same function. The banded one is O(L·w); on short videos, where the band
         covers most of the clips anyway, the dense one is faster (``masra bench sora`` measures both).
         """
-        clips = src.shape[1] - self.num_global
+        clips = src.shape[1] - GLOBAL_TOKENS
         path = self.dense_attention if clips <= DENSE_MAX_BAND_MULTIPLE * (2 * self.band + 1) else self.banded_attention
         return path(src, mask, pos, relation_feats, stats)
 
@@ -166,7 +166,7 @@ class SORALayer(nn.Module):
     ) -> Tensor:
         """The attention with full [T, T] score matrices, masked to the band: O(L²)."""
         batch, total, d = src.shape
-        g, w, heads, dh = self.num_global, self.band, self.nheads, self.head_dim
+        g, w, heads, dh = GLOBAL_TOKENS, self.band, self.nheads, self.head_dim
         q, k, v = (x.transpose(1, 2) for x in self._project(src, pos))  # [B, H, T, dh]
         scores = q @ k.transpose(-1, -2) / math.sqrt(dh)  # [B, H, T, T]
         feats = src[:, g:] if relation_feats is None else relation_feats
@@ -186,7 +186,7 @@ class SORALayer(nn.Module):
     ) -> Tensor:
         """The attention computed on the band only: O(L·w) time and memory."""
         batch, total, _ = src.shape
-        g, heads, w = self.num_global, self.nheads, self.band
+        g, heads, w = GLOBAL_TOKENS, self.nheads, self.band
         q, k, v = self._project(src, pos)  # [B, T, H, dh]
         valid = mask.bool()  # [B, T]
         scale = 1.0 / math.sqrt(self.head_dim)

@@ -1,17 +1,16 @@
 """Coverage report for priors: how much of an annotation set the priors cover, and how good they look.
 
-Works on a prior cache (``priors.jsonl``: statuses and parse failures are known there) or on a folder of
-encoded ``{vid}.npz`` files. Reports: videos of the annotations with priors, clips with captions, events
-per video, a histogram of event span lengths, statuses and the parse-failure rate of the MLLM replies
-(re-parsed from the raw replies the cache keeps). Only unreadable input is an error; everything else is
-reported.
+Works on a prior cache (``priors.jsonl``: statuses and request outcomes are known there) or on a folder
+of encoded ``{vid}.npz`` files. Reports: videos of the annotations with priors, clips with captions, events
+per video, a histogram of event span lengths, statuses, what became of the MLLM requests (from the
+per-request entries of each record; records written before those existed have their raw replies parsed
+again) and a torn last line. Only unreadable input is an error; everything else is reported.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
 import zipfile
 from dataclasses import asdict, dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from masra.data.jsonl import write_json
 from masra.errors import MasraError
 
 # Upper edges (seconds) of the span-length histogram bins; the last bin is open.
@@ -42,9 +42,15 @@ class PriorReport:
     videos_without_events: int
     span_histogram: dict[str, int]  # "0-2 s" -> number of events
     statuses: dict[str, int] | None = None  # cache only
-    replies: int | None = None  # cache only: MLLM replies kept in the cache
-    unparsed_replies: int | None = None  # cache only: replies from which nothing could be parsed
+    replies: int | None = None  # cache only: requests that got a reply
+    unparsed_replies: int | None = None  # cache only: final replies from which nothing could be parsed
     videos_with_errors: int | None = None  # cache only
+    requests: int | None = None  # cache only: caption and events requests of the records
+    request_statuses: dict[str, int] | None = None  # cache only: ok, miscounted, unparsed, no_reply
+    reasked_requests: int | None = None  # cache only: caption requests asked more than once
+    attempts: int | None = None  # cache only: HTTP requests sent, retries and re-asks included
+    legacy_records: int | None = None  # cache only: records without request entries (replies re-parsed)
+    torn_bytes: int | None = None  # cache only: size of a torn last line (0: none)
     encoder: dict[str, Any] | None = None  # folder only: its manifest
     unreadable: list[str] = field(default_factory=list)  # folder only: prior files that could not be read
 
@@ -60,10 +66,20 @@ class PriorReport:
     def parse_failure_rate(self) -> float | None:
         return None if not self.replies else (self.unparsed_replies or 0) / self.replies
 
+    @property
+    def request_failure_rate(self) -> float | None:
+        """Share of requests that did not end ok (no reply, unparsed or miscounted)."""
+        if not self.requests or self.request_statuses is None:
+            return None
+        return 1.0 - self.request_statuses["ok"] / self.requests
+
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.update(
-            coverage=self.coverage, caption_coverage=self.caption_coverage, parse_failure_rate=self.parse_failure_rate
+            coverage=self.coverage,
+            caption_coverage=self.caption_coverage,
+            parse_failure_rate=self.parse_failure_rate,
+            request_failure_rate=self.request_failure_rate,
         )
         return out
 
@@ -114,11 +130,22 @@ def _tables(report: PriorReport) -> list[Any]:
     if report.statuses is not None:
         summary.add_row("statuses", ", ".join(f"{k} {v}" for k, v in report.statuses.items()))
         summary.add_row("videos with errors", str(report.videos_with_errors))
-    if report.replies is not None:
-        rate = report.parse_failure_rate
+    if report.request_statuses is not None:
+        outcomes = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in report.request_statuses.items())
+        rate = report.request_failure_rate
         summary.add_row(
-            "unparsed replies",
-            f"{report.unparsed_replies} / {report.replies}" + ("" if rate is None else f" ({100 * rate:.1f}%)"),
+            "requests", f"{report.requests} ({outcomes})" + ("" if rate is None else f", {100 * rate:.1f}% not ok")
+        )
+        summary.add_row(
+            "unparsed replies", _percent(report.unparsed_replies or 0, report.replies)
+        )
+        summary.add_row("re-asked requests", str(report.reasked_requests))
+        summary.add_row("HTTP attempts", str(report.attempts))
+        if report.legacy_records:
+            summary.add_row("records without request entries", f"{report.legacy_records} (replies parsed again)")
+    if report.torn_bytes:
+        summary.add_row(
+            "torn last line", f"{report.torn_bytes} bytes, ignored (the next `priors generate` cuts it off)"
         )
     if report.encoder is not None:
         summary.add_row("encoder", f"{report.encoder.get('encoder')} ({report.encoder.get('dim')}-d)")
@@ -156,9 +183,9 @@ def _annotated_vids(path: str | Path) -> list[str]:
 
 
 def caption_batch_sizes(n_clips: int, n_requests: int) -> list[int]:
-    """Clip frames per caption request, reconstructed from the record (the batch size is not stored):
-    equal batches of ceil(n_clips / n_requests), the last one takes the rest. Exact for one request and
-    for the usual case of full batches plus a shorter last one."""
+    """Clip frames per caption request of a record without request entries (the batch size is not
+    stored): equal batches of ceil(n_clips / n_requests), the last one takes the rest. Exact for one
+    request and for the usual case of full batches plus a shorter last one."""
     if n_requests <= 0:
         return []
     size = max(1, math.ceil(n_clips / n_requests))
@@ -166,37 +193,67 @@ def caption_batch_sizes(n_clips: int, n_requests: int) -> list[int]:
     return [*sizes, max(1, n_clips - sum(sizes))]
 
 
-def _cache_stats(path: Path, vids: set[str] | None) -> tuple[dict[str, _VideoStats], dict[str, Any]]:
-    from masra.priors.cache import STATUSES, read_cache
+def _legacy_request_statuses(record: dict[str, Any]) -> list[str]:
+    """Request outcomes of a record written without request entries, from its raw replies parsed again."""
     from masra.priors.parsing import parse_captions, parse_events
+
+    raw = record.get("raw", {})
+    replies = raw.get("captions", [])
+    statuses = []
+    for text, expected in zip(replies, caption_batch_sizes(len(record["captions"]), len(replies))):
+        parsed = None if text is None else parse_captions(text, expected)
+        statuses.append(
+            "no_reply" if parsed is None else "unparsed" if parsed.error else "ok" if parsed.complete else "miscounted"
+        )
+    if raw.get("events") is not None:
+        statuses.append("unparsed" if parse_events(raw["events"], float(record["duration"])).error else "ok")
+    return statuses
+
+
+def _cache_stats(path: Path, vids: set[str] | None) -> tuple[dict[str, _VideoStats], dict[str, Any]]:
+    from masra.priors.cache import REQUEST_STATUSES, STATUSES, scan_cache
 
     if not path.is_file():
         raise MasraError("prior cache not found", file=path)
+    contents = scan_cache(path)
     per_video: dict[str, _VideoStats] = {}
     statuses = dict.fromkeys(STATUSES, 0)
-    replies = unparsed = with_errors = 0
-    for vid, record in read_cache(path).items():
+    outcomes = dict.fromkeys(REQUEST_STATUSES, 0)
+    with_errors = reasked = attempts = legacy = 0
+    for vid, record in contents.records.items():
         if vids is not None and vid not in vids:
             per_video[vid] = _VideoStats(0, 0, [])  # counted as extra only
             continue
         captions = record["captions"]
         per_video[vid] = _VideoStats(
             clips=len(captions),
-            captioned=sum(isinstance(c, str) and bool(c.strip()) for c in captions),
+            captioned=sum(c is not None and bool(c.strip()) for c in captions),
             span_lengths=[abs(float(e["end"]) - float(e["start"])) for e in record["events"]],
         )
         statuses[record["status"]] += 1
         with_errors += bool(record.get("errors"))
-        raw = record.get("raw") or {}
-        caption_replies = raw.get("captions") or []
-        for text, expected in zip(caption_replies, caption_batch_sizes(len(captions), len(caption_replies))):
-            if isinstance(text, str):
-                replies += 1
-                unparsed += parse_captions(text, expected).error is not None
-        if isinstance(raw.get("events"), str):
-            replies += 1
-            unparsed += parse_events(raw["events"], float(record["duration"])).error is not None
-    extra = {"statuses": statuses, "replies": replies, "unparsed_replies": unparsed, "videos_with_errors": with_errors}
+        if "requests" in record:
+            entries = record["requests"]
+            for entry in entries:
+                outcomes[entry["status"]] += 1
+            reasked += sum(entry["asks"] > 1 for entry in entries)
+            attempts += sum(entry["attempts"] for entry in entries)
+        else:
+            legacy += 1
+            for status in _legacy_request_statuses(record):
+                outcomes[status] += 1
+    extra = {
+        "statuses": statuses,
+        "videos_with_errors": with_errors,
+        "requests": sum(outcomes.values()),
+        "request_statuses": outcomes,
+        "replies": sum(outcomes.values()) - outcomes["no_reply"],
+        "unparsed_replies": outcomes["unparsed"],
+        "reasked_requests": reasked,
+        "attempts": attempts,
+        "legacy_records": legacy,
+        "torn_bytes": contents.torn_bytes,
+    }
     return per_video, extra
 
 
@@ -244,8 +301,11 @@ def check_priors(
 ) -> PriorReport:
     """Build the coverage report of a prior cache (``priors``) or an encoded prior folder (``prior_dir``;
     a folder given as ``priors`` is taken as one), against ``annotations`` when given. Writes the report
-    as JSON to ``json_out`` when given. Raises MasraError only when an input cannot be read.
+    as JSON to ``json_out`` when given (replacing only an earlier report). Raises MasraError only when an
+    input cannot be read or ``json_out`` holds something other than a report.
     """
+    if json_out is not None:
+        _check_report_target(Path(json_out))
     if (priors is None) == (prior_dir is None):
         raise MasraError("give either a prior cache or a prior folder", field="priors")
     source = Path(priors if priors is not None else prior_dir)
@@ -282,12 +342,21 @@ def check_priors(
         **extra,
     )
     if json_out is not None:
-        _write_json(Path(json_out), report.as_dict())
+        write_json(json_out, report.as_dict())
     return report
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+REPORT_KEYS = {"source", "kind", "span_histogram"}  # keys every report has
+
+
+def _check_report_target(path: Path) -> None:
+    """Refuse to replace a file that is not an earlier report of this command."""
+    if not path.exists():
+        return
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        earlier = None
+    if not (isinstance(earlier, dict) and REPORT_KEYS <= earlier.keys()):
+        raise MasraError("exists and is not a report of `priors check`; refusing to replace it", file=path)
+

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import time
 import zipfile
@@ -30,9 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from masra.data.jsonl import write_json
 from masra.data.paths import child_path
 from masra.errors import MasraError
-from masra.priors.cache import read_cache
+from masra.priors.cache import scan_cache
 from masra.priors.text_encoders import (
     DEFAULT_ENCODER,
     TextEncoder,
@@ -49,7 +49,7 @@ GROUP_BATCHES = 8
 
 
 @dataclass(frozen=True)
-class VideoPrior:
+class PriorTexts:
     """The content of one cache record that the encoded file depends on."""
 
     vid: str
@@ -86,42 +86,17 @@ class EncodeSummary:
         return asdict(self)
 
 
-def record_line(path: Path, vid: str) -> int | None:
-    """Line of the last complete cache record for ``vid`` (to point error messages at it)."""
-    found = None
-    with path.open("r", encoding="utf-8", errors="replace") as handle:
-        for line_no, text in enumerate(handle, start=1):
-            try:
-                if text.endswith("\n") and json.loads(text).get("vid") == vid:
-                    found = line_no
-            except (json.JSONDecodeError, AttributeError):
-                continue
-    return found
-
-
-def parse_video_prior(record: dict[str, Any]) -> VideoPrior:
-    """The encodable content of one cache record (already checked by ``read_cache``); blank captions count
-    as missing, blank event descriptions are dropped, spans are ordered and clipped at 0 s. Raises
-    MasraError naming the bad field."""
-    captions = record["captions"]
-    n_clips = record.get("n_clips")
-    if n_clips is not None and n_clips != len(captions):
-        raise MasraError(f"{len(captions)} captions for n_clips={n_clips}", field="captions")
+def parse_video_prior(record: dict[str, Any]) -> PriorTexts:
+    """The encodable content of one cache record (validated by ``read_cache``): blank captions count as
+    missing, blank event descriptions are dropped, spans are ordered and clipped at 0 s."""
     events: list[tuple[float, float, str]] = []
-    for k, event in enumerate(record["events"]):
-        where = f"events[{k}]"
-        start, end, desc = event.get("start"), event.get("end"), event.get("description")
-        for key, value in (("start", start), ("end", end)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise MasraError(f"expected a finite number, got {value!r}", field=f"{where}.{key}")
-        if not isinstance(desc, str):
-            raise MasraError("expected a string", field=f"{where}.description")
-        if desc.strip():
-            start, end = sorted((max(0.0, float(start)), max(0.0, float(end))))
-            events.append((start, end, desc.strip()))
-    return VideoPrior(
+    for event in record["events"]:
+        if event["description"].strip():
+            start, end = sorted((max(0.0, float(event["start"])), max(0.0, float(event["end"]))))
+            events.append((start, end, event["description"].strip()))
+    return PriorTexts(
         vid=record["vid"],
-        captions=[c.strip() if c is not None and c.strip() else None for c in captions],
+        captions=[c.strip() if c is not None and c.strip() else None for c in record["captions"]],
         events=events,
     )
 
@@ -192,7 +167,7 @@ def _check_encoder_fits(out_dir: Path, manifest: dict[str, Any] | None, name: st
             )
 
 
-def _encode_group(encoder: TextEncoder, group: list[VideoPrior], batch_size: int) -> tuple[dict[str, np.ndarray], int]:
+def _encode_group(encoder: TextEncoder, group: list[PriorTexts], batch_size: int) -> tuple[dict[str, np.ndarray], int]:
     """Embed the distinct texts of a group of videos at once: {text: [Ds] vector}, number of texts."""
     texts: dict[str, None] = {}
     for prior in group:
@@ -203,7 +178,7 @@ def _encode_group(encoder: TextEncoder, group: list[VideoPrior], batch_size: int
     return dict(zip(unique, vectors)), len(unique)
 
 
-def _video_arrays(prior: VideoPrior, vectors: dict[str, np.ndarray], dim: int) -> dict[str, np.ndarray]:
+def _video_arrays(prior: PriorTexts, vectors: dict[str, np.ndarray], dim: int) -> dict[str, np.ndarray]:
     n_clips, n_events = len(prior.captions), len(prior.events)
     caption_emb = np.zeros((n_clips, dim), dtype=np.float32)  # [L, Ds]
     caption_valid = np.zeros((n_clips,), dtype=bool)  # [L]
@@ -248,22 +223,21 @@ def encode_priors(
     out_dir = Path(out)
     if not cache_path.is_file():
         raise MasraError("prior cache not found", file=cache_path)
-    videos: list[VideoPrior] = []
+    contents = scan_cache(cache_path)
+    videos = [parse_video_prior(record) for record in contents.records.values()]
     targets: dict[str, Path] = {}
-    for vid, record in read_cache(cache_path).items():
+    for vid in contents.records:
         try:
-            videos.append(parse_video_prior(record))
             targets[vid] = child_path(out_dir, vid, ".npz")
         except MasraError as err:
-            line = record_line(cache_path, vid)
-            raise MasraError(err.message, file=cache_path, line=line, field=err.field or "vid") from None
+            raise MasraError(err.message, file=cache_path, line=contents.lines[vid], field="vid") from None
 
     name = encoder_name(encoder) if isinstance(encoder, str) else encoder.name
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = _read_manifest(out_dir)
     _check_encoder_fits(out_dir, manifest, name, None if isinstance(encoder, str) else encoder.dim)
 
-    todo: list[VideoPrior] = []
+    todo: list[PriorTexts] = []
     unchanged = empty = 0
     for prior in videos:
         target = targets[prior.vid]
@@ -283,7 +257,7 @@ def encode_priors(
         dim = int(text_encoder.dim)
         _check_encoder_fits(out_dir, manifest, name, dim)
         if manifest is None:
-            _write_manifest(out_dir, {"format": PRIOR_FORMAT, "encoder": name, "dim": dim})
+            write_json(out_dir / MANIFEST_NAME, {"format": PRIOR_FORMAT, "encoder": name, "dim": dim})
         n_texts = _encode_videos(text_encoder, todo, targets, batch_size=batch_size, progress=progress)
 
     summary = EncodeSummary(
@@ -307,16 +281,9 @@ def encode_priors(
     return summary
 
 
-def _write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
-    path = out_dir / MANIFEST_NAME
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _groups(todo: list[VideoPrior], batch_size: int) -> Iterator[list[VideoPrior]]:
+def _groups(todo: list[PriorTexts], batch_size: int) -> Iterator[list[PriorTexts]]:
     """Consecutive videos with about GROUP_BATCHES encoder batches of texts each."""
-    group: list[VideoPrior] = []
+    group: list[PriorTexts] = []
     size = 0
     for prior in todo:
         group.append(prior)
@@ -329,7 +296,7 @@ def _groups(todo: list[VideoPrior], batch_size: int) -> Iterator[list[VideoPrior
 
 
 def _encode_videos(
-    encoder: TextEncoder, todo: list[VideoPrior], targets: dict[str, Path], *, batch_size: int, progress: bool
+    encoder: TextEncoder, todo: list[PriorTexts], targets: dict[str, Path], *, batch_size: int, progress: bool
 ) -> int:
     """Encode and write every video of ``todo``; returns the number of distinct texts encoded."""
     from tqdm import tqdm

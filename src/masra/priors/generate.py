@@ -3,8 +3,11 @@
 Concurrency model (asyncio): ``concurrency`` videos are worked on at a time and at most ``concurrency``
 requests are in flight (a semaphore). Frame decoding runs in worker threads. Each request gets a timeout
 and retries with exponential back-off and full jitter; a 429's Retry-After pauses every request, not only
-the one that got it. A non-retryable error (bad key, unknown model, rejected request) stops the run:
-videos already finished are on disk (each record is fsynced), the ones in flight are redone next time.
+the one that got it. A caption reply without one caption per frame is asked again (up to ``max_retries``
+times) with the number of frames restated. A non-retryable error (bad key, unknown model, rejected
+request) stops the run: videos already finished are on disk (each record is fsynced), the ones in flight
+are redone next time. Every record lists its requests and what became of each (``requests``), so a
+``partial`` video is later completed by asking only its unfinished requests again.
 """
 
 from __future__ import annotations
@@ -15,14 +18,13 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from masra.errors import MasraError
-from masra.priors.backends.base import BackendError, ChatBackend
+from masra.priors.backends.base import DEFAULT_REQUEST_TIMEOUT, BackendError, ChatBackend
 from masra.priors.cache import CacheWriter, read_cache
 from masra.priors.frames import (
     VideoDecodeError,
@@ -31,6 +33,17 @@ from masra.priors.frames import (
     grab_frames,
     jpeg_data_url,
     resize_short_side,
+)
+from masra.priors.outcomes import (
+    EarlierRecord,
+    RequestOutcome,
+    better,
+    caption_batches,
+    earlier_outcomes,
+    empty_record,
+    finish_record,
+    new_entry,
+    resumable,
 )
 from masra.priors.parsing import parse_captions, parse_events
 from masra.priors.prompts import PROMPT_VERSION, caption_messages, event_messages
@@ -51,8 +64,8 @@ class GenerateOptions:
     temperature: float = 0.0
     max_tokens: int = 1024
     concurrency: int = 8
-    request_timeout: float | None = 120.0
-    max_retries: int = 5
+    request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT
+    max_retries: int = 5  # per request; also the most re-asks of a miscounted caption reply
     backoff_base: float = 1.0  # first back-off ceiling (seconds); doubles per attempt
     backoff_cap: float = 60.0
     retry_after_cap: float = 600.0
@@ -87,8 +100,11 @@ class GenerateSummary:
     requests: int = 0
     retries: int = 0
     failed_requests: int = 0
-    unparsed_replies: int = 0
-    caption_count_mismatches: int = 0
+    unparsed_replies: int = 0  # replies nothing could be read from (re-asks included)
+    caption_count_mismatches: int = 0  # caption replies without one caption per frame (re-asks included)
+    reasks: int = 0  # caption requests asked again with the count restated
+    resumed: int = 0  # partial videos completed: only their unfinished requests were asked again
+    kept_requests: int = 0  # finished requests of those videos whose replies were kept
     events_dropped: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -98,10 +114,11 @@ class GenerateSummary:
     def lines(self) -> list[str]:
         text = [
             f"videos: {self.videos} processed ({self.ok} ok, {self.partial} partial, {self.failed} failed), "
-            f"{self.skipped} already done",
+            f"{self.skipped} already done, {self.resumed} partial ones completed ({self.kept_requests} earlier "
+            f"replies kept)",
             f"requests: {self.requests} ({self.retries} retries, {self.failed_requests} gave up), "
             f"{self.unparsed_replies} unparsed replies, {self.caption_count_mismatches} caption-count mismatches, "
-            f"{self.events_dropped} events dropped",
+            f"{self.reasks} re-asks, {self.events_dropped} events dropped",
         ]
         if self.prompt_tokens or self.completion_tokens:
             text.append(f"tokens: {self.prompt_tokens} prompt, {self.completion_tokens} completion")
@@ -133,13 +150,14 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 @dataclass
 class _Frames:
-    captions: list[str | None]  # data URL per clip (None: no frame there)
+    captions: dict[int, str]  # clip index -> data URL, for the clips to ask about whose frame could be read
     events: list[tuple[float, str]]  # (segment time, data URL)
 
 
 @dataclass
 class _Reply:
     text: str | None
+    attempts: int  # HTTP requests sent, retries included
     error: str | None = None
 
 
@@ -174,7 +192,7 @@ class _Run:
                         text = await self.backend.chat(
                             messages, max_tokens=options.max_tokens, temperature=options.temperature
                         )
-                    return _Reply(text)
+                    return _Reply(text, attempt + 1)
                 except TimeoutError:
                     error = BackendError(f"no reply within {options.request_timeout} s", retryable=True)
                 except BackendError as err:
@@ -183,7 +201,7 @@ class _Run:
                 raise FatalBackendError(str(error))
             if attempt == options.max_retries:
                 self.summary.failed_requests += 1
-                return _Reply(None, f"gave up after {attempt + 1} attempts: {error}")
+                return _Reply(None, attempt + 1, f"gave up after {attempt + 1} attempts: {error}")
             delay = self._backoff(attempt, error.retry_after)
             if error.retry_after is not None:
                 self.paused_until = max(self.paused_until, time.monotonic() + delay)
@@ -192,10 +210,61 @@ class _Run:
             attempt += 1
             await asyncio.sleep(delay)
 
-    def _extract_frames(self, job: VideoJob) -> _Frames:
+    async def ask_captions(self, clips: list[int], urls: list[str]) -> RequestOutcome:
+        """Caption the frames of ``clips``. A reply without one caption per frame is asked again, with the
+        number of frames restated, up to ``max_retries`` times; the last readable reply is kept."""
+        entry = new_entry("captions", clips=clips, attempts=0, asks=0)
+        outcome = RequestOutcome(entry, None, captions=[None] * len(clips))
+        recount: int | None = None
+        while True:
+            reply = await self.request(caption_messages(urls, recount=recount))
+            entry["attempts"] += reply.attempts
+            entry["asks"] += 1
+            if reply.text is None:  # keep what an earlier ask gave, if anything
+                first = entry["status"] == "no_reply"
+                entry["error"] = reply.error if first else f"{entry['error']}; re-ask: {reply.error}"
+                return outcome
+            parsed = parse_captions(reply.text, len(clips))
+            outcome.reply, outcome.captions = reply.text, parsed.captions
+            if parsed.complete:
+                entry.update(status="ok", error=None)
+                return outcome
+            self.summary.unparsed_replies += parsed.error is not None
+            self.summary.caption_count_mismatches += parsed.error is None
+            entry["status"] = "unparsed" if parsed.error else "miscounted"
+            entry["error"] = parsed.error or f"expected {len(clips)} captions, got {parsed.found} usable"
+            if entry["asks"] > self.options.max_retries:
+                entry["error"] += f" (asked {entry['asks']} times)"
+                return outcome
+            self.summary.reasks += 1
+            recount = parsed.found
+
+    async def ask_events(self, frames: list[tuple[float, str]], duration: float) -> RequestOutcome:
+        """The video's events from one request (retried on transport errors, not re-asked)."""
+        reply = await self.request(event_messages(frames, duration))
+        entry = new_entry("events", attempts=reply.attempts, asks=1, error=reply.error)
+        outcome = RequestOutcome(entry, reply.text)
+        if reply.text is None:
+            return outcome
+        parsed = parse_events(reply.text, duration)
+        self.summary.events_dropped += parsed.dropped
+        if parsed.error:
+            self.summary.unparsed_replies += 1
+            entry.update(status="unparsed", error=parsed.error)
+        else:
+            entry.update(status="ok", error=None)
+            outcome.events = parsed.events
+        return outcome
+
+    def _extract_frames(self, job: VideoJob, clips: list[int], with_events: bool) -> _Frames:
         options = self.options
-        caption_times = clip_centres(job.duration, options.clip_length)
-        event_at = event_times(job.duration, interval=options.event_interval, max_frames=options.event_frames)
+        centres = clip_centres(job.duration, options.clip_length)
+        caption_times = [centres[i] for i in clips]
+        event_at = (
+            event_times(job.duration, interval=options.event_interval, max_frames=options.event_frames)
+            if with_events
+            else []
+        )
         wanted = sorted(set(caption_times) | set(event_at))
         images = grab_frames(
             job.path,
@@ -210,95 +279,62 @@ class _Run:
             return None if image is None else jpeg_data_url(resize_short_side(image, side), quality=options.jpeg_quality)
 
         events = [(t, u) for t in event_at if (u := url(t, options.event_short_side)) is not None]
-        return _Frames([url(t, options.caption_short_side) for t in caption_times], events)
+        captions = {i: u for i, t in zip(clips, caption_times) if (u := url(t, options.caption_short_side)) is not None}
+        return _Frames(captions, events)
 
-    async def process(self, job: VideoJob) -> dict[str, Any]:
-        """The cache record for one video."""
+    async def process(self, job: VideoJob, earlier: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The cache record for one video. ``earlier`` is the video's cached record: when ``resumable``,
+        only its unfinished requests (and clips no request covered) are asked again."""
         n_clips = len(clip_centres(job.duration, self.options.clip_length))
-        record: dict[str, Any] = {
-            "vid": job.vid,
-            "duration": job.duration,
-            "clip_length": self.options.clip_length,
-            "n_clips": n_clips,
-            "model": self.backend.model,
-            "backend": self.backend.name,
-            "prompt_version": PROMPT_VERSION,
-            "status": "failed",
-            "captions": [None] * n_clips,
-            "events": [],
-            "raw": {"events": None, "captions": []},
-            "errors": [],
-        }
+        record = empty_record(
+            job.vid,
+            duration=job.duration,
+            clip_length=self.options.clip_length,
+            n_clips=n_clips,
+            model=self.backend.model,
+            backend=self.backend.name,
+            prompt_version=PROMPT_VERSION,
+        )
+        if resumable(earlier, record):
+            previous = earlier_outcomes(earlier)
+            self.summary.resumed += 1
+            self.summary.kept_requests += len(previous.done) + (previous.events_done is not None)
+        else:
+            previous = EarlierRecord()
+        covered = {clip for outcome in previous.done for clip in outcome.entry["clips"]}
+        to_ask = [clip for clip in range(n_clips) if clip not in covered]
+        with_events = previous.events_done is None
         try:
             async with self.decode_slots:
-                frames = await asyncio.to_thread(self._extract_frames, job)
+                frames = await asyncio.to_thread(self._extract_frames, job, to_ask, with_events)
         except VideoDecodeError as err:
             record["errors"].append(f"decode: {err}")
-            return _stamped(record)
+            kept_events = previous.events_done or previous.events_redo
+            return finish_record(record, previous.done + previous.redo, kept_events)
 
-        available = [i for i, url in enumerate(frames.captions) if url is not None]
-        if len(available) < n_clips:
-            record["errors"].append(f"frames: {n_clips - len(available)} of {n_clips} clip frames unavailable")
-        size = self.options.caption_batch
-        batches = [available[k : k + size] for k in range(0, len(available), size)]
-        requests = [self.request(caption_messages([frames.captions[i] for i in batch])) for batch in batches]
+        missing = [clip for clip in to_ask if clip not in frames.captions]
+        if missing:
+            record["errors"].append(f"frames: {len(missing)} of {n_clips} clip frames unavailable")
+        batches, earlier_outcome, not_redone = caption_batches(
+            previous.redo, list(frames.captions), self.options.caption_batch
+        )
+        requests = [self.ask_captions(batch, [frames.captions[i] for i in batch]) for batch in batches]
         if frames.events:
-            requests.append(self.request(event_messages(frames.events, job.duration)))
+            requests.append(self.ask_events(frames.events, job.duration))
+        elif with_events:
+            record["errors"].append("events: no event frame available")
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(coro) for coro in requests]
         except* FatalBackendError as errors:
             raise errors.exceptions[0] from None  # the group has cancelled this video's other requests
-        replies = [task.result() for task in tasks]
-
-        self._add_captions(record, batches, replies[: len(batches)])
-        events_ok = False
+        outcomes = [task.result() for task in tasks]
         if frames.events:
-            events_ok = self._add_events(record, replies[-1])
+            events = better(outcomes.pop(), previous.events_redo)
         else:
-            record["errors"].append("events: no event frame available")
-        n_captions = sum(c is not None for c in record["captions"])
-        if events_ok and n_captions == n_clips:
-            record["status"] = "ok"
-        elif events_ok or n_captions:
-            record["status"] = "partial"
-        return _stamped(record)
-
-    def _add_captions(self, record: dict[str, Any], batches: list[list[int]], replies: list[_Reply]) -> None:
-        for number, (batch, reply) in enumerate(zip(batches, replies), start=1):
-            record["raw"]["captions"].append(reply.text)
-            if reply.text is None:
-                record["errors"].append(f"captions request {number}: {reply.error}")
-                continue
-            parsed = parse_captions(reply.text, len(batch))
-            self.summary.caption_count_mismatches += parsed.mismatch
-            if parsed.error:
-                self.summary.unparsed_replies += 1
-                record["errors"].append(f"captions request {number}: {parsed.error}")
-            elif parsed.mismatch:
-                record["errors"].append(f"captions request {number}: expected {len(batch)} captions")
-            for clip, caption in zip(batch, parsed.captions):
-                record["captions"][clip] = caption
-
-    def _add_events(self, record: dict[str, Any], reply: _Reply) -> bool:
-        """Fill the record's events from the reply; False when there was no usable reply."""
-        record["raw"]["events"] = reply.text
-        if reply.text is None:
-            record["errors"].append(f"events request: {reply.error}")
-            return False
-        parsed = parse_events(reply.text, record["duration"])
-        self.summary.events_dropped += parsed.dropped
-        if parsed.error:
-            self.summary.unparsed_replies += 1
-            record["errors"].append(f"events request: {parsed.error}")
-            return False
-        record["events"] = parsed.events
-        return True
-
-
-def _stamped(record: dict[str, Any]) -> dict[str, Any]:
-    record["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    return record
+            events = previous.events_done or previous.events_redo
+        captions = [better(new, old) for new, old in zip(outcomes, earlier_outcome)]
+        return finish_record(record, previous.done + captions + not_redone, events)
 
 
 def select_jobs(
@@ -325,9 +361,10 @@ async def generate_priors_async(
     shard: tuple[int, int] | None = None,
     limit: int | None = None,
 ) -> GenerateSummary:
-    """Generate priors for ``jobs`` into the cache ``out``, resuming from what it holds (videos whose last
-    record is ok are skipped; partial/failed ones are redone and a new record appended). A fatal backend
-    error ends the run with ``summary.stopped`` set, after everything finished has been written."""
+    """Generate priors for ``jobs`` into the cache ``out``, resuming from what it holds: videos whose last
+    record is ok are skipped; of a resumable partial record only the unfinished requests are asked again;
+    failed (and other partial) videos are redone; each gets a new record appended. A fatal backend error
+    ends the run with ``summary.stopped`` set, after everything finished has been written."""
     started = time.monotonic()
     cache = read_cache(out, repair=True)
     todo, skipped = select_jobs(jobs, cache, shard=shard, limit=limit)
@@ -340,12 +377,15 @@ async def generate_priors_async(
 
         async def worker() -> None:
             for job in pending:
-                record = await run.process(job)
+                record = await run.process(job, cache.get(job.vid))
                 writer.append(record)
                 summary.videos += 1
                 setattr(summary, record["status"], getattr(summary, record["status"]) + 1)
                 bar.update(1)
-                bar.set_postfix(ok=summary.ok, partial=summary.partial, failed=summary.failed, retries=summary.retries)
+                bar.set_postfix(
+                    ok=summary.ok, partial=summary.partial, failed=summary.failed, retries=summary.retries,
+                    reasks=summary.reasks,
+                )
 
         workers = [asyncio.create_task(worker()) for _ in range(min(options.concurrency, len(todo)))]
         try:

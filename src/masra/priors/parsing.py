@@ -178,6 +178,12 @@ class ParsedCaptions:
     captions: list[str | None]  # exactly the expected number; None where no caption was given
     mismatch: bool = False  # the reply held a different number of captions than frames
     error: str | None = None  # set when no caption at all could be read
+    found: int = 0  # non-empty captions in the whole reply (extra ones included)
+
+    @property
+    def complete(self) -> bool:
+        """One non-empty caption for every frame, no more, no less."""
+        return not self.mismatch and self.error is None and all(c is not None for c in self.captions)
 
 
 def _caption_text(item: Any) -> str | None:
@@ -212,8 +218,10 @@ def parse_captions(text: str, expected: int) -> ParsedCaptions:
         items = [text.strip()]  # a single frame answered with a bare sentence
     if items is None:
         return ParsedCaptions([None] * expected, mismatch=True, error="no list of captions in the reply")
-    captions = [_caption_text(item) for item in items[:expected]]
-    captions += [None] * (expected - len(captions))
+    texts = [_caption_text(item) for item in items]
+    found = sum(text is not None for text in texts)
+    captions = texts[:expected] + [None] * (expected - len(texts))
+    mismatch = len(items) != expected
     if all(c is None for c in captions):
-        return ParsedCaptions(captions, mismatch=len(items) != expected, error="the reply held no caption text")
-    return ParsedCaptions(captions, mismatch=len(items) != expected)
+        return ParsedCaptions(captions, mismatch=mismatch, error="the reply held no caption text", found=found)
+    return ParsedCaptions(captions, mismatch=mismatch, found=found)

@@ -10,13 +10,20 @@ from importlib.resources import files
 from string import Template
 from typing import Any
 
-PROMPT_VERSION = "v1"
+PROMPT_VERSION = "v2"
+# The template file of each kind, per prompt version. v2 keeps v1's caption and event prompts and adds the
+# note that re-asks a caption request whose reply had the wrong number of captions.
+PROMPT_FILES: dict[str, dict[str, str]] = {
+    "v1": {"captions": "captions_v1.txt", "events": "events_v1.txt"},
+    "v2": {"captions": "captions_v1.txt", "events": "events_v1.txt", "recount": "recount_v2.txt"},
+}
 
 
 @cache
 def load_template(kind: str, version: str = PROMPT_VERSION) -> Template:
-    """The ``{kind}_{version}.txt`` template ("captions" or "events")."""
-    text = files("masra.priors").joinpath(f"prompts/{kind}_{version}.txt").read_text(encoding="utf-8")
+    """The template of ``kind`` ("captions", "events", "recount") in prompt ``version``."""
+    name = PROMPT_FILES[version][kind]
+    text = files("masra.priors").joinpath(f"prompts/{name}").read_text(encoding="utf-8")
     return Template(text.strip())
 
 
@@ -28,13 +35,20 @@ def _text_part(text: str) -> dict[str, Any]:
     return {"type": "text", "text": text}
 
 
-def caption_messages(image_urls: list[str], *, version: str = PROMPT_VERSION) -> list[dict[str, Any]]:
-    """One request captioning several clip frames at once; the reply is a JSON list of sentences in order."""
+def caption_messages(
+    image_urls: list[str], *, recount: int | None = None, version: str = PROMPT_VERSION
+) -> list[dict[str, Any]]:
+    """One request captioning several clip frames at once; the reply is a JSON list of sentences in order.
+    ``recount`` (the number of usable captions a previous reply gave) turns it into a re-ask: the same
+    frames and prompt, followed by a note that restates the number of frames."""
     content: list[dict[str, Any]] = []
     for number, url in enumerate(image_urls, start=1):
         content += [_text_part(f"Frame {number}:"), _image_part(url)]
     prompt = load_template("captions", version).substitute(n_frames=len(image_urls))
     content.append(_text_part(prompt))
+    if recount is not None:
+        note = load_template("recount", version).substitute(found=recount, n_frames=len(image_urls))
+        content.append(_text_part(note))
     return [{"role": "user", "content": content}]
 
 

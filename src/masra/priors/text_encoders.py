@@ -21,6 +21,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from masra.device import resolve_device
 from masra.errors import MasraError
 
 DEFAULT_ENCODER = "minilm"
@@ -56,27 +57,20 @@ def _quiet_transformers() -> Iterator[None]:
         hf_logging.set_verbosity(previous)
 
 
-def resolve_device(device: str | None) -> str:
-    """``None``/"auto" picks CUDA when present, else CPU."""
-    if device in (None, "", "auto"):
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 class SentenceTransformerEncoder:
-    """A sentence-transformers model from a local directory."""
+    """A sentence-transformers model from a local directory: sentence embeddings (priors, the demo's captions)
+    and token states (the demo's query features)."""
 
     def __init__(self, path: str | Path, *, name: str, device: str | None = None) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
         path = Path(path)
         if not path.is_dir():
             raise MasraError("sentence-transformers model directory not found", file=path, field="encoder")
         self.name = name
-        self._model = SentenceTransformer(str(path), device=resolve_device(device))
+        self._model = SentenceTransformer(str(path), device=str(resolve_device(device, field="--device")))
         get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         dim = get_dim()
         if dim is None:  # models whose last module does not declare a size
@@ -90,10 +84,19 @@ class SentenceTransformerEncoder:
             list(texts),
             batch_size=batch_size,
             convert_to_numpy=True,
-            normalize_embeddings=True,
+            normalize_embeddings=True,  # L2-normalised by sentence-transformers
             show_progress_bar=False,
         )
-        return l2_normalise(emb)
+        return np.asarray(emb, dtype=np.float32)
+
+    def tokens(self, texts: list[str], *, batch_size: int = 64) -> list[np.ndarray]:
+        """Per text, [n_tokens, dim] float32 token states ([CLS] ... [SEP], padding removed), not normalised."""
+        if not texts:
+            return []
+        states = self._model.encode(
+            list(texts), batch_size=batch_size, output_value="token_embeddings", show_progress_bar=False
+        )
+        return [np.asarray(s.cpu().numpy() if hasattr(s, "cpu") else s, dtype=np.float32) for s in states]
 
 
 class ClipTextEncoder:
@@ -107,7 +110,7 @@ class ClipTextEncoder:
         if not path.is_dir():
             raise MasraError("CLIP model directory not found", file=path, field="encoder")
         self.name = name
-        self._device = resolve_device(device)
+        self._device = resolve_device(device, field="--device")
         self._tokenizer = AutoTokenizer.from_pretrained(str(path))
         config = AutoConfig.from_pretrained(str(path))
         if config.model_type == "clip":  # a full CLIP checkpoint: the projection size lives at the top level

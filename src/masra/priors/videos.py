@@ -8,22 +8,12 @@ file), so no path is ever built from a vid.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from masra.data.annotations import load_annotations
+from masra.data.annotations import load_annotations, split_qvh_vid
 from masra.errors import MasraError
 from masra.priors.frames import VIDEO_EXTENSIONS
-
-# Clip length (seconds) per dataset, as the anchor repositories use it (REFERENCE.md §1.5).
-DATASET_CLIP_LENGTH = {
-    "qvhighlights": 2.0,
-    "charades_sta": 1.0,
-    "tacos": 2.0,
-    "tvsum": 2.0,
-    "youtube_highlights": 1.0,
-}
 
 
 @dataclass(frozen=True)
@@ -82,19 +72,6 @@ def index_videos(source: str | Path) -> dict[str, Path]:
     return index
 
 
-def _qvh_segment(vid: str) -> tuple[str, float, float] | None:
-    parts = vid.rsplit("_", 2)
-    if len(parts) != 3:
-        return None
-    try:
-        start, end = float(parts[1]), float(parts[2])
-    except ValueError:
-        return None
-    if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end <= start:
-        return None
-    return parts[0], start, end
-
-
 def match_videos(durations: dict[str, float], index: dict[str, Path]) -> tuple[list[VideoJob], list[str]]:
     """(jobs for the vids that have a video, vids that have none), both in annotation order."""
     jobs: list[VideoJob] = []
@@ -103,7 +80,7 @@ def match_videos(durations: dict[str, float], index: dict[str, Path]) -> tuple[l
         if vid in index:
             jobs.append(VideoJob(vid, index[vid], duration))
             continue
-        segment = _qvh_segment(vid)
+        segment = split_qvh_vid(vid)
         if segment is not None and segment[0] in index:
             jobs.append(VideoJob(vid, index[segment[0]], duration, offset=segment[1]))
         else:

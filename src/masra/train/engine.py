@@ -1,46 +1,24 @@
-"""The two loops of a run, like DETR's engine: ``train_one_epoch`` and ``evaluate``."""
+"""The training loop of one epoch, like DETR's engine (its evaluation loop is ``masra.model.prediction``)."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from masra.config import Config
 from masra.data.batch import GroundingBatch
 from masra.errors import MasraError
-
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+from masra.model.prediction import autocast, to_float32
 
 
 @dataclass
 class EpochResult:
     means: dict[str, float]  # every criterion term averaged over the epoch's steps, plus "loss"
     step_losses: list[float] = field(default_factory=list)  # the weighted total of every step, in order
-
-
-def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """bf16/fp16 autocast on CPU or CUDA; a no-op context for ``amp == "none"``."""
-    if amp == "none":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])
-
-
-def _to_float32(value: Any) -> Any:
-    """Model outputs as float32, so losses and the matcher never run in reduced precision."""
-    if isinstance(value, torch.Tensor):
-        return value.float() if value.is_floating_point() else value
-    if isinstance(value, dict):
-        return {k: _to_float32(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_to_float32(v) for v in value]
-    return value
 
 
 def train_one_epoch(
@@ -67,7 +45,7 @@ def train_one_epoch(
         batch = batch.to(device, non_blocking=True)
         with autocast(device, amp):
             outputs = model(batch)
-        losses = criterion(_to_float32(outputs), batch)
+        losses = criterion(to_float32(outputs), batch)
         loss = losses["loss"]
         if not math.isfinite(loss.item()):
             terms = {k: round(float(v), 4) for k, v in losses.items()}
@@ -92,37 +70,3 @@ def train_one_epoch(
     bar.close()
     count = max(len(step_losses), 1)
     return EpochResult(means={k: v / count for k, v in sums.items()}, step_losses=step_losses)
-
-
-def iterate_predictions(
-    model: torch.nn.Module,
-    loader: Iterable[GroundingBatch],
-    *,
-    device: torch.device,
-    amp: str = "none",
-    progress: bool = False,
-) -> Iterator[tuple[dict[str, Any], GroundingBatch]]:
-    """Model outputs (float32, on the host) with their batch, in loader order, in eval mode without gradients."""
-    model.eval()
-    with torch.no_grad():
-        for batch in tqdm(loader, desc="predict", unit="batch", disable=not progress, leave=False):
-            with autocast(device, amp):
-                outputs = model(batch.to(device, non_blocking=True))
-            yield _to_float32(outputs), batch
-
-
-def evaluate(
-    model: torch.nn.Module,
-    loader: Iterable[GroundingBatch],
-    cfg: Config,
-    *,
-    device: torch.device,
-    progress: bool = False,
-) -> list[dict[str, Any]]:
-    """Official submission rows for every sample of ``loader`` (dataset post-processing from ``cfg.eval``)."""
-    from masra.model.postprocess import outputs_to_submission
-
-    rows: list[dict[str, Any]] = []
-    for outputs, batch in iterate_predictions(model, loader, device=device, amp=cfg.train.amp, progress=progress):
-        rows.extend(outputs_to_submission(outputs, batch.meta, cfg.eval, cfg.data.clip_length))
-    return rows

@@ -16,10 +16,11 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from masra import checkpoint as ckpt
 from masra.config import Config, config_to_dict, save_config
-from masra.data.jsonl import write_jsonl
+from masra.data.jsonl import write_json, write_jsonl
+from masra.data.splits import ground_truth_rows, load_records
 from masra.errors import MasraError
-from masra.train import checkpoint as ckpt
 from masra.train.distributed import (
     DistContext,
     barrier,
@@ -29,8 +30,7 @@ from masra.train.distributed import (
     init_distributed,
     mean_across_ranks,
 )
-from masra.train.engine import evaluate, train_one_epoch
-from masra.train.records import ground_truth_rows, load_records
+from masra.train.engine import train_one_epoch
 from masra.train.run_dir import holds_only_run_artifacts, last_checkpoint, prepare_new_run
 from masra.train.run_log import RunLog
 from masra.train.seeding import capture_rng_state, restore_rng_state, seed_everything
@@ -53,7 +53,7 @@ class TrainResult:
 
 
 @dataclass
-class _Progress:
+class _RunState:
     """Everything besides tensors that a resumed run must continue from."""
 
     epoch: int = 0  # number of finished epochs
@@ -169,8 +169,7 @@ def _train(cfg: Config, ctx: DistContext, *, resume: str | Path | None, force: b
     seed_everything(cfg.train.seed + ctx.rank)
 
     train_set, sampler, train_loader, eval_loader, gt_rows = _build_data(cfg, ctx)
-    dims = _model_dims(train_set)
-    cfg.data.v_feat_dim, cfg.data.t_feat_dim = dims.v_feat_dim, dims.t_feat_dim
+    dims = _model_dims(train_set)  # saved in every checkpoint's metadata; the config keeps what the user set
     model, criterion = build_model(cfg, dims.v_feat_dim, dims.t_feat_dim, dims.semantic_dim)
     model.to(ctx.device)
     criterion.to(ctx.device)
@@ -179,7 +178,7 @@ def _train(cfg: Config, ctx: DistContext, *, resume: str | Path | None, force: b
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.train.lr_drop, gamma=cfg.train.lr_gamma)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.train.amp == "fp16")
 
-    state = _Progress()
+    state = _RunState()
     if source is not None:
         state = _restore(source, model, criterion, optimizer, scheduler, scaler, ctx)
 
@@ -259,9 +258,11 @@ def _train(cfg: Config, ctx: DistContext, *, resume: str | Path | None, force: b
 def _evaluate_epoch(model, eval_loader, gt_rows, cfg: Config, ctx: DistContext, run_dir: Path, epoch: int,
                     log: RunLog) -> tuple[dict[str, Any] | None, dict[str, Path]]:
     """Predict the eval split, write the submission (and metrics when GT is known); return both."""
+    from masra.model.prediction import predict_rows
+
     split = cfg.data.eval_split_name
     preds_path = run_dir / "eval" / f"epoch_{epoch:04d}_{split}_preds.jsonl"
-    rows = evaluate(model, eval_loader, cfg, device=ctx.device)
+    rows = predict_rows(model, eval_loader, cfg, device=ctx.device)
     write_jsonl(preds_path, rows)
     files = {f"{split}_preds.jsonl": preds_path}
     if gt_rows is None:
@@ -271,7 +272,7 @@ def _evaluate_epoch(model, eval_loader, gt_rows, cfg: Config, ctx: DistContext, 
 
     metrics = evaluate_submission(cfg.data.dataset, rows, gt_rows)
     metrics_path = preds_path.with_name(f"epoch_{epoch:04d}_{split}_metrics.json")
-    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(metrics_path, metrics)
     files["metrics.json"] = metrics_path
     log.scalars("eval", metrics["brief"], epoch)
     log.line(f"epoch {epoch} eval {split}: " + " ".join(f"{k} {v}" for k, v in metrics["brief"].items()))
@@ -279,7 +280,7 @@ def _evaluate_epoch(model, eval_loader, gt_rows, cfg: Config, ctx: DistContext, 
 
 
 def _save(folder: Path, model, criterion, optimizer, scheduler, scaler, cfg: Config, dims: ckpt.ModelDims,
-          state: _Progress, rng: list[dict[str, Any]], info: dict[str, Any], files: dict[str, Path] | None = None):
+          state: _RunState, rng: list[dict[str, Any]], info: dict[str, Any], files: dict[str, Path] | None = None):
     resume_state = {
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
@@ -292,7 +293,7 @@ def _save(folder: Path, model, criterion, optimizer, scheduler, scaler, cfg: Con
     ckpt.save_checkpoint(folder, model=model, cfg=cfg, dims=dims, state=resume_state, info=info, extra_files=files)
 
 
-def _restore(source: Path, model, criterion, optimizer, scheduler, scaler, ctx: DistContext) -> _Progress:
+def _restore(source: Path, model, criterion, optimizer, scheduler, scaler, ctx: DistContext) -> _RunState:
     """Load weights, optimiser, scheduler, scaler, criterion and this rank's RNG state; return the progress."""
     import logging
 
@@ -311,4 +312,4 @@ def _restore(source: Path, model, criterion, optimizer, scheduler, scaler, ctx: 
             "checkpoint was written by %d processes, this run has %d: random streams are re-seeded, so the "
             "continuation is not bit-identical", len(rng), ctx.world_size)
         seed_everything(int(saved["config"]["train"]["seed"]) + ctx.rank + 7919 * saved["progress"]["epoch"])
-    return _Progress(**saved["progress"])
+    return _RunState(**saved["progress"])

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from masra.priors.backends.base import BackendError
+from masra.priors.backends.base import DEFAULT_REQUEST_TIMEOUT, BackendError, text_only_messages
 
 _RETRYABLE_4XX = {408, 409, 425, 429}
 _HINTS = {
@@ -54,17 +54,6 @@ def _server_message(response: httpx.Response) -> str:
     return str(body)[:300]
 
 
-def _text_only(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The messages with image parts removed and text parts joined into plain strings."""
-    stripped = []
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, list):
-            content = "\n".join(part["text"] for part in content if part.get("type") == "text")
-        stripped.append({**message, "content": content})
-    return stripped
-
-
 class OpenAICompatBackend:
     """``chat()`` posts one chat-completions request and returns the reply text. Token usage reported by the
     server accumulates in ``usage`` (prompt_tokens, completion_tokens)."""
@@ -77,7 +66,7 @@ class OpenAICompatBackend:
         model: str,
         *,
         api_key: str | None = None,
-        timeout: float | None = 120.0,
+        timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
         supports_images: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -91,7 +80,7 @@ class OpenAICompatBackend:
     async def chat(self, messages: list[dict[str, Any]], *, max_tokens: int, temperature: float) -> str:
         payload = {
             "model": self.model,
-            "messages": messages if self.supports_images else _text_only(messages),
+            "messages": messages if self.supports_images else text_only_messages(messages)[0],
             "max_tokens": max_tokens,
             "temperature": temperature,
         }

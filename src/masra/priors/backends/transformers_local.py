@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from masra.priors.backends.base import BackendError
+from masra.priors.backends.base import BackendError, message_parts, text_only_messages
 
 log = logging.getLogger(__name__)
 
@@ -46,35 +46,13 @@ def decode_data_url(url: str) -> Any:
         raise BackendError(f"undecodable image in the request: {err}", retryable=False) from None
 
 
-def _parts(content: Any) -> list[dict[str, Any]]:
-    """Message content as a list of OpenAI content parts."""
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}]
-    if isinstance(content, list):
-        return content
-    raise BackendError(
-        f"message content must be a string or a list of parts, got {type(content).__name__}", retryable=False
-    )
-
-
-def text_only_messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, str]], int]:
-    """Messages with plain string content (text parts joined by newlines) and the number of images dropped."""
-    converted, dropped = [], 0
-    for message in messages:
-        parts = _parts(message.get("content", ""))
-        dropped += sum(part.get("type") == "image_url" for part in parts)
-        text = "\n".join(part["text"] for part in parts if part.get("type") == "text")
-        converted.append({"role": message["role"], "content": text})
-    return converted, dropped
-
-
 def multimodal_messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Any]]:
     """Messages in the processor chat-template layout (``{"type": "image"}`` placeholders) and the decoded
     images in order of appearance."""
     converted, images = [], []
     for message in messages:
         content = []
-        for part in _parts(message.get("content", "")):
+        for part in message_parts(message.get("content", "")):
             if part.get("type") == "text":
                 content.append({"type": "text", "text": part["text"]})
             elif part.get("type") == "image_url":

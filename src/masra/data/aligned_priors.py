@@ -33,7 +33,7 @@ SPAN_KEY = "event_spans"
 
 
 @dataclass
-class VideoPriors:
+class AlignedPriors:
     caption_emb: np.ndarray  # [L, Ds] float32
     caption_valid: np.ndarray  # [L] bool
     event_emb: np.ndarray  # [M, Ds] float32
@@ -97,7 +97,7 @@ class PriorLoader:
             raise MasraError("NaN or inf values", file=path, field=key)
         return array.astype(np.float32)
 
-    def load(self, vid: str, n_clips: int) -> VideoPriors | None:
+    def load(self, vid: str, n_clips: int) -> AlignedPriors | None:
         """The priors of ``vid`` aligned to ``n_clips`` clips, or None when the video has no prior file."""
         path = self.path(vid)
         if not path.is_file():
@@ -132,7 +132,7 @@ class PriorLoader:
             st, ed = spans_s[bad[0]]
             raise MasraError(f"event {bad[0]}: span [{st:g}, {ed:g}] is negative or reversed", file=path, field=SPAN_KEY)
         clip_spans, kept = event_clip_spans(spans_s, self.clip_length, n_clips)
-        return VideoPriors(
+        return AlignedPriors(
             caption_emb=caption_emb,
             caption_valid=caption_valid,
             event_emb=events[kept],

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from masra.data.priors import PriorLoader, event_clip_spans, prior_dim
+from masra.data.aligned_priors import PriorLoader, event_clip_spans, prior_dim
 from masra.errors import MasraError
 
 

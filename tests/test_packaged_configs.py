@@ -1,0 +1,109 @@
+"""Configs ship inside the package: resolved by name, layered with ``base:``, listed and printed by
+``masra config``, and present in a wheel built from the repository."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from masra.cli.main import main
+from masra.config import MASRA_PARTS, load_config, packaged_configs, resolve_config_path
+from masra.errors import MasraError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_packaged_name_and_file_path_resolve_to_the_same_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # outside the checkout: no configs/ folder around
+    by_name = load_config("qvhighlights")
+    by_file = load_config(packaged_configs()["qvhighlights"])
+    assert dataclasses.asdict(by_name) == dataclasses.asdict(by_file)
+    assert resolve_config_path("qvhighlights.yaml") == packaged_configs()["qvhighlights"]
+
+
+def test_an_existing_file_wins_over_a_packaged_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "qvhighlights.yaml").write_text("name: mine\n")
+    assert load_config("qvhighlights.yaml").name == "mine"
+    assert load_config("qvhighlights").name == "qvhighlights"
+
+
+def test_unknown_config_names_the_packaged_ones(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(MasraError, match="packaged: .*qvhighlights") as err:
+        load_config("qvhighlight")
+    assert "qvhighlight" in str(err.value)
+    with pytest.raises(MasraError):
+        load_config("sub/qvhighlights")  # a path that does not exist is not a packaged name
+
+
+def test_masra_config_is_an_overlay_restating_no_default():
+    text = packaged_configs()["masra_qvhighlights"].read_text()
+    assert "base: qvhighlights" in text
+    assert "train_path" not in text and "hidden_dim" not in text
+
+
+def test_base_key_layers_files_relative_to_the_overlay(tmp_path):
+    (tmp_path / "base.yaml").write_text("train:\n  lr: 2.0e-4\n  epochs: 7\n")
+    (tmp_path / "over.yaml").write_text("base: base.yaml\ntrain:\n  epochs: 9\n")
+    cfg = load_config(tmp_path / "over.yaml")
+    assert (cfg.train.lr, cfg.train.epochs) == (pytest.approx(2e-4), 9)
+    (tmp_path / "base.yaml").write_text("base: over.yaml\n")
+    with pytest.raises(MasraError, match="cycle"):
+        load_config(tmp_path / "over.yaml")
+
+
+def test_config_list_and_show(capsys):
+    assert main(["config", "list"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == list(packaged_configs())
+    assert main(["config", "show", "masra_qvhighlights", "--set", "train.epochs=3"]) == 0
+    shown = capsys.readouterr().out
+    assert "epochs: 3" in shown and "train_path: data/highlight_train_release.jsonl" in shown
+    assert main(["config", "show", "masra_qvhighlights", "--file"]) == 0
+    assert capsys.readouterr().out == packaged_configs()["masra_qvhighlights"].read_text()
+    assert main(["config", "show", "nope"]) == 1
+    assert "packaged:" in capsys.readouterr().err
+
+
+def test_masra_config_is_the_qvhighlights_config_with_the_parts_and_priors():
+    base = dataclasses.asdict(load_config("qvhighlights"))
+    masra = dataclasses.asdict(load_config("masra_qvhighlights"))
+    for part in MASRA_PARTS:
+        assert masra["model"][part]["enabled"] and not base["model"][part]["enabled"]
+        masra["model"][part]["enabled"] = False
+    assert masra["data"].pop("prior_dir") and base["data"].pop("prior_dir") is None
+    for cfg in (base, masra):
+        cfg.pop("name")
+        cfg["train"].pop("output_dir")
+    assert masra == base
+
+
+@pytest.mark.slow
+def test_a_wheel_built_from_the_repository_contains_the_configs_and_loads_them(tmp_path):
+    source = tmp_path / "source"  # a copy, so the build writes no build/ or egg-info into the checkout
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path / "dist"), str(source)], check=True)
+    (wheel,) = (tmp_path / "dist").glob("masra-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"masra/configs/{path.name}" for path in packaged_configs().values()} <= names
+    # Installed from the wheel, run outside the checkout: --config names resolve inside the installed package.
+    installed = tmp_path / "installed"
+    zipfile.ZipFile(wheel).extractall(installed)
+    script = ("from masra.config import load_config, packaged_configs; import masra; "
+              "cfg = load_config('masra_qvhighlights'); "
+              "print(masra.__file__, cfg.model.sora.enabled, cfg.data.train_path, len(packaged_configs()))")
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env={"PYTHONPATH": str(installed)},
+                         check=True, capture_output=True, text=True).stdout.split()
+    assert out[0].startswith(str(installed))
+    assert out[1:] == ["True", "data/highlight_train_release.jsonl", str(len(packaged_configs()))]
