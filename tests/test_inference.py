@@ -36,7 +36,7 @@ def _raw_features(paths, record):
 def test_grounder_reproduces_the_official_predictions_from_raw_features(trained):
     paths, result = trained
     official = predict_split(result.best_checkpoint, split="val", device="cpu", progress=False)
-    grounder = Grounder.from_checkpoint(result.best_checkpoint)
+    grounder = Grounder.from_checkpoint(result.best_checkpoint, device="cpu")  # compared with a CPU run
     raw = [_raw_features(paths, r) for r in official.records]
     # Same batch composition as the evaluation loader (eval_batch_size 4), so outputs are bit-identical.
     preds = grounder.predict_batch([v for v, _ in raw], [q for _, q in raw],
@@ -48,7 +48,7 @@ def test_grounder_reproduces_the_official_predictions_from_raw_features(trained)
 
 def test_single_prediction_and_tef_input_agree_with_batch(trained):
     paths, result = trained
-    grounder = Grounder.from_checkpoint(result.run_dir)  # a run folder means its last checkpoint
+    grounder = Grounder.from_checkpoint(result.run_dir, device="cpu")  # a run folder means its last checkpoint
     records = predict_split(result.run_dir, split="val", device="cpu", progress=False).records
     video, query = _raw_features(paths, records[0])
     single = grounder.predict(video, query, duration=records[0].duration, top_k=3)

@@ -37,6 +37,10 @@ class ModelDims:
     semantic_dim: int | None = None
     # Dims of each video feature source before TEF, in concatenation order (for per-source normalisation).
     v_source_dims: list[int] | None = None
+    # The encoder that made the training features ("clip:NAME_OR_PATH") and its weights fingerprint, from the
+    # feature folders' extraction.json (masra features); None when unknown. Checked by predict --video.
+    feature_encoder: str | None = None
+    feature_encoder_fingerprint: str | None = None
 
 
 def _fsync_file(path: Path) -> None:

@@ -7,6 +7,12 @@ No priors and no MLLM are needed here: a MASRA model runs on video features + qu
     pred = grounder.predict(video_feats, query_feats, duration=150)   # raw [L, D] features, [N, Dt] tokens
     pred.windows[0]    # (start_s, end_s, score) of the best moment
     pred.saliency      # [L] per-clip highlight scores
+
+From a video file (the checkpoint records the CLIP encoder of its features; weights must be present):
+
+    video = grounder.extract_video("clip.mp4", progress=lambda stage, done, total: ...)
+    pred = grounder.predict_video(video, "when does the chef cut the pizza?")   # or predict_video("clip.mp4", ...)
+    pred.windows[:3], pred.saliency, pred.to_row()
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,6 +31,13 @@ from masra.checkpoint import ModelDims, find_checkpoint, load_weights, read_chec
 from masra.config import Config, apply_overrides, validate_config
 from masra.data.batch import GroundingBatch, pad_sequences
 from masra.errors import MasraError
+from masra.features.video import Progress, VideoFeatures
+from masra.video.predict import VideoPrediction
+
+if TYPE_CHECKING:
+    from masra.features.encoder import ClipEncoder
+
+__all__ = ["Grounder", "Prediction", "Progress", "VideoFeatures", "VideoPrediction", "load_model", "predict_split"]
 
 logger = logging.getLogger("masra.inference")
 
@@ -70,12 +83,31 @@ class Grounder:
         self.cfg = cfg
         self.dims = dims
         self.device = torch.device(device)
+        self.checkpoint = "this model"
+        # Where the video/query encoder is loaded from (None: the recorded one); loaded on first use.
+        self.encoder_spec: str | None = dims.feature_encoder
+        self._encoder: Any = None
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> "Grounder":
-        """Load ``path`` (a checkpoint folder such as ``RUN/best``, or a run folder, which means ``RUN/last``)."""
+    def from_checkpoint(
+        cls, path: str | Path, device: str | torch.device | None = None, video_encoder: str | None = None
+    ) -> "Grounder":
+        """Load ``path`` (a checkpoint folder such as ``RUN/best``, or a run folder, which means ``RUN/last``).
+
+        ``device`` None picks cuda when available. ``video_encoder`` ("clip:NAME_OR_LOCAL_PATH") says where
+        to load the encoder for :meth:`extract_video` / :meth:`predict_video` from; default: the encoder the
+        checkpoint records. A different model than the recorded one is refused when it is loaded.
+        """
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         model, cfg, dims = load_model(path, device)
-        return cls(model, cfg, dims, device)
+        grounder = cls(model, cfg, dims, device)
+        grounder.checkpoint = str(path)
+        if video_encoder is not None:
+            from masra.features.encoder import EncoderSpec
+
+            grounder.encoder_spec = str(EncoderSpec.parse(video_encoder))
+        return grounder
 
     @property
     def clip_length(self) -> float:
@@ -162,6 +194,85 @@ class Grounder:
             results.append(Prediction(windows=[(float(s), float(e), float(p)) for s, e, p in rows],
                                       saliency=saliency[i, :n_clips].numpy().copy()))
         return results
+
+    # ----- from video files ---------------------------------------------------------------------------------
+    @property
+    def encoder(self) -> "ClipEncoder":
+        """The video/query encoder, loaded on first use and checked against the checkpoint's record."""
+        if self._encoder is None:
+            from masra.features.encoder import ClipEncoder, check_encoder_identity
+
+            if self.encoder_spec is None:
+                raise MasraError(f"{self.checkpoint} does not record which encoder made its training features; "
+                                 "name one (--encoder clip:NAME_OR_PATH / video_encoder=...)", field="encoder")
+            encoder = ClipEncoder.load(self.encoder_spec, self.device)
+            check_encoder_identity(self.dims.feature_encoder, self.dims.feature_encoder_fingerprint, encoder,
+                                   where=self.checkpoint)
+            raw_dims = self.dims.v_source_dims or [self.dims.v_feat_dim - (2 if self.cfg.data.use_tef else 0)]
+            if raw_dims != [encoder.video_dim]:
+                raise MasraError(f"{self.checkpoint} takes video features of dims {raw_dims}; {encoder.spec} makes "
+                                 f"one source of dim {encoder.video_dim}. Only checkpoints trained on this "
+                                 "encoder's features alone can ground video files", field="encoder")
+            if encoder.text_dim != self.dims.t_feat_dim:
+                raise MasraError(f"{self.checkpoint} takes query features of dim {self.dims.t_feat_dim}; "
+                                 f"{encoder.spec} makes {encoder.text_dim}", field="encoder")
+            self._encoder = encoder
+        return self._encoder
+
+    def extract_video(self, path: str | Path, progress: Progress | None = None) -> VideoFeatures:
+        """Clip features of a video file on this checkpoint's clip grid (reusable for many queries)."""
+        from masra.features.video import extract_video
+
+        return extract_video(self.encoder, path, self.clip_length, progress=progress)
+
+    def encode_query(self, query: str) -> np.ndarray:
+        """[N, Dt] token features of one query text."""
+        if not isinstance(query, str) or not query.strip():
+            raise MasraError("query is empty", field="query")
+        return self.encoder.encode_queries([query.strip()])[0].last_hidden_state
+
+    def predict_video(
+        self,
+        video: str | Path | VideoFeatures,
+        query: str,
+        progress: Progress | None = None,
+        top_k: int | None = None,
+    ) -> VideoPrediction:
+        """Moments and per-clip saliency of ``query`` over a whole video (a path or :meth:`extract_video`'s
+        result). Videos longer than the trained length are covered by sliding windows (masra.video.windows)."""
+        from masra.video.windows import average_saliency, merge_moments, window_starts
+
+        query_feats = self.encode_query(query)
+        if not isinstance(video, VideoFeatures):
+            video = self.extract_video(video, progress=progress)
+        if abs(video.clip_length - self.clip_length) > 1e-6:
+            raise MasraError(f"features of {video.clip_length} s clips; this model uses {self.clip_length} s",
+                             file=video.path)
+        n_clips = video.features.shape[0]
+        window = self.cfg.data.max_v_l
+        starts = window_starts(n_clips, window)
+        size = n_clips if len(starts) == 1 else window
+        top_k = top_k if top_k is not None else self.cfg.eval.max_after_nms
+        per_window, saliencies = [], []
+        for done, start in enumerate(starts, 1):
+            offset = start * self.clip_length
+            duration = min(size * self.clip_length, video.duration - offset)
+            pred = self.predict(video.features[start : start + size], query_feats, duration=duration,
+                                top_k=self.cfg.eval.max_before_nms)
+            per_window.append(pred.windows)
+            saliencies.append(pred.saliency)
+            if progress:
+                progress("ground", done, len(starts))
+        offsets = [start * self.clip_length for start in starts]
+        return VideoPrediction(
+            query=query.strip(),
+            vid=Path(video.path).stem,
+            duration=video.duration,
+            clip_length=self.clip_length,
+            windows=merge_moments(per_window, offsets, video.duration, top_k=top_k),
+            saliency=average_saliency(n_clips, starts, saliencies),
+            n_windows=len(starts),
+        )
 
 
 def _pad_batch(videos: list[np.ndarray], queries: list[np.ndarray]) -> GroundingBatch:

@@ -1,5 +1,6 @@
 """One PNG per query: the predicted saliency curve(s) over time, the top-k predicted moments with their
-scores, and the ground truth when known. Used by ``masra predict --plots`` (one model) and the demo (the
+scores, the ground truth when known, and optionally a strip of video thumbnails along the time axis. Used by
+``masra predict --plots`` (one model), ``masra predict --video`` (with thumbnails) and the demo (the
 baseline and MASRA side by side). Uses matplotlib's Agg canvas directly (no pyplot global state)."""
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ def plot_query(
     gt_saliency: Sequence[float] | None = None,
     top_k: int = 5,
     title: str | None = None,
+    thumbnails: Sequence[tuple[float, Any]] = (),
 ) -> Path:
     """Draw the submission rows of one query (``{model name: row}``, rows with ``pred_relevant_windows`` and
     optional ``pred_saliency_scores``) to ``out_path``. With ``gt_saliency`` (in [0, 1]) every predicted curve
-    is min-max scaled to [0, 1] so that they share its axis; otherwise curves are drawn as predicted."""
+    is min-max scaled to [0, 1] so that they share its axis; otherwise curves are drawn as predicted.
+    ``thumbnails``: (time in seconds, RGB image) pairs drawn as a strip under the moments."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -34,9 +37,11 @@ def plot_query(
     if duration is None:
         duration = max([len(c) * clip_length for c in curves.values()]
                        + [w[1] for found in windows.values() for w in found] + [1.0])
-    fig = Figure(figsize=(9, 3.6), dpi=100)
+    ratios = [2, 1.4] + ([1.2] if thumbnails else [])
+    fig = Figure(figsize=(9, 3.6 + 1.2 * bool(thumbnails)), dpi=100)
     FigureCanvasAgg(fig)
-    curve_ax, span_ax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1.4]})
+    axes = fig.subplots(len(ratios), 1, sharex=True, gridspec_kw={"height_ratios": ratios})
+    curve_ax, span_ax = axes[0], axes[1]
 
     for st, ed in gt_windows or []:
         for ax in (curve_ax, span_ax):
@@ -67,14 +72,26 @@ def plot_query(
     span_ax.set_yticks(range(1, len(span_labels) + 1), span_labels, fontsize=7)
     span_ax.set_ylim(0.3, len(span_labels) + 0.7)
     span_ax.invert_yaxis()  # best moment on top
-    span_ax.set_xlim(0, duration)
-    span_ax.set_xlabel("time (s)")
     span_ax.set_ylabel("top moments")
+    if thumbnails:
+        _draw_thumbnails(axes[2], thumbnails, duration)
+    span_ax.set_xlim(0, duration)  # after any thumbnails, whose extents would widen the shared axis
+    axes[-1].set_xlabel("time (s)")
     fig.tight_layout()
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_path)
     return out_path
+
+
+def _draw_thumbnails(ax: Any, thumbnails: Sequence[tuple[float, Any]], duration: float) -> None:
+    """Each image centred on its time, all of one width (duration / count), stretched to the strip's height."""
+    width = duration / len(thumbnails)
+    for time, image in thumbnails:
+        ax.imshow(np.asarray(image), extent=(time - width / 2, time + width / 2, 0, 1), aspect="auto")
+    ax.set_ylim(0, 1)
+    ax.set_yticks([])
+    ax.set_ylabel("frames")
 
 
 def _centres(n_clips: int, clip_length: float) -> np.ndarray:

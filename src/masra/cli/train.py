@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", metavar="RUN_DIR|auto",
                         help="continue RUN_DIR from its last checkpoint; 'auto' continues the output folder when it "
                         "holds one and starts fresh otherwise")
+    parser.add_argument("--init-from", metavar="RUN", help="start a new run from RUN's weights (e.g. a converted "
+                        "QD-DETR run; its config unless --config is given); parameters RUN lacks (MASRA parts) "
+                        "start fresh, listed in OUTPUT_DIR/init_from.json")
     parser.add_argument("--parts", help="MASRA parts to switch on: all, none, or a list like dai,sora")
     parser.add_argument("--force", action="store_true", help="start over in a non-empty run folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -40,8 +43,15 @@ def _load(args: argparse.Namespace) -> Config:
     from masra.config import apply_overrides, load_config, set_masra_parts, validate_config
     from masra.checkpoint import CONFIG_FILE, find_checkpoint
 
+    if args.init_from and args.resume:
+        raise MasraError("--init-from starts a new run; --resume continues one: give one of them", field="--init-from")
     source = find_checkpoint(args.resume) if args.resume and args.resume != "auto" else None
-    if source is not None and not args.config:
+    init = find_checkpoint(args.init_from) if args.init_from else None
+    if init is not None and not args.config:
+        if args.output_dir is None:
+            raise MasraError("--init-from needs --output-dir for the new run", field="--output-dir")
+        cfg = load_config(init / CONFIG_FILE)
+    elif source is not None and not args.config:
         # Continue with the run's own resolved config; command-line overrides (e.g. train.epochs) still apply.
         cfg = load_config(source / CONFIG_FILE)
         if args.output_dir is None:
@@ -63,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from masra.train.trainer import train
 
     cfg = _load(args)
-    result = train(cfg, resume=args.resume, force=args.force, progress=not args.no_progress)
+    result = train(cfg, resume=args.resume, force=args.force, progress=not args.no_progress, init_from=args.init_from)
     log = logging.getLogger("masra.train")
     if result.best_epoch is not None:
         log.info("best %s %.2f at epoch %d: %s", cfg.train.best_metric, result.best_metric, result.best_epoch,

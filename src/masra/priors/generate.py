@@ -26,7 +26,7 @@ from tqdm import tqdm
 from masra.errors import MasraError
 from masra.priors.backends.base import DEFAULT_REQUEST_TIMEOUT, BackendError, ChatBackend
 from masra.priors.cache import CacheWriter, read_cache
-from masra.priors.frames import (
+from masra.video.frames import (
     VideoDecodeError,
     clip_centres,
     event_times,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from masra.data.annotations import load_annotations, split_qvh_vid
 from masra.errors import MasraError
-from masra.priors.frames import VIDEO_EXTENSIONS
+from masra.video.frames import VIDEO_EXTENSIONS
 
 
 @dataclass(frozen=True)

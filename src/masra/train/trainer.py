@@ -21,6 +21,7 @@ from masra.config import Config, config_to_dict, save_config
 from masra.data.jsonl import write_json, write_jsonl
 from masra.data.splits import ground_truth_rows, load_records
 from masra.errors import MasraError
+from masra.features.manifest import feature_encoder_record
 from masra.train.distributed import (
     DistContext,
     barrier,
@@ -31,6 +32,7 @@ from masra.train.distributed import (
     mean_across_ranks,
 )
 from masra.train.engine import train_one_epoch
+from masra.train.init_from import load_initial_weights
 from masra.train.run_dir import holds_only_run_artifacts, last_checkpoint, prepare_new_run
 from masra.train.run_log import RunLog
 from masra.train.seeding import capture_rng_state, restore_rng_state, seed_everything
@@ -147,21 +149,24 @@ def train(
     resume: str | Path | None = None,
     force: bool = False,
     progress: bool = True,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     """Train ``cfg`` into ``cfg.train.output_dir``.
 
     ``resume``: None starts a new run (the folder must be empty unless ``force``); ``"auto"`` continues from
     ``RUN_DIR/last`` when it exists and starts fresh otherwise; a path continues from that checkpoint.
+    ``init_from``: a new run starts from that checkpoint's weights (masra.train.init_from).
     Under torchrun every process calls this; only rank 0 writes files and evaluates.
     """
     ctx = init_distributed(cfg.train.device)
     try:
-        return _train(cfg, ctx, resume=resume, force=force, progress=progress)
+        return _train(cfg, ctx, resume=resume, force=force, progress=progress, init_from=init_from)
     finally:
         cleanup(ctx)
 
 
-def _train(cfg: Config, ctx: DistContext, *, resume: str | Path | None, force: bool, progress: bool) -> TrainResult:
+def _train(cfg: Config, ctx: DistContext, *, resume: str | Path | None, force: bool, progress: bool,
+           init_from: str | Path | None = None) -> TrainResult:
     from masra.model import build_model
 
     run_dir = Path(cfg.train.output_dir)
@@ -170,7 +175,9 @@ def _train(cfg: Config, ctx: DistContext, *, resume: str | Path | None, force: b
 
     train_set, sampler, train_loader, eval_loader, gt_rows = _build_data(cfg, ctx)
     dims = _model_dims(train_set)  # saved in every checkpoint's metadata; the config keeps what the user set
+    dims.feature_encoder, dims.feature_encoder_fingerprint = feature_encoder_record(cfg.data)
     model, criterion = build_model(cfg, dims.v_feat_dim, dims.t_feat_dim, dims.semantic_dim)
+    init_report = load_initial_weights(model, init_from) if init_from is not None and source is None else None
     model.to(ctx.device)
     criterion.to(ctx.device)
     params = [p for p in list(model.parameters()) + list(criterion.parameters()) if p.requires_grad]
@@ -190,6 +197,9 @@ def _train(cfg: Config, ctx: DistContext, *, resume: str | Path | None, force: b
         log.line(f"{'resumed from ' + str(source) + ' at' if source else 'starting'} epoch {state.epoch + 1}/"
                  f"{cfg.train.epochs} on {ctx.device} x{ctx.world_size}; {len(train_set)} training samples; "
                  f"{n_params:,} parameters")
+        if init_report is not None:
+            log.line(init_report.summary())
+            init_report.write(run_dir / "init_from.json")
 
     ddp_model = model
     if ctx.enabled:

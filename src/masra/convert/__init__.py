@@ -1,0 +1,1 @@
+"""Checkpoints of other code bases as masra run folders."""

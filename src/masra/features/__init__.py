@@ -1,0 +1,1 @@
+"""Video and query features from files: the CLIP encoder, per-video extraction, batch extraction commands."""

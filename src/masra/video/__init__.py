@@ -1,0 +1,1 @@
+"""Reading video files: frame sampling shared by prior generation and feature extraction."""

@@ -1,0 +1,48 @@
+"""What ``masra predict --video`` shows and writes: a table of moments (mm:ss), the PNG with thumbnails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from masra.video.frames import grab_frames
+from masra.video.predict import VideoPrediction
+
+THUMBNAILS = 8
+THUMBNAIL_SHORT_SIDE = 96
+
+
+def mm_ss(seconds: float) -> str:
+    """``m:ss.s`` for times under an hour, ``h:mm:ss`` beyond (e.g. 75.0 -> '1:15.0')."""
+    whole = int(seconds)
+    if seconds >= 3600:
+        return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+    return f"{whole // 60}:{seconds - 60 * (whole // 60):04.1f}"
+
+
+def moments_table(pred: VideoPrediction, top_k: int) -> str:
+    """A plain-text table of the top moments (rank, start, end, score)."""
+    head = f"{pred.vid} ({mm_ss(pred.duration)}, {pred.n_windows} window{'s' * (pred.n_windows > 1)}): {pred.query}"
+    lines = [head, f"{'#':>3}  {'start':>8}  {'end':>8}  {'score':>6}"]
+    for rank, (start, end, score) in enumerate(pred.windows[:top_k], 1):
+        lines.append(f"{rank:>3}  {mm_ss(start):>8}  {mm_ss(end):>8}  {score:6.3f}")
+    if not pred.windows:
+        lines.append("  (no moment)")
+    return "\n".join(lines)
+
+
+def thumbnails(path: str | Path, duration: float, count: int = THUMBNAILS) -> list[tuple[float, np.ndarray]]:
+    """``count`` small frames evenly spread over the video: (time, RGB array) pairs."""
+    times = [(k + 0.5) * duration / count for k in range(count)]
+    images = grab_frames(path, times, short_side=THUMBNAIL_SHORT_SIDE)
+    return [(t, np.asarray(img)) for t, img in zip(times, images) if img is not None]
+
+
+def plot_video_prediction(pred: VideoPrediction, video_path: str | Path, out_path: str | Path, top_k: int = 5) -> Path:
+    """The saliency curve, the top moments and a thumbnail strip of the video, as one PNG."""
+    from masra.visualize import plot_query, query_title
+
+    row = pred.to_row()
+    return plot_query(out_path, {"prediction": row}, clip_length=pred.clip_length, duration=pred.duration,
+                      top_k=top_k, title=query_title(row), thumbnails=thumbnails(video_path, pred.duration))
