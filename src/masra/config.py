@@ -119,6 +119,9 @@ class ModelConfig:
     activation: str = "prelu"
     # QD-DETR's negative pairs: text rolled by one in the batch, a second pass gives s_neg.
     use_negative_pairs: bool = True
+    # Temporal encoder attention: 0 = full (QD-DETR); w > 0 = each clip sees clips within ±w and the global
+    # token (linear time in the video length, for long videos; docs/benchmarks.md gives the accuracy cost).
+    encoder_window: int = 0
     dai: DAIConfig = field(default_factory=DAIConfig)
     sge: SGEConfig = field(default_factory=SGEConfig)
     sora: SORAConfig = field(default_factory=SORAConfig)

@@ -4,6 +4,7 @@ official metrics layout, and its refusal to overwrite results."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from conftest import TINY_TRAIN, TINY_VAL
@@ -39,6 +40,9 @@ def test_demo_writes_metrics_predictions_and_plots(tiny_dataset_copy, capsys):
     assert _demo(out, "--compare-baseline") == 0
     printed = capsys.readouterr().out
     assert "baseline" in printed and "masra" in printed and "random (chance)" in printed
+    for name in ("baseline", "masra"):  # per-epoch progress of both models, trained side by side
+        assert re.search(rf"^{name} +epoch 1/1  loss \d+\.\d+  val MR-mAP \d+\.\d+  HL-mAP \d+\.\d+  elapsed \d+m\d\ds  ETA 0m00s$",
+                         printed, flags=re.MULTILINE), printed
 
     metrics = json.loads((out / "metrics.json").read_text())
     baseline = json.loads((out / "baseline_metrics.json").read_text())

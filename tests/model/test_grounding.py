@@ -1,4 +1,6 @@
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -88,3 +90,51 @@ def test_bad_hidden_dim_is_a_clear_error(small_config):
 
     with pytest.raises(MasraError, match="hidden_dim"):
         _model(small_config(hidden_dim=30))
+
+
+def test_batched_negative_pass_equals_a_separate_pass_with_the_rolled_queries(small_config, random_batch):
+    # Dropout off, so training mode is deterministic; the negative scores must be those of the rolled queries.
+    model, _ = _model(small_config(dropout=0.0, input_dropout=0.0))
+    batch = random_batch([7, 5, 6], [4, 2, 3])
+    out = model.train()(batch)
+    rolled = dataclasses.replace(batch, query_feats=batch.query_feats.roll(-1, 0), query_mask=batch.query_mask.roll(-1, 0))
+    alone = model.eval()(batch)
+    rolled_alone = model.eval()(rolled)
+    assert torch.allclose(out["saliency_scores"], alone["saliency_scores"], atol=1e-5)
+    assert torch.allclose(out["saliency_scores_neg"], rolled_alone["saliency_scores"], atol=1e-5)
+    assert torch.allclose(out["pred_spans"], alone["pred_spans"], atol=1e-5)
+
+
+def test_negative_encoder_window_is_a_clear_error(small_config):
+    from masra.errors import MasraError
+
+    with pytest.raises(MasraError, match="encoder_window"):
+        _model(small_config(encoder_window=-1))
+
+
+@pytest.mark.parametrize("parts, checkpointed", [("none", 1 + 2 + 2), ("sora", 1 + 2 + 2 + 1)])
+def test_checkpointed_long_inputs_give_the_same_step(small_config, random_batch, monkeypatch, parts, checkpointed):
+    """Long training inputs run the video projection, T2V and encoder layers (and SORA) under activation
+    checkpointing: same loss and gradients, dropout on."""
+    import masra.model.layers as layers
+    from masra.config import set_masra_parts
+
+    batch = random_batch([9, 6, 7], [4, 3, 2])
+
+    def step() -> tuple[float, dict[str, torch.Tensor]]:
+        model, criterion = _model(set_masra_parts(small_config(), parts))
+        torch.manual_seed(7)
+        loss = criterion(model.train()(batch), batch)["loss"]
+        loss.backward()
+        return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain_loss, plain_grads = step()
+    calls = []
+    real_checkpoint = layers.checkpoint
+    monkeypatch.setattr(layers, "checkpoint", lambda *a, **kw: calls.append(1) or real_checkpoint(*a, **kw))
+    monkeypatch.setattr(layers, "CHECKPOINT_MIN_ROWS", 0)
+    loss, grads = step()
+    assert len(calls) == checkpointed
+    assert abs(loss - plain_loss) < 1e-5
+    assert grads.keys() == plain_grads.keys()
+    assert all(torch.allclose(grads[n], plain_grads[n], atol=1e-5) for n in grads)

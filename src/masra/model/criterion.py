@@ -27,7 +27,7 @@ from masra.errors import MasraError
 from masra.model.dai import codebook_diversity_loss, dai_relevance_loss
 from masra.model.esta import esta_loss
 from masra.model.lrca import lrca_loss
-from masra.model.matcher import HungarianMatcher
+from masra.model.matcher import HungarianMatcher, pad_targets
 from masra.model.sge import sge_caption_loss
 from masra.model.span_ops import generalized_temporal_iou, span_cxw_to_xx
 
@@ -75,7 +75,8 @@ class SetCriterion(nn.Module):
         """L1 on matched (center, width) and 1 − GIoU on matched (start, end), each a mean over matches."""
         batch_idx, query_idx = _prediction_index(indices)
         pred = outputs["pred_spans"].float()[batch_idx, query_idx]  # [M, 2]
-        tgt = torch.cat([t[j] for t, (_, j) in zip(_span_targets(batch), indices)]).to(pred)  # [M, 2]
+        target_idx = torch.cat([j for _, j in indices]).to(pred.device)
+        tgt = pad_targets(_span_targets(batch)).to(pred)[batch_idx.to(pred.device), target_idx]  # [M, 2]
         if len(pred) == 0:
             zero = outputs["pred_spans"].float().sum() * 0
             return {"loss_span": zero, "loss_giou": zero}
@@ -129,14 +130,13 @@ class SetCriterion(nn.Module):
         logits = scores / self.rank_temperature
         logits = logits - logits.max(dim=1, keepdim=True).values
         log_prob = logits - torch.log(logits.exp().sum(1, keepdim=True) + 1e-6)  # [B, S], QD-DETR's exact form
-        total = scores.new_zeros(())
-        for rank in range(1, 12):
-            positive = (labels >= rank).float()  # [B, S]
-            if positive.sum() == 0:
-                continue
-            has_positive = (positive.sum(1) > 0).float()  # [B]
-            mean_log_prob = (positive * log_prob * mask).sum(1) / (positive.sum(1) + 1e-6)
-            total = total + (-mean_log_prob * has_positive).mean()
+        ranks = torch.arange(1, 12, device=labels.device, dtype=labels.dtype)[:, None, None]  # [11, 1, 1]
+        positive = (labels[None] >= ranks).to(log_prob.dtype)  # [11, B, S]
+        count = positive.sum(-1)  # [11, B]
+        has_positive = (count > 0).to(log_prob.dtype)
+        mean_log_prob = (positive * log_prob * mask).sum(-1) / (count + 1e-6)  # [11, B]
+        # A rank without any positive clip in the batch contributes exactly 0 (QD-DETR skips it).
+        total = (-mean_log_prob * has_positive).mean(-1).sum()
         return total / 12
 
     # ----- MASRA ---------------------------------------------------------------------------------------
@@ -200,19 +200,24 @@ class SetCriterion(nn.Module):
             raise MasraError(f"unknown loss {name!r}; known: {', '.join(loss_map)}", field="loss")
         return loss_map[name](outputs, batch, indices)
 
-    def match(self, outputs: dict[str, Any], batch: GroundingBatch) -> Indices:
-        return self.matcher(outputs["pred_logits"], outputs["pred_spans"], _span_targets(batch))
+    def match(self, outputs: dict[str, Any], batch: GroundingBatch) -> list[Indices]:
+        """Hungarian matching of the final layer and (with aux_loss) every earlier one, in one batched call:
+        the final layer's indices first, then those of ``aux_outputs`` in order."""
+        layers = [outputs] + (list(outputs.get("aux_outputs", [])) if self.aux_loss else [])
+        logits = torch.stack([layer["pred_logits"] for layer in layers])  # [l, B, Q, 2]
+        spans = torch.stack([layer["pred_spans"] for layer in layers])  # [l, B, Q, 2]
+        return self.matcher.match_layers(logits, spans, _span_targets(batch))
 
     def forward(self, outputs: dict[str, Any], batch: GroundingBatch) -> dict[str, torch.Tensor]:
         terms: dict[str, torch.Tensor] = {}
-        indices = self.match(outputs, batch) if self.use_matcher else None
+        layer_indices = self.match(outputs, batch) if self.use_matcher else [None]
+        indices = layer_indices[0]
         for name in self.losses:
             if name in SET_LOSSES and not self.use_matcher:
                 continue
             terms.update(self.get_loss(name, outputs, batch, indices))
         if self.use_matcher and self.aux_loss:
-            for i, aux in enumerate(outputs.get("aux_outputs", [])):
-                aux_indices = self.match(aux, batch)
+            for i, (aux, aux_indices) in enumerate(zip(outputs.get("aux_outputs", []), layer_indices[1:])):
                 for name in self.losses:
                     if name in SET_LOSSES:
                         layer_terms = self.get_loss(name, aux, batch, aux_indices)
@@ -241,6 +246,6 @@ def _prediction_index(indices: Indices | None) -> tuple[torch.Tensor, torch.Tens
     """Matched (batch index, query index) pairs flattened over the batch."""
     if indices is None:
         raise MasraError("set losses need Hungarian matching (loss.use_matcher is false)", field="loss.use_matcher")
-    batch_idx = torch.cat([torch.full_like(src, i) for i, (src, _) in enumerate(indices)])
     query_idx = torch.cat([src for src, _ in indices])
+    batch_idx = torch.arange(len(indices)).repeat_interleave(torch.tensor([len(src) for src, _ in indices]))
     return batch_idx, query_idx

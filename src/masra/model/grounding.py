@@ -27,7 +27,7 @@ from masra.model.dai import ContextCodebook, DecoupledCrossAttention, codebook_d
 from masra.model.decoder import AnchorDecoder
 from masra.model.encoder import TemporalEncoder
 from masra.model.esta import EventSemanticAlignment
-from masra.model.layers import MLP, InputProjection
+from masra.model.layers import MLP, InputProjection, run_layer
 from masra.model.lrca import LocalRelationalConsistency
 from masra.model.position_encoding import video_position_encoding
 from masra.model.sge import SemanticGuidedEnhancement
@@ -60,6 +60,9 @@ class GroundingModel(nn.Module):
             raise MasraError(
                 f"hidden_dim {d} must be divisible by nheads {cfg.nheads} and by 4", field="model.hidden_dim"
             )
+        if cfg.encoder_window < 0:
+            raise MasraError(f"must be 0 (full attention) or a positive clip count, got {cfg.encoder_window}",
+                             field="model.encoder_window")
         self.hidden_dim = d
         self.use_negative_pairs = cfg.use_negative_pairs
 
@@ -79,7 +82,9 @@ class GroundingModel(nn.Module):
             cfg.dropout,
             cfg.activation,
         )
-        self.encoder = TemporalEncoder(cfg.enc_layers, d, cfg.nheads, cfg.dim_feedforward, cfg.dropout, cfg.activation)
+        self.encoder = TemporalEncoder(
+            cfg.enc_layers, d, cfg.nheads, cfg.dim_feedforward, cfg.dropout, cfg.activation, cfg.encoder_window
+        )
         self.decoder = AnchorDecoder(cfg.dec_layers, d, cfg.nheads, cfg.dim_feedforward, cfg.dropout, cfg.activation)
         self._init_transformer_weights()
 
@@ -143,7 +148,7 @@ class GroundingModel(nn.Module):
     # ----- stage 1 -------------------------------------------------------------------------------------
     def project_inputs(self, video_feats: torch.Tensor, query_feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[B, L, Dv], [B, N, Dt] -> video [B, L, d], text [B, N, d]."""
-        return self.video_proj(video_feats), self.text_proj(query_feats)
+        return run_layer(self.video_proj, video_feats), self.text_proj(query_feats)
 
     # ----- stage 2 -------------------------------------------------------------------------------------
     def interact(
@@ -173,7 +178,6 @@ class GroundingModel(nn.Module):
         return video, {
             "dai_relevance": relevance.mean(0),  # [B, L]
             "dai_codebook": codebook,
-            "dai_codebook_entries": self.dai_codebook.codebook,  # [K, d]
         }
 
     # ----- stage 3 -------------------------------------------------------------------------------------
@@ -194,9 +198,9 @@ class GroundingModel(nn.Module):
         pos = torch.cat([self.global_pos.expand(batch, 1, -1).to(video_pos.dtype), video_pos], dim=1)
         mask = torch.cat([video_mask.new_ones(batch, 1), video_mask], dim=1)  # [B, 1+L]
         memory = self.encoder(src, pos, mask)
-        relation = self.lrca(memory[:, 1:]) if self.lrca is not None else {}
+        relation = {"lrca_video_proj": self.lrca.projection(memory[:, 1:])} if self.lrca is not None else {}
         if self.sora is not None:
-            memory = self.sora(memory, mask, pos, relation.get("lrca_video_proj"), stats)
+            memory = run_layer(self.sora, memory, mask, pos, relation.get("lrca_video_proj"), stats)
         return memory[:, 1:], memory[:, 0], relation
 
     def encode(
@@ -241,17 +245,32 @@ class GroundingModel(nn.Module):
         video, text = self.project_inputs(batch.video_feats, batch.query_feats)
         video_pos = video_position_encoding(video_mask, self.hidden_dim).to(video.dtype)  # [B, L, d]
 
+        # Diagnostics of this training step (with negative pairs: over the positive and the negative pairs).
         stats: dict[str, torch.Tensor] | None = {} if self.training else None
-        memory, global_token, extras = self.encode(video, video_pos, video_mask, text, text_mask, stats)
+        negative_pairs = self.training and self.use_negative_pairs
+        if negative_pairs:
+            # Negative pairs: every video with the next sample's query (the last gets the first), encoded in
+            # the same call as the positive pairs (one pass over 2B samples).
+            n = video.shape[0]
+            memory, global_token, extras = self.encode(
+                video.repeat(2, 1, 1),
+                video_pos.repeat(2, 1, 1),
+                video_mask.repeat(2, 1),
+                torch.cat([text, text.roll(-1, dims=0)]),
+                torch.cat([text_mask, text_mask.roll(-1, dims=0)]),
+                stats,
+            )  # [2B, ...]: positives first
+            saliency = self.score_saliency(memory, global_token)  # [2B, L]
+            memory, global_token = memory[:n], global_token[:n]
+            extras = {key: value[:n] for key, value in extras.items()}
+        else:
+            memory, global_token, extras = self.encode(video, video_pos, video_mask, text, text_mask, stats)
+            saliency = self.score_saliency(memory, global_token)  # [B, L]
         outputs = self.decode(memory, video_pos, video_mask)
         outputs.update(extras)
-        outputs["saliency_scores"] = self.score_saliency(memory, global_token)
-        if self.training and self.use_negative_pairs:
-            # Negative pairs: every video with the next sample's query (the last gets the first).
-            neg_memory, neg_global, _ = self.encode(
-                video, video_pos, video_mask, text.roll(-1, dims=0), text_mask.roll(-1, dims=0)
-            )
-            outputs["saliency_scores_neg"] = self.score_saliency(neg_memory, neg_global)
+        outputs["saliency_scores"] = saliency[: len(memory)]
+        if negative_pairs:
+            outputs["saliency_scores_neg"] = saliency[len(memory) :]
         outputs["video_mask"] = video_mask
         outputs["memory"] = memory
         outputs["global_token"] = global_token
@@ -259,6 +278,10 @@ class GroundingModel(nn.Module):
         # used in every step (DDP); at inference they run only when the batch brings priors.
         if (self.training or batch.has_priors is not None) and self.esta is not None:
             outputs.update(self.esta(memory, video_mask, batch.event_spans))
+        if self.dai_codebook is not None:
+            outputs["dai_codebook_entries"] = self.dai_codebook.codebook  # [K, d]
+        if self.lrca is not None:
+            outputs["lrca_video_temperature"] = self.lrca.video_temperature()
         if stats is not None:
             outputs["diagnostics"] = self._diagnostics(stats)
         return outputs

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from masra.errors import MasraError
 
 ACTIVATIONS = ("relu", "gelu", "prelu")
+# Training inputs with more rows than this (batch x sequence length, e.g. 8 videos of 4,800 clips) run each
+# encoder layer under activation checkpointing: only the layer inputs are kept and each layer is recomputed
+# in backward (same random dropout masks, so the same function), which keeps long videos within memory.
+CHECKPOINT_MIN_ROWS = 2**16
 
 
 def make_activation(name: str) -> nn.Module:
@@ -69,3 +77,11 @@ class FeedForward(nn.Module):
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         update = self.linear2(self.dropout(self.activation(self.linear1(x))))
         return self.norm((x if residual is None else residual) + self.dropout_out(update))
+
+
+def run_layer(layer: Callable[..., Any], x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+    """``layer(x, *args, **kwargs)``, checkpointed when training on more than CHECKPOINT_MIN_ROWS rows."""
+    rows = x.shape[0] * x.shape[1]
+    if torch.is_grad_enabled() and rows > CHECKPOINT_MIN_ROWS:
+        return checkpoint(layer, x, *args, use_reentrant=False, **kwargs)
+    return layer(x, *args, **kwargs)

@@ -20,6 +20,8 @@ from masra.model.banded import band_pair_mask, band_windows
 
 
 class LocalRelationalConsistency(nn.Module):
+    """P (the relation projection, applied by the model to the encoder's clips) and the learnable τ_v."""
+
     def __init__(self, d_model: int, proj_dim: int = 128, video_temperature_init: float = 0.1) -> None:
         super().__init__()
         self.projection = nn.Linear(d_model, proj_dim)  # P
@@ -27,10 +29,6 @@ class LocalRelationalConsistency(nn.Module):
 
     def video_temperature(self) -> torch.Tensor:
         return self.log_video_temperature.exp().clamp(0.01, 1.0)
-
-    def forward(self, clips: torch.Tensor) -> dict[str, torch.Tensor]:
-        """clips [B, L, d] -> ``lrca_video_proj`` [B, L, P] (P·h), ``lrca_video_temperature`` []."""
-        return {"lrca_video_proj": self.projection(clips), "lrca_video_temperature": self.video_temperature()}
 
 
 def banded_cosine(x: torch.Tensor, band: int) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Hungarian matching between predicted spans and ground-truth windows (one call per decoder layer)."""
+"""Hungarian matching between predicted spans and ground-truth windows, for every decoder layer at once."""
 
 from __future__ import annotations
 
@@ -8,9 +8,16 @@ from torch import nn
 
 from masra.model.span_ops import generalized_temporal_iou, span_cxw_to_xx
 
+Indices = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+def pad_targets(targets: list[torch.Tensor]) -> torch.Tensor:
+    """B tensors [n_i, 2] -> [B, max n_i, 2], zero-padded (only the first n_i columns of a row are used)."""
+    return nn.utils.rnn.pad_sequence(list(targets), batch_first=True) if targets else torch.zeros(0, 0, 2)
+
 
 class HungarianMatcher(nn.Module):
-    """Cost = span·L1(cx, w) + giou·(−GIoU) + label·(−p_fg), built for the whole batch and split per sample.
+    """Cost = span·L1(cx, w) + giou·(−GIoU) + label·(−p_fg) between a sample's predictions and its targets.
 
     Every target gets exactly one prediction; the remaining queries are background.
     """
@@ -22,29 +29,38 @@ class HungarianMatcher(nn.Module):
         self.cost_label = cost_label
 
     @torch.no_grad()
-    def forward(
-        self, pred_logits: torch.Tensor, pred_spans: torch.Tensor, targets: list[torch.Tensor]
-    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """pred_logits [B, Q, 2], pred_spans [B, Q, 2] (cx, w), targets: B tensors [n_i, 2] (cx, w).
+    def cost_matrices(self, pred_logits: torch.Tensor, pred_spans: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """pred_logits [..., B, Q, 2], pred_spans [..., B, Q, 2], targets [B, T, 2] (padded) -> cost [..., B, Q, T]."""
+        prob_fg = pred_logits.float().softmax(-1)[..., 0:1]  # [..., B, Q, 1]
+        spans = pred_spans.float()
+        tgt = targets.to(spans)
+        l1 = (spans[..., :, None, :] - tgt[..., None, :, :]).abs().sum(-1)  # [..., B, Q, T]
+        giou = generalized_temporal_iou(span_cxw_to_xx(spans), span_cxw_to_xx(tgt))  # [..., B, Q, T]
+        return self.cost_span * l1 - self.cost_giou * giou - self.cost_label * prob_fg
 
-        Returns B pairs (query_idx [k_i], target_idx [k_i]) of int64 CPU tensors, k_i = min(Q, n_i).
+    @torch.no_grad()
+    def match_layers(
+        self, pred_logits: torch.Tensor, pred_spans: torch.Tensor, targets: list[torch.Tensor]
+    ) -> list[Indices]:
+        """pred_logits, pred_spans [layers, B, Q, 2]; targets: B tensors [n_i, 2] (cx, w).
+
+        One cost computation and one host transfer for all layers; returns per layer B pairs
+        (query_idx [k_i], target_idx [k_i]) of int64 CPU tensors, k_i = min(Q, n_i).
         """
-        batch, n_query = pred_spans.shape[:2]
         sizes = [len(t) for t in targets]
+        empty = torch.empty(0, dtype=torch.int64)
         if sum(sizes) == 0:
-            empty = torch.empty(0, dtype=torch.int64)
-            return [(empty, empty) for _ in range(batch)]
-        prob_fg = pred_logits.float().flatten(0, 1).softmax(-1)[:, 0:1]  # [B*Q, 1]
-        spans = pred_spans.float().flatten(0, 1)  # [B*Q, 2]
-        tgt = torch.cat(targets).to(spans)  # [T, 2]
-        cost = (
-            self.cost_span * torch.cdist(spans, tgt, p=1)
-            - self.cost_giou * generalized_temporal_iou(span_cxw_to_xx(spans), span_cxw_to_xx(tgt))
-            - self.cost_label * prob_fg
-        )  # [B*Q, T]
-        cost = cost.view(batch, n_query, -1).cpu()
-        indices = []
-        for i, block in enumerate(cost.split(sizes, dim=-1)):
-            rows, cols = linear_sum_assignment(block[i].numpy())
-            indices.append((torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)))
-        return indices
+            return [[(empty, empty) for _ in sizes] for _ in range(len(pred_spans))]
+        cost = self.cost_matrices(pred_logits, pred_spans, pad_targets(targets)).cpu().numpy()  # [l, B, Q, T]
+        layers = []
+        for layer_cost in cost:
+            indices = []
+            for sample_cost, size in zip(layer_cost, sizes):
+                rows, cols = linear_sum_assignment(sample_cost[:, :size])
+                indices.append((torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)))
+            layers.append(indices)
+        return layers
+
+    def forward(self, pred_logits: torch.Tensor, pred_spans: torch.Tensor, targets: list[torch.Tensor]) -> Indices:
+        """One decoder layer: pred_logits [B, Q, 2], pred_spans [B, Q, 2] (cx, w), targets: B tensors [n_i, 2]."""
+        return self.match_layers(pred_logits[None], pred_spans[None], targets)[0]

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from masra.model.layers import FeedForward
+from masra.model.attention import MultiheadAttention
+from masra.model.layers import FeedForward, run_layer
 
 
 class TextCrossAttention(nn.Module):
@@ -27,13 +28,12 @@ class TextCrossAttention(nn.Module):
 
     def __init__(self, d_model: int, nheads: int, dropout: float) -> None:
         super().__init__()
-        self.attn = nn.MultiheadAttention(d_model, nheads, dropout=dropout, batch_first=True)
+        self.attn = MultiheadAttention(d_model, nheads, dropout=dropout)
 
     def forward(
         self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, key_mask: torch.Tensor
     ) -> tuple[torch.Tensor, None]:
-        out, _ = self.attn(query, key, value, key_padding_mask=~key_mask.bool(), need_weights=False)
-        return out, None
+        return self.attn(query, key, value, ~key_mask.bool()), None
 
 
 class T2VEncoderLayer(nn.Module):
@@ -91,6 +91,6 @@ class T2VEncoder(nn.Module):
     ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
         relevances = []
         for layer in self.layers:
-            video, relevance = layer(video, video_pos, text, text_mask, **attention_kwargs)
+            video, relevance = run_layer(layer, video, video_pos, text, text_mask, **attention_kwargs)
             relevances.append(relevance)
         return video, relevances
