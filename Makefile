@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.masra-installed
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test test-assets browser clean
 
 setup: $(STAMP)
 
@@ -22,7 +22,28 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/masra demo --out demo_out --seed 0 --compare-baseline --force
 
-test: $(STAMP)
+# Test assets besides the Python packages of the dev extra: Debian's opencv-doc sample videos (needs root
+# and apt-get; without them their tests skip, and fail under CI=true: tests/required.py).
+OPENCV_DATA := /usr/share/doc/opencv-doc/examples/data
+test-assets:
+	@if [ ! -d $(OPENCV_DATA) ]; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	        echo "installing opencv-doc (sample videos for the frame tests)"; \
+	        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq opencv-doc >/dev/null) \
+	            || echo "opencv-doc could not be installed: its tests skip, or fail under CI=true" >&2; \
+	    else \
+	        echo "opencv-doc missing and not installable here (needs root + apt-get): its tests skip, or fail under CI=true" >&2; \
+	    fi; \
+	fi
+
+# Headless Chromium + chromedriver (Debian packages) for the web page's browser test (tests/web).
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	else echo "no chromium/chromedriver and no root apt-get: the browser test will skip (fail under CI=true)" >&2; fi
+
+test: $(STAMP) test-assets browser
 	$(PY) -m pytest -q
 
 clean:

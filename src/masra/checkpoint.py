@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
-from safetensors.torch import load_model, save_model
+from safetensors import SafetensorError
+from safetensors.torch import load_file, load_model, save_model
 
-from masra.config import Config, config_from_dict, save_config
+from masra.config import Config, load_config, save_config
 from masra.errors import MasraError
 
 FORMAT_VERSION = 1
@@ -105,6 +106,18 @@ def save_checkpoint(
     return folder
 
 
+def remove_swap_leftovers(folder: str | Path) -> None:
+    """Delete ``NAME.old`` and ``NAME.tmp`` once ``NAME`` itself is complete: they are what a kill after the
+    second rename (or while writing the next checkpoint) left behind. While ``NAME`` is missing, ``NAME.old``
+    is the only complete copy and is kept."""
+    folder = Path(folder)
+    if not ((folder / WEIGHTS_FILE).is_file() and (folder / INFO_FILE).is_file() and (folder / STATE_FILE).is_file()):
+        return
+    for leftover in (folder.with_name(folder.name + ".old"), folder.with_name(folder.name + ".tmp")):
+        if leftover.is_dir():
+            shutil.rmtree(leftover)
+
+
 def find_checkpoint(path: str | Path) -> Path:
     """Resolve a checkpoint folder: the folder itself, ``RUN/last``, or the ``.old`` copy an interrupted swap left."""
     path = Path(path)
@@ -118,19 +131,31 @@ def find_checkpoint(path: str | Path) -> Path:
     raise MasraError(f"no checkpoint here (expected {WEIGHTS_FILE} and {INFO_FILE})", file=path)
 
 
+def _read_text(path: Path) -> str:
+    if not path.is_file():
+        raise MasraError("file not found (incomplete checkpoint)", file=path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise MasraError(f"cannot read: {err}", file=path) from None
+
+
 def read_checkpoint_info(folder: str | Path) -> tuple[Config, ModelDims, dict[str, Any]]:
     """The config, the model dims and the info dict of a checkpoint folder (no tensors loaded)."""
     folder = find_checkpoint(folder)
     info_path = folder / INFO_FILE
     try:
-        info = json.loads(info_path.read_text())
+        info = json.loads(_read_text(info_path))
     except json.JSONDecodeError as err:
         raise MasraError(f"invalid JSON: {err.msg}", file=info_path, line=err.lineno) from None
+    if not isinstance(info, dict):
+        raise MasraError(f"expected a JSON object, got {type(info).__name__}", file=info_path)
     if info.get("format_version") != FORMAT_VERSION:
         raise MasraError(f"unsupported checkpoint format {info.get('format_version')!r}", file=info_path,
                          field="format_version")
     config_path = folder / CONFIG_FILE
-    cfg = config_from_dict(yaml.safe_load(config_path.read_text()) or {})
+    _read_text(config_path)  # a missing or unreadable file is reported as part of the checkpoint
+    cfg = load_config(config_path)  # YAML and config errors name the file
     try:
         dims = ModelDims(**info["dims"])
     except (KeyError, TypeError) as err:
@@ -138,22 +163,47 @@ def read_checkpoint_info(folder: str | Path) -> tuple[Config, ModelDims, dict[st
     return cfg, dims, info
 
 
+def _unreadable_weights(path: Path, err: Exception) -> MasraError:
+    return MasraError(f"cannot read the weights (truncated or corrupt file?): {err}", file=path)
+
+
+def read_weights(folder: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint's ``model.safetensors`` by name; a damaged file is a MasraError naming it."""
+    path = find_checkpoint(folder) / WEIGHTS_FILE
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise _unreadable_weights(path, err) from None
+
+
 def load_weights(folder: str | Path, model: torch.nn.Module) -> None:
     """Load ``model.safetensors`` into ``model`` (strict: every parameter must match by name and shape)."""
-    folder = find_checkpoint(folder)
+    path = find_checkpoint(folder) / WEIGHTS_FILE
     try:
-        load_model(unwrap(model), str(folder / WEIGHTS_FILE), strict=True)
+        load_model(unwrap(model), str(path), strict=True)
+    except (SafetensorError, OSError) as err:
+        raise _unreadable_weights(path, err) from None
     except RuntimeError as err:
-        raise MasraError(f"weights do not match the model built from the config: {err}",
-                         file=folder / WEIGHTS_FILE) from None
+        raise MasraError(f"weights do not match the model built from the config: {err}", file=path) from None
 
 
 def load_state(folder: str | Path) -> dict[str, Any]:
-    """The resume state (``state.pt``), loaded with ``weights_only=True``."""
+    """The resume state (``state.pt``), loaded with ``weights_only=True``; a damaged or refused file is a
+    MasraError naming it."""
     path = find_checkpoint(folder) / STATE_FILE
     if not path.is_file():
         raise MasraError("checkpoint has no resume state", file=path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise MasraError("refused by torch.load(weights_only=True): corrupt, or it holds objects other than "
+                         "tensors and plain containers (masra never writes those); not loaded", file=path) from None
+    except Exception as err:  # noqa: BLE001 - a truncated or corrupt archive fails in many ways (RuntimeError, EOFError, ...)
+        first_line = str(err).splitlines()[0] if str(err) else ""
+        raise MasraError(f"cannot read (truncated or corrupt file?): {type(err).__name__}: {first_line}",
+                         file=path) from None
+    if not isinstance(state, dict):
+        raise MasraError(f"expected a mapping, got {type(state).__name__}", file=path)
     if state.get("format_version") != FORMAT_VERSION:
         raise MasraError(f"unsupported state format {state.get('format_version')!r}", file=path)
     return state

@@ -308,7 +308,7 @@ def resolve_config_path(name_or_path: str | Path, relative_to: Path | None = Non
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise MasraError(f"invalid YAML: {err}", file=path) from None
     if not isinstance(values, dict):
         raise MasraError("top level must be a mapping", file=path)

@@ -115,3 +115,24 @@ def test_coverage_warns_with_the_fraction(tmp_path: Path, caplog: pytest.LogCapt
         assert loader.coverage(["a", "b", "a", "c", "d"]) == pytest.approx(0.25)
     assert "1 of 4 videos (25.0%)" in caplog.text
     assert prior_dim(tmp_path) == 4
+
+
+@pytest.mark.parametrize("key", ["clip_caption_emb", "event_emb", "event_spans"])
+def test_prior_values_beyond_float32_range_are_errors(tmp_path: Path, key: str) -> None:
+    path = write_prior(tmp_path, "v", n_captions=5, spans=[[0.0, 2.0], [4.0, 6.0]])
+    with np.load(path) as npz:
+        arrays = {k: npz[k].astype(np.float64) for k in npz.files}
+    arrays[key][1, 1] = 1e300  # finite in the file, inf as float32
+    np.savez(path, **arrays)
+    with pytest.raises(MasraError, match="row 1 is beyond the float32 range") as info:
+        PriorLoader(tmp_path, 2.0).load("v", 5)
+    assert (info.value.file, info.value.field) == (str(path), key)
+
+
+def test_corrupt_prior_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    from test_data_features import corrupt_compressed_npz
+
+    path = corrupt_compressed_npz(tmp_path / "v.npz", key="clip_caption_emb")
+    with pytest.raises(MasraError, match="cannot read npz") as info:
+        PriorLoader(tmp_path, 2.0).load("v", 5)
+    assert info.value.file == str(path)

@@ -11,9 +11,16 @@ from masra.cli.main import main
 from masra.data.annotations import check_annotations, detect_dataset, load_annotations
 from masra.data.summary import summarize
 from masra.errors import MasraError
+from required import SHARED_DATA, require_path
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared annotation data not found at {SHARED_DATA}")
+
+
+@pytest.fixture
+def _shared_data() -> None:
+    require_path(SHARED_DATA, "real annotations")
+
+
+needs_shared = pytest.mark.usefixtures("_shared_data")
 
 # file -> (dataset, rows) as documented in the folders' README files
 SHIPPED = {
@@ -202,3 +209,26 @@ def test_unknown_dataset_and_missing_file(tmp_path: Path) -> None:
         load_annotations(_write(tmp_path, [CHARADES_ROW]), "kinetics")
     with pytest.raises(MasraError, match="file not found"):
         load_annotations(tmp_path / "nope.jsonl")
+
+
+def test_int_and_string_qid_naming_the_same_file_are_refused_with_both_lines(tmp_path: Path) -> None:
+    path = _write(tmp_path, [dict(CHARADES_ROW, qid=9769), dict(CHARADES_ROW, qid=8), dict(CHARADES_ROW, qid="9769")])
+    with pytest.raises(MasraError) as info:
+        load_annotations(path, "charades_sta")
+    err = info.value
+    assert (err.file, err.line, err.field) == (str(path), 3, "qid")
+    assert "qid '9769' and qid 9769 on line 1 name the same files" in err.message and "qid9769.npz" in err.message
+
+
+@pytest.mark.parametrize("field,value", [("vid", "../../etc/passwd"), ("vid", "/abs/video"), ("vid", ".."),
+                                         ("qid", "a/../../b")])
+def test_names_that_would_leave_a_feature_folder_are_refused_at_their_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str, value: str
+) -> None:
+    path = _write(tmp_path, [CHARADES_ROW, {**CHARADES_ROW, "qid": 8, field: value}])
+    with pytest.raises(MasraError) as info:
+        load_annotations(path, "charades_sta")
+    assert (info.value.file, info.value.line, info.value.field) == (str(path), 2, field)
+    assert f"refusing {value!r} as a file name" in info.value.message
+    assert main(["data", "check", str(path), "--dataset", "charades_sta"]) == 1
+    assert f"{path}:2: field '{field}': refusing" in capsys.readouterr().out

@@ -14,6 +14,7 @@ from masra.config import DataConfig
 from masra.data.annotations import load_annotations
 from masra.data.dataset import GroundingDataset, collate
 from masra.errors import MasraError
+from required import SHARED_DATA, require_path
 
 CLIP = 2.0
 # vid -> number of clips of its features
@@ -204,10 +205,6 @@ def test_dataloader_with_feature_cache(setup: tuple[DataConfig, Path]) -> None:
     assert set(dataset._video_cache) == set(VIDEOS)
 
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-
-
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared annotation data not found at {SHARED_DATA}")
 @pytest.mark.parametrize(
     "name,clip_length",
     [("qvhighlights/highlight_val_release.jsonl", 2.0), ("charades_sta/charades_sta_test_tvr_format.jsonl", 1.0)],
@@ -217,7 +214,7 @@ def test_targets_on_real_annotations_stay_in_range(name: str, clip_length: float
     from masra.data.targets import qvh_saliency, span_targets, window_saliency
 
     rng = np.random.default_rng(0)
-    for record in load_annotations(SHARED_DATA / name):
+    for record in load_annotations(require_path(SHARED_DATA / name, "real annotations")):
         ctx_l = min(int(record.duration / clip_length), 75 if clip_length == 2.0 else 10**6)
         spans = span_targets(record.relevant_windows, ctx_l, clip_length, 5, rng)
         assert 1 <= len(spans) <= 5 and (spans[:, 1] > 0).all()

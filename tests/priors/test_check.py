@@ -11,8 +11,8 @@ import pytest
 
 from masra.errors import MasraError
 from masra.priors.check import caption_batch_sizes, check_priors
+from required import SHARED_DATA, require_path
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
 
 def record(vid: str, captions: list, events: list[tuple[float, float, str]], *, status: str, raw: dict, errors=()):
@@ -170,10 +170,9 @@ def test_unreadable_input_is_an_error(files, tmp_path: Path) -> None:
         check_priors(priors=cache, prior_dir=tmp_path)
 
 
-@pytest.mark.skipif(not (DATA / "charades_sta").is_dir(), reason="shared/data (real annotations) is not present")
 def test_coverage_against_a_real_annotation_file(files) -> None:
     cache, _ = files
-    annotations = DATA / "charades_sta" / "charades_sta_test_tvr_format.jsonl"
+    annotations = require_path(SHARED_DATA / "charades_sta" / "charades_sta_test_tvr_format.jsonl", "real annotations")
     vids = {json.loads(line)["vid"] for line in annotations.read_text().splitlines() if line.strip()}
     report = check_priors(priors=cache, annotations=annotations)
     assert report.annotated_videos == len(vids)

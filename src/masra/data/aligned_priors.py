@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from masra.data.arrays import read_npz_array
+from masra.data.arrays import finite_float32, npz_keys, read_npz_array
 from masra.data.features import length_tolerance
 from masra.data.paths import child_path
 from masra.errors import MasraError
@@ -93,9 +93,7 @@ class PriorLoader:
             raise MasraError(f"expected shape {want}, got {tuple(array.shape)}", file=path, field=key)
         if not np.issubdtype(array.dtype, np.number):
             raise MasraError(f"expected numbers, got dtype {array.dtype}", file=path, field=key)
-        if not np.isfinite(array).all():
-            raise MasraError("NaN or inf values", file=path, field=key)
-        return array.astype(np.float32)
+        return finite_float32(array, path, field=key)
 
     def load(self, vid: str, n_clips: int) -> AlignedPriors | None:
         """The priors of ``vid`` aligned to ``n_clips`` clips, or None when the video has no prior file."""
@@ -106,9 +104,7 @@ class PriorLoader:
         if abs(captions.shape[0] - n_clips) > length_tolerance(max(captions.shape[0], n_clips)):
             raise MasraError(f"{captions.shape[0]} caption rows for a video of {n_clips} clips", file=path, field=CAPTION_KEY)
         self._check_dim(captions, path, CAPTION_KEY)
-        with np.load(path, allow_pickle=False) as npz:
-            has_valid = VALID_KEY in npz.files
-        if has_valid:
+        if VALID_KEY in npz_keys(path):
             valid = read_npz_array(path, VALID_KEY)
             if valid.shape != (captions.shape[0],):
                 raise MasraError(f"shape {valid.shape} does not match {captions.shape[0]} caption rows", file=path, field=VALID_KEY)

@@ -7,7 +7,6 @@ raises the first error; ``check_annotations`` collects every error (up to a limi
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from masra.config import DATASETS, QVH_CLIP_LENGTH, SALIENCY_ONLY_DATASETS
+from masra.data.jsonl import iter_jsonl_rows
+from masra.data.paths import qid_clash, unsafe_name
 from masra.errors import MasraError
 
 # Windows may end this many seconds past ``duration`` (float rounding in the exported files); beyond that
@@ -149,6 +150,10 @@ def _check_common(c: _RowChecker) -> tuple[int | str, str, float, str] | None:
         c.fail("query", f"expected a string, got {query!r}")
     if not isinstance(vid, str) or not vid:
         c.fail("vid", f"expected a non-empty string, got {vid!r}")
+    elif reason := unsafe_name(vid):
+        c.fail("vid", f"refusing {vid!r} as a file name: {reason}")
+    if isinstance(qid, str) and qid and (reason := unsafe_name(qid)):
+        c.fail("qid", f"refusing {qid!r} as a file name: {reason}")
     duration = c.number(c.row["duration"], "duration")
     if duration is not None and duration <= 0:
         c.fail("duration", f"must be positive, got {duration}")
@@ -303,41 +308,26 @@ def check_annotations(
         raise MasraError("file not found", file=path)
     errors: list[MasraError] = []
     records: list[AnnotationRecord] = []
-    seen_qids: dict[Any, int] = {}
+    seen_qids: dict[str, tuple[int | str, int]] = {}
     n_rows = 0
     n_errors = 0
-    with path.open("r", encoding="utf-8") as handle:
-        for line_no, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            n_rows += 1
-            row_errors: list[MasraError] = []
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as err:
-                row = None
-                row_errors.append(MasraError(f"invalid JSON ({err.msg} at column {err.colno})", file=where, line=line_no))
-            if row is not None and not isinstance(row, dict):
-                row_errors.append(MasraError(f"expected a JSON object, got {type(row).__name__}", file=where, line=line_no))
-                row = None
-            if row is not None:
-                if dataset is None:
-                    dataset = detect_dataset(row)
-                record = _parse_row(where, line_no, row, dataset, row_errors)
-                qid = row.get("qid")
-                if isinstance(qid, (int, str)) and not isinstance(qid, bool):
-                    key = (type(qid).__name__, qid)
-                    if key in seen_qids:
-                        row_errors.append(MasraError(
-                            f"duplicate qid {qid!r} (first on line {seen_qids[key]})", file=where, line=line_no, field="qid"
-                        ))
-                        record = None
-                    else:
-                        seen_qids[key] = line_no
-                if record is not None:
-                    records.append(record)
-            n_errors += len(row_errors)
-            errors.extend(row_errors[: max(0, max_errors - len(errors))])
+    for line_no, row in iter_jsonl_rows(path):
+        n_rows += 1
+        row_errors: list[MasraError] = []
+        if isinstance(row, MasraError):
+            row_errors.append(row)
+        else:
+            if dataset is None:
+                dataset = detect_dataset(row)
+            record = _parse_row(where, line_no, row, dataset, row_errors)
+            duplicate = qid_clash(row.get("qid"), line_no, seen_qids)
+            if duplicate is not None:
+                row_errors.append(MasraError(duplicate, file=where, line=line_no, field="qid"))
+                record = None
+            if record is not None:
+                records.append(record)
+        n_errors += len(row_errors)
+        errors.extend(row_errors[: max(0, max_errors - len(errors))])
     if n_rows == 0:
         errors.append(MasraError("no annotation rows in the file", file=where))
         n_errors += 1

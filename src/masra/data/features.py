@@ -37,18 +37,26 @@ def length_tolerance(longest: int) -> int:
 
 
 def l2_normalize_rows(x: np.ndarray) -> np.ndarray:
-    """Row-wise ``x / (||x||_2 + 1e-5)`` (the anchors' offline normalisation)."""
-    return x / (np.linalg.norm(x, axis=-1, keepdims=True) + NORM_EPS)
+    """Row-wise ``x / (||x||_2 + 1e-5)`` (the anchors' offline normalisation).
+
+    Rows whose squared norm overflows ``x``'s dtype (values near the float32 maximum) are normalised in
+    float64 instead of being divided by inf (which would zero them); all other rows keep the anchors' exact
+    arithmetic.
+    """
+    with np.errstate(over="ignore"):  # an overflowing row is handled below
+        norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    out = x / (norm + NORM_EPS)
+    overflow = np.isinf(norm[..., 0])
+    if overflow.any():
+        wide = x[overflow].astype(np.float64)
+        out[overflow] = wide / (np.linalg.norm(wide, axis=-1, keepdims=True) + NORM_EPS)
+    return out
 
 
 def temporal_endpoint_feature(n_clips: int) -> np.ndarray:
     """TEF [n_clips, 2] float32: clip i gets [i / L, (i + 1) / L]."""
     start = np.arange(n_clips, dtype=np.float32) / n_clips
     return np.stack([start, start + 1.0 / n_clips], axis=1)
-
-
-def _truncate(x: np.ndarray, max_len: int) -> np.ndarray:
-    return x if max_len < 0 else x[:max_len]
 
 
 class FeatureSource:
@@ -95,7 +103,7 @@ class FeatureLoader:
         found = source.read(vid)
         if found is not None:
             array, where = found
-            array = check_rows(_truncate(array, self.cfg.max_v_l), where, field="features")
+            array = check_rows(array, where, field="features", max_rows=self.cfg.max_v_l)
         else:
             rgb, opt = source.read(f"{vid}_rgb"), source.read(f"{vid}_opt")
             if rgb is None or opt is None:
@@ -103,7 +111,7 @@ class FeatureLoader:
                     f"no video features for vid {vid!r} (looked for {vid}.npz, {vid}.npy, {vid}_rgb.npy + {vid}_opt.npy)",
                     file=source.folder,
                 )
-            parts = [check_rows(_truncate(a, self.cfg.max_v_l), w) for a, w in (rgb, opt)]
+            parts = [check_rows(a, w, max_rows=self.cfg.max_v_l) for a, w in (rgb, opt)]
             n = min(p.shape[0] for p in parts)
             array, where = np.concatenate([p[:n] for p in parts], axis=1), f"{rgb[1]} + {opt[1]}"
         expected = self._source_dims[index]
@@ -111,7 +119,6 @@ class FeatureLoader:
             self._source_dims[index] = array.shape[1]
         elif array.shape[1] != expected:
             raise MasraError(f"dim {array.shape[1]} differs from {expected} of earlier files in this folder", file=where)
-        array = array.astype(np.float32)
         return l2_normalize_rows(array) if self.cfg.normalize_video else array
 
     def video(self, vid: str) -> np.ndarray:
@@ -145,10 +152,9 @@ class FeatureLoader:
         if found is None:
             raise MasraError(f"no text features for qid {qid!r}", file=child_path(self.text_source.folder, name, ".npz"))
         array, where = found
-        array = check_rows(_truncate(array, self.cfg.max_q_l), where, field=self.cfg.t_feat_key, allow_1d=True)
+        array = check_rows(array, where, field=self.cfg.t_feat_key, allow_1d=True, max_rows=self.cfg.max_q_l)
         if self._text_dim is None:
             self._text_dim = array.shape[1]
         elif array.shape[1] != self._text_dim:
             raise MasraError(f"dim {array.shape[1]} differs from the expected text dim {self._text_dim}", file=where)
-        array = array.astype(np.float32)
         return l2_normalize_rows(array) if self.cfg.normalize_text else array

@@ -1,7 +1,13 @@
-"""JSON and JSON Lines files: reading with errors that name the file and line, atomic writing.
+"""JSON and JSON Lines files: defensive reading with errors that name the file, line and (where known)
+field; atomic writing.
 
-Every JSON file the package writes goes through :func:`write_json` or :func:`write_jsonl`: a temporary file
-beside the target, fsynced, then renamed over it, so a crash never leaves a half-written file.
+Reading: a line that is not UTF-8, not JSON, nested deeper than the parser can follow, holds an integer beyond
+the float range, or is not an object becomes a MasraError naming file and line, never a traceback. Integers
+beyond the float range are refused when parsed, so no reader meets an OverflowError later.
+
+Writing: every JSON file the package writes goes through :func:`write_json` or :func:`write_jsonl`: a
+temporary file beside the target, fsynced, then renamed over it, so a crash never leaves a half-written file
+and a failed write leaves no temporary file.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,23 +23,96 @@ from typing import Any, TextIO
 
 from masra.errors import MasraError
 
+# Integers with at most this many characters always fit a float (float max is about 1.8e308); longer ones
+# are checked with float() first, which also keeps Python's 4300-digit int() limit from being reached.
+_SAFE_INT_CHARS = 300
+_LONG_DIGIT_RUN = re.compile(r"\d{%d}" % _SAFE_INT_CHARS)  # lines without one parse on json's fast path
+_TOO_LARGE = object()  # stands for an integer beyond the float range while locating it
 
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line_number, object) for every non-blank line; a bad line raises MasraError naming it."""
+
+class _NumberTooLarge(ValueError):
+    pass
+
+
+def _beyond_float(digits: str) -> bool:
+    return len(digits) > _SAFE_INT_CHARS and math.isinf(float(digits))
+
+
+def _strict_int(digits: str) -> int:
+    if _beyond_float(digits):
+        raise _NumberTooLarge(digits)
+    return int(digits)
+
+
+def _placeholder_int(digits: str) -> int | object:
+    return _TOO_LARGE if _beyond_float(digits) else int(digits)
+
+
+def _locate_too_large(text: str) -> str | None:
+    """The field path (such as ``relevant_windows[0][1]``) of the first too-large integer of a JSON text."""
+    try:
+        obj = json.loads(text, parse_int=_placeholder_int)
+    except RecursionError:
+        return None
+    stack: list[tuple[str, Any]] = [("", obj)]
+    while stack:
+        where, value = stack.pop()
+        if value is _TOO_LARGE:
+            return where or None
+        if isinstance(value, dict):
+            prefix = f"{where}." if where else ""
+            stack.extend((f"{prefix}{k}", v) for k, v in reversed(list(value.items())))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", v) for i, v in reversed(list(enumerate(value))))
+    return None
+
+
+def parse_json_line(raw: bytes, path: str | Path, line_no: int) -> dict[str, Any]:
+    """One line of a JSONL file as a JSON object; every problem is a MasraError naming file and line."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise MasraError(
+            f"not UTF-8 text (byte 0x{raw[err.start]:02x} at column {err.start + 1}); is this a JSONL file?",
+            file=path, line=line_no,
+        ) from None
+    try:
+        obj = json.loads(text, parse_int=_strict_int) if _LONG_DIGIT_RUN.search(text) else json.loads(text)
+    except json.JSONDecodeError as err:
+        raise MasraError(f"invalid JSON ({err.msg} at column {err.colno})", file=path, line=line_no) from None
+    except _NumberTooLarge as err:
+        digits, field = str(err), _locate_too_large(text)
+        shown = f"{digits[:12]}… ({len(digits.lstrip('-'))} digits)"
+        raise MasraError(f"number {shown} is too large for a float", file=path, line=line_no, field=field) from None
+    except RecursionError:
+        raise MasraError("JSON nested too deeply to read", file=path, line=line_no) from None
+    if not isinstance(obj, dict):
+        raise MasraError(f"expected a JSON object, got {type(obj).__name__}", file=path, line=line_no)
+    return obj
+
+
+def iter_jsonl_rows(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | MasraError]]:
+    """Yield (line_number, object or the MasraError of that line) for every non-blank line, so a checker
+    can report every bad line and keep going."""
     path = Path(path)
     if not path.is_file():
         raise MasraError("file not found", file=path)
-    with path.open("r", encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
+    with path.open("rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise MasraError(f"invalid JSON ({err.msg} at column {err.colno})", file=path, line=line_no) from None
-            if not isinstance(obj, dict):
-                raise MasraError(f"expected a JSON object, got {type(obj).__name__}", file=path, line=line_no)
-            yield line_no, obj
+                yield line_no, parse_json_line(raw, path, line_no)
+            except MasraError as err:
+                yield line_no, err
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line_number, object) for every non-blank line; a bad line raises MasraError naming it."""
+    for line_no, row in iter_jsonl_rows(path):
+        if isinstance(row, MasraError):
+            raise row
+        yield line_no, row
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
@@ -63,10 +143,10 @@ def atomic_text_file(path: str | Path) -> Iterator[TextIO]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.replace(tmp, path)  # inside the try: a failed rename (e.g. onto a folder) leaves no temporary file
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    os.replace(tmp, path)
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]], *, overwrite: bool = True) -> None:

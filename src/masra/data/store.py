@@ -64,13 +64,17 @@ class FeatureStore:
         try:
             self.manifest = json.loads(manifest_path.read_text())
             index = json.loads((self.folder / INDEX).read_text())
-        except (OSError, json.JSONDecodeError) as err:
+        except (OSError, ValueError) as err:  # ValueError: bad JSON or not UTF-8
             raise MasraError(f"unreadable feature store: {err}", file=self.folder) from None
-        if self.manifest.get("format") != STORE_FORMAT or self.manifest.get("version") != STORE_VERSION:
+        if (not isinstance(self.manifest, dict) or self.manifest.get("format") != STORE_FORMAT
+                or self.manifest.get("version") != STORE_VERSION):
             raise MasraError(f"not a {STORE_FORMAT} v{STORE_VERSION} manifest", file=manifest_path)
-        self.dim = int(index["dim"])
-        self.dtype = str(index["dtype"])
-        self.entries: dict[str, tuple[int, int]] = {k: (int(o), int(n)) for k, (o, n) in index["entries"].items()}
+        try:
+            self.dim = int(index["dim"])
+            self.dtype = str(index["dtype"])
+            self.entries: dict[str, tuple[int, int]] = {k: (int(o), int(n)) for k, (o, n) in index["entries"].items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise MasraError(f"malformed index: {type(err).__name__}: {err}", file=self.folder / INDEX) from None
         data_path = self.folder / DATA
         if not data_path.is_file():
             raise MasraError("feature store data.npy missing", file=self.folder)
@@ -116,17 +120,34 @@ class FeatureStore:
         return f"{self.folder / DATA}[{key}]"
 
 
+def _check_replaceable(out: Path) -> None:
+    """Refuse to let ``--force`` delete ``out`` unless it is a store ``pack_features`` wrote, holding nothing else."""
+    why_not = "--force only replaces a store written by `masra data pack`"
+    if not out.is_dir():
+        raise MasraError(f"not a feature store (not a folder); {why_not}", file=out)
+    try:
+        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = None
+    if not isinstance(manifest, dict) or manifest.get("format") != STORE_FORMAT:
+        raise MasraError(f"not a feature store (no {STORE_FORMAT} manifest.json); {why_not}", file=out)
+    foreign = sorted(path.name for path in out.iterdir() if path.name not in (MANIFEST, INDEX, DATA))
+    if foreign:
+        raise MasraError(f"the store also holds files `masra data pack` did not write ({', '.join(foreign[:5])}); "
+                         "move them out before replacing it", file=out)
+
+
 def _source_files(src: Path) -> dict[str, Path]:
-    """key (stem) -> file for every .npz / .npy in ``src``; an npz wins over an npy of the same stem."""
+    """key (stem) -> file for every .npz / .npy file in ``src``; an npz wins over an npy of the same stem.
+    Folders are skipped, so a store packed inside its own source folder is never read as a source."""
     files: dict[str, Path] = {}
-    for path in sorted(src.glob("*.npy")):
-        files[path.stem] = path
-    for path in sorted(src.glob("*.npz")):
-        files[path.stem] = path
+    for suffix in ("*.npy", "*.npz"):
+        files.update((path.stem, path) for path in sorted(src.glob(suffix)) if path.is_file())
     return dict(sorted(files.items()))
 
 
 def _read_source(path: Path, key: str, *, allow_1d: bool) -> np.ndarray:
+    """The checked float32 rows of one source file."""
     array = read_npz_array(path, key) if path.suffix == ".npz" else read_npy(path)
     return check_rows(array, path, field=key if path.suffix == ".npz" else None, allow_1d=allow_1d)
 
@@ -156,8 +177,13 @@ def pack_features(
         raise MasraError("source folder not found", file=src)
     if is_store(src):
         raise MasraError("source is already a packed store", file=src)
-    if out.exists() and not force:
-        raise MasraError("output exists (pass --force to replace it)", file=out)
+    resolved_src, resolved_out = src.resolve(), out.resolve()
+    if resolved_out == resolved_src or resolved_out in resolved_src.parents:
+        raise MasraError(f"--out is or contains --src {src}; replacing it would delete the source files", file=out)
+    if out.exists() or out.is_symlink():
+        if not force:
+            raise MasraError("output exists (pass --force to replace it)", file=out)
+        _check_replaceable(out)
     files = _source_files(src)
     if not files:
         raise MasraError("no .npz or .npy files in the source folder", file=src)

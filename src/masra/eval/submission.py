@@ -14,6 +14,7 @@ from typing import Any
 
 from masra.config import QVH_CLIP_LENGTH, SALIENCY_ONLY_DATASETS
 from masra.data.jsonl import iter_jsonl
+from masra.data.paths import qid_clash
 from masra.errors import MasraError
 
 WINDOWS = "pred_relevant_windows"
@@ -38,6 +39,13 @@ def _check_qid(row: dict[str, Any], where: dict[str, Any]) -> None:
         raise MasraError("missing", field="qid", **where)
     if type(row["qid"]) not in (int, str):
         raise MasraError(f"must be an int or a string, got {type(row['qid']).__name__}", field="qid", **where)
+
+
+def _check_unique_qid(row: dict[str, Any], seen: dict[str, tuple[Any, int]], where: dict[str, Any]) -> None:
+    _check_qid(row, where)
+    clash = qid_clash(row["qid"], where["line"], seen)
+    if clash is not None:
+        raise MasraError(clash, field="qid", **where)
 
 
 def _check_scores(values: Any, field: str, where: dict[str, Any]) -> None:
@@ -89,13 +97,10 @@ def validate_submission(rows: Sequence[dict[str, Any]], source: str = "submissio
     wanted = [f for f in (WINDOWS, SALIENCY) if f in rows[0]]
     if not wanted:
         raise MasraError(f"the first row has neither {WINDOWS!r} nor {SALIENCY!r}", file=source, line=_line(lines, 0))
-    seen: dict[Any, int] = {}
+    seen: dict[str, tuple[Any, int]] = {}
     for i, row in enumerate(rows):
         where = {"file": source, "line": _line(lines, i)}
-        _check_qid(row, where)
-        if row["qid"] in seen:
-            raise MasraError(f"duplicate qid {row['qid']!r} (first at row {seen[row['qid']]})", field="qid", **where)
-        seen[row["qid"]] = _line(lines, i)
+        _check_unique_qid(row, seen, where)
         for field in wanted:
             if field not in row:
                 raise MasraError("missing (the first row has it, so every row needs it)", field=field, **where)
@@ -121,13 +126,10 @@ def validate_ground_truth(
     """
     if not rows:
         raise MasraError("no ground-truth rows", file=source)
-    seen: set[Any] = set()
+    seen: dict[str, tuple[Any, int]] = {}
     for i, row in enumerate(rows):
         where = {"file": source, "line": _line(lines, i)}
-        _check_qid(row, where)
-        if row["qid"] in seen:
-            raise MasraError(f"duplicate qid {row['qid']!r}", field="qid", **where)
-        seen.add(row["qid"])
+        _check_unique_qid(row, seen, where)
         if moments:
             windows = row.get("relevant_windows")
             if not windows:
@@ -156,9 +158,10 @@ def validate_label_matrix(rows: Sequence[dict[str, Any]], source: str = "ground 
     """TVSum / YouTube Highlights GT: qid, a string ``domain`` and ``label`` = [n_clips x n_annotators] numbers."""
     if not rows:
         raise MasraError("no ground-truth rows", file=source)
+    seen: dict[str, tuple[Any, int]] = {}
     for i, row in enumerate(rows):
         where = {"file": source, "line": _line(lines, i)}
-        _check_qid(row, where)
+        _check_unique_qid(row, seen, where)
         if not isinstance(row.get("domain"), str):
             raise MasraError("must be a string", field="domain", **where)
         label = row.get("label")

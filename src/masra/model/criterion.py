@@ -28,6 +28,7 @@ from masra.model.dai import codebook_diversity_loss, dai_relevance_loss
 from masra.model.esta import esta_loss
 from masra.model.lrca import lrca_loss
 from masra.model.matcher import HungarianMatcher, pad_targets
+from masra.model.rank_mean import mean_over_ranks
 from masra.model.sge import sge_caption_loss
 from masra.model.span_ops import generalized_temporal_iou, span_cxw_to_xx
 
@@ -72,17 +73,20 @@ class SetCriterion(nn.Module):
 
     # ----- set losses ----------------------------------------------------------------------------------
     def loss_spans(self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None) -> dict[str, torch.Tensor]:
-        """L1 on matched (center, width) and 1 − GIoU on matched (start, end), each a mean over matches."""
+        """L1 on matched (center, width) and 1 − GIoU on matched (start, end), each a mean over matches.
+
+        Under DDP the mean is over the matches of all ranks (``mean_over_ranks``), as in one process."""
         batch_idx, query_idx = _prediction_index(indices)
         pred = outputs["pred_spans"].float()[batch_idx, query_idx]  # [M, 2]
         target_idx = torch.cat([j for _, j in indices]).to(pred.device)
         tgt = pad_targets(_span_targets(batch)).to(pred)[batch_idx.to(pred.device), target_idx]  # [M, 2]
+        matches = mean_over_ranks(torch.tensor(float(len(pred)), device=pred.device))  # before any early return
         if len(pred) == 0:
-            zero = outputs["pred_spans"].float().sum() * 0
+            zero = outputs["pred_spans"].new_zeros((), dtype=torch.float32)
             return {"loss_span": zero, "loss_giou": zero}
-        loss_span = F.l1_loss(pred, tgt, reduction="none").mean()
+        loss_span = F.l1_loss(pred, tgt, reduction="none").sum() / (2 * matches)
         giou = generalized_temporal_iou(span_cxw_to_xx(pred), span_cxw_to_xx(tgt)).diagonal()
-        return {"loss_span": loss_span, "loss_giou": (1 - giou).mean()}
+        return {"loss_span": loss_span, "loss_giou": (1 - giou).sum() / matches}
 
     def loss_labels(self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None) -> dict[str, torch.Tensor]:
         """Foreground/background cross-entropy over all B·Q queries, class weights [1, eos_coef],
@@ -98,7 +102,7 @@ class SetCriterion(nn.Module):
         """QD-DETR's saliency loss: margin hinge + rank-contrastive + negative-pair term, summed."""
         scores = outputs["saliency_scores"].float()  # [B, L]
         if batch.saliency_pos_idx is None or batch.saliency_neg_idx is None or batch.saliency_all_labels is None:
-            return {"loss_saliency": scores.sum() * 0}
+            return {"loss_saliency": scores.new_zeros(())}
         mask = outputs["video_mask"].float()  # [B, L]
         labels = batch.saliency_all_labels.float()  # [B, L]
         neg_scores = outputs.get("saliency_scores_neg")
@@ -159,7 +163,7 @@ class SetCriterion(nn.Module):
     def loss_esta(self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None) -> dict[str, torch.Tensor]:
         """ESTA: event InfoNCE + clip-to-event term (``loss_esta``), with both parts for logging."""
         if "esta_clip_proj" not in outputs:  # evaluation without priors: nothing to align
-            zero = outputs["saliency_scores"].float().sum() * 0
+            zero = outputs["saliency_scores"].new_zeros((), dtype=torch.float32)
             return {"loss_esta": zero, "esta_nce": zero, "esta_clip_event": zero}
         video_ids = _video_ids(batch, outputs["saliency_scores"].device)
         terms = esta_loss(
@@ -170,7 +174,7 @@ class SetCriterion(nn.Module):
     def loss_lrca(self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None) -> dict[str, torch.Tensor]:
         """LRCA: banded KL between caption relations and model relations."""
         if "lrca_video_proj" not in outputs:
-            return {"loss_lrca": outputs["saliency_scores"].float().sum() * 0}
+            return {"loss_lrca": outputs["saliency_scores"].new_zeros((), dtype=torch.float32)}
         loss, chance = lrca_loss(
             outputs["lrca_video_proj"],
             outputs["lrca_video_temperature"],

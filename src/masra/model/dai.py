@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from masra.errors import MasraError
+from masra.model.rank_mean import mean_over_ranks
 
 CONTEXT_MODES = ("mlp", "xattn")
 
@@ -123,28 +124,27 @@ class DecoupledCrossAttention(nn.Module):
 def dai_relevance_loss(
     relevance: torch.Tensor, relevant_mask: torch.Tensor | None, video_mask: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """BCE(a_i, 1[clip i relevant]) averaged over the valid clips of the samples that have both relevant and
-    irrelevant clips; relevance, relevant_mask, video_mask [B, L]. Returns (loss, chance level).
+    """BCE(a_i, 1[clip i relevant]) averaged over the valid clips (of all DDP ranks) of the samples that have
+    both relevant and irrelevant clips; relevance, relevant_mask, video_mask [B, L]. Returns (loss, chance level).
 
     A sample whose clips are all relevant (TVSum / YouTube Highlights, where nearly every clip has a
     label > 0) would only teach a_i -> 1, i.e. switch the codebook off, so it is left out. The chance level
-    is the BCE of the constant prediction at the positive rate (the binary entropy of that rate).
-    Zero (still connected to the graph) when no sample qualifies.
+    is the BCE of the constant prediction at the positive rate (the binary entropy of that rate), per process.
+    Both zero when no sample qualifies.
     """
-    zero = relevance.sum() * 0.0
-    if relevant_mask is None:
-        return zero, zero.detach()
     valid = video_mask.float()
-    target = relevant_mask.float() * valid
+    target = valid * (0.0 if relevant_mask is None else relevant_mask.float())
     positives = target.sum(1)
     mixed = ((positives > 0) & (positives < valid.sum(1))).float().unsqueeze(1)  # [B, 1]
     weight = valid * mixed  # [B, L]
-    count = weight.sum()
-    if count == 0:
-        return zero, zero.detach()
+    local = weight.sum()
+    count = mean_over_ranks(local)  # a collective: before any early return
+    zero = relevance.new_zeros((), dtype=torch.float32)
+    if local == 0:
+        return zero, zero
     prob = relevance.float().clamp(1e-6, 1.0 - 1e-6)
     bce = -(target * prob.log() + (1.0 - target) * (1.0 - prob).log())  # [B, L]
-    rate = ((target * weight).sum() / count).clamp(1e-6, 1.0 - 1e-6)
+    rate = ((target * weight).sum() / local).clamp(1e-6, 1.0 - 1e-6)
     chance = -(rate * rate.log() + (1.0 - rate) * (1.0 - rate).log())
     return (bce * weight).sum() / count, chance.detach()
 
@@ -158,7 +158,7 @@ def codebook_diversity_loss(codebook: torch.Tensor) -> torch.Tensor:
     entries = codebook if codebook.dim() == 3 else codebook.unsqueeze(0)  # [B, K, d]
     size = entries.shape[1]
     if size < 2:
-        return entries.sum() * 0.0
+        return entries.new_zeros((), dtype=torch.float32)
     unit = F.normalize(entries.float(), dim=-1)
     cos = unit @ unit.transpose(1, 2)  # [B, K, K]
     off_diagonal = ~torch.eye(size, dtype=torch.bool, device=codebook.device)

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from masra.model.rank_mean import mean_over_ranks
+
 
 class EventSemanticAlignment(nn.Module):
     def __init__(
@@ -63,11 +65,8 @@ class EventSemanticAlignment(nn.Module):
             "esta_clip_proj": self.projection(memory),
             "esta_span_mask": span_mask,
             "esta_clip_mask": video_mask.bool(),
-            # Keeps the pooling parameters in the graph when the batch has no events (DDP needs every
-            # parameter to receive a gradient); contributes exactly zero.
-            "esta_pool_anchor": clip_scores.sum() * 0.0,
             "esta_temperature": self.temperature(),
-            "esta_null_logit": self.null_logit,
+            "esta_null_logit": self.null_logit.clone(),  # not the leaf itself: DDP with find_unused_parameters would mark it ready twice
         }
 
 
@@ -92,16 +91,22 @@ def esta_loss(
     span_mask = outputs["esta_span_mask"]  # [B, M, L]
     tau = outputs["esta_temperature"]
     null_logit = outputs["esta_null_logit"]
-    zero = event_proj.sum() * 0.0 + clip_proj.sum() * 0.0 + outputs["esta_pool_anchor"] + tau * 0.0 + null_logit * 0.0
-    empty = {"esta_nce": zero, "esta_clip_event": zero, "esta": zero,
-             "esta_nce_chance": zero.detach(), "esta_clip_event_chance": zero.detach()}
-    if event_emb is None or event_mask is None or event_emb.shape[1] == 0:
-        return empty
-    valid = event_mask.bool() & outputs["esta_event_in_video"].bool()  # [B, M]
+    valid = outputs["esta_event_in_video"].bool()  # [B, M]
+    if event_mask is None or event_emb is None:
+        valid = torch.zeros_like(valid)
+    else:
+        valid = valid & event_mask.bool()
     if has_priors is not None:
         valid = valid & has_priors.bool().unsqueeze(1)
+    inside = (span_mask & valid.unsqueeze(-1)).transpose(1, 2)  # [B, L, M]
+    in_event = inside.any(-1)  # [B, L]
+    counted = valid.any(1, keepdim=True) & outputs["esta_clip_mask"]  # [B, L]: valid clips of videos with events
+    # Normalisers over all DDP ranks, computed on every rank before any early return (collectives).
+    event_count, clip_count = mean_over_ranks(valid.sum()), mean_over_ranks(counted.sum())
     if not valid.any():
-        return empty
+        zero = event_proj.new_zeros((), dtype=torch.float32)
+        return {"esta_nce": zero, "esta_clip_event": zero, "esta": zero,
+                "esta_nce_chance": zero, "esta_clip_event_chance": zero}
 
     batch, n_events = valid.shape
     pred = F.normalize(event_proj.float()[valid], dim=-1)  # [E, Ds]
@@ -114,7 +119,9 @@ def esta_loss(
     copies = same_event & ~torch.eye(len(event_ids), dtype=torch.bool, device=valid.device)
     logits = logits.masked_fill(copies, torch.finfo(logits.dtype).min)
     target = torch.arange(logits.shape[0], device=logits.device)
-    nce = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+    # In-batch negatives: under DDP they are the events on this rank (docs/training.md).
+    nce = 0.5 * (F.cross_entropy(logits, target, reduction="sum")
+                 + F.cross_entropy(logits.t(), target, reduction="sum")) / event_count
     nce_chance = (~copies).sum(1).float().log().mean()
 
     # Clip-to-event: logits over the video's valid events and the "no event" slot.
@@ -124,17 +131,12 @@ def esta_loss(
     lowest = torch.finfo(clip_logits.dtype).min
     clip_logits = clip_logits.masked_fill(~valid.unsqueeze(1), lowest)
     clip_logits = torch.cat([clip_logits, null_logit.float().expand(*clip_logits.shape[:2], 1)], dim=-1)  # [B, L, M+1]
-    inside = (span_mask & valid.unsqueeze(-1)).transpose(1, 2)  # [B, L, M]
-    in_event = inside.any(-1)  # [B, L]
     positive = torch.cat([inside, ~in_event.unsqueeze(-1)], dim=-1)  # [B, L, M+1]
-    counted = valid.any(1, keepdim=True) & outputs["esta_clip_mask"]  # [B, L]: valid clips of videos with events
     log_all = clip_logits.logsumexp(-1)  # [B, L]
     log_pos = clip_logits.masked_fill(~positive, lowest).logsumexp(-1)  # [B, L]
-    n_clips = counted.sum().clamp_min(1)
-    clip_event = ((log_all - log_pos) * counted).sum() / n_clips
+    clip_event = ((log_all - log_pos) * counted).sum() / clip_count.clamp_min(1)
     candidates = valid.sum(1, keepdim=True).float() + 1.0  # [B, 1]
-    clip_chance = ((candidates.log() - positive.sum(-1).float().log()) * counted).sum() / n_clips
-    clip_event = clip_event + zero
-    nce = nce + zero
+    local_clips = counted.sum().clamp_min(1)
+    clip_chance = ((candidates.log() - positive.sum(-1).float().log()) * counted).sum() / local_clips
     return {"esta_nce": nce, "esta_clip_event": clip_event, "esta": nce + clip_event_weight * clip_event,
             "esta_nce_chance": nce_chance.detach(), "esta_clip_event_chance": clip_chance.detach()}

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from masra.model.banded import band_pair_mask, band_windows
+from masra.model.rank_mean import mean_over_ranks
 
 
 class LocalRelationalConsistency(nn.Module):
@@ -50,19 +51,19 @@ def lrca_loss(
     """Banded relational KL; video_proj [B, L, P], caption_emb [B, L, Ds], masks [B, L], has_priors [B].
 
     Returns (loss, chance level): the chance level is KL(p_text ‖ uniform), the loss of a model relation
-    that carries no information. Both zero (the loss connected to the graph) when no row has two neighbours.
+    that carries no information (per process). The loss is averaged over the rows of all DDP ranks; both are
+    zero when no row has two neighbours.
     """
-    zero = video_proj.sum() * 0.0 + video_temperature * 0.0
-    if caption_emb is None or caption_mask is None:
-        return zero, zero.detach()
-    clip_valid = caption_mask.float() * video_mask.float()  # [B, L]
+    clip_valid = video_mask.float() * (0.0 if caption_mask is None else caption_mask.float())  # [B, L]
     if has_priors is not None:
         clip_valid = clip_valid * has_priors.float().unsqueeze(1)
     pairs = band_pair_mask(clip_valid, band, include_self=False)  # [B, L, 2w+1]
     neighbours = pairs.sum(-1)  # [B, L]
     rows = neighbours >= 2
-    if not rows.any():
-        return zero, zero.detach()
+    row_count = mean_over_ranks(rows.sum())  # a collective: before any early return
+    zero = video_proj.new_zeros((), dtype=torch.float32)
+    if caption_emb is None or not rows.any():
+        return zero, zero
     text_rel = banded_cosine(caption_emb.float(), band) / text_temperature  # [B, L, 2w+1]
     video_rel = banded_cosine(video_proj.float(), band) / video_temperature.float()
     lowest = torch.finfo(text_rel.dtype).min
@@ -73,6 +74,5 @@ def lrca_loss(
     kl = torch.where(pairs, p_text * (log_p_text - log_p_video), torch.zeros_like(text_rel)).sum(-1)  # [B, L]
     log_uniform = -neighbours.clamp_min(1).float().log().unsqueeze(-1)  # [B, L, 1]
     kl_uniform = torch.where(pairs, p_text * (log_p_text - log_uniform), torch.zeros_like(text_rel)).sum(-1)
-    count = rows.sum()
-    chance = (kl_uniform * rows).sum() / count
-    return (kl * rows).sum() / count + zero, chance.detach()
+    chance = (kl_uniform * rows).sum() / rows.sum()
+    return (kl * rows).sum() / row_count, chance.detach()

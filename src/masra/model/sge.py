@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from masra.errors import MasraError
+from masra.model.rank_mean import mean_over_ranks
 
 # σ(-2) ≈ 0.12: the fused semantics start as a small correction of the baseline memory.
 GATE_BIAS_INIT = -2.0
@@ -61,23 +62,22 @@ def sge_caption_loss(
     video_mask: torch.Tensor,
     has_priors: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """1 - cos(φ(h_i), c_i) averaged over valid captioned clips of samples with priors.
+    """1 - cos(φ(h_i), c_i) averaged over valid captioned clips of samples with priors (of all DDP ranks).
 
     semantics [B, L, Ds], caption_emb [B, L, Ds], caption_mask / video_mask [B, L], has_priors [B].
     Returns (loss, chance level); the chance level is the loss of predicting the batch's mean caption for
-    every clip. Both zero (the loss connected to the graph) when no clip qualifies.
+    every clip (per process). Both zero when no clip qualifies.
     """
-    zero = semantics.sum() * 0.0
-    if caption_emb is None or caption_mask is None:
-        return zero, zero.detach()
-    weight = caption_mask.float() * video_mask.float()  # [B, L]
+    weight = video_mask.float() * (0.0 if caption_mask is None else caption_mask.float())  # [B, L]
     if has_priors is not None:
         weight = weight * has_priors.float().unsqueeze(1)
-    count = weight.sum()
-    if count == 0:
-        return zero, zero.detach()
+    local = weight.sum()
+    count = mean_over_ranks(local)  # a collective: before any early return
+    zero = semantics.new_zeros((), dtype=torch.float32)
+    if caption_emb is None or local == 0:
+        return zero, zero
     captions = caption_emb.float()
     cos = F.cosine_similarity(semantics.float(), captions, dim=-1)  # [B, L]
-    mean_caption = (captions * weight.unsqueeze(-1)).sum((0, 1)) / count  # [Ds]
-    chance = ((1.0 - F.cosine_similarity(captions, mean_caption.expand_as(captions), dim=-1)) * weight).sum() / count
+    mean_caption = (captions * weight.unsqueeze(-1)).sum((0, 1)) / local  # [Ds]
+    chance = ((1.0 - F.cosine_similarity(captions, mean_caption.expand_as(captions), dim=-1)) * weight).sum() / local
     return ((1.0 - cos) * weight).sum() / count, chance.detach()

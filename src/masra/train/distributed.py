@@ -45,6 +45,18 @@ def init_distributed(device_name: str) -> DistContext:
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 
 
+def wrap_model(model: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
+    """``model`` inside DistributedDataParallel when ``ctx`` has several processes, else ``model`` itself.
+
+    ``find_unused_parameters=True``: a batch without priors leaves the MASRA heads that read them without a
+    gradient, and a saliency-only dataset never uses the moment decoder; DDP then reduces zeros for them.
+    """
+    if not ctx.enabled:
+        return model
+    device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=True)
+
+
 def barrier(ctx: DistContext) -> None:
     if ctx.enabled:
         dist.barrier()

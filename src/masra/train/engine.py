@@ -14,6 +14,9 @@ from masra.data.batch import GroundingBatch
 from masra.errors import MasraError
 from masra.model.prediction import autocast, to_float32
 
+# The outputs the Hungarian matcher reads: they must be finite before the criterion runs.
+MATCHED_OUTPUTS = ("pred_logits", "pred_spans")
+
 
 @dataclass
 class EpochResult:
@@ -45,10 +48,15 @@ def train_one_epoch(
         batch = batch.to(device, non_blocking=True)
         with autocast(device, amp):
             outputs = model(batch)
+        # A diverged model gives non-finite outputs; the matcher cannot assign them, so say so first.
+        broken = [k for k in MATCHED_OUTPUTS if k in outputs and not torch.isfinite(outputs[k]).all()]
+        if broken:
+            raise MasraError(f"loss is not finite at epoch {epoch + 1}, step {step + 1}: model outputs "
+                             f"{', '.join(broken)} are not finite (diverged: lower train.lr?)")
         losses = criterion(to_float32(outputs), batch)
         loss = losses["loss"]
         if not math.isfinite(loss.item()):
-            terms = {k: round(float(v), 4) for k, v in losses.items()}
+            terms = {k: round(float(v.detach()), 4) for k, v in losses.items()}
             raise MasraError(f"loss is not finite at epoch {epoch + 1}, step {step + 1}: {terms}")
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None and scaler.is_enabled():

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
-from masra.checkpoint import WEIGHTS_FILE, find_checkpoint, unwrap
+from masra.checkpoint import WEIGHTS_FILE, find_checkpoint, read_weights, unwrap
 from masra.data.jsonl import write_json
 from masra.errors import MasraError
 
@@ -41,7 +40,7 @@ def load_initial_weights(model: torch.nn.Module, source: str | Path) -> InitRepo
     """Copy every same-named tensor of ``source``'s weights into ``model``; a shape difference is an error."""
     folder = find_checkpoint(source)
     path = folder / WEIGHTS_FILE
-    weights = load_file(str(path))
+    weights = read_weights(folder)
     own = unwrap(model).state_dict()
     wrong = [f"{k} {tuple(weights[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
              if k in weights and weights[k].shape != v.shape]

@@ -31,6 +31,7 @@ from masra.train.distributed import (
     gather_objects,
     init_distributed,
     mean_across_ranks,
+    wrap_model,
 )
 from masra.train.engine import train_one_epoch
 from masra.train.init_from import load_initial_weights
@@ -130,6 +131,9 @@ def _resume_source(cfg: Config, resume: str | Path | None, force: bool, ctx: Dis
     """Which checkpoint to continue from; prepares the run folder for a fresh start otherwise."""
     run_dir = Path(cfg.train.output_dir)
     source: Path | None
+    if resume is not None and ctx.is_main:
+        for name in ("last", "best"):
+            ckpt.remove_swap_leftovers(run_dir / name)
     if resume is None:
         source = None
         if ctx.is_main:
@@ -223,13 +227,7 @@ def _train(cfg: Config, ctx: DistContext, *, resume: str | Path | None, force: b
             log.line(init_report.summary())
             init_report.write(run_dir / "init_from.json")
 
-    ddp_model = model
-    if ctx.enabled:
-        # MASRA losses touch some heads only when a batch has priors, so unused parameters must be allowed.
-        ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
-            find_unused_parameters=True,
-        )
+    ddp_model = wrap_model(model, ctx)
 
     step_losses: list[float] = []
     best_metrics: dict[str, Any] | None = None
@@ -334,17 +332,21 @@ def _restore(source: Path, model, criterion, optimizer, scheduler, scaler, ctx: 
 
     ckpt.load_weights(source, model)
     saved = ckpt.load_state(source)
-    optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
-    if saved["scaler"]:
-        scaler.load_state_dict(saved["scaler"])
-    criterion.load_state_dict(saved["criterion"])
-    rng = saved["rng"]
+    try:
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        if saved["scaler"]:
+            scaler.load_state_dict(saved["scaler"])
+        criterion.load_state_dict(saved["criterion"])
+        rng, progress = saved["rng"], _RunState(**saved["progress"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise MasraError(f"resume state is incomplete or does not fit this run: {type(err).__name__}: {err}",
+                         file=source / ckpt.STATE_FILE) from None
     if len(rng) == ctx.world_size:
         restore_rng_state(rng[ctx.rank])
     else:
         logging.getLogger("masra.train").warning(
             "checkpoint was written by %d processes, this run has %d: random streams are re-seeded, so the "
             "continuation is not bit-identical", len(rng), ctx.world_size)
-        seed_everything(int(saved["config"]["train"]["seed"]) + ctx.rank + 7919 * saved["progress"]["epoch"])
-    return _RunState(**saved["progress"])
+        seed_everything(int(saved["config"]["train"]["seed"]) + ctx.rank + 7919 * progress.epoch)
+    return progress

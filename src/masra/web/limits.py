@@ -1,0 +1,32 @@
+"""What a ``masra serve`` server accepts: set from the command line, shown on the page."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from masra.errors import MasraError
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    max_duration: float = 600.0  # seconds of video; longer uploads and --videos files are refused
+    max_upload_bytes: int = 500 * 2**20  # an upload is cut off (and refused) past this size
+    max_query_chars: int = 300  # longer queries are refused (the model reads at most max_q_l tokens anyway)
+    max_uploads: int = 20  # uploads kept on disk; the oldest is deleted when a new one arrives
+    top_k: int = 10  # moments returned per query
+
+    def __post_init__(self) -> None:
+        checks = {
+            "--max-duration": self.max_duration > 0,
+            "--max-upload-mb": self.max_upload_bytes > 0,
+            "--max-query-chars": self.max_query_chars > 0,
+            "--max-uploads": self.max_uploads > 0,
+            "--top-k": self.top_k > 0,
+        }
+        for flag, ok in checks.items():
+            if not ok:
+                raise MasraError("must be > 0", field=flag)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,62 @@
+"""`masra bench` as a command: each benchmark runs at toy sizes, prints its table and writes the documented
+JSON layout (one row per variant / length, seconds and peak bytes)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from masra.cli.main import main
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def _bench(tmp_path, capsys, *args: str) -> tuple[dict, str]:
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--threads", "1", "--repeats", "1", "--json", str(out), *args]) == 0
+    return json.loads(out.read_text()), capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_bench_model_times_baseline_and_masra(tmp_path, capsys):
+    result, printed = _bench(tmp_path, capsys, "model", "--batch-size", "2", "--clips", "16")
+    assert result["bench"] == "model"
+    rows = {row["variant"]: row for row in result["rows"]}
+    assert set(rows) == {"baseline", "masra"}
+    for row in rows.values():
+        for phase in ("train_step", "inference"):
+            assert row[phase]["seconds"] > 0
+            assert "peak_bytes" in row[phase]
+        assert row["variant"] in printed
+    assert rows["masra"]["parameters"] > rows["baseline"]["parameters"]
+
+
+def test_bench_sora_banded_matches_dense(tmp_path, capsys):
+    result, printed = _bench(tmp_path, capsys, "sora", "--lengths", "32", "64", "--band", "4")
+    assert [row["clips"] for row in result["rows"]] == [32, 64]
+    for row in result["rows"]:
+        assert row["banded"]["seconds"] > 0 and row["dense"]["seconds"] > 0
+        assert row["max_abs_diff"] < 1e-4  # the same attention, computed two ways
+    assert "speed-up" in printed
+
+
+def test_bench_data_reads_identical_arrays_from_both_layouts(tmp_path, capsys):
+    result, printed = _bench(tmp_path, capsys, "data", "--videos", "6")
+    (row,) = result["rows"]
+    assert row["videos"] == 6 and row["identical"] is True
+    assert row["npz"]["seconds"] > 0 and row["store"]["seconds"] > 0
+    assert "packed store" in printed
+
+
+def test_bench_on_a_missing_device_is_a_clear_error(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["bench", "--device", "cuda", "sora", "--lengths", "8"]) == 1
+    assert "CUDA is not available" in capsys.readouterr().err

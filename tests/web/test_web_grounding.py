@@ -1,0 +1,59 @@
+"""Grounding through the API with a real checkpoint: the page gets what the Python API computes, and a
+second query on the same video reuses its features."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+
+
+def test_each_window_is_listed_once_at_its_best_score():
+    from masra.web.service import distinct_windows
+
+    windows = [(2.0, 4.0, 0.9), (0.0, 2.0, 0.8), (2.0, 4.0, 0.7), (2.0, 6.0, 0.6), (0.0, 2.0, 0.95)]
+    assert distinct_windows(windows) == [(0.0, 2.0, 0.95), (2.0, 4.0, 0.9), (2.0, 6.0, 0.6)]
+
+
+def finished(client, job_id: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.get(f"/api/jobs/{job_id}").json()
+        if status["state"] in ("done", "failed"):
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish: {status}")
+
+
+@pytest.fixture(scope="module")
+def grounder(web_checkpoint):
+    from masra.inference import Grounder
+
+    return Grounder.from_checkpoint(web_checkpoint.checkpoint, device="cpu", video_encoder=web_checkpoint.encoder)
+
+
+def test_the_page_gets_the_python_api_result_and_features_are_reused(make_client, grounder, bikes):
+    from masra.web.service import GroundingService, distinct_windows
+
+    client = make_client(service=GroundingService(grounder, top_k=5), max_duration=12)
+    video = client.post("/api/uploads", params={"name": "bikes.mp4"}, content=bikes.read_bytes()).json()
+    jobs = [client.post("/api/jobs", json={"video": video["ref"], "query": q}).json()["job"]
+            for q in ("a cyclist rides by", "  a parked   bicycle ")]
+    first, second = (finished(client, job) for job in jobs)
+    assert first["state"] == second["state"] == "done", (first["error"], second["error"])
+
+    n_clips = 5  # 10 s in 2-s clips
+    assert [(s["stage"], s["total"]) for s in first["stages"]] == [("decode", n_clips), ("encode", n_clips),
+                                                                   ("ground", 1)]
+    assert [(s["stage"], s["total"]) for s in second["stages"]] == [("ground", 1)]  # features were kept
+
+    for status, query in ((first, "a cyclist rides by"), (second, "a parked bicycle")):
+        result = status["result"]
+        expected = grounder.predict_video(bikes, query, top_k=5)
+        assert result["query"] == query
+        assert [(m["start"], m["end"], m["score"]) for m in result["moments"]] == distinct_windows(expected.windows)
+        assert result["saliency"] == expected.saliency.tolist()
+        assert result["duration"] == pytest.approx(10.0)
+        assert result["saliency_times"] == pytest.approx([1.0, 3.0, 5.0, 7.0, 9.0])
+        assert result["video"]["name"] == "bikes.mp4"
