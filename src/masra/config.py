@@ -67,8 +67,11 @@ class DataConfig:
 class DAIConfig:
     enabled: bool = False
     codebook_size: int = 32
-    # "mlp": C_v = C + MLP([mean; max] of clips);  "xattn": one cross-attention from C to the clips.
-    context: str = "mlp"
+    # "xattn": each entry attends to the clips, C_v,k = C_k + MHA(C_k, clips) (a per-entry context);
+    # "mlp": C_v = C + MLP([mean; max] of clips), one shift shared by all entries.
+    context: str = "xattn"
+    # Whether the codebook entries carry values (the absorbed mass then adds their values to the output).
+    codebook_values: bool = False
 
 
 @dataclass
@@ -83,6 +86,8 @@ class SORAConfig:
     enabled: bool = False
     band: int = 16
     beta_init: float = 1.0
+    # False keeps β at beta_init (the ablation control "SORA with β fixed at 0": the added layer alone).
+    learnable_beta: bool = True
 
 
 @dataclass
@@ -143,7 +148,6 @@ class LossConfig:
     # MASRA losses (used only when the matching part is enabled).
     dai_relevance: float = 1.0
     dai_diversity: float = 0.1
-    dai_decoupling: float = 0.1
     esta: float = 1.0
     lrca: float = 1.0
     sge_caption: float = 1.0

@@ -114,3 +114,27 @@ def test_the_training_loop_tells_the_criterion_where_training_stands():
     train_one_epoch(model, criterion, [_Batch()] * 4, optimizer, device=torch.device("cpu"), epoch=2, grad_clip=0,
                     progress=False)
     assert criterion.seen == [2.0, 2.25, 2.5, 2.75]
+
+
+def test_chance_normalisation_uses_the_chance_levels_the_parts_report(small_config, random_batch):
+    """With all parts on, every weighted auxiliary loss that reports a chance level enters the total as
+    (L − c) / c, ESTA's with the chance level of its weighted sum of two terms."""
+    model, criterion = build(small_config, "all", aux_chance_norm=True)
+    batch = with_priors(random_batch([8, 6, 7], [3, 2, 2]), [1.0, 1.0, 1.0])
+    terms = criterion(model(batch), batch)
+    w = criterion.esta_clip_event_weight
+    assert terms["loss_esta_chance"].item() == pytest.approx(
+        (terms["esta_nce_chance"] + w * terms["esta_clip_event_chance"]).item())
+    normalised = [k for k in criterion.weight_dict if is_auxiliary(k) and k + "_chance" in terms]
+    assert {"loss_esta", "loss_lrca", "loss_sge_caption", "loss_dai_relevance"} <= set(normalised)
+    expected = 0.0
+    for key, weight in criterion.weight_dict.items():
+        if key not in terms:
+            continue
+        value = terms[key]
+        if key in normalised and terms[key + "_chance"].item() > 0:
+            value = (value - terms[key + "_chance"]) / terms[key + "_chance"]
+        expected = expected + weight * value
+    assert terms["loss"].item() == pytest.approx(float(expected.detach()), rel=1e-5)
+    plain = build(small_config, "all")[1](model(batch), batch)["loss"]
+    assert plain.item() != pytest.approx(terms["loss"].item())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -43,26 +44,35 @@ def test_pooling_uses_only_clips_inside_the_span() -> None:
     torch.testing.assert_close(out["esta_event_proj"][1, 2], esta.projection(memory[1, 0]))
 
 
-def reference_loss(out, event_emb, event_mask, weight):
-    """Loop-based InfoNCE + clip-to-event with explicit positives."""
+def reference_loss(out, event_emb, event_mask, weight, video_ids=None):
+    """Loop-based InfoNCE + clip-to-event with explicit positives and the "no event" slot."""
     tau = out["esta_temperature"]
     valid = event_mask.bool() & out["esta_event_in_video"].bool()
+    video_ids = list(range(event_emb.shape[0])) if video_ids is None else video_ids
+    index = [(video_ids[b], k) for b in range(valid.shape[0]) for k in range(valid.shape[1]) if valid[b, k]]
     pred = F.normalize(out["esta_event_proj"][valid], dim=-1)
     text = F.normalize(event_emb[valid], dim=-1)
     logits = pred @ text.t() / tau
     n = logits.shape[0]
-    nce = sum(-logits.log_softmax(1)[i, i] - logits.log_softmax(0)[i, i] for i in range(n)) / (2 * n)
+    nce_terms = []
+    for i in range(n):
+        keep = [j for j in range(n) if j == i or index[j] != index[i]]  # copies of event i are no negatives
+        row, col = logits[i, keep], logits[keep, i]
+        nce_terms.append(-row.log_softmax(0)[keep.index(i)] - col.log_softmax(0)[keep.index(i)])
+    nce = sum(nce_terms) / (2 * n)
     terms = []
     span_mask = out["esta_span_mask"]
     for b in range(event_emb.shape[0]):
         ks = [k for k in range(event_emb.shape[1]) if valid[b, k]]
+        if not ks:
+            continue
         for i in range(span_mask.shape[2]):
-            pos = [k for k in ks if span_mask[b, k, i]]
-            if not pos:
+            if not out["esta_clip_mask"][b, i]:
                 continue
             cos = torch.stack([F.cosine_similarity(out["esta_clip_proj"][b, i], event_emb[b, k], dim=0) for k in ks])
-            log_p = (cos / tau).log_softmax(0)
-            terms.append(-torch.logsumexp(torch.stack([log_p[ks.index(k)] for k in pos]), 0))
+            log_p = torch.cat([cos / tau, out["esta_null_logit"].view(1)]).log_softmax(0)
+            pos = [ks.index(k) for k in ks if span_mask[b, k, i]] or [len(ks)]  # outside every event: "no event"
+            terms.append(-torch.logsumexp(log_p[pos], 0))
     clip = torch.stack(terms).mean()
     return nce, clip, nce + weight * clip
 
@@ -76,6 +86,37 @@ def test_loss_matches_loop_reference_with_overlapping_events() -> None:
     torch.testing.assert_close(got["esta_nce"], nce)
     torch.testing.assert_close(got["esta_clip_event"], clip)
     torch.testing.assert_close(got["esta"], total)
+    assert got["esta_nce_chance"].item() == pytest.approx(math.log(4))  # 4 valid events in the batch
+    assert 0 < got["esta_clip_event_chance"].item() < math.log(4)
+
+
+def test_a_video_twice_in_the_batch_is_not_its_own_negative() -> None:
+    esta = make()
+    memory, video_mask, spans, event_mask, event_emb = sample()
+    memory[1], video_mask[1], spans[1], event_mask[1], event_emb[1] = memory[0], 1, spans[0], event_mask[0], event_emb[0]
+    memory[1, :4] += 0.5  # another query of the same video: another memory, the same events
+    out = esta(memory, video_mask, spans)
+    same = esta_loss(out, event_emb, event_mask, None, video_ids=torch.tensor([0, 0]))
+    nce, _, _ = reference_loss(out, event_emb, event_mask, 1.0, video_ids=[0, 0])
+    torch.testing.assert_close(same["esta_nce"], nce)
+    apart = esta_loss(out, event_emb, event_mask, None)  # counted as different videos, the copies compete
+    assert apart["esta_nce"].item() > same["esta_nce"].item() + 0.1
+    assert same["esta_nce_chance"].item() == pytest.approx(math.log(6 - 1))  # 6 events less the copy
+
+
+def test_clips_outside_every_event_are_pushed_away_from_the_events() -> None:
+    esta = make()
+    memory, video_mask, spans, event_mask, event_emb = sample()
+    out = esta(memory, video_mask, spans)
+    base = esta_loss(out, event_emb, event_mask, None)["esta_clip_event"]
+    changed = memory.clone()
+    changed[1, 4:6] += 3.0  # clips 4 and 5 of sample 1 lie in no event
+    moved = esta_loss(esta(changed, video_mask, spans), event_emb, event_mask, None)["esta_clip_event"]
+    assert abs(moved.item() - base.item()) > 1e-4
+    with torch.no_grad():  # an outside clip that matches an event costs more than one that matches none
+        esta.null_logit.fill_(-5.0)
+    worse = esta_loss(esta(memory, video_mask, spans), event_emb, event_mask, None)["esta_clip_event"]
+    assert worse.item() > base.item()
 
 
 def test_samples_without_priors_are_skipped() -> None:
@@ -107,8 +148,9 @@ def test_single_event_and_fixed_temperature() -> None:
     out = esta(memory[:1], video_mask[:1], spans[:1, :1])
     assert abs(out["esta_temperature"].item() - 0.07) < 1e-6
     loss = esta_loss(out, event_emb[:1, :1], event_mask[:1, :1], None)
-    # One event: it is its own only candidate, both terms are exactly zero.
-    assert abs(loss["esta"].item()) < 1e-6
+    # One event: it is its own only candidate, the InfoNCE is exactly zero (and so is its chance level).
+    assert abs(loss["esta_nce"].item()) < 1e-6 and loss["esta_nce_chance"].item() == 0.0
+    assert loss["esta_clip_event"].item() > 0  # the clips still choose between the event and "no event"
 
 
 def test_gradients_and_training_separates_events() -> None:

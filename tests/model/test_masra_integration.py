@@ -26,7 +26,7 @@ PART_OUTPUT = {
     "lrca": "lrca_video_proj",
 }
 PART_LOSSES = {
-    "dai": ("loss_dai_relevance", "loss_dai_diversity", "loss_dai_decoupling"),
+    "dai": ("loss_dai_relevance", "loss_dai_diversity"),
     "sge": ("loss_sge_caption",),
     "esta": ("loss_esta",),
     "lrca": ("loss_lrca",),
@@ -123,7 +123,9 @@ def test_each_part_trains_with_full_partial_and_no_priors(small_config, random_b
                 assert terms[term].item() > 0.0, term
     assert torch.isfinite(terms["loss"])
     terms["loss"].backward()
-    aligners = ("esta.", "lrca.")  # used by their losses only: no gradient without priors (DDP: find_unused_parameters)
+    # Used by their losses only: no gradient without priors (DDP: find_unused_parameters). With SORA on, LRCA's
+    # projection P also builds SORA's relation features, so it is trained through SORA then.
+    aligners = ("esta.", "lrca.log_video_temperature") if "sora" in names else ("esta.", "lrca.")
     for name, param in model.named_parameters():
         if priors == "none" and name.startswith(aligners):
             assert param.grad is None, name
@@ -140,7 +142,7 @@ def test_inference_needs_no_priors(small_config, random_batch, parts):
     with torch.no_grad():
         out = model.eval()(batch)
     assert out["pred_spans"].shape == (2, 10, 2) and torch.isfinite(out["saliency_scores"]).all()
-    assert not any(key.startswith(("esta_", "lrca_")) for key in out)
+    assert not any(key.startswith("esta_") for key in out) and "diagnostics" not in out
 
 
 def test_padding_never_changes_valid_outputs_with_all_parts(small_config, random_batch):
@@ -186,3 +188,131 @@ def test_all_parts_under_bf16_autocast(small_config, random_batch):
     terms["loss"].backward()
     assert model.sora.beta.grad is not None and torch.isfinite(model.sora.beta.grad).all()
     assert model.dai_codebook.codebook.grad is not None
+
+
+def long_padded_batch(random_batch, band: int):
+    """Two videos long enough for SORA's banded path (more than 3·(2w+1) clips), the second one padded."""
+    long = 3 * (2 * band + 1) + 9
+    return random_batch([long, long - 6], [4, 3], seed=3)
+
+
+def sora_calls(model):
+    """Record every call of the SORA layer: (args, output)."""
+    calls = []
+    model.sora.register_forward_hook(lambda module, args, output: calls.append((args, output)))
+    return calls
+
+
+def test_full_model_banded_sora_equals_dense_under_bf16_with_padding(small_config, random_batch, monkeypatch):
+    import masra.model.sora as sora_module
+
+    model, _ = build(small_config, "sora")
+    model.eval()
+    batch = long_padded_batch(random_batch, model.sora.band)
+    calls = sora_calls(model)
+    outputs = {}
+    for name, multiple in (("banded", 0), ("dense", 10**6)):
+        monkeypatch.setattr(sora_module, "DENSE_MAX_BAND_MULTIPLE", multiple)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            outputs[name] = model(batch)
+    (_, banded), (_, dense) = calls
+    valid = torch.cat([torch.ones(2, 1), batch.video_mask], dim=1).bool()
+    assert banded.dtype == torch.bfloat16
+    torch.testing.assert_close(banded[valid].float(), dense[valid].float(), atol=0.1, rtol=0.05)
+    mask = batch.video_mask.bool()
+    torch.testing.assert_close(
+        outputs["banded"]["saliency_scores"][mask], outputs["dense"]["saliency_scores"][mask], atol=0.1, rtol=0.05
+    )
+
+
+def test_full_model_banded_sora_without_global_token_ignores_clips_beyond_twice_the_band(small_config, random_batch):
+    model, _ = build(small_config, "sora")
+    model.eval()
+    batch = long_padded_batch(random_batch, model.sora.band)
+    calls = sora_calls(model)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(batch)
+    (src, mask, pos, *_), _ = calls[0]
+    layer, w = model.sora, model.sora.band
+    # The model's SORA layer on the model's own clip memory, without the global token: masked out, no clip
+    # attends to it. Contiguous copies: the changed input below is contiguous too, so both runs take the
+    # same kernels.
+    src, pos = src.contiguous(), pos.contiguous()
+    mask = mask.clone()
+    mask[:, 0] = 0
+    clip_mask = mask[:, 1:]
+    length = int(clip_mask[1].sum())  # the padded video
+    assert clip_mask.shape[1] > 3 * (2 * w + 1)  # the banded path
+    far = 1 + length - 1  # its last valid clip, as a token index
+    changed = src.clone()
+    changed[1, far] += 5.0
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(src, mask, pos)
+        out_changed = layer(changed, mask, pos)
+        dense = layer.dense_attention(src, mask, pos)
+        banded = layer.banded_attention(src, mask, pos)
+    near = far - 2 * w  # tokens up to 2w before the change may see it
+    torch.testing.assert_close(out_changed[1, 1:near], out[1, 1:near], atol=0, rtol=0)
+    assert not torch.equal(out_changed[1, near:far], out[1, near:far])
+    torch.testing.assert_close(out_changed[0, 1:], out[0, 1:], atol=0, rtol=0)  # the other video
+    valid = clip_mask.bool()
+    torch.testing.assert_close(banded[:, 1:][valid].float(), dense[:, 1:][valid].float(), atol=0.1, rtol=0.05)
+
+
+def test_sora_relates_the_features_lrca_aligns_and_an_lrca_step_changes_r2(small_config, random_batch):
+    from masra.model.sora import second_order_relation
+
+    model, criterion = build(small_config, "sora,lrca")
+    batch = with_priors(random_batch([9, 7], [4, 3]), [1.0, 1.0])
+    calls = sora_calls(model)
+
+    def relation():
+        model.eval()
+        calls.clear()
+        with torch.no_grad():
+            out = model(batch)
+        (src, mask, _, feats, _), _ = calls[0]
+        torch.testing.assert_close(feats, out["lrca_video_proj"])  # the same P·h that LRCA aligns
+        return second_order_relation(feats, mask[:, 1:], model.sora.band)
+
+    before = relation()
+    model.train()
+    optimizer = torch.optim.SGD(model.lrca.parameters(), lr=0.5)  # only P moves: h stays what it was
+    criterion.loss_lrca(model(batch), batch, None)["loss_lrca"].backward()
+    optimizer.step()
+    assert (relation() - before).abs().max() > 1e-3
+
+
+def test_diagnostics_and_chance_levels_are_reported_in_training(small_config, random_batch):
+    model, criterion = build(small_config, "all")
+    model.sora.beta.data = torch.tensor([0.5, 1.0, 1.5, 2.0])
+    batch = with_priors(random_batch([7, 5], [4, 2]), [1.0, 1.0])
+    terms = criterion(model.train()(batch), batch)
+    assert [terms[f"diag_sora_beta_h{h}"].item() for h in range(4)] == [0.5, 1.0, 1.5, 2.0]
+    assert terms["diag_sge_gate"].item() == pytest.approx(torch.sigmoid(torch.tensor(-2.0)).item(), abs=1e-6)
+    assert terms["diag_esta_temperature"].item() == pytest.approx(0.07)
+    assert terms["diag_lrca_temperature"].item() == pytest.approx(0.1)
+    assert 0 < terms["diag_sora_attention_moved"].item() < 1
+    layers = [terms[f"diag_dai_codebook_mass_l{i}"].item() for i in range(len(model.t2v_encoder.layers))]
+    assert all(0 < mass < 0.5 for mass in layers)  # starts near 1/(N+1)
+    assert 0 <= terms["diag_dai_context_codebook_cos"].item() <= 1
+    for loss in ("loss_dai_relevance", "esta_nce", "esta_clip_event", "loss_lrca", "loss_sge_caption"):
+        assert terms[f"{loss}_chance"].item() > 0, loss
+    assert "loss" in terms and not any(k.startswith(("diag_", "loss_lrca_chance")) for k in criterion.weight_dict)
+    with torch.no_grad():
+        assert "diagnostics" not in model.eval()(batch)
+
+
+def test_dai_diversity_is_computed_on_the_codebook_not_on_its_context_shift(small_config, random_batch):
+    from masra.model.dai import codebook_diversity_loss
+
+    model, criterion = build(small_config, "dai", dai_diversity=1.0)
+    book = model.dai_codebook
+    torch.nn.init.normal_(book.context_attn.out_proj.weight, std=5.0)  # a large context shift
+    batch = random_batch([7, 5], [4, 2])
+    terms = criterion(model.train()(batch), batch)
+    torch.testing.assert_close(terms["loss_dai_diversity"], codebook_diversity_loss(book.codebook))
+    model.zero_grad()
+    terms["loss_dai_diversity"].backward()
+    assert book.codebook.grad.abs().sum() > 0
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in book.context_attn.parameters())

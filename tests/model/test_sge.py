@@ -52,7 +52,7 @@ def test_caption_loss_counts_only_captioned_valid_clips_of_samples_with_priors()
     caption_mask = torch.tensor([[1.0, 1, 0, 1], [1, 1, 1, 1], [1, 1, 1, 1]])
     video_mask = torch.tensor([[1.0, 1, 1, 0], [1, 1, 1, 1], [1, 1, 1, 1]])
     has_priors = torch.tensor([1.0, 0.0, 1.0])
-    loss = sge_caption_loss(semantics, captions, caption_mask, video_mask, has_priors)
+    loss = sge_caption_loss(semantics, captions, caption_mask, video_mask, has_priors)[0]
     keep = (caption_mask * video_mask * has_priors[:, None]).bool()
     expected = (1 - F.cosine_similarity(semantics[keep], captions[keep], dim=-1)).mean()
     torch.testing.assert_close(loss, expected)
@@ -64,9 +64,9 @@ def test_caption_loss_counts_only_captioned_valid_clips_of_samples_with_priors()
 def test_caption_loss_is_zero_when_no_clip_has_a_prior() -> None:
     semantics = torch.randn(2, 3, DS, requires_grad=True)
     mask = torch.ones(2, 3)
-    none = sge_caption_loss(semantics, None, None, mask, None)
+    none = sge_caption_loss(semantics, None, None, mask, None)[0]
     assert none.item() == 0.0
-    empty = sge_caption_loss(semantics, torch.randn(2, 3, DS), mask, mask, torch.zeros(2))
+    empty = sge_caption_loss(semantics, torch.randn(2, 3, DS), mask, mask, torch.zeros(2))[0]
     assert empty.item() == 0.0
 
 
@@ -76,7 +76,7 @@ def test_gradient_from_caption_loss_reaches_the_head_and_the_memory() -> None:
     mask = torch.ones(2, 5)
     enhanced, semantics = sge(memory, mask)
     captions = F.normalize(torch.randn(2, 5, DS), dim=-1)
-    (sge_caption_loss(semantics, captions, mask, mask, None) + enhanced.sum()).backward()
+    (sge_caption_loss(semantics, captions, mask, mask, None)[0] + enhanced.sum()).backward()
     assert memory.grad.abs().sum() > 0
     for name, p in sge.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
@@ -91,7 +91,7 @@ def test_training_the_head_aligns_it_with_the_captions() -> None:
     first = None
     for _ in range(60):
         optimizer.zero_grad()
-        loss = sge_caption_loss(sge(memory, mask)[1], captions, mask, mask, None)
+        loss = sge_caption_loss(sge(memory, mask)[1], captions, mask, mask, None)[0]
         first = loss.item() if first is None else first
         loss.backward()
         optimizer.step()

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 
+import math
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from masra.errors import MasraError
-from masra.model.sora import DENSE_MAX_BAND_MULTIPLE, SORALayer, dense_second_order, second_order_relation
+from masra.model.sora import (
+    DENSE_MAX_BAND_MULTIPLE,
+    GLOBAL_TOKENS,
+    SORALayer,
+    dense_second_order,
+    second_order_relation,
+)
 
 D, HEADS = 16, 4
 
@@ -22,6 +31,47 @@ def dense_to_band(full: torch.Tensor, band: int) -> torch.Tensor:
             if 0 <= j < length:
                 out[:, i, o] = full[:, i, j]
     return out
+
+
+def reference_second_order(h: torch.Tensor, mask: torch.Tensor, band: int) -> torch.Tensor:
+    """docs/method.md, one pair at a time: for valid i, j with |i - j| <= w, over the valid clips k of the
+    overlap K_ij = {|i - k| <= w and |j - k| <= w}: R2_ij = cos([cos(h_i, h_k)]_k, [cos(h_j, h_k)]_k)."""
+    batch, length, _ = h.shape
+    out = torch.zeros(batch, length, length, dtype=torch.float64)
+    h = h.double()
+    for b in range(batch):
+        valid = [bool(v) for v in mask[b]]
+        for i in range(length):
+            for j in range(length):
+                if not (valid[i] and valid[j] and abs(i - j) <= band):
+                    continue
+                ks = [k for k in range(length) if valid[k] and abs(i - k) <= band and abs(j - k) <= band]
+                row_i = torch.stack([F.cosine_similarity(h[b, i], h[b, k], dim=0) for k in ks])
+                row_j = torch.stack([F.cosine_similarity(h[b, j], h[b, k], dim=0) for k in ks])
+                out[b, i, j] = row_i @ row_j / (row_i.norm() * row_j.norm())
+    return out.float()
+
+
+def reference_attention(layer: SORALayer, src, mask, pos, relation: torch.Tensor) -> torch.Tensor:
+    """docs/method.md's attention, one row at a time: clip i attends to the valid global tokens and the valid
+    clips j with |i - j| <= w, softmax_j(q_i·k_j/√dh + β_h·R2_ij); global rows attend to every valid token."""
+    g, w, heads = GLOBAL_TOKENS, layer.band, layer.nheads
+    dh = src.shape[-1] // heads
+    qk_in = src + pos
+    q = layer.q_proj(qk_in).view(*src.shape[:2], heads, dh)
+    k = layer.k_proj(qk_in).view(*src.shape[:2], heads, dh)
+    v = layer.v_proj(src).view(*src.shape[:2], heads, dh)
+    out = torch.zeros(src.shape[0], src.shape[1], heads, dh)
+    for b in range(src.shape[0]):
+        for t in range(src.shape[1]):
+            keys = [u for u in range(src.shape[1]) if mask[b, u] and (t < g or u < g or abs(t - u) <= w)]
+            for hd in range(heads):
+                logits = torch.stack([q[b, t, hd] @ k[b, u, hd] / math.sqrt(dh) for u in keys])
+                if t >= g:
+                    bias = [relation[b, t - g, u - g] if u >= g else torch.tensor(0.0) for u in keys]
+                    logits = logits + layer.beta[hd] * torch.stack(bias)
+                out[b, t, hd] = logits.softmax(0) @ v[b, keys, hd]
+    return layer.out_proj(out.reshape(*src.shape[:2], -1))
 
 
 def make_inputs(batch: int = 2, length: int = 12, pad_from: int = 9, seed: int = 0):
@@ -40,31 +90,75 @@ def make_layer(band: int = 2, beta: float = 1.5) -> SORALayer:
 
 
 @pytest.mark.parametrize("band", [1, 2, 5, 20])
-def test_banded_second_order_equals_dense_reference(band: int) -> None:
+def test_both_second_order_paths_equal_the_reference_from_the_definition(band: int) -> None:
     src, _, mask = make_inputs()
     h, m = src[:, 1:], mask[:, 1:]
+    want = reference_second_order(h, m, band)
+    torch.testing.assert_close(dense_second_order(h, m, band), want, atol=1e-5, rtol=1e-5)
     banded = second_order_relation(h, m, band)
     assert banded.shape == (2, 12, 2 * band + 1)
-    torch.testing.assert_close(banded, dense_to_band(dense_second_order(h, m, band), band), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(banded, dense_to_band(want, band), atol=1e-5, rtol=1e-5)
 
 
-def test_second_order_relation_is_one_on_the_diagonal_and_bounded() -> None:
-    src, _, mask = make_inputs()
-    rel = second_order_relation(src[:, 1:], mask[:, 1:], 3)
-    valid = mask[:, 1:].bool()
-    torch.testing.assert_close(rel[:, :, 3][valid], torch.ones(int(valid.sum())))
-    assert rel.abs().max() <= 1.0 + 1e-5
-    assert (rel[1, 9:] == 0).all()  # padded rows
+def test_identical_clips_relate_fully_at_every_offset_and_a_change_of_content_lowers_r2() -> None:
+    band, length = 4, 20
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2, D, generator=gen)
+    h = a.expand(1, length, D).clone()
+    mask = torch.ones(1, length)
+    rel = second_order_relation(h, mask, band)
+    inside = dense_to_band(torch.ones(1, length, length), band).bool()  # pairs inside the sequence
+    torch.testing.assert_close(rel[inside], torch.ones(int(inside.sum())))  # no decay with distance
+    h[0, 10:] = b  # a cut at clip 10
+    rel = second_order_relation(h, mask, band)
+    across = rel[0, 8, band + 3]  # clips 8 and 11: either side of the cut
+    assert across < rel[0, 8, band - 3] - 0.2 and across < rel[0, 11, band + 3] - 0.2  # same side: higher
+    torch.testing.assert_close(rel[0, 2, band + 4], torch.tensor(1.0))  # far from the cut: still 1
+
+
+def test_relation_features_replace_the_clips_in_the_relation() -> None:
+    layer = make_layer(band=2, beta=2.0)
+    src, pos, mask = make_inputs()
+    feats = torch.randn(2, 12, 5)
+    with_feats = layer(src, mask, pos, relation_feats=feats)
+    torch.testing.assert_close(layer(src, mask, pos, relation_feats=src[:, 1:]), layer(src, mask, pos))
+    assert not torch.allclose(with_feats, layer(src, mask, pos))
 
 
 @pytest.mark.parametrize("band", [1, 3])
-def test_banded_attention_equals_dense_reference(band: int) -> None:
+def test_both_attention_paths_equal_the_reference_from_the_definition(band: int) -> None:
     layer = make_layer(band)
     src, pos, mask = make_inputs()
-    banded = layer.banded_attention(src, mask, pos)
-    dense = layer.dense_attention(src, mask, pos)
+    want = reference_attention(layer, src, mask, pos, reference_second_order(src[:, 1:], mask[:, 1:], band))
     valid = mask.bool()
-    torch.testing.assert_close(banded[valid], dense[valid], atol=1e-5, rtol=1e-4)
+    for path in (layer.banded_attention, layer.dense_attention):
+        torch.testing.assert_close(path(src, mask, pos)[valid], want[valid], atol=1e-5, rtol=1e-4)
+
+
+def test_attention_moved_by_the_bias_is_recorded_and_zero_without_bias() -> None:
+    layer = make_layer(band=2, beta=0.0)
+    src, pos, mask = make_inputs(length=20, pad_from=17)
+    for path in (layer.banded_attention, layer.dense_attention):
+        stats: dict[str, torch.Tensor] = {}
+        path(src, mask, pos, None, stats)
+        assert stats["sora_attention_moved"].item() == pytest.approx(0.0, abs=1e-6)
+    with torch.no_grad():
+        layer.beta.fill_(4.0)
+    moved = []
+    for path in (layer.banded_attention, layer.dense_attention):
+        stats = {}
+        path(src, mask, pos, None, stats)
+        moved.append(stats["sora_attention_moved"].item())
+    assert 0.01 < moved[0] < 1.0 and moved[0] == pytest.approx(moved[1], rel=1e-4)
+
+
+def test_layer_matrices_are_xavier_initialised_and_beta_can_be_fixed() -> None:
+    torch.manual_seed(0)
+    layer = SORALayer(256, 8, 512, band=4)
+    bound = math.sqrt(6 / (256 + 256))  # Xavier-uniform; PyTorch's default would stay below 1/sqrt(256)
+    assert 1 / math.sqrt(256) < layer.q_proj.weight.abs().max() <= bound
+    fixed = SORALayer(D, HEADS, 32, band=2, beta_init=0.0, learnable_beta=False)
+    assert "beta" not in dict(fixed.named_parameters()) and fixed.beta.abs().sum() == 0
 
 
 def test_output_shape_and_padding_does_not_change_valid_outputs() -> None:

@@ -1,5 +1,5 @@
-"""``masra ablate``: the MASRA ablation (baseline, each part alone, all parts) over seeds, on the demo data (either
-regime) or on any training config, with learning curves."""
+"""``masra ablate``: the MASRA ablation (baseline, each part alone, all parts, controls) over seeds, on the demo
+data (either regime) or on any training config, with learning curves."""
 
 from __future__ import annotations
 
@@ -14,14 +14,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from masra.demo.regimes import DEFAULT_REGIME, REGIMES
     from masra.demo.training import DEFAULT_EPOCHS
 
-    names = ", ".join(name for name, _ in VARIANTS)
+    names = ", ".join(variant.name for variant in VARIANTS)
     parser = subparsers.add_parser(
         "ablate",
         help="ablation table and learning curves on the demo data or any training config (resumable)",
         description="Trains every variant for every seed, on the synthetic demo dataset (--data) or with a "
         "training config's data and settings (--config), and writes DIR/ablation.json and DIR/ablation.md "
-        "(mean ± std over seeds) and the learning curves DIR/curves.{md,json,png} (val metrics per epoch). "
-        f"Finished runs are skipped, so an interrupted ablation continues where it stopped. Variants: {names}.",
+        "(mean ± std over seeds of the metrics and of the parts' training diagnostics) and the learning curves "
+        "DIR/curves.{md,json,png} (val metrics per epoch). Finished runs are skipped, so an interrupted "
+        f"ablation continues where it stopped. Variants: {names} (sora_beta0: SORA with β fixed at 0; "
+        "dai_norel: DAI without its relevance loss).",
     )
     parser.add_argument("--out", required=True, help="output folder (dataset cache, runs, tables)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")

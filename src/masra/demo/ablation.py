@@ -1,11 +1,13 @@
-"""``masra ablate``: baseline, each MASRA part alone, and all parts, over several seeds, on the demo data
+"""``masra ablate``: baseline, each MASRA part alone, all parts and two controls, over seeds, on the demo data
 (either regime) or on any training config (a user's own data).
 
 Every (variant, seed) run writes ``DIR/runs/{variant}/seed{seed}/result.json`` when it finishes; a rerun skips
 those, so an interrupted ablation resumes where it stopped. The table is rebuilt from the result files:
-``DIR/ablation.json`` (every run + mean/std) and ``DIR/ablation.md`` (mean ± std of the key metrics), and the
-learning curves from the runs' per-epoch evaluations: ``DIR/curves.{md,json,png}`` (``masra.demo.curves``).
-Runs evaluate every epoch (``train.eval_every=1``, overridable) so the curves have a point per epoch.
+``DIR/ablation.json`` (every run + mean/std) and ``DIR/ablation.md`` (mean ± std of the key metrics, and of
+the parts' training diagnostics at the best epoch: gates, β, attention shares, temperatures, auxiliary
+losses next to their chance levels; docs/method.md), and the learning curves from the runs' per-epoch
+evaluations: ``DIR/curves.{md,json,png}`` (``masra.demo.curves``). Runs evaluate every epoch
+(``train.eval_every=1``, overridable) so the curves have a point per epoch.
 """
 
 from __future__ import annotations
@@ -15,22 +17,38 @@ import json
 import logging
 import statistics
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from masra.config import MASRA_PARTS, Config, apply_overrides, config_to_dict, load_config, set_masra_parts, validate_config
 from masra.data.jsonl import write_json
 from masra.demo.curves import write_curves
+from masra.demo.diagnostics import read_diagnostics
 from masra.demo.regimes import DEFAULT_REGIME, regime_spec
 from masra.demo.synthetic import build_synthetic_dataset
 from masra.demo.training import DEFAULT_EPOCHS, KEY_METRICS, Trainer, VariantResult, demo_config, train_many, train_variant
 from masra.errors import MasraError
 
-# (variant name, enabled parts): the rows of the table, in order.
-VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("baseline", ()),
-    *((name, (name,)) for name in MASRA_PARTS),
-    ("all", MASRA_PARTS),
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the table: the enabled parts and the config overrides that make it what it is."""
+
+    name: str
+    parts: tuple[str, ...]
+    overrides: tuple[str, ...] = ()
+
+
+# The rows of the table, in order. The two controls separate a part's mechanism from what comes with it:
+# SORA also adds an encoder layer (sora_beta0: the layer with β fixed at 0, no relational bias), and DAI's
+# gain mixes the codebook with the extra supervision of its relevance BCE (dai_norel: that loss's weight 0).
+VARIANTS: tuple[Variant, ...] = (
+    Variant("baseline", ()),
+    *(Variant(name, (name,)) for name in MASRA_PARTS),
+    Variant("all", MASRA_PARTS),
+    Variant("sora_beta0", ("sora",), ("model.sora.beta_init=0", "model.sora.learnable_beta=false")),
+    Variant("dai_norel", ("dai",), ("loss.dai_relevance=0",)),
 )
 RESULT_FILE = "result.json"
 # Applied before the user's overrides: an evaluation per epoch, so the learning curves have every point.
@@ -77,6 +95,8 @@ def load_finished(
     if result.get("epochs") != epochs:
         log.info("%s was trained for %s epochs, not %d: rerunning", path, result.get("epochs"), epochs)
         return None
+    if "diagnostics" not in result:  # written before results recorded them: read them from the run's log
+        result["diagnostics"] = read_diagnostics(path.parent, result.get("best_epoch"))
     return result
 
 
@@ -144,7 +164,7 @@ def run_ablation(
     interrupted ablation resumes each run from its last checkpoint).
     """
     out = Path(out)
-    known = dict(VARIANTS)
+    known = {variant.name: variant for variant in VARIANTS}
     chosen = variants or list(known)
     unknown = [v for v in chosen if v not in known]
     if unknown:
@@ -168,7 +188,8 @@ def run_ablation(
     pending: list[tuple[str, int, Config]] = []
     for variant in chosen:
         for seed in seeds:
-            cfg = make(list(known[variant]), seed, run_path(out, variant, seed), overrides)
+            cfg = make(list(known[variant].parts), seed, run_path(out, variant, seed),
+                       [*known[variant].overrides, *overrides])
             split = cfg.data.eval_split_name
             fingerprint = run_fingerprint(cfg, data_key)
             finished = load_finished(out, variant, seed, epochs, fingerprint)
@@ -182,12 +203,14 @@ def run_ablation(
     for (variant, seed, cfg), trained in zip(pending, train_many(jobs, trainer, workers)):
         record = {
             "variant": variant,
-            "parts": list(known[variant]),
+            "parts": list(known[variant].parts),
+            "overrides": list(known[variant].overrides),
             "seed": seed,
             "epochs": epochs,
             "best_epoch": trained.best_epoch,
             "wall_s": round(trained.wall_s, 1),
             "brief": trained.brief,
+            "diagnostics": trained.diagnostics,
             "fingerprint": run_fingerprint(cfg, data_key),
         }
         write_json(run_path(out, variant, seed) / RESULT_FILE, record)
@@ -202,28 +225,30 @@ def run_ablation(
     return table
 
 
+def _mean_std(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
 def aggregate(
     results: dict[str, dict[int, dict[str, Any]]], *, seeds: list[int], epochs: int, data_seed: int,
     source: str = "planted demo data",
 ) -> dict[str, Any]:
-    """Mean and sample standard deviation (0 for one seed) of every key metric per variant."""
+    """Mean and sample standard deviation (0 for one seed) of every key metric per variant, and of every
+    diagnostic that all its runs recorded."""
     rows = []
     for variant, by_seed in results.items():
         runs = [by_seed[s] for s in seeds]
-        stats = {}
-        for key in KEY_METRICS:
-            values = [float(r["brief"][key]) for r in runs]
-            stats[key] = {
-                "mean": statistics.fmean(values),
-                "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            }
-        rows.append({"variant": variant, "parts": runs[0]["parts"], "metrics": stats, "runs": runs})
+        stats = {key: _mean_std([float(r["brief"][key]) for r in runs]) for key in KEY_METRICS}
+        names = sorted(set.intersection(*(set(r.get("diagnostics", {})) for r in runs)))
+        diagnostics = {name: _mean_std([float(r["diagnostics"][name]) for r in runs]) for name in names}
+        rows.append({"variant": variant, "parts": runs[0]["parts"], "metrics": stats, "diagnostics": diagnostics,
+                     "runs": runs})
     return {"metrics": list(KEY_METRICS), "source": source, "seeds": seeds, "epochs": epochs, "data_seed": data_seed,
             "variants": rows}
 
 
 def markdown_table(table: dict[str, Any]) -> str:
-    """The ablation as a markdown table: one row per variant, ``mean ± std`` over the seeds."""
+    """The ablation as markdown: one row per variant, ``mean ± std`` over the seeds; then the diagnostics."""
     seeds = ", ".join(str(s) for s in table["seeds"])
     header = "| variant | " + " | ".join(table["metrics"]) + " |"
     source = table.get("source", f"planted demo data (data seed {table['data_seed']})")
@@ -237,4 +262,17 @@ def markdown_table(table: dict[str, Any]) -> str:
     for row in table["variants"]:
         cells = [f"{row['metrics'][k]['mean']:.2f} ± {row['metrics'][k]['std']:.2f}" for k in table["metrics"]]
         lines.append(f"| {row['variant']} | " + " | ".join(cells) + " |")
+    diagnosed = [row for row in table["variants"] if row.get("diagnostics")]
+    if diagnosed:
+        lines += [
+            "",
+            "Training diagnostics at the best epoch (epoch means; `diag_*` per part, `*_chance` = the loss of an",
+            "uninformative prediction; docs/method.md):",
+            "",
+            "| variant | diagnostic | mean ± std |",
+            "|---|---|---:|",
+        ]
+        for row in diagnosed:
+            for name, value in row["diagnostics"].items():
+                lines.append(f"| {row['variant']} | {name} | {value['mean']:.4f} ± {value['std']:.4f} |")
     return "\n".join(lines) + "\n"

@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,7 @@ class VariantResult:
     metrics: dict[str, Any]  # the evaluator's full output (official layout) at the best epoch
     predictions: Path  # submission JSONL of the best epoch
     wall_s: float
+    diagnostics: dict[str, float] = field(default_factory=dict)  # the parts' training diagnostics, best epoch
 
     @property
     def brief(self) -> dict[str, float]:
@@ -92,6 +93,7 @@ def train_variant(
     """Train ``cfg`` into ``cfg.train.output_dir``: from scratch (previous run artifacts replaced), or with
     ``resume`` continuing the run left there by an interrupted invocation. ``report(name, epoch_report)``
     is called after every epoch."""
+    from masra.demo.diagnostics import read_diagnostics
     from masra.train.trainer import train
 
     started = time.time()
@@ -111,6 +113,7 @@ def train_variant(
         metrics=result.best_metrics,
         predictions=predictions,
         wall_s=wall,
+        diagnostics=read_diagnostics(result.run_dir, result.best_epoch),
     )
 
 

@@ -22,7 +22,6 @@ def build_criterion(loss_cfg: LossConfig, dec_layers: int, model_cfg: ModelConfi
         "dai": {
             "loss_dai_relevance": loss_cfg.dai_relevance,
             "loss_dai_diversity": loss_cfg.dai_diversity,
-            "loss_dai_decoupling": loss_cfg.dai_decoupling,
         },
         "sge": {"loss_sge_caption": loss_cfg.sge_caption},
         "esta": {"loss_esta": loss_cfg.esta},

@@ -6,6 +6,8 @@
 
 MASRA losses (``dai``, ``sge``, ``esta``, ``lrca``; docs/method.md) read the part outputs of the model and the
 batch priors; samples without priors are masked inside each loss, and a batch without priors gives zeros.
+Each auxiliary loss comes with its chance level (``<term>_chance``, unweighted), and the model's per-step
+``diagnostics`` are passed through as ``diag_<name>``, so the training loop logs them per epoch.
 
 Auxiliary losses (the MASRA parts', ``AUXILIARY_PREFIXES``) can be ramped in and normalised by their chance
 level (``LossConfig.aux_ramp_*``, ``aux_chance_norm``; docs/method.md): the training loop tells the
@@ -27,7 +29,7 @@ from torch import nn
 
 from masra.data.batch import GroundingBatch
 from masra.errors import MasraError
-from masra.model.dai import codebook_decoupling_loss, codebook_diversity_loss, dai_relevance_loss
+from masra.model.dai import codebook_diversity_loss, dai_relevance_loss
 from masra.model.esta import esta_loss
 from masra.model.lrca import lrca_loss
 from masra.model.matcher import HungarianMatcher, pad_targets
@@ -188,34 +190,40 @@ class SetCriterion(nn.Module):
 
     # ----- MASRA ---------------------------------------------------------------------------------------
     def loss_dai(self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None) -> dict[str, torch.Tensor]:
-        """DAI: BCE of the per-clip relevance against the GT-relevant clips, codebook diversity, decoupling."""
-        codebook = outputs["dai_codebook"]
+        """DAI: BCE of the per-clip relevance against the GT-relevant clips, diversity of the codebook C."""
+        relevance, chance = dai_relevance_loss(outputs["dai_relevance"], batch.relevant_mask, outputs["video_mask"])
         return {
-            "loss_dai_relevance": dai_relevance_loss(outputs["dai_relevance"], batch.relevant_mask, outputs["video_mask"]),
-            "loss_dai_diversity": codebook_diversity_loss(codebook),
-            "loss_dai_decoupling": codebook_decoupling_loss(codebook, outputs["dai_query_mean"]),
+            "loss_dai_relevance": relevance,
+            "loss_dai_relevance_chance": chance,
+            "loss_dai_diversity": codebook_diversity_loss(outputs["dai_codebook_entries"]),
         }
 
     def loss_sge(self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None) -> dict[str, torch.Tensor]:
         """SGE: 1 − cos(φ(h_i), c_i) over captioned clips of samples with priors."""
-        loss = sge_caption_loss(
+        loss, chance = sge_caption_loss(
             outputs["sge_semantics"], batch.caption_emb, batch.caption_mask, outputs["video_mask"], batch.has_priors
         )
-        return {"loss_sge_caption": loss}
+        return {"loss_sge_caption": loss, "loss_sge_caption_chance": chance}
 
     def loss_esta(self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None) -> dict[str, torch.Tensor]:
         """ESTA: event InfoNCE + clip-to-event term (``loss_esta``), with both parts for logging."""
         if "esta_clip_proj" not in outputs:  # evaluation without priors: nothing to align
             zero = outputs["saliency_scores"].new_zeros((), dtype=torch.float32)
             return {"loss_esta": zero, "esta_nce": zero, "esta_clip_event": zero}
-        terms = esta_loss(outputs, batch.event_emb, batch.event_mask, batch.has_priors, self.esta_clip_event_weight)
-        return {"loss_esta": terms["esta"], "esta_nce": terms["esta_nce"], "esta_clip_event": terms["esta_clip_event"]}
+        video_ids = _video_ids(batch, outputs["saliency_scores"].device)
+        terms = esta_loss(
+            outputs, batch.event_emb, batch.event_mask, batch.has_priors, self.esta_clip_event_weight, video_ids
+        )
+        # The chance level of the weighted sum, so the auxiliary normalisation can treat it like the others.
+        chance = terms["esta_nce_chance"] + self.esta_clip_event_weight * terms["esta_clip_event_chance"]
+        return {"loss_esta": terms["esta"], "loss_esta" + CHANCE_SUFFIX: chance,
+                **{k: v for k, v in terms.items() if k != "esta"}}
 
     def loss_lrca(self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None) -> dict[str, torch.Tensor]:
         """LRCA: banded KL between caption relations and model relations."""
         if "lrca_video_proj" not in outputs:
             return {"loss_lrca": outputs["saliency_scores"].new_zeros((), dtype=torch.float32)}
-        loss = lrca_loss(
+        loss, chance = lrca_loss(
             outputs["lrca_video_proj"],
             outputs["lrca_video_temperature"],
             batch.caption_emb,
@@ -225,7 +233,7 @@ class SetCriterion(nn.Module):
             band=self.lrca_band,
             text_temperature=self.lrca_text_temperature,
         )
-        return {"loss_lrca": loss}
+        return {"loss_lrca": loss, "loss_lrca_chance": chance}
 
     # ----- plumbing -------------------------------------------------------------------------------------
     def get_loss(
@@ -289,7 +297,16 @@ class SetCriterion(nn.Module):
         terms["loss"] = total if total is not None else outputs["saliency_scores"].float().sum() * 0
         if any(is_auxiliary(key) for key in terms):
             terms["aux_ramp"] = terms["loss"].new_tensor(self.aux_ramp(self.progress))
+        terms.update({f"diag_{name}": value for name, value in outputs.get("diagnostics", {}).items()})
         return terms
+
+
+def _video_ids(batch: GroundingBatch, device: torch.device) -> torch.Tensor:
+    """[B] long: samples of the same video share an id (their prior events are the same events); a sample
+    without a vid is its own video."""
+    first_seen: dict[tuple[str, Any], int] = {}
+    keys = [("vid", m["vid"]) if m.get("vid") is not None else ("sample", i) for i, m in enumerate(batch.meta)]
+    return torch.tensor([first_seen.setdefault(key, len(first_seen)) for key in keys], device=device)
 
 
 def _span_targets(batch: GroundingBatch) -> list[torch.Tensor]:

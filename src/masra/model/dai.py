@@ -3,6 +3,7 @@
 Each clip attends over [query tokens ; codebook C_v]. The softmax covers both, but the output sums only
 the query-token values, so the mass a clip puts on the codebook is absorbed instead of being forced
 onto the query. a_i, the attention mass on the query tokens, is a per-clip relevance estimate.
+The codebook is made context-aware per entry: each entry attends to the video (``context="xattn"``).
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ CONTEXT_MODES = ("mlp", "xattn")
 class ContextCodebook(nn.Module):
     """A learned codebook C [K, d] made video-aware: C_v = C + f(clips).
 
-    ``context="mlp"``: f = MLP([masked mean ; masked max] of the clips), shared by all K entries.
-    ``context="xattn"``: f = one multi-head cross-attention from the entries to the clips.
+    ``context="xattn"`` (default): f = one multi-head cross-attention from the entries to the clips, so each
+    entry gets its own context.
+    ``context="mlp"``: f = MLP([masked mean ; masked max] of the clips), one shift shared by all K entries.
     The last layer of f starts at zero, so C_v = C at initialisation.
     """
 
-    def __init__(self, d_model: int, codebook_size: int = 32, context: str = "mlp", nheads: int = 8) -> None:
+    def __init__(self, d_model: int, codebook_size: int = 32, context: str = "xattn", nheads: int = 8) -> None:
         super().__init__()
         if context not in CONTEXT_MODES:
             raise MasraError(f"must be one of {', '.join(CONTEXT_MODES)}, got {context!r}", field="model.dai.context")
@@ -68,9 +70,13 @@ class DecoupledCrossAttention(nn.Module):
 
     A learnable per-head logit bias on the codebook columns starts at -log(K): the codebook then takes
     about 1/(N+1) of the mass at initialisation, so DAI starts close to plain cross-attention.
+    ``codebook_values``: the entries also carry values (v_proj of C_v), so the absorbed mass adds them to
+    the output instead of being discarded.
     """
 
-    def __init__(self, d_model: int, nheads: int, codebook_size: int, dropout: float = 0.0) -> None:
+    def __init__(
+        self, d_model: int, nheads: int, codebook_size: int, dropout: float = 0.0, codebook_values: bool = False
+    ) -> None:
         super().__init__()
         if d_model % nheads:
             raise MasraError(f"hidden_dim {d_model} is not divisible by nheads {nheads}", field="model.nheads")
@@ -82,6 +88,7 @@ class DecoupledCrossAttention(nn.Module):
         self.out_proj = nn.Linear(d_model, d_model)
         self.codebook_bias = nn.Parameter(torch.full((nheads,), -math.log(codebook_size)))
         self.attn_dropout = nn.Dropout(dropout)
+        self.codebook_values = codebook_values
 
     def forward(
         self,
@@ -98,7 +105,9 @@ class DecoupledCrossAttention(nn.Module):
         heads, dh = self.nheads, self.head_dim
         q = self.q_proj(query).view(batch, length, heads, dh)  # [B, L, H, dh]
         k = self.k_proj(torch.cat([key, codebook], dim=1)).view(batch, -1, heads, dh)  # [B, N+K, H, dh]
-        v = self.v_proj(value).view(batch, n_text, heads, dh)  # [B, N, H, dh]
+        if self.codebook_values:
+            value = torch.cat([value, codebook], dim=1)
+        v = self.v_proj(value).view(batch, value.shape[1], heads, dh)  # [B, N (+K), H, dh]
         scores = torch.einsum("blhe,bkhe->bhlk", q, k) / math.sqrt(dh)  # [B, H, L, N+K]
         text_scores = scores[..., :n_text]
         code_scores = scores[..., n_text:] + self.codebook_bias.view(1, heads, 1, 1).to(scores.dtype)
@@ -107,49 +116,50 @@ class DecoupledCrossAttention(nn.Module):
         attn = torch.cat([text_scores, code_scores], dim=-1).softmax(dim=-1)  # [B, H, L, N+K]
         text_attn = attn[..., :n_text]  # [B, H, L, N]
         relevance = text_attn.sum(-1).mean(1)  # [B, L]
-        out = torch.einsum("bhln,bnhe->blhe", self.attn_dropout(text_attn), v).reshape(batch, length, -1)
+        summed = attn if self.codebook_values else text_attn
+        out = torch.einsum("bhln,bnhe->blhe", self.attn_dropout(summed), v).reshape(batch, length, -1)
         return self.out_proj(out), relevance
-
-
-def masked_query_mean(query: torch.Tensor, query_mask: torch.Tensor) -> torch.Tensor:
-    """Mean of the valid query tokens: query [B, N, d], query_mask [B, N] -> [B, d]."""
-    mask = query_mask.unsqueeze(-1).to(query.dtype)
-    return (query * mask).sum(1) / mask.sum(1).clamp_min(1.0)
 
 
 def dai_relevance_loss(
     relevance: torch.Tensor, relevant_mask: torch.Tensor | None, video_mask: torch.Tensor
-) -> torch.Tensor:
-    """BCE(a_i, 1[clip i relevant]) averaged over valid clips (of all DDP ranks); relevance, relevant_mask,
-    video_mask [B, L].
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BCE(a_i, 1[clip i relevant]) averaged over the valid clips (of all DDP ranks) of the samples that have
+    both relevant and irrelevant clips; relevance, relevant_mask, video_mask [B, L]. Returns (loss, chance level).
 
-    Zero when the batch has no relevance labels or no valid clip.
+    A sample whose clips are all relevant (TVSum / YouTube Highlights, where nearly every clip has a
+    label > 0) would only teach a_i -> 1, i.e. switch the codebook off, so it is left out. The chance level
+    is the BCE of the constant prediction at the positive rate (the binary entropy of that rate), per process.
+    Both zero when no sample qualifies.
     """
     valid = video_mask.float()
-    clips = mean_over_ranks(valid.sum())
-    if relevant_mask is None:
-        return relevance.new_zeros((), dtype=torch.float32)
+    target = valid * (0.0 if relevant_mask is None else relevant_mask.float())
+    positives = target.sum(1)
+    mixed = ((positives > 0) & (positives < valid.sum(1))).float().unsqueeze(1)  # [B, 1]
+    weight = valid * mixed  # [B, L]
+    local = weight.sum()
+    count = mean_over_ranks(local)  # a collective: before any early return
+    zero = relevance.new_zeros((), dtype=torch.float32)
+    if local == 0:
+        return zero, zero
     prob = relevance.float().clamp(1e-6, 1.0 - 1e-6)
-    target = relevant_mask.float()
     bce = -(target * prob.log() + (1.0 - target) * (1.0 - prob).log())  # [B, L]
-    return (bce * valid).sum() / clips.clamp_min(1.0)
+    rate = ((target * weight).sum() / local).clamp(1e-6, 1.0 - 1e-6)
+    chance = -(rate * rate.log() + (1.0 - rate) * (1.0 - rate).log())
+    return (bce * weight).sum() / count, chance.detach()
 
 
 def codebook_diversity_loss(codebook: torch.Tensor) -> torch.Tensor:
-    """Mean |cos| between distinct entries of each sample's codebook: codebook [B, K, d] -> scalar."""
-    size = codebook.shape[1]
+    """Mean |cos| between distinct entries: codebook [K, d] (or [B, K, d], averaged over samples) -> scalar.
+
+    Applied to the learned codebook C, not to C_v: with a context shift shared by the entries, the loss on
+    C_v would push against the shift instead of spreading the entries.
+    """
+    entries = codebook if codebook.dim() == 3 else codebook.unsqueeze(0)  # [B, K, d]
+    size = entries.shape[1]
     if size < 2:
-        return codebook.new_zeros((), dtype=torch.float32)
-    unit = F.normalize(codebook.float(), dim=-1)
+        return entries.new_zeros((), dtype=torch.float32)
+    unit = F.normalize(entries.float(), dim=-1)
     cos = unit @ unit.transpose(1, 2)  # [B, K, K]
     off_diagonal = ~torch.eye(size, dtype=torch.bool, device=codebook.device)
     return cos.abs()[:, off_diagonal].mean()
-
-
-def codebook_decoupling_loss(codebook: torch.Tensor, query_mean: torch.Tensor) -> torch.Tensor:
-    """Mean max(0, cos(C_v,k, q̄)): codebook [B, K, d], query_mean [B, d] -> scalar.
-
-    q̄ is detached: this loss moves the codebook away from the query, never the query away from it.
-    """
-    cos = F.cosine_similarity(codebook.float(), query_mean.detach().float().unsqueeze(1), dim=-1)  # [B, K]
-    return cos.clamp_min(0.0).mean()

@@ -3,8 +3,10 @@
 Training only. For each prior event k with clip span [s_k, e_k], a learned query attention-pools the
 memory clips inside the span (z_k); a projection g: d -> Ds maps pooled events and single clips into the
 prior text space. Loss = symmetric InfoNCE between g(z_k) and the event embeddings e_k over all events of
-the batch, plus a clip-to-event term: every clip inside at least one event classifies its events among
-its video's events (multi-positive cross-entropy over cos(g(h_i), e_k)/τ).
+the batch (the copies of one event, when a video appears twice in a batch, are not each other's
+negatives), plus a clip-to-event term: every valid clip of a video with events classifies itself among its
+video's events and a learned "no event" slot: a clip inside events has those events as positives, a clip
+outside every event the "no event" slot (so it is pushed away from the events).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class EventSemanticAlignment(nn.Module):
         self.projection = nn.Sequential(
             nn.Linear(d_model, d_model), nn.ReLU(inplace=True), nn.Linear(d_model, semantic_dim)
         )  # g
+        self.null_logit = nn.Parameter(torch.zeros(()))  # logit of the "no event" slot of the clip-to-event term
         log_temperature = torch.tensor(math.log(temperature))
         if learnable_temperature:
             self.log_temperature = nn.Parameter(log_temperature)
@@ -43,7 +46,8 @@ class EventSemanticAlignment(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """memory [B, L, d], video_mask [B, L], event_spans [B, M, 2] inclusive clip indices or None ->
         ``esta_event_proj`` [B, M, Ds], ``esta_event_in_video`` [B, M] (span has a valid clip),
-        ``esta_clip_proj`` [B, L, Ds], ``esta_span_mask`` [B, M, L], ``esta_temperature`` [] (M = 0 without events).
+        ``esta_clip_proj`` [B, L, Ds], ``esta_span_mask`` [B, M, L], ``esta_clip_mask`` [B, L], ``esta_temperature``
+        [] and ``esta_null_logit`` [] (M = 0 without events).
         """
         batch, length, _ = memory.shape
         if event_spans is None:
@@ -60,7 +64,9 @@ class EventSemanticAlignment(nn.Module):
             "esta_event_in_video": span_mask.any(-1).to(memory.dtype),
             "esta_clip_proj": self.projection(memory),
             "esta_span_mask": span_mask,
+            "esta_clip_mask": video_mask.bool(),
             "esta_temperature": self.temperature(),
+            "esta_null_logit": self.null_logit.clone(),  # not the leaf itself: DDP with find_unused_parameters would mark it ready twice
         }
 
 
@@ -70,16 +76,21 @@ def esta_loss(
     event_mask: torch.Tensor | None,
     has_priors: torch.Tensor | None,
     clip_event_weight: float = 1.0,
+    video_ids: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The two ESTA terms from the outputs of :class:`EventSemanticAlignment` and the batch priors.
 
-    event_emb [B, M, Ds], event_mask [B, M], has_priors [B]. Returns ``esta_nce``, ``esta_clip_event`` and
-    ``esta`` = nce + clip_event_weight * clip_event; all exactly zero (never NaN) without valid events.
+    event_emb [B, M, Ds], event_mask [B, M], has_priors [B], video_ids [B] (equal for samples of the same
+    video; None = all different). Returns ``esta_nce``, ``esta_clip_event``, ``esta`` = nce +
+    clip_event_weight * clip_event, all exactly zero (never NaN) without valid events, and their chance
+    levels ``esta_nce_chance`` (log of the number of candidates) and ``esta_clip_event_chance`` (the loss
+    of uniform logits).
     """
     event_proj = outputs["esta_event_proj"]  # [B, M, Ds]
     clip_proj = outputs["esta_clip_proj"]  # [B, L, Ds]
     span_mask = outputs["esta_span_mask"]  # [B, M, L]
     tau = outputs["esta_temperature"]
+    null_logit = outputs["esta_null_logit"]
     valid = outputs["esta_event_in_video"].bool()  # [B, M]
     if event_mask is None or event_emb is None:
         valid = torch.zeros_like(valid)
@@ -87,29 +98,45 @@ def esta_loss(
         valid = valid & event_mask.bool()
     if has_priors is not None:
         valid = valid & has_priors.bool().unsqueeze(1)
-    positive = (span_mask & valid.unsqueeze(-1)).transpose(1, 2)  # [B, L, M]
-    in_event = positive.any(-1)  # [B, L]
+    inside = (span_mask & valid.unsqueeze(-1)).transpose(1, 2)  # [B, L, M]
+    in_event = inside.any(-1)  # [B, L]
+    counted = valid.any(1, keepdim=True) & outputs["esta_clip_mask"]  # [B, L]: valid clips of videos with events
     # Normalisers over all DDP ranks, computed on every rank before any early return (collectives).
-    n_events, n_clips = mean_over_ranks(valid.sum()), mean_over_ranks(in_event.sum())
+    event_count, clip_count = mean_over_ranks(valid.sum()), mean_over_ranks(counted.sum())
     if not valid.any():
         zero = event_proj.new_zeros((), dtype=torch.float32)
-        return {"esta_nce": zero, "esta_clip_event": zero, "esta": zero}
+        return {"esta_nce": zero, "esta_clip_event": zero, "esta": zero,
+                "esta_nce_chance": zero, "esta_clip_event_chance": zero}
 
+    batch, n_events = valid.shape
     pred = F.normalize(event_proj.float()[valid], dim=-1)  # [E, Ds]
     text = F.normalize(event_emb.float()[valid], dim=-1)  # [E, Ds]
     logits = pred @ text.t() / tau  # [E, E]
+    if video_ids is None:
+        video_ids = torch.arange(batch, device=valid.device)
+    event_ids = (video_ids.view(-1, 1) * n_events + torch.arange(n_events, device=valid.device))[valid]  # [E]
+    same_event = event_ids.view(-1, 1) == event_ids.view(1, -1)
+    copies = same_event & ~torch.eye(len(event_ids), dtype=torch.bool, device=valid.device)
+    logits = logits.masked_fill(copies, torch.finfo(logits.dtype).min)
     target = torch.arange(logits.shape[0], device=logits.device)
     # In-batch negatives: under DDP they are the events on this rank (docs/training.md).
     nce = 0.5 * (F.cross_entropy(logits, target, reduction="sum")
-                 + F.cross_entropy(logits.t(), target, reduction="sum")) / n_events
+                 + F.cross_entropy(logits.t(), target, reduction="sum")) / event_count
+    nce_chance = (~copies).sum(1).float().log().mean()
 
-    # Clip-to-event: logits over the video's own valid events; every containing event is a positive.
+    # Clip-to-event: logits over the video's valid events and the "no event" slot.
     clip_unit = F.normalize(clip_proj.float(), dim=-1)  # [B, L, Ds]
     event_unit = F.normalize(event_emb.float(), dim=-1)  # [B, M, Ds]
     clip_logits = clip_unit @ event_unit.transpose(1, 2) / tau  # [B, L, M]
     lowest = torch.finfo(clip_logits.dtype).min
     clip_logits = clip_logits.masked_fill(~valid.unsqueeze(1), lowest)
+    clip_logits = torch.cat([clip_logits, null_logit.float().expand(*clip_logits.shape[:2], 1)], dim=-1)  # [B, L, M+1]
+    positive = torch.cat([inside, ~in_event.unsqueeze(-1)], dim=-1)  # [B, L, M+1]
     log_all = clip_logits.logsumexp(-1)  # [B, L]
     log_pos = clip_logits.masked_fill(~positive, lowest).logsumexp(-1)  # [B, L]
-    clip_event = ((log_all - log_pos) * in_event).sum() / n_clips.clamp_min(1)
-    return {"esta_nce": nce, "esta_clip_event": clip_event, "esta": nce + clip_event_weight * clip_event}
+    clip_event = ((log_all - log_pos) * counted).sum() / clip_count.clamp_min(1)
+    candidates = valid.sum(1, keepdim=True).float() + 1.0  # [B, 1]
+    local_clips = counted.sum().clamp_min(1)
+    clip_chance = ((candidates.log() - positive.sum(-1).float().log()) * counted).sum() / local_clips
+    return {"esta_nce": nce, "esta_clip_event": clip_event, "esta": nce + clip_event_weight * clip_event,
+            "esta_nce_chance": nce_chance.detach(), "esta_clip_event_chance": clip_chance.detach()}

@@ -23,7 +23,7 @@ from torch import nn
 from masra.config import ModelConfig
 from masra.data.batch import GroundingBatch
 from masra.errors import MasraError
-from masra.model.dai import ContextCodebook, DecoupledCrossAttention, masked_query_mean
+from masra.model.dai import ContextCodebook, DecoupledCrossAttention, codebook_diversity_loss
 from masra.model.decoder import AnchorDecoder
 from masra.model.encoder import TemporalEncoder
 from masra.model.esta import EventSemanticAlignment
@@ -43,9 +43,12 @@ class GroundingModel(nn.Module):
     (center, width in [0, 1] of the padded length L), ``saliency_scores`` [B, L], ``saliency_scores_neg``
     [B, L] (training with negative pairs only), ``aux_outputs`` (one dict per earlier decoder layer),
     ``video_mask`` [B, L], ``memory`` [B, L, d] (clip memory after the temporal encoder) and
-    ``global_token`` [B, d]. Enabled MASRA parts add: ``dai_relevance`` [B, L], ``dai_codebook`` [B, K, d],
-    ``dai_query_mean`` [B, d]; ``sge_semantics`` [B, L, Ds]; ``esta_*`` and ``lrca_*`` (training, or any
-    batch with priors). ``semantic_dim`` (Ds, the prior text dimension) is needed by SGE and ESTA only.
+    ``global_token`` [B, d]. Enabled MASRA parts add: ``dai_relevance`` [B, L], ``dai_codebook`` [B, K, d]
+    (C_v), ``dai_codebook_entries`` [K, d] (C); ``sge_semantics`` [B, L, Ds]; ``lrca_video_proj`` [B, L, P]
+    (the relation features SORA uses) and ``lrca_video_temperature``; ``esta_*`` (training, or any batch with
+    priors). In training mode ``diagnostics`` holds one detached scalar per monitored quantity (gates, β,
+    attention shares, temperatures; docs/method.md). ``semantic_dim`` (Ds, the prior text dimension) is
+    needed by SGE and ESTA only.
     """
 
     def __init__(
@@ -66,7 +69,9 @@ class GroundingModel(nn.Module):
         self.video_proj = InputProjection(v_feat_dim, d, cfg.n_input_proj, cfg.input_dropout)
         self.text_proj = InputProjection(t_feat_dim, d, cfg.n_input_proj, cfg.input_dropout)
         if cfg.dai.enabled:
-            make_attention = partial(DecoupledCrossAttention, d, cfg.nheads, cfg.dai.codebook_size, cfg.dropout)
+            make_attention = partial(
+                DecoupledCrossAttention, d, cfg.nheads, cfg.dai.codebook_size, cfg.dropout, cfg.dai.codebook_values
+            )
         else:
             make_attention = partial(TextCrossAttention, d, cfg.nheads, cfg.dropout)
         self.t2v_encoder = T2VEncoder(
@@ -108,7 +113,8 @@ class GroundingModel(nn.Module):
         )
         self.sora = (
             SORALayer(
-                d, cfg.nheads, cfg.dim_feedforward, cfg.dropout, cfg.sora.band, cfg.sora.beta_init, cfg.activation
+                d, cfg.nheads, cfg.dim_feedforward, cfg.dropout, cfg.sora.band, cfg.sora.beta_init, cfg.activation,
+                learnable_beta=cfg.sora.learnable_beta,
             )
             if cfg.sora.enabled
             else None
@@ -152,33 +158,50 @@ class GroundingModel(nn.Module):
         video_mask: torch.Tensor,
         text: torch.Tensor,
         text_mask: torch.Tensor,
+        stats: dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Text-conditioned clips [B, L, d] and, with DAI, its outputs (relevance averaged over layers)."""
+        """Text-conditioned clips [B, L, d] and, with DAI, its outputs (relevance averaged over layers).
+
+        ``stats`` (a dict, or None) receives the codebook's share of the attention mass per T2V layer."""
         if self.dai_codebook is None:
             video, _ = self.t2v_encoder(video, video_pos, text, text_mask)
             return video, {}
         codebook = self.dai_codebook(video, video_mask)  # [B, K, d], from the clips before interaction
         video, relevances = self.t2v_encoder(video, video_pos, text, text_mask, codebook=codebook)
+        relevance = torch.stack(relevances)  # [layers, B, L]
+        if stats is not None:
+            with torch.no_grad():
+                valid = video_mask.float()
+                text_mass = (relevance.float() * valid).sum((1, 2)) / valid.sum().clamp_min(1.0)  # [layers]
+                stats.update({f"dai_codebook_mass_l{i}": 1.0 - m for i, m in enumerate(text_mass)})
+                stats["dai_context_codebook_cos"] = codebook_diversity_loss(codebook)  # mean |cos| of C_v
         return video, {
-            "dai_relevance": torch.stack(relevances).mean(0),  # [B, L]
+            "dai_relevance": relevance.mean(0),  # [B, L]
             "dai_codebook": codebook,
-            "dai_query_mean": masked_query_mean(text, text_mask),  # [B, d]
         }
 
     # ----- stage 3 -------------------------------------------------------------------------------------
     def encode_temporal(
-        self, video: torch.Tensor, video_pos: torch.Tensor, video_mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Self-attention over [g; clips] -> (clip memory [B, L, d], global token g' [B, d])."""
+        self,
+        video: torch.Tensor,
+        video_pos: torch.Tensor,
+        video_mask: torch.Tensor,
+        stats: dict[str, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """Self-attention over [g; clips] -> (clip memory [B, L, d], global token g' [B, d], LRCA outputs).
+
+        With LRCA, the relation features are P·h of the encoder's clips: LRCA aligns their cosines with the
+        caption relations, and SORA builds its first-order relation from the same cosines."""
         batch = video.shape[0]
         token = self.global_token.to(video.dtype).expand(batch, 1, -1)  # [B, 1, d]
         src = torch.cat([token, video], dim=1)  # [B, 1+L, d]
         pos = torch.cat([self.global_pos.expand(batch, 1, -1).to(video_pos.dtype), video_pos], dim=1)
         mask = torch.cat([video_mask.new_ones(batch, 1), video_mask], dim=1)  # [B, 1+L]
         memory = self.encoder(src, pos, mask)
+        relation = {"lrca_video_proj": self.lrca.projection(memory[:, 1:])} if self.lrca is not None else {}
         if self.sora is not None:
-            memory = run_layer(self.sora, memory, mask, pos)
-        return memory[:, 1:], memory[:, 0]
+            memory = run_layer(self.sora, memory, mask, pos, relation.get("lrca_video_proj"), stats)
+        return memory[:, 1:], memory[:, 0], relation
 
     def encode(
         self,
@@ -187,12 +210,16 @@ class GroundingModel(nn.Module):
         video_mask: torch.Tensor,
         text: torch.Tensor,
         text_mask: torch.Tensor,
+        stats: dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """Stages 2 + 3: projected clips and text -> (clip memory [B, L, d], global token [B, d], part outputs)."""
-        video, extras = self.interact(video, video_pos, video_mask, text, text_mask)
-        memory, global_token = self.encode_temporal(video, video_pos, video_mask)
+        """Stages 2 + 3: projected clips and text -> (clip memory [B, L, d], global token [B, d], part outputs).
+
+        ``stats`` (a dict, or None) receives the parts' diagnostics of this pass."""
+        video, extras = self.interact(video, video_pos, video_mask, text, text_mask, stats)
+        memory, global_token, relation = self.encode_temporal(video, video_pos, video_mask, stats)
+        extras.update(relation)
         if self.sge is not None:
-            memory, extras["sge_semantics"] = self.sge(memory, video_mask)
+            memory, extras["sge_semantics"] = self.sge(memory, video_mask, stats)
         return memory, global_token, extras
 
     # ----- stage 4 -------------------------------------------------------------------------------------
@@ -218,6 +245,8 @@ class GroundingModel(nn.Module):
         video, text = self.project_inputs(batch.video_feats, batch.query_feats)
         video_pos = video_position_encoding(video_mask, self.hidden_dim).to(video.dtype)  # [B, L, d]
 
+        # Diagnostics of this training step (with negative pairs: over the positive and the negative pairs).
+        stats: dict[str, torch.Tensor] | None = {} if self.training else None
         negative_pairs = self.training and self.use_negative_pairs
         if negative_pairs:
             # Negative pairs: every video with the next sample's query (the last gets the first), encoded in
@@ -229,12 +258,13 @@ class GroundingModel(nn.Module):
                 video_mask.repeat(2, 1),
                 torch.cat([text, text.roll(-1, dims=0)]),
                 torch.cat([text_mask, text_mask.roll(-1, dims=0)]),
+                stats,
             )  # [2B, ...]: positives first
             saliency = self.score_saliency(memory, global_token)  # [2B, L]
             memory, global_token = memory[:n], global_token[:n]
             extras = {key: value[:n] for key, value in extras.items()}
         else:
-            memory, global_token, extras = self.encode(video, video_pos, video_mask, text, text_mask)
+            memory, global_token, extras = self.encode(video, video_pos, video_mask, text, text_mask, stats)
             saliency = self.score_saliency(memory, global_token)  # [B, L]
         outputs = self.decode(memory, video_pos, video_mask)
         outputs.update(extras)
@@ -246,9 +276,23 @@ class GroundingModel(nn.Module):
         outputs["global_token"] = global_token
         # The training-only alignments run in training mode even without priors, so every parameter is
         # used in every step (DDP); at inference they run only when the batch brings priors.
-        if self.training or batch.has_priors is not None:
-            if self.esta is not None:
-                outputs.update(self.esta(memory, video_mask, batch.event_spans))
-            if self.lrca is not None:
-                outputs.update(self.lrca(memory))
+        if (self.training or batch.has_priors is not None) and self.esta is not None:
+            outputs.update(self.esta(memory, video_mask, batch.event_spans))
+        if self.dai_codebook is not None:
+            outputs["dai_codebook_entries"] = self.dai_codebook.codebook  # [K, d]
+        if self.lrca is not None:
+            outputs["lrca_video_temperature"] = self.lrca.video_temperature()
+        if stats is not None:
+            outputs["diagnostics"] = self._diagnostics(stats)
         return outputs
+
+    def _diagnostics(self, stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The pass's statistics plus the parts' scalar parameters, detached: name -> 0-d tensor."""
+        values = dict(stats)
+        if self.sora is not None:
+            values.update({f"sora_beta_h{h}": beta for h, beta in enumerate(self.sora.beta)})
+        if self.esta is not None:
+            values["esta_temperature"] = self.esta.temperature()
+        if self.lrca is not None:
+            values["lrca_temperature"] = self.lrca.video_temperature()
+        return {name: value.detach().float() for name, value in values.items()}

@@ -1,10 +1,11 @@
 """LRCA: local relational consistency alignment (docs/method.md, "LRCA").
 
-Training only. Textual relation R^t_ij = cos(c_i, c_j) between clip captions; model relation
-R^v_ij = cos(P h_i, P h_j) with a small projection P. For every valid captioned clip i, over its
-neighbours j with 1 <= |i - j| <= w (valid, captioned, same video):
-KL( softmax_j(R^t_ij / τ_t) ‖ softmax_j(R^v_ij / τ_v) ), averaged over the rows that have a neighbour.
-Computed on the band only: O(L·w) time and memory.
+Textual relation R^t_ij = cos(c_i, c_j) between clip captions; model relation R^v_ij = cos(P h_i, P h_j)
+with a small projection P of the temporal encoder's clips. P·h are also the features of SORA's first-order
+relation, so what LRCA aligns is what SORA uses. For every valid captioned clip i, over its neighbours j
+with 1 <= |i - j| <= w (valid, captioned, same video): KL( softmax_j(R^t_ij / τ_t) ‖ softmax_j(R^v_ij / τ_v) ),
+averaged over the rows with at least two neighbours (with one, both distributions are that neighbour and
+the KL is 0 whatever the model does). Computed on the band only: O(L·w) time and memory.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from masra.model.rank_mean import mean_over_ranks
 
 
 class LocalRelationalConsistency(nn.Module):
+    """P (the relation projection, applied by the model to the encoder's clips) and the learnable τ_v."""
+
     def __init__(self, d_model: int, proj_dim: int = 128, video_temperature_init: float = 0.1) -> None:
         super().__init__()
         self.projection = nn.Linear(d_model, proj_dim)  # P
@@ -27,10 +30,6 @@ class LocalRelationalConsistency(nn.Module):
 
     def video_temperature(self) -> torch.Tensor:
         return self.log_video_temperature.exp().clamp(0.01, 1.0)
-
-    def forward(self, memory: torch.Tensor) -> dict[str, torch.Tensor]:
-        """memory [B, L, d] -> ``lrca_video_proj`` [B, L, P], ``lrca_video_temperature`` []."""
-        return {"lrca_video_proj": self.projection(memory), "lrca_video_temperature": self.video_temperature()}
 
 
 def banded_cosine(x: torch.Tensor, band: int) -> torch.Tensor:
@@ -48,24 +47,32 @@ def lrca_loss(
     has_priors: torch.Tensor | None,
     band: int = 16,
     text_temperature: float = 0.1,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Banded relational KL; video_proj [B, L, P], caption_emb [B, L, Ds], masks [B, L], has_priors [B].
 
-    Averaged over the rows of all DDP ranks; zero when no row has a valid neighbour.
+    Returns (loss, chance level): the chance level is KL(p_text ‖ uniform), the loss of a model relation
+    that carries no information (per process). The loss is averaged over the rows of all DDP ranks; both are
+    zero when no row has two neighbours.
     """
     clip_valid = video_mask.float() * (0.0 if caption_mask is None else caption_mask.float())  # [B, L]
     if has_priors is not None:
         clip_valid = clip_valid * has_priors.float().unsqueeze(1)
     pairs = band_pair_mask(clip_valid, band, include_self=False)  # [B, L, 2w+1]
-    rows = pairs.any(-1)  # [B, L]
-    row_count = mean_over_ranks(rows.sum())
+    neighbours = pairs.sum(-1)  # [B, L]
+    rows = neighbours >= 2
+    row_count = mean_over_ranks(rows.sum())  # a collective: before any early return
+    zero = video_proj.new_zeros((), dtype=torch.float32)
     if caption_emb is None or not rows.any():
-        return video_proj.new_zeros((), dtype=torch.float32)
+        return zero, zero
     text_rel = banded_cosine(caption_emb.float(), band) / text_temperature  # [B, L, 2w+1]
     video_rel = banded_cosine(video_proj.float(), band) / video_temperature.float()
     lowest = torch.finfo(text_rel.dtype).min
     log_p_text = text_rel.masked_fill(~pairs, lowest).log_softmax(-1)
     log_p_video = video_rel.masked_fill(~pairs, lowest).log_softmax(-1)
     # Masked pairs have p_text = 0 exactly; where() keeps 0·(-huge) from turning into NaN.
-    kl = torch.where(pairs, log_p_text.exp() * (log_p_text - log_p_video), torch.zeros_like(text_rel)).sum(-1)
-    return (kl * rows).sum() / row_count
+    p_text = log_p_text.exp()
+    kl = torch.where(pairs, p_text * (log_p_text - log_p_video), torch.zeros_like(text_rel)).sum(-1)  # [B, L]
+    log_uniform = -neighbours.clamp_min(1).float().log().unsqueeze(-1)  # [B, L, 1]
+    kl_uniform = torch.where(pairs, p_text * (log_p_text - log_uniform), torch.zeros_like(text_rel)).sum(-1)
+    chance = (kl_uniform * rows).sum() / rows.sum()
+    return (kl * rows).sum() / row_count, chance.detach()

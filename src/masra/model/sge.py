@@ -36,15 +36,22 @@ class SemanticGuidedEnhancement(nn.Module):
         nn.init.zeros_(self.gate.weight)
         nn.init.constant_(self.gate.bias, GATE_BIAS_INIT)
 
-    def forward(self, memory: torch.Tensor, video_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, memory: torch.Tensor, video_mask: torch.Tensor, stats: dict[str, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """memory [B, L, d], video_mask [B, L] -> (enhanced memory [B, L, d], semantics φ(h) [B, L, Ds]).
 
-        Padded clips are returned unchanged.
+        Padded clips are returned unchanged. ``stats`` (a dict, or None) receives ``sge_gate``, the mean gate
+        over valid clips and channels.
         """
         semantics = self.semantic_head(memory)  # [B, L, Ds]
         back = self.back_projection(F.normalize(semantics, dim=-1))  # [B, L, d]
         gate = torch.sigmoid(self.gate(torch.cat([memory, back], dim=-1)))  # [B, L, d]
-        update = gate * back * video_mask.unsqueeze(-1).to(memory.dtype)
+        mask = video_mask.unsqueeze(-1).to(memory.dtype)  # [B, L, 1]
+        if stats is not None:
+            with torch.no_grad():
+                stats["sge_gate"] = (gate.float() * mask).sum() / (mask.sum() * gate.shape[-1]).clamp_min(1.0)
+        update = gate * back * mask
         return memory + update, semantics
 
 
@@ -54,17 +61,23 @@ def sge_caption_loss(
     caption_mask: torch.Tensor | None,
     video_mask: torch.Tensor,
     has_priors: torch.Tensor | None,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """1 - cos(φ(h_i), c_i) averaged over valid captioned clips of samples with priors (of all DDP ranks).
 
     semantics [B, L, Ds], caption_emb [B, L, Ds], caption_mask / video_mask [B, L], has_priors [B].
-    Zero when no clip qualifies.
+    Returns (loss, chance level); the chance level is the loss of predicting the batch's mean caption for
+    every clip (per process). Both zero when no clip qualifies.
     """
     weight = video_mask.float() * (0.0 if caption_mask is None else caption_mask.float())  # [B, L]
     if has_priors is not None:
         weight = weight * has_priors.float().unsqueeze(1)
-    count = mean_over_ranks(weight.sum())
-    if caption_emb is None or weight.sum() == 0:
-        return semantics.new_zeros((), dtype=torch.float32)
-    cos = F.cosine_similarity(semantics.float(), caption_emb.float(), dim=-1)  # [B, L]
-    return ((1.0 - cos) * weight).sum() / count
+    local = weight.sum()
+    count = mean_over_ranks(local)  # a collective: before any early return
+    zero = semantics.new_zeros((), dtype=torch.float32)
+    if caption_emb is None or local == 0:
+        return zero, zero
+    captions = caption_emb.float()
+    cos = F.cosine_similarity(semantics.float(), captions, dim=-1)  # [B, L]
+    mean_caption = (captions * weight.unsqueeze(-1)).sum((0, 1)) / local  # [Ds]
+    chance = ((1.0 - F.cosine_similarity(captions, mean_caption.expand_as(captions), dim=-1)) * weight).sum() / local
+    return ((1.0 - cos) * weight).sum() / count, chance.detach()

@@ -1,9 +1,13 @@
 """SORA: second-order relational attention (docs/method.md, "SORA").
 
-First-order relation, kept on the band: Ã_ik = cos(h_i, h_k) if |i - k| <= w and both clips are valid, else 0.
-Second-order relation: R2_ij = cos(Ã_i·, Ã_j·) for |i - j| <= w (two clips are related when they relate
-to the same neighbours). Both are computed on the band only: O(L·w·d + L·w²) time, O(L·w²) memory, and a
-clip's output depends on clips at most 2w away (plus the global token).
+First-order relation, kept on the band: Ã_ik = cos(f_i, f_k) if |i - k| <= w and both clips are valid, else 0,
+where f are the relation features: LRCA's projection P of the clips when LRCA is on (the relation LRCA aligns
+with the captions), the clips themselves otherwise.
+Second-order relation: R2_ij = cos(Ã_i·|K_ij, Ã_j·|K_ij) for |i - j| <= w, the cosine over the overlap
+K_ij = {k : |i - k| <= w and |j - k| <= w} of the two windows only (two clips are related when they relate
+the same way to their common neighbours; identical clips give R2 = 1 at every offset of the band).
+Both are computed on the band only: O(L·w·d + L·w²) time, O(L·w²) memory, and a clip's output depends on
+clips at most 2w away (plus the global token).
 R2 biases a banded self-attention: clip i attends to the global token(s) and to the clips j with
 |i - j| <= w, softmax(q_i·k_j/√dh + β_h·R2_ij); the global token(s) attend to every valid token, unbiased.
 """
@@ -14,12 +18,14 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from masra.errors import MasraError
 from masra.model.banded import band_pair_mask, band_windows
 from masra.model.layers import FeedForward
 
+
+Stats = dict[str, Tensor]  # diagnostics of one pass: name -> 0-d tensor
 
 # Below this many band widths of clips the dense path is used (it is faster there on CPU and GPU).
 DENSE_MAX_BAND_MULTIPLE = 3
@@ -28,16 +34,20 @@ GLOBAL_TOKENS = 1
 
 
 def dense_second_order(h: torch.Tensor, mask: torch.Tensor, band: int) -> torch.Tensor:
-    """R2 as a full [B, L, L] matrix: Ã = band-restricted masked cosine, R2 = cosine of Ã's rows, on the band."""
+    """R2 as a full [B, L, L] matrix: Ã = band-restricted masked cosine, R2 = cosine of Ã's rows over the
+    overlap of the two windows, on the band. O(L²): the fast path for short videos."""
     length = h.shape[1]
     idx = torch.arange(length, device=h.device)
-    in_band = (idx[:, None] - idx[None, :]).abs() <= band  # [L, L]
+    in_band = ((idx[:, None] - idx[None, :]).abs() <= band).to(h.dtype)  # [L, L]
     valid = mask.bool()
-    pair = valid[:, :, None] & valid[:, None, :] & in_band  # [B, L, L]
+    pair = valid[:, :, None] & valid[:, None, :] & in_band.bool()  # [B, L, L]
     unit = F.normalize(h, dim=-1)
-    first = (unit @ unit.transpose(1, 2)) * pair.to(unit.dtype)
-    rows = F.normalize(first, dim=-1)
-    return (rows @ rows.transpose(1, 2)) * pair.to(unit.dtype)
+    first = (unit @ unit.transpose(1, 2)) * pair.to(unit.dtype)  # Ã [B, L, L]
+    dot = first @ first.transpose(1, 2)  # Σ_k Ã_ik Ã_jk; only k in both windows contributes
+    # ‖Ã_i· restricted to j's window‖²: [B, L (i), L (j)]; >= Ã_ii² = 1 for valid pairs.
+    norm_i = (first * first) @ in_band
+    norms = (norm_i * norm_i.transpose(1, 2)).clamp_min(1e-12).sqrt()
+    return dot / norms * pair.to(unit.dtype)
 
 
 def second_order_relation(h: torch.Tensor, mask: torch.Tensor, band: int) -> torch.Tensor:
@@ -56,17 +66,42 @@ def second_order_relation(h: torch.Tensor, mask: torch.Tensor, band: int) -> tor
     index = slots.view(1, -1) - slots.view(-1, 1) + 2 * w  # [2w+1 (o), 2w+1 (p)]
     aligned = neighbour_rows.gather(-1, index.expand(*first.shape[:2], -1, -1))  # [B, L, 2w+1 (o), 2w+1 (p)]
     dot = torch.einsum("blp,blop->blo", first, aligned)  # Σ_k Ã_ik Ã_jk
-    # ‖Ã_i·‖ >= Ã_ii = 1 for a valid clip; the clamp only guards padded rows.
-    norm = first.pow(2).sum(-1).clamp_min(1e-12).sqrt()  # [B, L]
-    norm_pairs = norm.unsqueeze(-1) * band_windows(norm.unsqueeze(-1), w, fill=1.0).squeeze(-1)
-    return dot / norm_pairs * pairs.to(dot.dtype)
+    # Norms over the overlap only: slot p of i's window is in j's window when |p - o| <= w; aligned is
+    # already zero outside j's window. Both are >= 1 for a valid pair (k = i and k = j lie in the overlap).
+    overlap = ((slots.view(1, -1) - slots.view(-1, 1)).abs() <= w).to(first.dtype)  # [2w+1 (o), 2w+1 (p)]
+    norm_i = (first * first) @ overlap  # [B, L, 2w+1 (o)] (overlap is symmetric)
+    norm_j = aligned.pow(2).sum(-1)  # [B, L, 2w+1 (o)]
+    return dot / (norm_i * norm_j).clamp_min(1e-12).sqrt() * pairs.to(dot.dtype)
+
+
+def biased_softmax(
+    scores: torch.Tensor,
+    bias: torch.Tensor,
+    allowed: torch.Tensor,
+    stats: dict[str, torch.Tensor] | None = None,
+    rows: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """softmax(scores + bias) over the allowed keys; scores [B, H, R, K], bias and allowed broadcastable.
+
+    With ``stats``, records ``sora_attention_moved``: the share of the attention the bias moves, i.e. the
+    total-variation distance ½Σ|p - p₀| to the unbiased softmax, averaged over ``rows`` ([B, 1, R] bool).
+    """
+    lowest = torch.finfo(scores.dtype).min
+    probs = (scores + bias).masked_fill(~allowed, lowest).softmax(-1)
+    if stats is not None and rows is not None:
+        with torch.no_grad():
+            plain = scores.masked_fill(~allowed, lowest).softmax(-1)
+            moved = 0.5 * (probs - plain).abs().sum(-1).float()  # [B, H, R]
+            rows = rows.expand_as(moved)
+            stats["sora_attention_moved"] = moved[rows].mean() if rows.any() else moved.sum() * 0
+    return probs
 
 
 class SORALayer(nn.Module):
     """A post-norm encoder layer whose self-attention is banded and biased by β·R2.
 
     The sequence is [global token ; clips] (QD-DETR's one leading global token, ``GLOBAL_TOKENS``); the global
-    token sees everything.
+    token sees everything. Its matrices are Xavier-initialised like every other transformer layer of the model.
     """
 
     def __init__(
@@ -78,6 +113,7 @@ class SORALayer(nn.Module):
         band: int = 16,
         beta_init: float = 1.0,
         activation: str = "prelu",
+        learnable_beta: bool = True,
     ) -> None:
         super().__init__()
         if d_model % nheads:
@@ -91,66 +127,87 @@ class SORALayer(nn.Module):
         self.k_proj = nn.Linear(d_model, d_model)
         self.v_proj = nn.Linear(d_model, d_model)
         self.out_proj = nn.Linear(d_model, d_model)
-        self.beta = nn.Parameter(torch.full((nheads,), float(beta_init)))  # one learnable β per head
+        beta = torch.full((nheads,), float(beta_init))  # one β per head
+        if learnable_beta:
+            self.beta = nn.Parameter(beta)
+        else:  # the control "SORA with β fixed": the layer without its relational bias (β = 0)
+            self.register_buffer("beta", beta)
         self.attn_dropout = nn.Dropout(dropout)
         self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(d_model)
         self.ffn = FeedForward(d_model, dim_feedforward, dropout, activation)
+        for param in self.parameters():
+            if param.dim() > 1:
+                nn.init.xavier_uniform_(param)
 
-    def attention(self, src: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
-        """src [B, T, d] = [global ; clips], mask [B, T] float, pos [B, T, d] or None -> [B, T, d].
+    def attention(
+        self, src: Tensor, mask: Tensor, pos: Tensor | None, relation_feats: Tensor | None = None, stats: Stats | None = None
+    ) -> Tensor:
+        """src [B, T, d] = [global ; clips], mask [B, T] float, pos [B, T, d] or None, relation_feats
+        [B, L, D] (the features whose cosine is the first-order relation; default: the clips of src)
+        -> [B, T, d]. ``stats`` (a dict, or None) receives ``sora_attention_moved``.
 
         Both paths compute the same function. The banded one is O(L·w); on short videos, where the band
         covers most of the clips anyway, the dense one is faster (``masra bench sora`` measures both).
         """
         clips = src.shape[1] - GLOBAL_TOKENS
-        if clips <= DENSE_MAX_BAND_MULTIPLE * (2 * self.band + 1):
-            return self.dense_attention(src, mask, pos)
-        return self.banded_attention(src, mask, pos)
+        path = self.dense_attention if clips <= DENSE_MAX_BAND_MULTIPLE * (2 * self.band + 1) else self.banded_attention
+        return path(src, mask, pos, relation_feats, stats)
 
-    def dense_attention(self, src: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
+    def _project(self, src: torch.Tensor, pos: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """q, k, v as [B, T, H, dh] (positions on queries and keys only)."""
+        batch, total, _ = src.shape
+        qk_in = src if pos is None else src + pos
+        shape = (batch, total, self.nheads, self.head_dim)
+        return self.q_proj(qk_in).view(shape), self.k_proj(qk_in).view(shape), self.v_proj(src).view(shape)
+
+    def dense_attention(
+        self, src: Tensor, mask: Tensor, pos: Tensor | None, relation_feats: Tensor | None = None, stats: Stats | None = None
+    ) -> Tensor:
         """The attention with full [T, T] score matrices, masked to the band: O(L²)."""
         batch, total, d = src.shape
         g, w, heads, dh = GLOBAL_TOKENS, self.band, self.nheads, self.head_dim
-        qk_in = src if pos is None else src + pos
-        q = self.q_proj(qk_in).view(batch, total, heads, dh).transpose(1, 2)  # [B, H, T, dh]
-        k = self.k_proj(qk_in).view(batch, total, heads, dh).transpose(1, 2)
-        v = self.v_proj(src).view(batch, total, heads, dh).transpose(1, 2)
+        q, k, v = (x.transpose(1, 2) for x in self._project(src, pos))  # [B, H, T, dh]
         scores = q @ k.transpose(-1, -2) / math.sqrt(dh)  # [B, H, T, T]
-        relation = dense_second_order(src[:, g:], mask[:, g:], w)  # [B, L, L]
+        feats = src[:, g:] if relation_feats is None else relation_feats
+        relation = dense_second_order(feats, mask[:, g:], w)  # [B, L, L]
         bias = F.pad(relation, (g, 0, g, 0))  # [B, T, T], zero on the global rows/columns
-        scores = scores + self.beta.view(1, heads, 1, 1).to(scores.dtype) * bias.unsqueeze(1).to(scores.dtype)
+        bias = self.beta.view(1, heads, 1, 1).to(scores.dtype) * bias.unsqueeze(1).to(scores.dtype)
         idx = torch.arange(total, device=src.device)
         allowed = ((idx[:, None] - idx[None, :]).abs() <= w) | (idx[:, None] < g) | (idx[None, :] < g)  # [T, T]
-        allowed = allowed.unsqueeze(0) & mask.bool().unsqueeze(1)  # [B, T, T]
-        scores = scores.masked_fill(~allowed.unsqueeze(1), torch.finfo(scores.dtype).min)
-        out = (self.attn_dropout(scores.softmax(-1)) @ v).transpose(1, 2).reshape(batch, total, d)
+        allowed = (allowed.unsqueeze(0) & mask.bool().unsqueeze(1)).unsqueeze(1)  # [B, 1, T, T]
+        clip_rows = (mask.bool() & (idx >= g)).unsqueeze(1)  # [B, 1, T]: the rows the bias acts on
+        attn = biased_softmax(scores, bias, allowed, stats, clip_rows)
+        out = (self.attn_dropout(attn) @ v).transpose(1, 2).reshape(batch, total, d)
         return self.out_proj(out)
 
-    def banded_attention(self, src: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
+    def banded_attention(
+        self, src: Tensor, mask: Tensor, pos: Tensor | None, relation_feats: Tensor | None = None, stats: Stats | None = None
+    ) -> Tensor:
         """The attention computed on the band only: O(L·w) time and memory."""
         batch, total, _ = src.shape
-        g, heads, dh, w = GLOBAL_TOKENS, self.nheads, self.head_dim, self.band
-        qk_in = src if pos is None else src + pos
-        q = self.q_proj(qk_in).view(batch, total, heads, dh)  # [B, T, H, dh]
-        k = self.k_proj(qk_in).view(batch, total, heads, dh)
-        v = self.v_proj(src).view(batch, total, heads, dh)
+        g, heads, w = GLOBAL_TOKENS, self.nheads, self.band
+        q, k, v = self._project(src, pos)  # [B, T, H, dh]
         valid = mask.bool()  # [B, T]
-        scale = 1.0 / math.sqrt(dh)
+        scale = 1.0 / math.sqrt(self.head_dim)
 
         # Clip rows: keys = global tokens + the band of clips around each clip.
         clip_mask = mask[:, g:]
         q_clip = q[:, g:]  # [B, L, H, dh]
         k_band = band_windows(k[:, g:], w)  # [B, L, 2w+1, H, dh]
         v_band = band_windows(v[:, g:], w)
-        relation = second_order_relation(src[:, g:], clip_mask, w)  # [B, L, 2w+1]
+        feats = src[:, g:] if relation_feats is None else relation_feats
+        relation = second_order_relation(feats, clip_mask, w)  # [B, L, 2w+1]
         band_scores = torch.einsum("blhe,blohe->bhlo", q_clip, k_band) * scale  # [B, H, L, 2w+1]
-        band_scores = band_scores + self.beta.view(1, heads, 1, 1).to(q.dtype) * relation.unsqueeze(1)
-        key_in_band = band_windows(clip_mask.unsqueeze(-1), w).squeeze(-1).bool()  # [B, L, 2w+1]
-        band_scores = band_scores.masked_fill(~key_in_band.unsqueeze(1), torch.finfo(band_scores.dtype).min)
         to_global = torch.einsum("blhe,bghe->bhlg", q_clip, k[:, :g]) * scale  # [B, H, L, G]
-        to_global = to_global.masked_fill(~valid[:, None, None, :g], torch.finfo(to_global.dtype).min)
-        attn = self.attn_dropout(torch.cat([to_global, band_scores], dim=-1).softmax(-1))
+        key_in_band = band_windows(clip_mask.unsqueeze(-1), w).squeeze(-1).bool()  # [B, L, 2w+1]
+        allowed = torch.cat([valid[:, None, :g].expand(-1, key_in_band.shape[1], -1), key_in_band], dim=-1)  # [B, L, G+2w+1]
+        bias = F.pad(relation, (g, 0)).unsqueeze(1) * self.beta.view(1, heads, 1, 1).to(q.dtype)  # [B, H, L, G+2w+1]
+        attn = self.attn_dropout(
+            biased_softmax(
+                torch.cat([to_global, band_scores], dim=-1), bias, allowed.unsqueeze(1), stats, clip_mask.bool().unsqueeze(1)
+            )
+        )
         clip_out = torch.einsum("bhlg,bghe->blhe", attn[..., :g], v[:, :g]) + torch.einsum(
             "bhlo,blohe->blhe", attn[..., g:], v_band
         )  # [B, L, H, dh]
@@ -163,7 +220,10 @@ class SORALayer(nn.Module):
         out = torch.cat([global_out, clip_out], dim=1).reshape(batch, total, -1)
         return self.out_proj(out)
 
-    def forward(self, src: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, src: Tensor, mask: Tensor, pos: Tensor | None = None, relation_feats: Tensor | None = None,
+        stats: Stats | None = None,
+    ) -> Tensor:
         """src [B, T, d], mask [B, T] float (1 = valid), pos [B, T, d] or None -> [B, T, d]."""
-        src = self.norm(src + self.dropout(self.attention(src, mask, pos)))
+        src = self.norm(src + self.dropout(self.attention(src, mask, pos, relation_feats, stats)))
         return self.ffn(src)
