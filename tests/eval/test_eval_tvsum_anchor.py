@@ -2,8 +2,7 @@
 on generated predictions: the reference number is computed here, never copied.
 
 QD-DETR trains and evaluates one TVSum domain at a time, so its mAP is masra's per-domain value. Predictions
-are continuous random scores without ties: QD-DETR's ``torch.argsort`` leaves the order of tied scores
-unspecified, masra ranks ties by clip index.
+are continuous scores without ties (highlight_anchor.py, shared with test_eval_youtube_anchor.py).
 """
 
 from __future__ import annotations
@@ -12,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from masra.eval import evaluate, load_ground_truth
+from highlight_anchor import informed_predictions, random_predictions, saliency_tensors
 from qd_detr_tvsum_reference import compute_hl_results_tvsum
 
 
@@ -30,13 +29,7 @@ def _generated_domain(rng: np.random.Generator, videos: int, domain: str) -> lis
 
 
 def _qd_detr_map(gt: list[dict], sub: list[dict]) -> float:
-    preds = {row["qid"]: torch.tensor(row["pred_saliency_scores"]) for row in sub}
-    return compute_hl_results_tvsum([preds[g["qid"]] for g in gt], [g["label"] for g in gt])["mAP"]
-
-
-def _random_predictions(rng: np.random.Generator, gt: list[dict], extra: int = 0) -> list[dict]:
-    """One score per clip (plus ``extra`` padding scores, which both evaluators must ignore)."""
-    return [{"qid": g["qid"], "pred_saliency_scores": rng.random(len(g["label"]) + extra).tolist()} for g in gt]
+    return compute_hl_results_tvsum(saliency_tensors(gt, sub), [g["label"] for g in gt])["mAP"]
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -44,9 +37,8 @@ def test_tvsum_map_equals_qd_detr_on_generated_domains(seed):
     rng = np.random.default_rng(seed)
     gt = _generated_domain(rng, 12, "BK") + _generated_domain(rng, 9, "VT")
     # Better-than-chance predictions too: the mean annotator score plus noise.
-    informed = [{"qid": g["qid"], "pred_saliency_scores": (np.mean(g["label"], axis=1)
-                 + rng.normal(scale=0.5, size=len(g["label"]))).tolist()} for g in gt]
-    for sub in (_random_predictions(rng, gt, extra=seed), informed):
+    informed = informed_predictions(rng, gt, scale=0.5)
+    for sub in (random_predictions(rng, gt, extra=seed), informed):
         result = evaluate("tvsum", sub, gt)
         for domain in ("BK", "VT"):
             rows = [g for g in gt if g["domain"] == domain]
@@ -56,8 +48,7 @@ def test_tvsum_map_equals_qd_detr_on_generated_domains(seed):
 def test_tvsum_map_equals_qd_detr_on_the_real_val_annotations(shared_data: Path):
     gt = load_ground_truth(shared_data / "tvsum" / "tvsum_val.jsonl", "tvsum")
     rng = np.random.default_rng(0)
-    sub = [{"qid": g["qid"], "pred_saliency_scores": (np.mean(g["label"], axis=1)
-            + rng.normal(scale=0.3, size=len(g["label"]))).tolist()} for g in gt]
+    sub = informed_predictions(rng, gt, scale=0.3)
     result = evaluate("tvsum", sub, gt)
     domains = sorted({g["domain"] for g in gt})
     assert len(domains) == 10
