@@ -79,6 +79,24 @@ def test_an_existing_run_folder_is_not_overwritten(converted_qd_run):
     assert (converted_qd_run / "last" / "model.safetensors").read_bytes() == before
 
 
+def test_force_replaces_only_a_converted_run(tmp_path):
+    ckpt = str(QD_DETR_FIXTURE / "model_best.ckpt")
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "keep.txt").write_text("not masra's")
+    assert main(["convert", "qd-detr", ckpt, "--out", str(notes), "--force"]) == 1
+    assert (notes / "keep.txt").read_text() == "not masra's"  # a folder masra did not write is never deleted
+
+    run = tmp_path / "run"
+    assert main(["convert", "qd-detr", ckpt, "--out", str(run)]) == 0
+    (run / "last" / "stale.txt").write_text("left by someone")
+    assert main(["convert", "qd-detr", ckpt, "--out", str(run), "--force"]) == 1  # last/ holds a foreign file
+    (run / "last" / "stale.txt").unlink()
+    first = (run / "last" / "checkpoint.json").stat().st_mtime_ns
+    assert main(["convert", "qd-detr", ckpt, "--out", str(run), "--force"]) == 0
+    assert (run / "last" / "checkpoint.json").stat().st_mtime_ns != first
+
+
 def test_the_encoder_can_be_named_at_conversion(tmp_path):
     converted = convert_qd_detr(QD_DETR_FIXTURE / "model_best.ckpt", encoder="clip:/models/clip-b32")
     assert converted.encoder == "clip:/models/clip-b32"

@@ -14,6 +14,7 @@ The checkpoint is read with ``torch.load(weights_only=True)``, allowing only ``a
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -211,6 +212,26 @@ def convert_qd_detr(path: str | Path, encoder: str | None = None) -> Converted:
     return Converted(cfg, mapped, v_dim, t_dim, source_dims, encoder, dropped, checkpoint.get("epoch"))
 
 
+def _check_replaceable(out: Path) -> None:
+    """``--force`` replaces only a run that ``masra convert`` wrote: ``config.yaml`` plus ``last/`` whose
+    checkpoint metadata names a conversion, nothing else. Any other folder is refused, never deleted."""
+    from masra.checkpoint import CONFIG_FILE, INFO_FILE, STATE_FILE, WEIGHTS_FILE
+
+    entries = sorted(p.name for p in out.iterdir())
+    last = out / "last"
+    checkpoint_files = sorted(p.name for p in last.iterdir()) if last.is_dir() else []
+    try:
+        converted = "converted_from" in json.loads((last / INFO_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        converted = False
+    written = sorted([CONFIG_FILE, INFO_FILE, STATE_FILE, WEIGHTS_FILE])
+    if entries != ["config.yaml", "last"] or checkpoint_files != written or not converted:
+        raise MasraError(
+            f"--force replaces only a run written by masra convert (config.yaml and last/ with a conversion "
+            f"record, nothing else); this folder holds {entries[:8]}: choose another --out or remove it yourself",
+            file=out)
+
+
 def write_run(converted: Converted, out: str | Path, source: str | Path, *, force: bool = False) -> Path:
     """``out/last`` (a masra checkpoint folder) and ``out/config.yaml``; returns the checkpoint folder."""
     from masra.config import save_config
@@ -221,6 +242,7 @@ def write_run(converted: Converted, out: str | Path, source: str | Path, *, forc
     if out.exists() and any(out.iterdir()):
         if not force:
             raise MasraError("output folder is not empty; pass --force to replace it", file=out)
+        _check_replaceable(out)
         shutil.rmtree(out)
     cfg = converted.cfg
     model, _ = build_model(cfg, converted.v_feat_dim, converted.t_feat_dim)
