@@ -101,12 +101,13 @@ def test_the_demo_trains_a_narrow_model_without_dropout_inside(tiny_dataset_dir,
     from masra.demo.synthetic import SyntheticDataset
     from masra.demo.training import DEFAULT_EPOCHS, demo_config
     from masra.model import build_model
+    from masra.model.dropout import Dropout
 
     dataset = SyntheticDataset.at(tiny_dataset_dir, json.loads((tiny_dataset_dir / "manifest.json").read_text()))
     cfg = demo_config(dataset, parts="all", seed=0, epochs=DEFAULT_EPOCHS, output_dir=tmp_path / "run")
     model, _ = build_model(cfg, 130, 384, 384)
     assert model.video_proj[-1][-1].out_features == 64  # the last input block's Linear: the model width
-    active = sorted(name for name, m in model.named_modules() if isinstance(m, torch.nn.Dropout) and m.p > 0)
+    active = sorted(name for name, m in model.named_modules() if isinstance(m, (Dropout, torch.nn.Dropout)) and m.p > 0)
     assert active and all(name.split(".")[0] in ("video_proj", "text_proj") for name in active), active
     assert cfg.train.eval_every == 1  # a fresh val line every epoch of the default budget
     wider = demo_config(dataset, parts="all", seed=0, epochs=DEFAULT_EPOCHS, output_dir=tmp_path / "run",

@@ -256,10 +256,12 @@ def _write_split(
 ) -> None:
     queries = [r["query"] for r in rows]
     code = _SPLIT_CODE[split]
+    with_priors = split == "train"  # val videos get no priors, so their paraphrases are never encoded
+    paraphrases = len(queries) * spec.caption_variants if with_priors else 0
+    log.info("encoding %d %s queries and %d paraphrases with %s", len(queries), split, paraphrases, encoder.name)
     token_states = encoder.tokens(queries, batch_size=ENCODER_BATCH)
     pool_emb = sentence_from_tokens(token_states)  # [P, 384]
-    # Only training videos get priors: the val split's paraphrases would never be used, so are not encoded.
-    variant_emb = paraphrase_embeddings(queries, encoder, seed, code, spec) if split == "train" else None
+    variant_emb = paraphrase_embeddings(queries, encoder, seed, code, spec) if with_priors else None
     signals = spec.signals(pool_emb, seed)
     neighbours = nearest_neighbours(pool_emb, spec.confuser_neighbours)
 
