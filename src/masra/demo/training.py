@@ -20,7 +20,7 @@ from masra.errors import MasraError
 if TYPE_CHECKING:
     from masra.train.trainer import EpochReport
 
-# Sized so the whole demo (dataset + baseline and MASRA side by side) takes about 3 minutes on 2 CPU cores:
+# Sized so the whole demo (dataset + baseline and MASRA side by side) fits in 3 minutes on 2 quiet CPU cores:
 # MASRA's moment retrieval leaves chance level at epoch 3-4 with the settings of demo_config (docs/demo.md).
 DEFAULT_EPOCHS = 5
 # The metrics the demo table and the ablation table report (keys of the evaluator's "brief" section).
