@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from masra.data.arrays import finite_float32, npz_keys, read_npz_array
+from masra.data.arrays import finite_float32, read_npz_array, read_npz_arrays
 from masra.data.features import length_tolerance
 from masra.data.paths import child_path
 from masra.errors import MasraError
@@ -86,8 +86,9 @@ class PriorLoader:
         elif array.shape[1] != self.dim:
             raise MasraError(f"embedding dim {array.shape[1]} differs from {self.dim} of earlier prior files", file=path, field=key)
 
-    def _matrix(self, path: Path, key: str, cols: int | None = None) -> np.ndarray:
-        array = read_npz_array(path, key)
+    @staticmethod
+    def _matrix(arrays: dict[str, np.ndarray], path: Path, key: str, cols: int | None = None) -> np.ndarray:
+        array = arrays[key]
         if array.ndim != 2 or (cols is not None and array.shape[1] != cols):
             want = f"[n, {cols}]" if cols is not None else "[n, dim]"
             raise MasraError(f"expected shape {want}, got {tuple(array.shape)}", file=path, field=key)
@@ -100,12 +101,13 @@ class PriorLoader:
         path = self.path(vid)
         if not path.is_file():
             return None
-        captions = self._matrix(path, CAPTION_KEY)
+        arrays = read_npz_arrays(path, (CAPTION_KEY, EVENT_KEY, SPAN_KEY), optional=(VALID_KEY,))  # one opening
+        captions = self._matrix(arrays, path, CAPTION_KEY)
         if abs(captions.shape[0] - n_clips) > length_tolerance(max(captions.shape[0], n_clips)):
             raise MasraError(f"{captions.shape[0]} caption rows for a video of {n_clips} clips", file=path, field=CAPTION_KEY)
         self._check_dim(captions, path, CAPTION_KEY)
-        if VALID_KEY in npz_keys(path):
-            valid = read_npz_array(path, VALID_KEY)
+        if VALID_KEY in arrays:
+            valid = arrays[VALID_KEY]
             if valid.shape != (captions.shape[0],):
                 raise MasraError(f"shape {valid.shape} does not match {captions.shape[0]} caption rows", file=path, field=VALID_KEY)
             valid = valid.astype(bool)
@@ -117,8 +119,8 @@ class PriorLoader:
         caption_valid = np.zeros(n_clips, dtype=bool)
         caption_valid[:n_keep] = valid[:n_keep]
 
-        events = self._matrix(path, EVENT_KEY)
-        spans_s = self._matrix(path, SPAN_KEY, cols=2)
+        events = self._matrix(arrays, path, EVENT_KEY)
+        spans_s = self._matrix(arrays, path, SPAN_KEY, cols=2)
         if events.shape[0] != spans_s.shape[0]:
             raise MasraError(f"{spans_s.shape[0]} spans for {events.shape[0]} event embeddings", file=path, field=SPAN_KEY)
         if events.shape[0]:

@@ -18,9 +18,9 @@ def _unreadable(path: Path, kind: str, err: Exception) -> MasraError:
 # reading is reported as an unreadable file, so these readers catch Exception on purpose.
 
 
-def read_npz_array(path: Path, key: str) -> np.ndarray:
-    """``np.load(path)[key]`` without pickles; a missing file, a missing key or any decoding failure is a
-    MasraError naming the file."""
+def read_npz_arrays(path: Path, keys: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` (all required) and those of ``optional`` that exist, from one opening of an ``.npz``
+    file, without pickles; a missing file, a missing key or any decoding failure is a MasraError naming the file."""
     if not path.is_file():
         raise MasraError("feature file not found", file=path)
     try:
@@ -29,22 +29,23 @@ def read_npz_array(path: Path, key: str) -> np.ndarray:
         raise _unreadable(path, "npz", err) from None
     if not isinstance(loaded, np.lib.npyio.NpzFile):
         raise MasraError("expected an .npz archive, found a single array", file=path)
+    arrays = {}
     with loaded as npz:
-        if key not in npz.files:
-            raise MasraError(f"missing key (keys in the file: {', '.join(npz.files) or 'none'})", file=path, field=key)
-        try:
-            return npz[key]
-        except Exception as err:
-            raise _unreadable(path, "npz", err) from None
+        for key in (*keys, *(k for k in optional if k in npz.files)):  # in order: the first problem is reported
+            if key not in npz.files:
+                raise MasraError(
+                    f"missing key (keys in the file: {', '.join(npz.files) or 'none'})", file=path, field=key
+                )
+            try:
+                arrays[key] = npz[key]
+            except Exception as err:
+                raise _unreadable(path, "npz", err) from None
+    return arrays
 
 
-def npz_keys(path: Path) -> list[str]:
-    """The array names of an ``.npz`` file; an unreadable file is a MasraError naming it."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return list(npz.files)
-    except Exception as err:
-        raise _unreadable(path, "npz", err) from None
+def read_npz_array(path: Path, key: str) -> np.ndarray:
+    """``np.load(path)[key]`` without pickles (see :func:`read_npz_arrays`)."""
+    return read_npz_arrays(path, (key,))[key]
 
 
 def read_npy(path: Path) -> np.ndarray:
