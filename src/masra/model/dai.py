@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from masra.errors import MasraError
+from masra.model.dropout import Dropout
 from masra.model.rank_mean import mean_over_ranks
 
 CONTEXT_MODES = ("mlp", "xattn")
@@ -87,7 +88,7 @@ class DecoupledCrossAttention(nn.Module):
         self.v_proj = nn.Linear(d_model, d_model)
         self.out_proj = nn.Linear(d_model, d_model)
         self.codebook_bias = nn.Parameter(torch.full((nheads,), -math.log(codebook_size)))
-        self.attn_dropout = nn.Dropout(dropout)
+        self.attn_dropout = Dropout(dropout)
         self.codebook_values = codebook_values
 
     def forward(

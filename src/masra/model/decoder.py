@@ -8,9 +8,10 @@ match separately; after each layer an MLP refines the anchor in logit space.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from masra.model.attention import scaled_dot_product_attention
+from masra.model.dropout import Dropout
 from masra.model.layers import MLP, FeedForward
 from masra.model.position_encoding import anchor_sine_embedding
 from masra.model.span_ops import inverse_sigmoid
@@ -35,7 +36,7 @@ def multi_head_attention(
     k = k.reshape(batch, n_key, nheads, dk // nheads).transpose(1, 2)  # [B, H, S, Dk/H]
     v = v.reshape(batch, n_key, nheads, dv // nheads).transpose(1, 2)  # [B, H, S, Dv/H]
     mask = None if key_padding is None else ~key_padding[:, None, None, :]  # [B, 1, 1, S], True = attend
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)  # [B, H, Q, Dv/H]
+    out = scaled_dot_product_attention(q, k, v, mask, dropout_p)  # [B, H, Q, Dv/H]
     return out.transpose(1, 2).reshape(batch, n_query, dv)
 
 
@@ -61,7 +62,7 @@ class DecoderLayer(nn.Module):
         self.sa_kpos_proj = nn.Linear(d_model, d_model)
         self.sa_v_proj = nn.Linear(d_model, d_model)
         self.sa_out_proj = nn.Linear(d_model, d_model)
-        self.dropout1 = nn.Dropout(dropout)
+        self.dropout1 = Dropout(dropout)
         self.norm1 = nn.LayerNorm(d_model)
         # Cross-attention: per head q = [content ‖ anchor sine], k = [memory ‖ memory position].
         self.ca_qcontent_proj = nn.Linear(d_model, d_model)
@@ -72,7 +73,7 @@ class DecoderLayer(nn.Module):
         self.ca_v_proj = nn.Linear(d_model, d_model)
         self.ca_qpos_sine_proj = nn.Linear(d_model, d_model)
         self.ca_out_proj = nn.Linear(d_model, d_model)
-        self.dropout2 = nn.Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
         self.norm2 = nn.LayerNorm(d_model)
         self.ffn = FeedForward(d_model, dim_feedforward, dropout, activation)
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from masra.model.attention import MultiheadAttention
+from masra.model.dropout import Dropout
 from masra.model.layers import FeedForward, run_layer
 
 
@@ -23,7 +24,7 @@ class EncoderLayer(nn.Module):
         super().__init__()
         self.window = window
         self.self_attn = MultiheadAttention(d_model, nheads, dropout=dropout)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.norm = nn.LayerNorm(d_model)
         self.ffn = FeedForward(d_model, dim_feedforward, dropout, activation)
 

@@ -11,6 +11,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from masra.errors import MasraError
+from masra.model.dropout import Dropout
 
 ACTIVATIONS = ("relu", "gelu", "prelu")
 # Training inputs with more rows than this (batch x sequence length, e.g. 8 videos of 4,800 clips) run each
@@ -55,7 +56,7 @@ class InputProjection(nn.Sequential):
         blocks: list[nn.Module] = []
         for i in range(num_layers):
             in_dim = input_dim if i == 0 else hidden_dim
-            block: list[nn.Module] = [nn.LayerNorm(in_dim), nn.Dropout(dropout), nn.Linear(in_dim, hidden_dim)]
+            block: list[nn.Module] = [nn.LayerNorm(in_dim), Dropout(dropout), nn.Linear(in_dim, hidden_dim)]
             if i < num_layers - 1:
                 block.append(nn.ReLU())
             blocks.append(nn.Sequential(*block))
@@ -69,9 +70,9 @@ class FeedForward(nn.Module):
         super().__init__()
         self.linear1 = nn.Linear(d_model, dim_feedforward)
         self.activation = make_activation(activation)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.linear2 = nn.Linear(dim_feedforward, d_model)
-        self.dropout_out = nn.Dropout(dropout)
+        self.dropout_out = Dropout(dropout)
         self.norm = nn.LayerNorm(d_model)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from masra.errors import MasraError
 from masra.model.banded import block_band_mask, blocks_to_band, halo_blocks, key_blocks, query_blocks
+from masra.model.dropout import Dropout
 from masra.model.layers import FeedForward
 
 
@@ -159,8 +160,8 @@ class SORALayer(nn.Module):
             self.beta = nn.Parameter(beta)
         else:  # the control "SORA with β fixed": the layer without its relational bias (β = 0)
             self.register_buffer("beta", beta)
-        self.attn_dropout = nn.Dropout(dropout)
-        self.dropout = nn.Dropout(dropout)
+        self.attn_dropout = Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.norm = nn.LayerNorm(d_model)
         self.ffn = FeedForward(d_model, dim_feedforward, dropout, activation)
         for param in self.parameters():

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from masra.model.attention import MultiheadAttention
+from masra.model.dropout import Dropout
 from masra.model.layers import FeedForward, run_layer
 
 
@@ -46,7 +47,7 @@ class T2VEncoderLayer(nn.Module):
     ) -> None:
         super().__init__()
         self.cross_attn = cross_attention
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.norm = nn.LayerNorm(d_model)
         self.ffn = FeedForward(d_model, dim_feedforward, dropout, activation)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from masra.data.jsonl import write_jsonl
+from masra.data.jsonl import parse_json_line, write_jsonl
 from masra.errors import MasraError
 
 STATUSES = ("ok", "partial", "failed")
@@ -194,20 +194,6 @@ def _complete_length(path: Path) -> int:
     return 0
 
 
-def _parse_line(raw: bytes, path: Path, line_no: int) -> Any:
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as err:
-        raise MasraError(f"not UTF-8 text (byte {err.start + 1} of the line)", file=path, line=line_no) from None
-    except json.JSONDecodeError as err:
-        raise MasraError(f"invalid JSON ({err.msg} at column {err.colno})", file=path, line=line_no) from None
-    except RecursionError:
-        message = f"JSON nested too deeply (at most {MAX_DEPTH} levels expected)"
-        raise MasraError(message, file=path, line=line_no) from None
-    except ValueError as err:  # e.g. an integer literal longer than Python's digit limit
-        raise MasraError(f"invalid JSON ({err})", file=path, line=line_no) from None
-
-
 @dataclass
 class CacheContents:
     """A cache as read: the effective record per vid (last one wins, first-seen order), the line each
@@ -256,7 +242,7 @@ def scan_cache(path: str | Path, *, repair: bool = False) -> CacheContents:
     for line_no, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
-        record = validate_record(_parse_line(raw, path, line_no), file=path, line=line_no)
+        record = validate_record(parse_json_line(raw, path, line_no), file=path, line=line_no)
         contents.records.pop(record["vid"], None)
         contents.records[record["vid"]] = record
         contents.lines[record["vid"]] = line_no

@@ -21,11 +21,24 @@ def mm_ss(seconds: float) -> str:
     return f"{whole // 60}:{seconds - 60 * (whole // 60):04.1f}"
 
 
+def distinct_windows(windows: list[tuple[float, float, float]]) -> list[tuple[float, float, float]]:
+    """Each (start, end) once, at its best score. Without NMS (QVHighlights' official setting) a checkpoint
+    can return the same window rounded to clips several times; a person needs to see it only once (the
+    table of ``masra predict --video`` and the web page both show this list)."""
+    seen: set[tuple[float, float]] = set()
+    kept = []
+    for start, end, score in sorted(windows, key=lambda w: w[2], reverse=True):
+        if (start, end) not in seen:
+            seen.add((start, end))
+            kept.append((float(start), float(end), float(score)))
+    return kept
+
+
 def moments_table(pred: VideoPrediction, top_k: int) -> str:
-    """A plain-text table of the top moments (rank, start, end, score)."""
+    """A plain-text table of the top distinct moments (rank, start, end, score)."""
     head = f"{pred.vid} ({mm_ss(pred.duration)}, {pred.n_windows} window{'s' * (pred.n_windows > 1)}): {pred.query}"
     lines = [head, f"{'#':>3}  {'start':>8}  {'end':>8}  {'score':>6}"]
-    for rank, (start, end, score) in enumerate(pred.windows[:top_k], 1):
+    for rank, (start, end, score) in enumerate(distinct_windows(pred.windows)[:top_k], 1):
         lines.append(f"{rank:>3}  {mm_ss(start):>8}  {mm_ss(end):>8}  {score:6.3f}")
     if not pred.windows:
         lines.append("  (no moment)")

@@ -6,20 +6,9 @@ from collections import OrderedDict
 from typing import Any
 
 from masra.errors import MasraError
+from masra.video.report import distinct_windows
 from masra.web.jobs import Progress
 from masra.web.media import Video
-
-
-def distinct_windows(windows: list[tuple[float, float, float]]) -> list[tuple[float, float, float]]:
-    """Each (start, end) once, at its best score. Without NMS (QVHighlights' official setting) a checkpoint
-    can return the same window rounded to clips several times; a person needs to see it only once."""
-    seen: set[tuple[float, float]] = set()
-    kept = []
-    for start, end, score in sorted(windows, key=lambda w: w[2], reverse=True):
-        if (start, end) not in seen:
-            seen.add((start, end))
-            kept.append((float(start), float(end), float(score)))
-    return kept
 
 
 class GroundingService:
