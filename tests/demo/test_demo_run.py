@@ -91,3 +91,25 @@ def test_bad_parts_and_overrides_are_refused_before_any_work(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "y"), "--set", "model.hidden_dimm=64"]) == 1
     assert "model.hidden_dimm" in capsys.readouterr().err
     assert not (tmp_path / "y" / "data").exists()
+
+
+def test_the_demo_trains_a_narrow_model_without_dropout_inside(tiny_dataset_dir, tmp_path):
+    """The demo's budget (docs/demo.md, "How the settings were found"): a 64-wide model whose only dropout is
+    on its inputs, evaluated after every epoch of the default budget; an override still wins."""
+    import torch
+
+    from masra.demo.synthetic import SyntheticDataset
+    from masra.demo.training import DEFAULT_EPOCHS, demo_config
+    from masra.model import build_model
+    from masra.model.dropout import Dropout
+
+    dataset = SyntheticDataset.at(tiny_dataset_dir, json.loads((tiny_dataset_dir / "manifest.json").read_text()))
+    cfg = demo_config(dataset, parts="all", seed=0, epochs=DEFAULT_EPOCHS, output_dir=tmp_path / "run")
+    model, _ = build_model(cfg, 130, 384, 384)
+    assert model.video_proj[-1][-1].out_features == 64  # the last input block's Linear: the model width
+    active = sorted(name for name, m in model.named_modules() if isinstance(m, (Dropout, torch.nn.Dropout)) and m.p > 0)
+    assert active and all(name.split(".")[0] in ("video_proj", "text_proj") for name in active), active
+    assert cfg.train.eval_every == 1  # a fresh val line every epoch of the default budget
+    wider = demo_config(dataset, parts="all", seed=0, epochs=DEFAULT_EPOCHS, output_dir=tmp_path / "run",
+                        overrides=["model.hidden_dim=128", "model.dropout=0.1"])
+    assert (wider.model.hidden_dim, wider.model.dropout) == (128, 0.1)

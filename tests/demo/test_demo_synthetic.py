@@ -107,6 +107,30 @@ def test_same_seed_same_files_other_seed_other_files(tmp_path, minilm):
     assert not np.array_equal(np.load(a.video_dir / f"{vid}.npz")["features"], np.load(c.video_dir / f"{vid}.npz")["features"])
 
 
+class CountingEncoder:
+    """Passes calls through to MiniLM and records how many texts each method encoded."""
+
+    def __init__(self, encoder):
+        self.encoder, self.name, self.encoded = encoder, encoder.name, {"encode": 0, "tokens": 0}
+
+    def encode(self, texts, *, batch_size=64):
+        self.encoded["encode"] += len(texts)
+        return self.encoder.encode(texts, batch_size=batch_size)
+
+    def tokens(self, texts, *, batch_size=64):
+        self.encoded["tokens"] += len(texts)
+        return self.encoder.tokens(texts, batch_size=batch_size)
+
+
+def test_only_the_training_paraphrases_are_encoded(tmp_path, minilm):
+    counting = CountingEncoder(minilm)
+    ds = build_synthetic_dataset(tmp_path / "data", seed=5, n_train=4, n_val=3, encoder=counting)
+    variants = SyntheticSpec().caption_variants
+    # every query's token states, but sentence embeddings only of the paraphrases the train priors use
+    assert counting.encoded == {"tokens": 4 + 3, "encode": 4 * variants}
+    assert len(list(ds.prior_dir.iterdir())) == 4
+
+
 def test_cache_is_reused_and_regenerated_when_the_spec_changes(tmp_path, tiny_dataset_dir, minilm):
     import shutil
 

@@ -229,6 +229,18 @@ def prior_arrays(plan: PriorPlan, variant_emb: np.ndarray) -> dict[str, np.ndarr
     }
 
 
+def paraphrase_embeddings(
+    queries: list[str], encoder: SentenceEncoder, seed: int, code: int, spec: TimelineSpec
+) -> np.ndarray:
+    """[P, variants, 384] L2-normalised embeddings of each query's word-dropout paraphrases (the priors' texts)."""
+    texts = [
+        paraphrase(q, np.random.default_rng([seed, code, i, j, 31]), spec.word_dropout)
+        for i, q in enumerate(queries)
+        for j in range(spec.caption_variants)
+    ]
+    return encoder.encode(texts, batch_size=ENCODER_BATCH).reshape(len(queries), spec.caption_variants, -1)
+
+
 def _spec_to_json(spec: TimelineSpec) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(spec)))
 
@@ -244,14 +256,12 @@ def _write_split(
 ) -> None:
     queries = [r["query"] for r in rows]
     code = _SPLIT_CODE[split]
+    with_priors = split == "train"  # val videos get no priors, so their paraphrases are never encoded
+    paraphrases = len(queries) * spec.caption_variants if with_priors else 0
+    log.info("encoding %d %s queries and %d paraphrases with %s", len(queries), split, paraphrases, encoder.name)
     token_states = encoder.tokens(queries, batch_size=ENCODER_BATCH)
     pool_emb = sentence_from_tokens(token_states)  # [P, 384]
-    variant_texts = [
-        paraphrase(q, np.random.default_rng([seed, code, i, j, 31]), spec.word_dropout)
-        for i, q in enumerate(queries)
-        for j in range(spec.caption_variants)
-    ]
-    variant_emb = encoder.encode(variant_texts, batch_size=ENCODER_BATCH).reshape(len(rows), spec.caption_variants, -1)
+    variant_emb = paraphrase_embeddings(queries, encoder, seed, code, spec) if with_priors else None
     signals = spec.signals(pool_emb, seed)
     neighbours = nearest_neighbours(pool_emb, spec.confuser_neighbours)
 
@@ -277,7 +287,7 @@ def _write_split(
             last_hidden_state=token_states[index],
             pooler_output=pool_emb[index],
         )
-        if split == "train":
+        if variant_emb is not None:
             plan = plan_priors(
                 timeline, float(row["duration"]), len(rows), spec.caption_variants, spec.priors, rng, clip_length=spec.clip_length
             )
@@ -289,7 +299,7 @@ def _write_split(
     bar.close()
     write_jsonl(root / f"{split}.jsonl", rows)
     stats[split] = {"rows": len(rows), "text_dim": int(pool_emb.shape[1])}
-    if split == "train":
+    if variant_emb is not None:
         stats["train"]["wrong_caption_rate"] = round(wrong / max(total, 1), 4)
 
 
