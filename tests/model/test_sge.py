@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -96,3 +98,31 @@ def test_training_the_head_aligns_it_with_the_captions() -> None:
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.2 * first
+
+
+def test_long_training_inputs_run_checkpointed_with_the_same_outputs_and_gradients(monkeypatch) -> None:
+    import masra.model.layers as layers
+
+    sge = make()
+    memory = torch.randn(2, 6, D)
+    mask = torch.tensor([[1.0] * 6, [1.0] * 4 + [0.0] * 2])
+
+    def step() -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+        sge.zero_grad()
+        leaf = memory.clone().requires_grad_()
+        stats: dict[str, torch.Tensor] = {}
+        enhanced, semantics = sge(leaf, mask, stats)
+        (enhanced.square().sum() + semantics.sum()).backward()
+        return [enhanced.detach(), semantics.detach(), stats["sge_gate"], leaf.grad], {
+            name: p.grad.clone() for name, p in sge.named_parameters()
+        }
+
+    plain, plain_grads = step()
+    monkeypatch.setattr(layers, "CHECKPOINT_MIN_ROWS", 0)  # every training input counts as long
+    with mock.patch.object(layers, "checkpoint", wraps=layers.checkpoint) as spy:
+        checkpointed, grads = step()
+    assert spy.call_count == 1
+    for got, want in zip(checkpointed, plain):
+        torch.testing.assert_close(got, want)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, plain_grads[name], msg=name)

@@ -14,10 +14,12 @@ from masra.errors import MasraError
 from masra.model.dropout import Dropout
 
 ACTIVATIONS = ("relu", "gelu", "prelu")
-# Training inputs with more rows than this (batch x sequence length, e.g. 8 videos of 4,800 clips) run each
-# encoder layer under activation checkpointing: only the layer inputs are kept and each layer is recomputed
-# in backward (same random dropout masks, so the same function), which keeps long videos within memory.
-CHECKPOINT_MIN_ROWS = 2**16
+# Training inputs with more rows than this (batch x sequence length: 2 x 8 videos of 2,048 clips and more,
+# with the negative pairs) run each layer under activation checkpointing: only the layer inputs are kept and
+# each layer is recomputed in backward (same random dropout masks, so the same function). Below it everything
+# is kept for backward: with 2^16 rows, one MASRA step at batch 8 and 4,000 clips peaked at 10.6 GiB, with
+# 2^15 at 5.0 GiB (docs/benchmarks.md, "Long videos"). QVHighlights batches (2 x 32 x 76 rows) stay far below it.
+CHECKPOINT_MIN_ROWS = 2**15
 
 
 def make_activation(name: str) -> nn.Module:

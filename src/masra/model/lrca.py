@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from masra.model.banded import band_pair_mask, band_windows
+from masra.model.banded import band_dot, band_pair_mask
 from masra.model.rank_mean import mean_over_ranks
 
 
@@ -33,9 +33,9 @@ class LocalRelationalConsistency(nn.Module):
 
 
 def banded_cosine(x: torch.Tensor, band: int) -> torch.Tensor:
-    """x [B, L, D] -> [B, L, 2w+1]: cos(x_i, x_{i+o-w}) (0 outside the sequence)."""
+    """x [B, L, D] -> [B, L, 2w+1]: cos(x_i, x_{i+o-w}) (0 outside the sequence), in O(L·(w + D)) memory."""
     unit = F.normalize(x, dim=-1)
-    return torch.einsum("bld,blod->blo", unit, band_windows(unit, band))
+    return band_dot(unit, unit, band)
 
 
 def lrca_loss(

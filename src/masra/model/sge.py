@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from masra.errors import MasraError
+from masra.model.layers import run_layer
 from masra.model.rank_mean import mean_over_ranks
 
 # σ(-2) ≈ 0.12: the fused semantics start as a small correction of the baseline memory.
@@ -42,8 +43,14 @@ class SemanticGuidedEnhancement(nn.Module):
         """memory [B, L, d], video_mask [B, L] -> (enhanced memory [B, L, d], semantics φ(h) [B, L, Ds]).
 
         Padded clips are returned unchanged. ``stats`` (a dict, or None) receives ``sge_gate``, the mean gate
-        over valid clips and channels.
+        over valid clips and channels. Long training inputs run under activation checkpointing like the
+        encoder layers (:func:`masra.model.layers.run_layer`): same function, O(input) memory kept for backward.
         """
+        return run_layer(self._enhance, memory, video_mask, stats)
+
+    def _enhance(
+        self, memory: torch.Tensor, video_mask: torch.Tensor, stats: dict[str, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         semantics = self.semantic_head(memory)  # [B, L, Ds]
         back = self.back_projection(F.normalize(semantics, dim=-1))  # [B, L, d]
         gate = torch.sigmoid(self.gate(torch.cat([memory, back], dim=-1)))  # [B, L, d]

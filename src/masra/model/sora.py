@@ -6,7 +6,7 @@ with the captions), the clips themselves otherwise.
 Second-order relation: R2_ij = cos(Ã_i·|K_ij, Ã_j·|K_ij) for |i - j| <= w, the cosine over the overlap
 K_ij = {k : |i - k| <= w and |j - k| <= w} of the two windows only (two clips are related when they relate
 the same way to their common neighbours; identical clips give R2 = 1 at every offset of the band).
-Both are computed on the band only: O(L·w·d + L·w²) time, O(L·w²) memory, and a clip's output depends on
+Both are computed on the band only: O(L·w·d + L·w²) time, O(L·(w + d)) memory, and a clip's output depends on
 clips at most 2w away (plus the global token).
 R2 biases a banded self-attention: clip i attends to the global token(s) and to the clips j with
 |i - j| <= w, softmax(q_i·k_j/√dh + β_h·R2_ij); the global token(s) attend to every valid token, unbiased.
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from masra.errors import MasraError
-from masra.model.banded import band_pair_mask, band_windows
+from masra.model.banded import block_band_mask, blocks_to_band, halo_blocks, key_blocks, query_blocks
 from masra.model.dropout import Dropout
 from masra.model.layers import FeedForward
 
@@ -51,28 +51,55 @@ def dense_second_order(h: torch.Tensor, mask: torch.Tensor, band: int) -> torch.
     return dot / norms * pair.to(unit.dtype)
 
 
+def second_order_blocks(h: torch.Tensor, mask: torch.Tensor, band: int) -> torch.Tensor:
+    """Banded R2 in the block layout of :mod:`masra.model.banded`: h [B, L, D], mask [B, L] ->
+    [B, nb, w, 3w], where slot s of row r in block n is the pair (n·w + r, (n - 1)·w + s).
+
+    Zero outside the band and for pairs with a padded or out-of-range clip. Blocked matrix products
+    only: O(L·w·D + L·w²) time, O(L·w + L·D) memory.
+    """
+    w = band
+    unit = F.normalize(h, dim=-1)
+    valid = mask.float()
+    pairs = (query_blocks(valid, w).unsqueeze(-1) * key_blocks(valid, w).unsqueeze(-2) > 0) & block_band_mask(
+        w, h.device
+    )  # [B, nb, w, 3w]
+    first = (query_blocks(unit, w) @ key_blocks(unit, w).transpose(-1, -2)) * pairs.to(unit.dtype)  # Ã [B, nb, w, 3w]
+    # Rows j of key slot s = (m + 1)·w + r' are the rows r' of block n + m (m = -1, 0, 1), whose slot t'
+    # is clip (n + m - 1)·w + t' = slot t' + m·w of block n: the products over the shared clips k are
+    # [w, 2w] x [2w, w] (m = ±1) and [w, 3w] x [3w, w] (m = 0).
+    around = F.pad(first, (0, 0, 0, 0, 1, 1))  # [B, nb + 2, w, 3w]: zero blocks before the first and after the last
+    before, after = around[:, :-2], around[:, 2:]  # Ã of blocks n - 1 and n + 1, [B, nb, w, 3w]
+    dot = torch.cat(
+        [
+            first[..., : 2 * w] @ before[..., w:].transpose(-1, -2),
+            first @ first.transpose(-1, -2),
+            first[..., w:] @ after[..., : 2 * w].transpose(-1, -2),
+        ],
+        dim=-1,
+    )  # Σ_k Ã_ik Ã_jk [B, nb, w, 3w]; only k in both windows contributes
+    # Norms over the overlap only: row i restricted to j's window and row j restricted to i's window.
+    # Both are >= 1 for a valid pair (k = i and k = j lie in the overlap).
+    slot = torch.arange(3 * w, device=h.device)
+    row = torch.arange(w, device=h.device).unsqueeze(1)
+    in_window_j = ((slot.unsqueeze(1) - slot).abs() <= w).to(first.dtype)  # [3w (s), 3w (t)]: |j - k| <= w
+    norm_i = first.square() @ in_window_j  # [B, nb, w, 3w] (in_window_j is symmetric)
+
+    def in_window_i(m: int) -> Tensor:  # [w (r), 3w (t')]: clip k of slot t' of block n + m within w of row r
+        return ((row + (1 - m) * w - slot).abs() <= w).to(first.dtype)
+
+    norm_j = torch.cat(
+        [in_window_i(m) @ rows.square().transpose(-1, -2) for m, rows in ((-1, before), (0, first), (1, after))], dim=-1
+    )  # [B, nb, w, 3w]
+    return dot / (norm_i * norm_j).clamp_min(1e-12).sqrt() * pairs.to(dot.dtype)
+
+
 def second_order_relation(h: torch.Tensor, mask: torch.Tensor, band: int) -> torch.Tensor:
     """Banded R2: h [B, L, d], mask [B, L] -> [B, L, 2w+1] with out[b, i, o] = R2[b, i, i + o - w].
 
     Pairs with a padded or out-of-range clip are 0.
     """
-    w = band
-    pairs = band_pair_mask(mask, w)  # [B, L, 2w+1]
-    unit = F.normalize(h, dim=-1)
-    first = torch.einsum("bld,blod->blo", unit, band_windows(unit, w)) * pairs.to(unit.dtype)  # Ã [B, L, 2w+1]
-    # Row j = i + o - w of Ã, re-indexed so that slot p refers to the same clip k = i + p - w as row i:
-    # Ã[j, p - o + w], i.e. index p - o + 2w of row j padded by w zeros on each side.
-    neighbour_rows = F.pad(band_windows(first, w), (w, w))  # [B, L, 2w+1 (o), 4w+1]
-    slots = torch.arange(2 * w + 1, device=h.device)
-    index = slots.view(1, -1) - slots.view(-1, 1) + 2 * w  # [2w+1 (o), 2w+1 (p)]
-    aligned = neighbour_rows.gather(-1, index.expand(*first.shape[:2], -1, -1))  # [B, L, 2w+1 (o), 2w+1 (p)]
-    dot = torch.einsum("blp,blop->blo", first, aligned)  # Σ_k Ã_ik Ã_jk
-    # Norms over the overlap only: slot p of i's window is in j's window when |p - o| <= w; aligned is
-    # already zero outside j's window. Both are >= 1 for a valid pair (k = i and k = j lie in the overlap).
-    overlap = ((slots.view(1, -1) - slots.view(-1, 1)).abs() <= w).to(first.dtype)  # [2w+1 (o), 2w+1 (p)]
-    norm_i = (first * first) @ overlap  # [B, L, 2w+1 (o)] (overlap is symmetric)
-    norm_j = aligned.pow(2).sum(-1)  # [B, L, 2w+1 (o)]
-    return dot / (norm_i * norm_j).clamp_min(1e-12).sqrt() * pairs.to(dot.dtype)
+    return blocks_to_band(second_order_blocks(h, mask, band), h.shape[1])
 
 
 def biased_softmax(
@@ -185,40 +212,51 @@ class SORALayer(nn.Module):
     def banded_attention(
         self, src: Tensor, mask: Tensor, pos: Tensor | None, relation_feats: Tensor | None = None, stats: Stats | None = None
     ) -> Tensor:
-        """The attention computed on the band only: O(L·w) time and memory."""
-        batch, total, _ = src.shape
-        g, heads, w = GLOBAL_TOKENS, self.nheads, self.band
-        q, k, v = self._project(src, pos)  # [B, T, H, dh]
+        """The attention computed on the band only, in blocks: the w clips of a block attend to the global
+        token(s) and to the 3w clips of the block and its two neighbours, masked to the exact band; the R2
+        bias is a scalar per pair in the same layout. O(L·w) time and memory: no [L, 2w+1, d] window."""
+        batch, total, d = src.shape
+        g, heads, w, dh = GLOBAL_TOKENS, self.nheads, self.band, self.head_dim
+        clips = total - g
+        q, k, v = (x.transpose(1, 2) for x in self._project(src, pos))  # [B, H, T, dh]
         valid = mask.bool()  # [B, T]
-        scale = 1.0 / math.sqrt(self.head_dim)
+        clip_valid = mask[:, g:].float()  # [B, L]
+        scale = 1.0 / math.sqrt(dh)
 
-        # Clip rows: keys = global tokens + the band of clips around each clip.
-        clip_mask = mask[:, g:]
-        q_clip = q[:, g:]  # [B, L, H, dh]
-        k_band = band_windows(k[:, g:], w)  # [B, L, 2w+1, H, dh]
-        v_band = band_windows(v[:, g:], w)
+        # Clip rows, block by block (block-major: [nb, B·H, ...]): the w clips of block n attend to the global
+        # token(s) and to blocks n - 1, n, n + 1 (key slots m·w + r', m = 0, 1, 2), masked to the exact band.
+        def clip_halo_blocks(x: Tensor) -> Tensor:  # [B, H, T, dh] -> [nb + 2, B·H, w, dh]
+            return halo_blocks(x[:, :, g:].reshape(batch * heads, clips, dh), w)
+
+        k_halo, v_halo = clip_halo_blocks(k), clip_halo_blocks(v)
+        nb = k_halo.shape[0] - 2
+        q_blocks = clip_halo_blocks(q * scale)[1:-1]  # [nb, B·H, w, dh]
+        k_global = k[:, :, :g].reshape(1, batch * heads, g, dh)
+        logits = torch.cat(
+            [q_blocks @ k_global.transpose(-1, -2)] + [q_blocks @ k_halo[m : m + nb].transpose(-1, -2) for m in range(3)],
+            dim=-1,
+        ).view(nb, batch, heads, w, g + 3 * w)  # [nb, B, H, w, G+3w]
         feats = src[:, g:] if relation_feats is None else relation_feats
-        relation = second_order_relation(feats, clip_mask, w)  # [B, L, 2w+1]
-        band_scores = torch.einsum("blhe,blohe->bhlo", q_clip, k_band) * scale  # [B, H, L, 2w+1]
-        to_global = torch.einsum("blhe,bghe->bhlg", q_clip, k[:, :g]) * scale  # [B, H, L, G]
-        key_in_band = band_windows(clip_mask.unsqueeze(-1), w).squeeze(-1).bool()  # [B, L, 2w+1]
-        allowed = torch.cat([valid[:, None, :g].expand(-1, key_in_band.shape[1], -1), key_in_band], dim=-1)  # [B, L, G+2w+1]
-        bias = F.pad(relation, (g, 0)).unsqueeze(1) * self.beta.view(1, heads, 1, 1).to(q.dtype)  # [B, H, L, G+2w+1]
-        attn = self.attn_dropout(
-            biased_softmax(
-                torch.cat([to_global, band_scores], dim=-1), bias, allowed.unsqueeze(1), stats, clip_mask.bool().unsqueeze(1)
-            )
-        )
-        clip_out = torch.einsum("bhlg,bghe->blhe", attn[..., :g], v[:, :g]) + torch.einsum(
-            "bhlo,blohe->blhe", attn[..., g:], v_band
-        )  # [B, L, H, dh]
+        relation = second_order_blocks(feats, clip_valid, w).transpose(0, 1)  # [nb, B, w, 3w]
+        bias = F.pad(relation, (g, 0)).unsqueeze(2) * self.beta.view(1, 1, heads, 1, 1).to(q.dtype)  # [nb, B, H, w, G+3w]
+        key_in_band = (key_blocks(clip_valid, w) > 0).unsqueeze(2) & block_band_mask(w, src.device)  # [B, nb, w, 3w]
+        allowed = torch.cat([valid[:, None, None, :g].expand(-1, nb, w, -1), key_in_band], dim=-1)  # [B, nb, w, G+3w]
+        rows = (query_blocks(clip_valid, w) > 0).transpose(0, 1).unsqueeze(2)  # [nb, B, 1, w]: the rows the bias acts on
+        attn = self.attn_dropout(biased_softmax(logits, bias, allowed.transpose(0, 1).unsqueeze(2), stats, rows))
+        attn = attn.view(nb, batch * heads, w, g + 3 * w)
+        v_global = v[:, :, :g].reshape(1, batch * heads, g, dh)
+        clip_out = attn[..., :g] @ v_global  # [nb, B·H, w, dh]
+        for m in range(3):
+            clip_out = clip_out + attn[..., g + m * w : g + (m + 1) * w] @ v_halo[m : m + nb]
+        clip_out = clip_out.view(nb, batch, heads, w, dh).permute(1, 2, 0, 3, 4).reshape(batch, heads, nb * w, dh)
+        clip_out = clip_out[:, :, :clips]  # [B, H, L, dh]
 
         # Global rows: ordinary attention over every valid token.
-        global_scores = torch.einsum("bghe,bthe->bhgt", q[:, :g], k) * scale  # [B, H, G, T]
+        global_scores = q[:, :, :g] @ k.transpose(-1, -2) * scale  # [B, H, G, T]
         global_scores = global_scores.masked_fill(~valid[:, None, None, :], torch.finfo(global_scores.dtype).min)
-        global_out = torch.einsum("bhgt,bthe->bghe", self.attn_dropout(global_scores.softmax(-1)), v)  # [B, G, H, dh]
+        global_out = self.attn_dropout(global_scores.softmax(-1)) @ v  # [B, H, G, dh]
 
-        out = torch.cat([global_out, clip_out], dim=1).reshape(batch, total, -1)
+        out = torch.cat([global_out, clip_out], dim=2).transpose(1, 2).reshape(batch, total, d)
         return self.out_proj(out)
 
     def forward(
