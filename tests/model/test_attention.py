@@ -6,7 +6,6 @@ from torch import nn
 
 import masra.model.attention as attention
 from masra.model.attention import MultiheadAttention, attend, split_heads
-from masra.model.dropout import keep_mask
 
 D, HEADS = 32, 4
 
@@ -46,23 +45,14 @@ def test_same_outputs_as_nn_multihead_attention_with_padding(shared):
     assert torch.allclose(ours(query, key, value, padding), expected, atol=1e-6)
 
 
-def test_training_dropout_is_the_attention_formula_with_masras_dropout_mask():
-    """With dropout the attention is softmax(qk/√dh) · keep_mask · scale @ v, the mask drawn as
-    masra.model.dropout draws it from the seeded generator (PyTorch's own kernel draws a Bernoulli per score)."""
-    _, ours = _pair(dropout=0.3)
+def test_training_dropout_draws_the_same_masks_as_nn_multihead_attention():
+    reference, ours = _pair(dropout=0.3)
     x, pos, padding = _inputs([9, 5, 7])
     qk = x + pos
-    weight, bias = ours.in_proj_weight, ours.in_proj_bias
-    q, k, v = (split_heads(torch.nn.functional.linear(inp, w, b), HEADS)
-               for inp, w, b in zip((qk, qk, x), weight.chunk(3), bias.chunk(3)))
-    scores = (q @ k.transpose(-1, -2) / (D // HEADS) ** 0.5).masked_fill(padding[:, None, None, :], float("-inf"))
     torch.manual_seed(5)
-    keep, scale = keep_mask(scores.shape, 0.3)
-    attended = (scores.softmax(-1) * keep * scale) @ v
-    expected = ours.out_proj(attended.transpose(1, 2).reshape(x.shape))
+    expected, _ = reference.train()(qk, qk, x, key_padding_mask=padding, need_weights=False)
     torch.manual_seed(5)
     assert torch.allclose(ours.train()(qk, qk, x, padding), expected, atol=1e-6)
-    assert not torch.allclose(ours.eval()(qk, qk, x, padding), expected, atol=1e-3)  # the mask mattered
 
 
 def test_long_inputs_with_dropout_are_chunked_and_compute_the_same_function(monkeypatch):
@@ -75,8 +65,8 @@ def test_long_inputs_with_dropout_are_chunked_and_compute_the_same_function(monk
     grads = torch.autograd.grad(whole.sum(), (q, k, v))
     monkeypatch.setattr(attention, "MAX_SCORE_ELEMENTS", 2 * HEADS * 7 * 40)  # 7 query rows per chunk
     calls = []
-    real_sdpa = attention.scaled_dot_product_attention
-    monkeypatch.setattr(attention, "scaled_dot_product_attention", lambda *a, **kw: calls.append(1) or real_sdpa(*a, **kw))
+    real_sdpa = attention.F.scaled_dot_product_attention
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention", lambda *a, **kw: calls.append(1) or real_sdpa(*a, **kw))
     chunked = attend(q, k, v, mask, 1e-9)
     chunked_grads = torch.autograd.grad(chunked.sum(), (q, k, v))
     assert len(calls) >= 6  # 40 rows in chunks of 7 (plus the recomputation in backward)

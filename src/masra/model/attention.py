@@ -8,23 +8,18 @@ What it adds:
 - a boolean key-padding mask of shape [B, 1, 1, S]: without dropout, PyTorch's CPU flash kernel runs and
   never builds the [B, H, L, S] score matrix (the float [B, H, 1, S] mask nn.MultiheadAttention builds
   sends every call to the math kernel);
-- with dropout (training), the attention is the math kernel's formula with masra's cheaper CPU dropout mask
-  (``masra.model.dropout``); on long inputs the queries are processed in chunks under activation
-  checkpointing, so memory stays O(chunk · S) instead of O(L · S);
+- with dropout on long inputs (the math kernel then builds the score matrix), queries are processed in
+  chunks under activation checkpointing, so memory stays O(chunk · S) instead of O(L · S);
 - ``window``: local self-attention (clip i sees clips |i - j| <= w plus the global token at index 0, the
   global token sees everything), in O(L · w) time and memory.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
-
-from masra.model.dropout import dropout
 
 # With dropout, the math kernel builds B·H·Lq·S scores (plus the dropout mask and the softmax kept for
 # backward); above this many score entries the queries are processed in checkpointed chunks.
@@ -43,19 +38,6 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(batch, length, heads * head_dim)
 
 
-def scaled_dot_product_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attend_mask: torch.Tensor | None, dropout_p: float
-) -> torch.Tensor:
-    """``F.scaled_dot_product_attention``; with dropout on CPU, its math kernel written out with
-    :func:`masra.model.dropout.dropout` on the attention weights (PyTorch's own draws a Bernoulli per score)."""
-    if dropout_p == 0.0 or q.device.type != "cpu":
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=attend_mask, dropout_p=dropout_p)
-    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # [B, H, Lq, S]
-    if attend_mask is not None:
-        scores = scores.masked_fill(~attend_mask, float("-inf"))
-    return dropout(scores.softmax(-1), dropout_p, True) @ v
-
-
 def attend(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attend_mask: torch.Tensor | None, dropout_p: float
 ) -> torch.Tensor:
@@ -64,14 +46,14 @@ def attend(
     batch, heads, n_query, _ = q.shape
     scores = batch * heads * n_query * k.shape[2]
     if dropout_p == 0.0 or scores <= MAX_SCORE_ELEMENTS:
-        return scaled_dot_product_attention(q, k, v, attend_mask, dropout_p)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attend_mask, dropout_p=dropout_p)
     chunk = max(1, MAX_SCORE_ELEMENTS // (batch * heads * k.shape[2]))
     outputs = []
     for start in range(0, n_query, chunk):
         rows = slice(start, start + chunk)
         mask = attend_mask if attend_mask is None or attend_mask.shape[-2] == 1 else attend_mask[..., rows, :]
         outputs.append(
-            checkpoint(scaled_dot_product_attention, q[:, :, rows], k, v, mask, dropout_p, use_reentrant=False)
+            checkpoint(F.scaled_dot_product_attention, q[:, :, rows], k, v, mask, dropout_p, use_reentrant=False)
         )
     return torch.cat(outputs, dim=2)
 

@@ -8,9 +8,9 @@ match separately; after each layer an MLP refines the anchor in logit space.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from masra.model.attention import scaled_dot_product_attention
 from masra.model.dropout import Dropout
 from masra.model.layers import MLP, FeedForward
 from masra.model.position_encoding import anchor_sine_embedding
@@ -36,7 +36,7 @@ def multi_head_attention(
     k = k.reshape(batch, n_key, nheads, dk // nheads).transpose(1, 2)  # [B, H, S, Dk/H]
     v = v.reshape(batch, n_key, nheads, dv // nheads).transpose(1, 2)  # [B, H, S, Dv/H]
     mask = None if key_padding is None else ~key_padding[:, None, None, :]  # [B, 1, 1, S], True = attend
-    out = scaled_dot_product_attention(q, k, v, mask, dropout_p)  # [B, H, Q, Dv/H]
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)  # [B, H, Q, Dv/H]
     return out.transpose(1, 2).reshape(batch, n_query, dv)
 
 
