@@ -179,8 +179,12 @@ def train(
     """
     ctx = init_distributed(cfg.train.device)
     try:
-        return _train(cfg, ctx, resume=resume, force=force, progress=progress, init_from=init_from,
-                      on_epoch=on_epoch)
+        result = _train(cfg, ctx, resume=resume, force=force, progress=progress, init_from=init_from,
+                        on_epoch=on_epoch)
+        # Rank 0 finishes last (it evaluates and writes); tearing gloo down while a peer has already left
+        # can abort the process ("terminate called without an active exception"): leave together.
+        barrier(ctx)
+        return result
     finally:
         cleanup(ctx)
 
