@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from masra.model.banded import block_band_mask, block_count, key_blocks, query_blocks
+
 # With dropout, the math kernel builds B·H·Lq·S scores (plus the dropout mask and the softmax kept for
 # backward); above this many score entries the queries are processed in checkpointed chunks.
 MAX_SCORE_ELEMENTS = 2**25
@@ -71,28 +73,24 @@ def windowed_attend(
     batch, heads, total, head_dim = q.shape
     length, w = total - 1, window
     out_global = attend(q[:, :, :1], k, v, valid[:, None, None, :], dropout_p)  # [B, H, 1, dh]
-    blocks = -(-length // w)
-    pad = blocks * w - length
+    blocks = block_count(length, w)
 
-    def clip_blocks(x: torch.Tensor) -> torch.Tensor:  # [B, H, L, dh] -> keys of each block [B, H, nb, 3w, dh]
-        padded = F.pad(x, (0, 0, w, w + pad))  # [B, H, w + nb·w + w, dh]
-        return padded.unfold(2, 3 * w, w).transpose(-1, -2)
+    def with_global_key(x: torch.Tensor) -> torch.Tensor:  # [B, H, 1+L, dh] -> [B·nb, H, 1+3w, dh]
+        clip_keys = key_blocks(x[:, :, 1:].transpose(1, 2), w)  # [B, nb, 3w, H, dh]
+        global_key = x[:, :, :1].transpose(1, 2).unsqueeze(1).expand(-1, blocks, -1, -1, -1)  # [B, nb, 1, H, dh]
+        return torch.cat([global_key, clip_keys], dim=2).transpose(2, 3).reshape(batch * blocks, heads, 3 * w + 1, head_dim)
 
-    q_blocks = F.pad(q[:, :, 1:], (0, 0, 0, pad)).view(batch, heads, blocks, w, head_dim)
-    k_blocks = torch.cat([k[:, :, :1, None].expand(-1, -1, blocks, 1, -1), clip_blocks(k[:, :, 1:])], dim=3)
-    v_blocks = torch.cat([v[:, :, :1, None].expand(-1, -1, blocks, 1, -1), clip_blocks(v[:, :, 1:])], dim=3)
-    # Key slot s of block b is clip (b - 1)·w + s; query r of the block is clip b·w + r: in band iff r <= s <= r + 2w.
-    slot = torch.arange(3 * w, device=q.device)
-    row = torch.arange(w, device=q.device)
-    in_band = (slot[None, :] >= row[:, None]) & (slot[None, :] <= row[:, None] + 2 * w)  # [w, 3w]
-    clip_valid = F.pad(valid[:, 1:].float(), (w, w + pad)).unfold(1, 3 * w, w) > 0  # [B, nb, 3w]
+    q_blocks = query_blocks(q[:, :, 1:].transpose(1, 2), w)  # [B, nb, w, H, dh]
+    # Key slot s of block b is clip (b - 1)·w + s; query r of the block is clip b·w + r (masra.model.banded).
+    clip_valid = key_blocks(valid[:, 1:].float(), w) > 0  # [B, nb, 3w]
     mask = torch.cat(
-        [valid[:, :1, None, None].expand(-1, blocks, w, 1), in_band & clip_valid[:, :, None, :]], dim=-1
+        [valid[:, :1, None, None].expand(-1, blocks, w, 1), block_band_mask(w, q.device) & clip_valid[:, :, None, :]],
+        dim=-1,
     )  # [B, nb, w, 1+3w]
     out_clips = attend(
-        q_blocks.transpose(1, 2).reshape(batch * blocks, heads, w, head_dim),
-        k_blocks.transpose(1, 2).reshape(batch * blocks, heads, 3 * w + 1, head_dim),
-        v_blocks.transpose(1, 2).reshape(batch * blocks, heads, 3 * w + 1, head_dim),
+        q_blocks.transpose(2, 3).reshape(batch * blocks, heads, w, head_dim),
+        with_global_key(k),
+        with_global_key(v),
         mask.reshape(batch * blocks, 1, w, 3 * w + 1),
         dropout_p,
     )  # [B·nb, H, w, dh]

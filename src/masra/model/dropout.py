@@ -18,6 +18,8 @@ whole-process peak of a MASRA step at 8 x 4,800 clips from 5.5 to 10.3 GiB (docs
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,9 +32,7 @@ LANE_VALUES = 2**LANE_BITS
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> tuple[torch.Tensor, float]:
     """A CPU bool mask of ``shape`` (True = keep, probability ≈ 1 - p) and the scale 1 / P(keep)."""
     kept_lanes = round((1.0 - p) * LANE_VALUES)
-    count = 1
-    for size in shape:
-        count *= size
+    count = math.prod(shape)
     draws = torch.empty(-(-count // LANES_PER_DRAW), dtype=torch.int64).random_(-(2**63), 2**63 - 1)
     lanes = draws.view(torch.int16)[:count].view(shape)  # uniform on [-2^15, 2^15)
     return lanes < kept_lanes - LANE_VALUES // 2, LANE_VALUES / max(kept_lanes, 1)
