@@ -181,7 +181,7 @@ class Grounder:
         prepared_v = [self.prepare_video(v) for v in videos]
         prepared_q = [self.prepare_query(q) for q in queries]
         batch = _pad_batch(prepared_v, prepared_q)
-        with torch.no_grad():
+        with torch.inference_mode():
             outputs = self.model(batch.to(self.device))
         logits = outputs["pred_logits"].float().cpu()  # [B, Q, 2]
         spans = outputs["pred_spans"].float().cpu()  # [B, Q, 2]

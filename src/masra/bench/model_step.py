@@ -108,7 +108,7 @@ def build_steps(spec: StepSpec) -> tuple[torch.nn.Module, dict[str, Callable[[],
     def infer(b: GroundingBatch) -> Callable[[], None]:
         def run() -> None:
             model.eval()
-            with torch.no_grad(), autocast(device, spec.amp):
+            with torch.inference_mode(), autocast(device, spec.amp):
                 model(b)
 
         return run

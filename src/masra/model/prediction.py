@@ -46,7 +46,7 @@ def iterate_predictions(
 ) -> Iterator[tuple[dict[str, Any], GroundingBatch]]:
     """Model outputs (float32, on the host) with their batch, in loader order, in eval mode without gradients."""
     model.eval()
-    with torch.no_grad():
+    with torch.inference_mode():
         for batch in tqdm(loader, desc="predict", unit="batch", disable=not progress, leave=False):
             with autocast(device, amp):
                 outputs = model(batch.to(device, non_blocking=True))
