@@ -60,3 +60,14 @@ def test_bench_on_a_missing_device_is_a_clear_error(tmp_path, capsys):
         pytest.skip("this machine has CUDA")
     assert main(["bench", "--device", "cuda", "sora", "--lengths", "8"]) == 1
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_bench_floor_reports_each_step_and_its_products_alone(tmp_path, capsys):
+    result, printed = _bench(tmp_path, capsys, "floor", "--batch-size", "2", "--clips", "8")
+    assert result["bench"] == "floor"
+    rows = {row["variant"]: row for row in result["rows"]}
+    assert set(rows) == {"baseline", "masra"}
+    for row in rows.values():
+        assert row["products"] > 0 and row["gflop"] > 0
+        assert row["step_seconds"] > 0 and row["products_seconds"] > 0
+    assert "products alone" in printed

@@ -1,6 +1,6 @@
-"""``masra bench sora|model|scale|data|features|eval``: speed and memory, each as a ratio against a baseline
-run in the same process (dense SORA, the baseline model or QD-DETR's own code, the npz folder layout,
-decoding every frame, the literal evaluator loops)."""
+"""``masra bench sora|model|floor|scale|data|features|eval``: speed and memory, each as a ratio against a
+baseline run in the same process (dense SORA, the baseline model or QD-DETR's own code, the npz folder layout,
+decoding every frame, the literal evaluator loops); ``floor`` times each training step's matrix products alone."""
 
 from __future__ import annotations
 
@@ -31,6 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--clips", type=int, default=75)
     model.add_argument("--amp", choices=("none", "bf16"), default="none", help="autocast the masra forwards")
     model.add_argument("--qd-detr-repo", type=Path, help="a checkout of wjun0830/QD-DETR: time its own step as reference")
+    floor = which.add_parser(
+        "floor", help="each training step vs its matrix products replayed alone (a lower bound for the step)"
+    )
+    floor.add_argument("--batch-size", type=int, default=32)
+    floor.add_argument("--clips", type=int, default=75)
+    floor.add_argument("--qd-detr-repo", type=Path, help="a checkout of wjun0830/QD-DETR: its step as reference")
     scale = which.add_parser("scale", help="train step time and peak memory over video lengths, with/without encoder_window")
     scale.add_argument("--clips", type=int, nargs="+", default=[75, 300, 1200, 2400, 4800])
     scale.add_argument("--batch-size", type=int, default=8)
@@ -127,6 +133,22 @@ def run(args: argparse.Namespace) -> int:
                 cells += [f"{r.vs_qd_detr[job]:.2f}x" for job in ("train_step", "inference", "inference_single")]
             table.add_row(*cells)
         table.caption = "peaks: whole-process resident-memory high-water during the job, in a fresh process per variant (CPU)"
+    elif args.bench == "floor":
+        from masra.bench.matmul_floor import bench_floor
+
+        repo = str(args.qd_detr_repo) if args.qd_detr_repo else None
+        rows = bench_floor(batch_size=args.batch_size, clips=args.clips, device=device, repeats=args.repeats,
+                           threads=args.threads, qd_detr_repo=repo)
+        columns = ("variant", "matrix products", "GFLOP", "train step", "products alone", "share of the step")
+        for col in columns + (("step / QD-DETR", "products alone / QD-DETR's step") if repo else ()):
+            table.add_column(col, justify="right")
+        for r in rows:
+            cells = [r.variant, str(r.products), f"{r.gflop:.1f}", _ms(r.step_seconds), _ms(r.products_seconds),
+                     f"{r.products_seconds / r.step_seconds:.0%}"]
+            if r.vs_qd_detr:
+                cells += [f"{r.vs_qd_detr['step']:.2f}x", f"{r.vs_qd_detr['products']:.2f}x"]
+            table.add_row(*cells)
+        table.caption = "products alone: the step's mm/addmm/bmm calls replayed back to back; no step doing them is faster"
     elif args.bench == "scale":
         from masra.bench.scale import bench_scale
 
