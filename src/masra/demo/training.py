@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -130,6 +131,19 @@ def default_workers() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
+def exit_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
+    """Pool initializer: a daemon thread ends this worker as soon as its parent process is gone. Without it, a
+    killed ``masra demo``/``masra ablate`` leaves its workers training the jobs already queued to them, into
+    run folders that a rerun of the command would then train at the same time."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _train_single_threaded(trainer: Trainer, name: str, cfg: Config, threads: int, events: Any) -> VariantResult:
     import torch
 
@@ -156,6 +170,7 @@ def train_many(
         if report is not None:
             events = stack.enter_context(context.Manager()).Queue()
             stack.enter_context(QueueListener(events, report))
-        pool = stack.enter_context(ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context))
+        pool = stack.enter_context(ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
+                                                       initializer=exit_with_parent, initargs=(os.getpid(),)))
         futures = [pool.submit(_train_single_threaded, trainer, name, cfg, threads, events) for name, cfg in jobs]
         return [future.result() for future in futures]
