@@ -10,9 +10,8 @@ ratio to QD-DETR any implementation of the same model could reach here without d
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -21,7 +20,7 @@ from torch.utils._pytree import tree_map
 from torch.utils.flop_counter import flop_registry
 
 from masra.bench.measure import alternating_median_seconds
-from masra.bench.model_step import QD_DETR, StepSpec, build_steps
+from masra.bench.model_step import QD_DETR, build_steps, compared_specs
 
 MATRIX_PRODUCTS = frozenset({"aten.mm", "aten.addmm", "aten.bmm", "aten.baddbmm"})
 
@@ -80,7 +79,7 @@ class FloorRow:
     gflop: float  # their floating-point operations, 1e9
     step_seconds: float  # the whole training step (median)
     products_seconds: float  # the products replayed alone (median): a lower bound for the step
-    vs_qd_detr: dict[str, float] = dataclasses.field(default_factory=dict)  # step and bound / QD-DETR's step
+    vs_qd_detr: dict[str, float] = field(default_factory=dict)  # step and bound / QD-DETR's step
 
 
 def bench_floor(
@@ -94,10 +93,7 @@ def bench_floor(
 ) -> list[FloorRow]:
     """Rows for the baseline, MASRA (all parts) and, with ``qd_detr_repo``, QD-DETR's own step: each step and
     its matrix products alone, all timed alternately in this process."""
-    base = StepSpec("baseline", batch_size, clips, str(device), threads)
-    specs = [base, dataclasses.replace(base, variant="masra")]
-    if qd_detr_repo is not None:
-        specs.append(dataclasses.replace(base, variant=QD_DETR, qd_detr_repo=qd_detr_repo))
+    specs = compared_specs(batch_size, clips, device, threads, qd_detr_repo=qd_detr_repo)
     jobs: dict[str, Callable[[], None]] = {}
     counts: dict[str, tuple[int, float]] = {}
     for spec in specs:
@@ -112,6 +108,6 @@ def bench_floor(
     rows = []
     for spec in specs:
         step_s, products_s = seconds[f"{spec.variant} step"], seconds[f"{spec.variant} products"]
-        ratios = {"step": step_s / reference, "products": products_s / reference} if reference else {}
+        ratios = {"step": step_s / reference, "products": products_s / reference} if reference is not None else {}
         rows.append(FloorRow(spec.variant, counts[spec.variant][0], counts[spec.variant][1], step_s, products_s, ratios))
     return rows

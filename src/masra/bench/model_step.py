@@ -153,6 +153,23 @@ def bench_steps(
     return parameters, results
 
 
+def compared_specs(
+    batch_size: int,
+    clips: int,
+    device: torch.device,
+    threads: int | None,
+    amp: str = "none",
+    qd_detr_repo: Path | str | None = None,
+) -> list[StepSpec]:
+    """The models a step benchmark compares on one batch shape: the baseline, MASRA (all parts) and, with
+    ``qd_detr_repo``, QD-DETR's own code last (never autocast: ``amp`` applies to masra only)."""
+    base = StepSpec("baseline", batch_size, clips, str(device), threads, amp)
+    specs = [base, dataclasses.replace(base, variant="masra")]
+    if qd_detr_repo is not None:
+        specs.append(dataclasses.replace(base, variant=QD_DETR, amp="none", qd_detr_repo=str(qd_detr_repo)))
+    return specs
+
+
 def bench_model(
     *,
     batch_size: int = 32,
@@ -164,10 +181,7 @@ def bench_model(
     qd_detr_repo: Path | None = None,
 ) -> list[ModelRow]:
     """Rows for the baseline, MASRA (all parts, priors in the training batch) and, with ``qd_detr_repo``, QD-DETR."""
-    base = StepSpec("baseline", batch_size, clips, str(device), threads, amp)
-    specs = [base, dataclasses.replace(base, variant="masra")]
-    if qd_detr_repo is not None:
-        specs.append(dataclasses.replace(base, variant=QD_DETR, amp="none", qd_detr_repo=str(qd_detr_repo)))
+    specs = compared_specs(batch_size, clips, device, threads, amp, qd_detr_repo)
     parameters, measured = bench_steps(specs, JOBS, repeats)
     reference = measured.get(specs[-1]) if qd_detr_repo is not None else None
     rows = []
