@@ -48,7 +48,7 @@ def test_row_order_does_not_matter(val_gt, sample_preds):
 
 
 def test_vectorised_evaluator_equals_literal_loops(val_gt, sample_preds):
-    from masra.bench.literal_eval import literal_full_metrics
+    from masra.lab.bench.literal_eval import literal_full_metrics
 
     subset = sample_preds[:200]
     gt = [row for row in val_gt if row["qid"] in {p["qid"] for p in subset}]

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from masra.bench.literal_eval import literal_highlight_ap as reference_get_ap
+from masra.lab.bench.literal_eval import literal_highlight_ap as reference_get_ap
 from masra.eval import eval_submission
 from masra.eval.highlight import hit_at_one, saliency_matrices, tie_grouped_average_precision, top_clip
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from masra.bench.literal_eval import literal_moment_ap as reference_ap
+from masra.lab.bench.literal_eval import literal_moment_ap as reference_ap
 from masra.eval import eval_submission
 from masra.eval.iou import cross_iou, hull_iou
 from masra.eval.moment_retrieval import MAP_THRESHOLDS, average_precision_per_query, top1_iou

@@ -6,7 +6,7 @@ import json
 
 import av
 
-from masra.bench.features import make_long_video
+from masra.lab.bench.features import make_long_video
 from masra.cli.main import main
 from masra.video.frames import clip_count, probe_video
 

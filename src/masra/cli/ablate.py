@@ -10,9 +10,9 @@ from masra.cli.options import add_overrides_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from masra.demo.ablation import VARIANTS
-    from masra.demo.regimes import DEFAULT_REGIME, REGIMES
-    from masra.demo.training import DEFAULT_EPOCHS
+    from masra.lab.demo.ablation import VARIANTS
+    from masra.lab.demo.regimes import DEFAULT_REGIME, REGIMES
+    from masra.lab.demo.training import DEFAULT_EPOCHS
 
     names = ", ".join(variant.name for variant in VARIANTS)
     parser = subparsers.add_parser(
@@ -49,8 +49,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markdown import Markdown
 
-    from masra.demo.ablation import run_ablation
-    from masra.demo.training import default_workers
+    from masra.lab.demo.ablation import run_ablation
+    from masra.lab.demo.training import default_workers
 
     logging.getLogger("masra").setLevel(logging.INFO)
     run_ablation(

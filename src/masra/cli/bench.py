@@ -77,14 +77,14 @@ def _times(new: float, base: float) -> str:
 def _bench_features(args: argparse.Namespace, device):
     import tempfile
 
-    from masra.bench.features import bench_features, make_long_video, random_vit_b32
+    from masra.lab.bench.features import bench_features, make_long_video, random_vit_b32
     from masra.features.encoder import ClipEncoder
 
     encoder = ClipEncoder.load(args.encoder, device) if args.encoder else random_vit_b32(device)
     if args.video is not None:
         return bench_features(args.video, encoder, batch_size=args.batch_size)
     with tempfile.TemporaryDirectory() as folder:
-        logging.getLogger("masra.bench").info("making a %.0f-s 720p test video", args.seconds)
+        logging.getLogger("masra.lab.bench").info("making a %.0f-s 720p test video", args.seconds)
         video = make_long_video(Path(folder) / "long_720p.mp4", args.seconds)
         return bench_features(video, encoder, batch_size=args.batch_size)
 
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     table = Table(title=f"masra bench {args.bench} ({device}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()})")
     rows: list[Any]
     if args.bench == "sora":
-        from masra.bench.sora import bench_sora
+        from masra.lab.bench.sora import bench_sora
 
         rows = bench_sora(args.lengths, band=args.band, device=device, repeats=args.repeats)
         for col in ("clips", "banded time", "dense time", "speed-up", "banded peak", "dense peak", "memory saved", "max |diff|"):
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{r.max_abs_diff:.1e}",
             )
     elif args.bench == "model":
-        from masra.bench.model_step import bench_model
+        from masra.lab.bench.model_step import bench_model
 
         rows = bench_model(batch_size=args.batch_size, clips=args.clips, device=device, repeats=args.repeats,
                            threads=args.threads, amp=args.amp, qd_detr_repo=args.qd_detr_repo)
@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
             table.add_row(*cells)
         table.caption = "peaks: whole-process resident-memory high-water during the job, in a fresh process per variant (CPU)"
     elif args.bench == "floor":
-        from masra.bench.matmul_floor import bench_floor
+        from masra.lab.bench.matmul_floor import bench_floor
 
         repo = str(args.qd_detr_repo) if args.qd_detr_repo else None
         rows = bench_floor(batch_size=args.batch_size, clips=args.clips, device=device, repeats=args.repeats,
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
             table.add_row(*cells)
         table.caption = "products alone: the step's mm/addmm/bmm calls replayed back to back; no step doing them is faster"
     elif args.bench == "scale":
-        from masra.bench.scale import bench_scale
+        from masra.lab.bench.scale import bench_scale
 
         rows = bench_scale(args.clips, batch_size=args.batch_size, window=args.window, device=device,
                            threads=args.threads, repeats=args.repeats)
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
             table.add_row(str(r.clips), r.variant, str(r.encoder_window) if r.encoder_window else "full",
                           _ms(r.train_step.seconds), _mb(r.train_step.peak_bytes))
     elif args.bench == "data":
-        from masra.bench.data_loading import bench_data
+        from masra.lab.bench.data_loading import bench_data
 
         rows = [bench_data(videos=args.videos, repeats=args.repeats)]
         for col in ("videos", "npz folders", "packed store", "speed-up", "identical"):
@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
             f"{r.extract_seconds:.1f} s", r.bound_by,
         )
     else:
-        from masra.bench.evaluation import bench_eval
+        from masra.lab.bench.evaluation import bench_eval
         from masra.eval import load_ground_truth, load_submission
 
         rows = [bench_eval(load_submission(args.pred), load_ground_truth(args.gt, "qvhighlights"), repeats=args.repeats)]

@@ -9,8 +9,8 @@ from masra.cli.options import add_overrides_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from masra.demo.regimes import DEFAULT_REGIME, REGIMES
-    from masra.demo.training import DEFAULT_EPOCHS
+    from masra.lab.demo.regimes import DEFAULT_REGIME, REGIMES
+    from masra.lab.demo.training import DEFAULT_EPOCHS
 
     parser = subparsers.add_parser(
         "demo",
@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from masra.demo.run import print_report, run_demo
+    from masra.lab.demo.run import print_report, run_demo
 
     logging.getLogger("masra").setLevel(logging.INFO)
     report = run_demo(

@@ -1,0 +1,278 @@
+"""``masra ablate``: baseline, each MASRA part alone, all parts and two controls, over seeds, on the demo data
+(either regime) or on any training config (a user's own data).
+
+Every (variant, seed) run writes ``DIR/runs/{variant}/seed{seed}/result.json`` when it finishes; a rerun skips
+those, so an interrupted ablation resumes where it stopped. The table is rebuilt from the result files:
+``DIR/ablation.json`` (every run + mean/std) and ``DIR/ablation.md`` (mean ± std of the key metrics, and of
+the parts' training diagnostics at the best epoch: gates, β, attention shares, temperatures, auxiliary
+losses next to their chance levels; docs/method.md), and the learning curves from the runs' per-epoch
+evaluations: ``DIR/curves.{md,json,png}`` (``masra.lab.demo.curves``). Runs evaluate every epoch
+(``train.eval_every=1``, overridable) so the curves have a point per epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from masra.config import MASRA_PARTS, Config, apply_overrides, config_to_dict, load_config, set_masra_parts, validate_config
+from masra.data.jsonl import write_json
+from masra.lab.demo.curves import write_curves
+from masra.lab.demo.diagnostics import read_diagnostics
+from masra.lab.demo.regimes import DEFAULT_REGIME, regime_spec
+from masra.lab.demo.synthetic import build_synthetic_dataset
+from masra.lab.demo.training import DEFAULT_EPOCHS, KEY_METRICS, Trainer, VariantResult, demo_config, train_many, train_variant
+from masra.errors import MasraError
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the table: the enabled parts and the config overrides that make it what it is."""
+
+    name: str
+    parts: tuple[str, ...]
+    overrides: tuple[str, ...] = ()
+
+
+# The rows of the table, in order. The two controls separate a part's mechanism from what comes with it:
+# SORA also adds an encoder layer (sora_beta0: the layer with β fixed at 0, no relational bias), and DAI's
+# gain mixes the codebook with the extra supervision of its relevance BCE (dai_norel: that loss's weight 0).
+VARIANTS: tuple[Variant, ...] = (
+    Variant("baseline", ()),
+    *(Variant(name, (name,)) for name in MASRA_PARTS),
+    Variant("all", MASRA_PARTS),
+    Variant("sora_beta0", ("sora",), ("model.sora.beta_init=0", "model.sora.learnable_beta=false")),
+    Variant("dai_norel", ("dai",), ("loss.dai_relevance=0",)),
+)
+RESULT_FILE = "result.json"
+# Applied before the user's overrides: an evaluation per epoch, so the learning curves have every point.
+CURVE_OVERRIDES = ("train.eval_every=1",)
+log = logging.getLogger(__name__)
+# (enabled parts, seed, run folder, overrides) -> the config of one run.
+ConfigFactory = Callable[[list[str], int, Path, list[str]], Config]
+
+
+def train_resuming(name: str, cfg: Any) -> VariantResult:
+    """The default trainer: continues a run that an interrupted ablation left unfinished."""
+    return train_variant(name, cfg, resume=True)
+
+
+def run_path(out: Path, variant: str, seed: int) -> Path:
+    return out / "runs" / variant / f"seed{seed}"
+
+
+def run_fingerprint(cfg: Config, data_key: dict[str, Any] | None) -> dict[str, Any]:
+    """What makes two runs the same run: the config except where it is written and how long it trains,
+    and the generated dataset's identity (None for a user's config)."""
+    values = config_to_dict(cfg)
+    values["train"] = {k: v for k, v in values["train"].items() if k not in ("output_dir", "epochs")}
+    return {"config": values, "data": data_key}
+
+
+def load_finished(
+    out: Path, variant: str, seed: int, epochs: int, fingerprint: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """The stored result of a finished run, or None when it is missing or was trained for other epochs (the
+    rerun then continues it). A result of another config or dataset is an error, never reused or overwritten."""
+    path = run_path(out, variant, seed) / RESULT_FILE
+    if not path.is_file():
+        return None
+    try:
+        result = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise MasraError(f"unreadable result file ({err.msg}); delete it to rerun this run", file=path) from None
+    stored = result.get("fingerprint")
+    differ = sorted(_differing_keys(stored, fingerprint)) if fingerprint is not None and stored is not None else []
+    if differ:
+        raise MasraError(f"holds a finished run of another config or dataset (differs in: {', '.join(differ)}); "
+                         "use another --out, or delete this run folder to retrain it", file=path.parent)
+    if result.get("epochs") != epochs:
+        log.info("%s was trained for %s epochs, not %d: rerunning", path, result.get("epochs"), epochs)
+        return None
+    if "diagnostics" not in result:  # written before results recorded them: read them from the run's log
+        result["diagnostics"] = read_diagnostics(path.parent, result.get("best_epoch"))
+    return result
+
+
+def _differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys where two nested dicts differ. A key that only one side has is not a difference: config
+    fields added since a run was recorded keep their old behaviour at their defaults."""
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return [prefix.rstrip(".") or "(value)"] if a != b else []
+    keys = sorted(set(a) & set(b))
+    return [d for k in keys for d in _differing_keys(a[k], b[k], f"{prefix}{k}.")]
+
+
+def demo_configs(
+    out: Path, *, data: str, data_seed: int, epochs: int, n_train: int | None, n_val: int | None
+) -> tuple[ConfigFactory, dict[str, Any]]:
+    """Runs on the generated dataset of regime ``data`` (cached in ``out/data``), with the demo's settings."""
+    dataset = build_synthetic_dataset(out / "data", data_seed, regime_spec(data), n_train=n_train, n_val=n_val)
+    data_key = {k: dataset.manifest[k] for k in ("generator_version", "regime", "seed", "spec", "rows")}
+
+    def make(parts: list[str], seed: int, output_dir: Path, overrides: list[str]) -> Config:
+        return demo_config(dataset, parts=parts or "none", seed=seed, epochs=epochs, output_dir=output_dir,
+                           overrides=overrides)
+
+    return make, data_key
+
+
+def user_configs(config: str, *, epochs: int) -> ConfigFactory:
+    """Runs of a training config (a packaged name or a YAML file): its data and settings, the variant's parts."""
+    base = load_config(config)
+
+    def make(parts: list[str], seed: int, output_dir: Path, overrides: list[str]) -> Config:
+        cfg = copy.deepcopy(base)
+        set_masra_parts(cfg, parts or "none")
+        cfg.train.seed, cfg.train.epochs, cfg.train.output_dir = seed, epochs, str(output_dir)
+        apply_overrides(cfg, overrides)
+        validate_config(cfg)
+        return cfg
+
+    return make
+
+
+def run_ablation(
+    out: str | Path,
+    *,
+    seeds: list[int],
+    epochs: int | None = None,
+    data_seed: int = 0,
+    variants: list[str] | None = None,
+    n_train: int | None = None,
+    n_val: int | None = None,
+    overrides: list[str] | None = None,
+    trainer: Trainer = train_resuming,
+    workers: int = 1,
+    data: str | None = None,
+    config: str | None = None,
+) -> dict[str, Any]:
+    """Train every missing (variant, seed) run, then write and return the aggregated table and the curves.
+
+    Without ``config`` all runs share one generated dataset of regime ``data`` (default planted; generated
+    with ``data_seed``, ``n_train``/``n_val`` rows); with ``config`` (a packaged name or YAML path) runs use
+    that config's data and settings. ``seeds`` vary the training seed; ``epochs`` defaults to the demo's
+    budget, or to the config's own ``train.epochs``.
+    ``trainer`` is the function that trains one config (replaceable in tests); ``workers`` runs train side
+    by side in separate processes (results are written once all pending runs have finished; an
+    interrupted ablation resumes each run from its last checkpoint).
+    """
+    out = Path(out)
+    known = {variant.name: variant for variant in VARIANTS}
+    chosen = variants or list(known)
+    unknown = [v for v in chosen if v not in known]
+    if unknown:
+        raise MasraError(f"unknown variant(s) {unknown}; known: {', '.join(known)}", field="variants")
+    if not seeds:
+        raise MasraError("at least one seed is needed", field="seeds")
+    overrides = [*CURVE_OVERRIDES, *(overrides or [])]
+    apply_overrides(Config(), overrides)  # fail fast on a bad override, before the dataset is built
+    if config is not None:
+        if data is not None or n_train is not None or n_val is not None:
+            raise MasraError("the data of a --config run comes from the config: drop --data/--train-rows/--val-rows",
+                             field="config")
+        epochs = load_config(config).train.epochs if epochs is None else epochs
+        make, data_key = user_configs(config, epochs=epochs), None
+    else:
+        epochs = DEFAULT_EPOCHS if epochs is None else epochs
+        make, data_key = demo_configs(out, data=data or DEFAULT_REGIME, data_seed=data_seed, epochs=epochs,
+                                      n_train=n_train, n_val=n_val)
+
+    results: dict[str, dict[int, dict[str, Any]]] = {v: {} for v in chosen}
+    pending: list[tuple[str, int, Config]] = []
+    for variant in chosen:
+        for seed in seeds:
+            cfg = make(list(known[variant].parts), seed, run_path(out, variant, seed),
+                       [*known[variant].overrides, *overrides])
+            split = cfg.data.eval_split_name
+            fingerprint = run_fingerprint(cfg, data_key)
+            finished = load_finished(out, variant, seed, epochs, fingerprint)
+            if finished is not None:
+                log.info("skipping %s seed %d (finished)", variant, seed)
+                results[variant][seed] = finished
+            else:
+                pending.append((variant, seed, cfg))
+    jobs = [(variant, cfg) for variant, _, cfg in pending]
+    log.info("training %d runs (%d side by side)", len(jobs), workers)
+    for (variant, seed, cfg), trained in zip(pending, train_many(jobs, trainer, workers)):
+        record = {
+            "variant": variant,
+            "parts": list(known[variant].parts),
+            "overrides": list(known[variant].overrides),
+            "seed": seed,
+            "epochs": epochs,
+            "best_epoch": trained.best_epoch,
+            "wall_s": round(trained.wall_s, 1),
+            "brief": trained.brief,
+            "diagnostics": trained.diagnostics,
+            "fingerprint": run_fingerprint(cfg, data_key),
+        }
+        write_json(run_path(out, variant, seed) / RESULT_FILE, record)
+        results[variant][seed] = record
+
+    source = f"config {config}" if config is not None else f"{data or DEFAULT_REGIME} demo data (data seed {data_seed})"
+    table = aggregate(results, seeds=seeds, epochs=epochs, data_seed=data_seed, source=source)
+    write_json(out / "ablation.json", table)
+    (out / "ablation.md").write_text(markdown_table(table))
+    write_curves(out, {v: [run_path(out, v, s) for s in seeds] for v in chosen}, split=split,
+                 caption=f"{source}, {epochs} epochs, training seeds {', '.join(map(str, seeds))}; mean ± std")
+    return table
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+def aggregate(
+    results: dict[str, dict[int, dict[str, Any]]], *, seeds: list[int], epochs: int, data_seed: int,
+    source: str = "planted demo data",
+) -> dict[str, Any]:
+    """Mean and sample standard deviation (0 for one seed) of every key metric per variant, and of every
+    diagnostic that all its runs recorded."""
+    rows = []
+    for variant, by_seed in results.items():
+        runs = [by_seed[s] for s in seeds]
+        stats = {key: _mean_std([float(r["brief"][key]) for r in runs]) for key in KEY_METRICS}
+        names = sorted(set.intersection(*(set(r.get("diagnostics", {})) for r in runs)))
+        diagnostics = {name: _mean_std([float(r["diagnostics"][name]) for r in runs]) for name in names}
+        rows.append({"variant": variant, "parts": runs[0]["parts"], "metrics": stats, "diagnostics": diagnostics,
+                     "runs": runs})
+    return {"metrics": list(KEY_METRICS), "source": source, "seeds": seeds, "epochs": epochs, "data_seed": data_seed,
+            "variants": rows}
+
+
+def markdown_table(table: dict[str, Any]) -> str:
+    """The ablation as markdown: one row per variant, ``mean ± std`` over the seeds; then the diagnostics."""
+    seeds = ", ".join(str(s) for s in table["seeds"])
+    header = "| variant | " + " | ".join(table["metrics"]) + " |"
+    source = table.get("source", f"planted demo data (data seed {table['data_seed']})")
+    caption = f"{source[0].upper()}{source[1:]}, {table['epochs']} epochs, training seeds {seeds}; mean ± std over seeds."
+    lines = [
+        caption,
+        "",
+        header,
+        "|---|" + "---:|" * len(table["metrics"]),
+    ]
+    for row in table["variants"]:
+        cells = [f"{row['metrics'][k]['mean']:.2f} ± {row['metrics'][k]['std']:.2f}" for k in table["metrics"]]
+        lines.append(f"| {row['variant']} | " + " | ".join(cells) + " |")
+    diagnosed = [row for row in table["variants"] if row.get("diagnostics")]
+    if diagnosed:
+        lines += [
+            "",
+            "Training diagnostics at the best epoch (epoch means; `diag_*` per part, `*_chance` = the loss of an",
+            "uninformative prediction; docs/method.md):",
+            "",
+            "| variant | diagnostic | mean ± std |",
+            "|---|---|---:|",
+        ]
+        for row in diagnosed:
+            for name, value in row["diagnostics"].items():
+                lines.append(f"| {row['variant']} | {name} | {value['mean']:.4f} ± {value['std']:.4f} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,176 @@
+"""Train one variant (baseline or a set of MASRA parts) on the synthetic dataset; shared by demo and ablation."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from masra.config import Config, apply_overrides, set_masra_parts, validate_config
+from masra.lab.demo.synthetic import SyntheticDataset
+from masra.errors import MasraError
+
+if TYPE_CHECKING:
+    from masra.train.trainer import EpochReport
+
+# Sized so the whole demo (dataset + baseline and MASRA side by side) fits in 3 minutes on 2 quiet CPU cores:
+# MASRA's moment retrieval leaves chance level at epoch 3-4 with the settings of demo_config (docs/demo.md).
+DEFAULT_EPOCHS = 5
+# The metrics the demo table and the ablation table report (keys of the evaluator's "brief" section).
+KEY_METRICS = ("MR-full-mAP", "MR-full-R1@0.5", "MR-full-R1@0.7", "HL-min-VeryGood-mAP", "HL-min-VeryGood-Hit1")
+
+
+@dataclass
+class VariantResult:
+    name: str
+    parts: list[str]
+    run_dir: Path
+    best_epoch: int | None
+    metrics: dict[str, Any]  # the evaluator's full output (official layout) at the best epoch
+    predictions: Path  # submission JSONL of the best epoch
+    wall_s: float
+    diagnostics: dict[str, float] = field(default_factory=dict)  # the parts' training diagnostics, best epoch
+
+    @property
+    def brief(self) -> dict[str, float]:
+        return self.metrics["brief"]
+
+
+def demo_config(
+    dataset: SyntheticDataset,
+    *,
+    parts: list[str] | str,
+    seed: int,
+    epochs: int,
+    output_dir: Path,
+    small: bool = True,
+    overrides: list[str] | None = None,
+) -> Config:
+    """The demo's training config: QD-DETR defaults, a narrower model (``small``), no dropout inside the model,
+    a higher learning rate and smaller batches, so a few epochs on ~1k videos learn on a CPU in minutes;
+    ``overrides`` (``key.sub=value``) apply last. Why each setting: docs/demo.md, "How the settings were found"."""
+    cfg = Config(name="masra-demo")
+    cfg.data.dataset = "qvhighlights"
+    cfg.data.train_path = str(dataset.train_path)
+    cfg.data.eval_path = str(dataset.val_path)
+    cfg.data.v_feat_dirs = [str(folder) for folder in dataset.video_dirs]
+    cfg.data.t_feat_dir = str(dataset.text_dir)
+    cfg.data.prior_dir = str(dataset.prior_dir)
+    cfg.data.clip_length = float(dataset.manifest["clip_length"])
+    if small:
+        cfg.model.hidden_dim = 64
+        cfg.model.nheads = 4
+        cfg.model.dim_feedforward = 128
+        cfg.model.lrca.proj_dim = 32
+    cfg.train.seed = seed
+    cfg.train.epochs = epochs
+    # Small batches, light input dropout and none inside the model: many updates, and fast early learning, in a
+    # CPU budget of a few epochs (QD-DETR: batch 32, input dropout 0.5, dropout 0.1, lr 1e-4).
+    cfg.model.input_dropout = 0.1
+    cfg.model.dropout = 0.0
+    cfg.train.lr = 1e-3
+    cfg.train.batch_size = 8
+    cfg.train.eval_every = max(1, min(5, epochs // 4))
+    cfg.train.output_dir = str(output_dir)
+    set_masra_parts(cfg, parts)
+    apply_overrides(cfg, overrides or [])
+    validate_config(cfg)
+    return cfg
+
+
+def enabled_parts(cfg: Config) -> list[str]:
+    from masra.config import MASRA_PARTS
+
+    return [name for name in MASRA_PARTS if getattr(cfg.model, name).enabled]
+
+
+def train_variant(
+    name: str, cfg: Config, *, resume: bool = False, progress: bool = False, report: Reporter | None = None
+) -> VariantResult:
+    """Train ``cfg`` into ``cfg.train.output_dir``: from scratch (previous run artifacts replaced), or with
+    ``resume`` continuing the run left there by an interrupted invocation. ``report(name, epoch_report)``
+    is called after every epoch."""
+    from masra.lab.demo.diagnostics import read_diagnostics
+    from masra.train.trainer import train
+
+    started = time.time()
+    on_epoch = None if report is None else partial(report, name)
+    result = train(cfg, resume="auto" if resume else None, force=not resume, progress=progress, on_epoch=on_epoch)
+    wall = time.time() - started
+    if result.best_metrics is None or result.best_checkpoint is None:
+        raise MasraError("training finished without an evaluation; check data.eval_path", file=result.run_dir)
+    predictions = result.best_checkpoint / f"{cfg.data.eval_split_name}_preds.jsonl"
+    if not predictions.is_file():
+        raise MasraError("best checkpoint has no predictions file", file=predictions)
+    return VariantResult(
+        name=name,
+        parts=enabled_parts(cfg),
+        run_dir=result.run_dir,
+        best_epoch=result.best_epoch,
+        metrics=result.best_metrics,
+        predictions=predictions,
+        wall_s=wall,
+        diagnostics=read_diagnostics(result.run_dir, result.best_epoch),
+    )
+
+
+Trainer = Callable[..., VariantResult]  # (name, cfg[, report=Reporter]) -> VariantResult
+Reporter = Callable[[str, "EpochReport"], None]  # (variant name, what its last epoch did)
+
+
+def default_workers() -> int:
+    """Runs trained side by side: one per core, at most 2 (small models scale badly over threads)."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def exit_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
+    """Pool initializer: a daemon thread ends this worker as soon as its parent process is gone. Without it, a
+    killed ``masra demo``/``masra ablate`` leaves its workers training the jobs already queued to them, into
+    run folders that a rerun of the command would then train at the same time."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _train_single_threaded(trainer: Trainer, name: str, cfg: Config, threads: int, events: Any) -> VariantResult:
+    import torch
+
+    torch.set_num_threads(threads)
+    if events is None:
+        return trainer(name, cfg)
+    return trainer(name, cfg, report=lambda variant, epoch: events.put((variant, epoch)))
+
+
+def train_many(
+    jobs: list[tuple[str, Config]], trainer: Trainer, workers: int, report: Reporter | None = None
+) -> list[VariantResult]:
+    """Train every (name, config) job, in ``workers`` processes side by side (each with its share of the
+    cores), or in this process when ``workers`` is 1; results come back in job order. ``report`` (called
+    in this process) receives every job's per-epoch progress."""
+    if workers <= 1 or len(jobs) <= 1:
+        return [trainer(name, cfg) if report is None else trainer(name, cfg, report=report) for name, cfg in jobs]
+    from masra.lab.demo.progress import QueueListener
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
+    with contextlib.ExitStack() as stack:
+        events = None
+        if report is not None:
+            events = stack.enter_context(context.Manager()).Queue()
+            stack.enter_context(QueueListener(events, report))
+        pool = stack.enter_context(ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
+                                                       initializer=exit_with_parent, initargs=(os.getpid(),)))
+        futures = [pool.submit(_train_single_threaded, trainer, name, cfg, threads, events) for name, cfg in jobs]
+        return [future.result() for future in futures]

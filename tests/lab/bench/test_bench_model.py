@@ -1,0 +1,50 @@
+"""``masra bench model``: it times the trainer's whole step, and its peaks are whole-process peaks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from masra.lab.bench.measure import in_fresh_process, process_peak_bytes, reset_process_peak
+from masra.lab.bench.model_step import StepSpec, build_steps
+from masra.errors import MasraError
+
+MB = 2**20
+
+
+def _hold(megabytes: int) -> int:
+    """Touch ``megabytes`` of memory (numpy: outside torch's allocator) and return the process peak."""
+    block = np.ones(megabytes * MB, dtype=np.uint8)
+    assert block.sum() == megabytes * MB
+    del block
+    return process_peak_bytes(torch.device("cpu"))
+
+
+def test_peaks_count_memory_outside_torch_and_fresh_processes_start_from_their_own_size():
+    big = in_fresh_process(_hold, 400)
+    small = in_fresh_process(_hold, 10)
+    assert big >= 400 * MB
+    assert small < big - 300 * MB  # not inherited from the parent or from the earlier process
+
+
+def test_a_reset_starts_a_new_peak():
+    _hold(300)
+    reset_process_peak(torch.device("cpu"))
+    assert process_peak_bytes(torch.device("cpu")) < _hold(0) + 300 * MB
+
+
+def test_the_train_step_clips_and_updates_the_parameters_like_the_trainer():
+    torch.manual_seed(0)
+    model, steps = build_steps(StepSpec("baseline", batch_size=2, clips=8, threads=1))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    steps["train_step"]()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) <= 0.1 + 1e-6
+    changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
+    assert len(changed) > len(before) // 2  # the AdamW step ran
+
+
+def test_a_folder_that_is_not_a_qd_detr_checkout_is_refused(tmp_path):
+    with pytest.raises(MasraError, match="not a QD-DETR checkout"):
+        build_steps(StepSpec("qd-detr", batch_size=2, clips=8, qd_detr_repo=str(tmp_path)))
