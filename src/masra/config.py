@@ -67,9 +67,10 @@ class DataConfig:
 class DAIConfig:
     enabled: bool = False
     codebook_size: int = 32
-    # "xattn": each entry attends to the clips, C_v,k = C_k + MHA(C_k, clips) (a per-entry context);
+    # "slots": the entries compete for the clips (slot attention), each reads its own clips (docs/method.md);
+    # "xattn": each entry attends to the clips, C_v,k = C_k + MHA(C_k, clips) (entries may read alike);
     # "mlp": C_v = C + MLP([mean; max] of clips), one shift shared by all entries.
-    context: str = "xattn"
+    context: str = "slots"
     # Whether the codebook entries carry values (the absorbed mass then adds their values to the output).
     codebook_values: bool = False
 
@@ -88,6 +89,9 @@ class SORAConfig:
     beta_init: float = 1.0
     # False keeps β at beta_init (the ablation control "SORA with β fixed at 0": the added layer alone).
     learnable_beta: bool = True
+    # "second_order": the bias is the row-centred R2; "row_mean" (ablation control): R2 replaced by its row
+    # mean, which the centring makes a zero bias (docs/method.md, "SORA").
+    relation: str = "second_order"
 
 
 @dataclass
@@ -157,6 +161,10 @@ class LossConfig:
     # the caption relations with this temperature.
     lrca_band: int = 16
     lrca_text_temperature: float = 0.1
+    # SGE: each clip picks out its caption among the captions within this many clips, logits and soft
+    # targets at this temperature.
+    sge_band: int = 16
+    sge_temperature: float = 0.1
     # Auxiliary (MASRA part) losses, docs/method.md "Auxiliary losses at the start of training": their weights
     # are multiplied by a ramp from 0 to 1, linear over aux_ramp_epochs epochs after aux_ramp_start epochs
     # (fractions allowed; both 0 = full weight from the first step).
@@ -395,8 +403,8 @@ def validate_config(cfg: Config) -> None:
         raise MasraError("must be between 0 and 1", field="train.lr_min_ratio")
     if cfg.train.amp not in ("none", "bf16", "fp16"):
         raise MasraError("must be none, bf16 or fp16", field="train.amp")
-    if cfg.model.dai.context not in ("mlp", "xattn"):
-        raise MasraError("must be mlp or xattn", field="model.dai.context")
+    if cfg.model.dai.context not in ("slots", "xattn", "mlp"):
+        raise MasraError("must be slots, xattn or mlp", field="model.dai.context")
     if cfg.eval.postprocess not in ("qvhighlights", "round_clip", "round_only", "none"):
         raise MasraError("must be qvhighlights, round_clip, round_only or none", field="eval.postprocess")
     for name in ("max_q_l", "max_v_l"):

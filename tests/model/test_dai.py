@@ -14,6 +14,8 @@ from masra.model.dai import (
     DecoupledCrossAttention,
     codebook_diversity_loss,
     dai_relevance_loss,
+    entry_statistics,
+    relevance_auc,
 )
 
 D, HEADS, K = 16, 4, 8
@@ -30,7 +32,7 @@ def inputs(seed: int = 0):
     return video, video_mask, text, text_mask
 
 
-@pytest.mark.parametrize("context", ["mlp", "xattn"])
+@pytest.mark.parametrize("context", ["slots", "mlp", "xattn"])
 def test_codebook_starts_context_free_and_ignores_padding(context: str) -> None:
     torch.manual_seed(0)
     book = ContextCodebook(D, K, context, nheads=HEADS)
@@ -199,3 +201,72 @@ def test_codebook_values_keep_the_absorbed_mass_in_the_output() -> None:
         base = att.out_proj.bias
     assert (outs[False] - base).norm() < 0.05 * outs[False].norm()  # discarded
     assert (outs[True] - base).norm() > 0.5 * outs[True].norm()  # kept: the codebook's values
+
+
+def clustered_video(length: int = 40, dim: int = 64, clusters: int = 4) -> torch.Tensor:
+    """Layer-normalised clips in ``clusters`` runs of similar content, [1, length, dim]."""
+    gen = torch.Generator().manual_seed(1)
+    centres = torch.randn(clusters, dim, generator=gen)
+    clips = centres.repeat_interleave(length // clusters, 0) + 0.5 * torch.randn(length, dim, generator=gen)
+    return F.layer_norm(clips, (dim,)).unsqueeze(0)
+
+
+def test_slot_entries_read_different_clips_at_their_own_initialisation() -> None:
+    """The entries compete for the clips, so at the module's own initialisation (no re-initialised weights)
+    each reads its own clips: read weights far from uniform and reads that differ between entries. The
+    softmax over the clips per entry ("xattn") reads nearly the same average with every entry."""
+    video = clustered_video()
+    mask = torch.ones(1, video.shape[1])
+    torch.manual_seed(0)
+    stats: dict[str, torch.Tensor] = {}
+    ContextCodebook(64, 16, "slots", nheads=4)(video, mask, stats)
+    assert stats["dai_entry_entropy"] < 0.85 and stats["dai_entry_specific"] > 0.25
+    torch.manual_seed(0)
+    xattn = ContextCodebook(64, 16, "xattn", nheads=4)
+    _, weights = xattn.context_attn(xattn.codebook.unsqueeze(0), video, video, need_weights=True)  # [1, K, L]
+    plain = entry_statistics(weights.detach(), (weights @ video).detach(), mask)
+    assert plain["dai_entry_entropy"] > 0.95 and plain["dai_entry_specific"] < 0.1
+
+
+def test_entry_statistics_from_hand_made_weights() -> None:
+    mask = torch.ones(1, 4)
+    uniform = torch.full((1, 2, 4), 0.25)
+    one_hot = torch.eye(4)[:2].unsqueeze(0)  # entry 0 reads clip 0, entry 1 reads clip 1
+    clips = torch.eye(4).unsqueeze(0)
+    same = entry_statistics(uniform, uniform @ clips, mask)
+    assert same["dai_entry_entropy"].item() == pytest.approx(1.0) and same["dai_entry_specific"].item() == pytest.approx(0.0)
+    apart = entry_statistics(one_hot, one_hot @ clips, mask)
+    assert apart["dai_entry_entropy"].item() == pytest.approx(0.0, abs=1e-6)
+    assert apart["dai_entry_specific"].item() == pytest.approx(0.5)  # r = e0, e1; mean (e0 + e1) / 2
+
+
+def test_relevance_bce_is_per_layer_and_negative_pairs_are_targets_of_zero() -> None:
+    layers = torch.tensor([[[0.9, 0.2, 0.5], [0.6, 0.4, 0.7]]], requires_grad=True)  # [B=1, layers=2, L=3]
+    labels = torch.tensor([[1.0, 0.0, 1.0]])
+    mask = torch.ones(1, 3)
+    loss, _ = dai_relevance_loss(layers, labels, mask)
+    per_layer = [F.binary_cross_entropy(layers[0, i], labels[0]) for i in range(2)]
+    torch.testing.assert_close(loss, torch.stack(per_layer).mean())  # not the BCE of the layer average
+    negative = torch.tensor([[[0.3, 0.1, 0.2], [0.5, 0.6, 0.4]]], requires_grad=True)
+    loss, chance = dai_relevance_loss(layers, labels, mask, negative)
+    want = torch.stack(
+        [F.binary_cross_entropy(torch.cat([layers[0, i], negative[0, i]]), torch.cat([labels[0], torch.zeros(3)]))
+         for i in range(2)]
+    ).mean()
+    torch.testing.assert_close(loss, want)
+    rate = torch.tensor(2 / 6)
+    torch.testing.assert_close(chance, -(rate * rate.log() + (1 - rate) * (1 - rate).log()))
+    loss.backward()
+    assert negative.grad.abs().sum() > 0
+
+
+def test_relevance_auc_matches_the_pairwise_definition() -> None:
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 5, (30,), generator=gen).float()  # with ties
+    target = (torch.rand(30, generator=gen) > 0.6).float()
+    weight = (torch.rand(30, generator=gen) > 0.2).float()
+    keep = weight > 0
+    pos, neg = scores[keep][target[keep] > 0], scores[keep][target[keep] == 0]
+    pairwise = ((pos[:, None] > neg[None]).float() + 0.5 * (pos[:, None] == neg[None]).float()).mean()
+    torch.testing.assert_close(relevance_auc(scores, target, weight), pairwise)
+    assert relevance_auc(scores, torch.zeros(30), weight).item() == 0.5

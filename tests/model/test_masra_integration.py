@@ -308,11 +308,44 @@ def test_dai_diversity_is_computed_on_the_codebook_not_on_its_context_shift(smal
 
     model, criterion = build(small_config, "dai", dai_diversity=1.0)
     book = model.dai_codebook
-    torch.nn.init.normal_(book.context_attn.out_proj.weight, std=5.0)  # a large context shift
+    torch.nn.init.normal_(book.slot_out.weight, std=5.0)  # a large context shift
     batch = random_batch([7, 5], [4, 2])
     terms = criterion(model.train()(batch), batch)
     torch.testing.assert_close(terms["loss_dai_diversity"], codebook_diversity_loss(book.codebook))
     model.zero_grad()
     terms["loss_dai_diversity"].backward()
     assert book.codebook.grad.abs().sum() > 0
-    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in book.context_attn.parameters())
+    context = [p for name, p in book.named_parameters() if name.startswith("slot_")]
+    assert context and all(p.grad is None or p.grad.abs().sum() == 0 for p in context)
+
+
+def test_the_relevance_loss_alone_trains_the_decoupled_attention_and_the_codebook(small_config, random_batch):
+    """A detached relevance (the BCE then trains nothing) fails here."""
+    model, criterion = build(small_config, "dai")
+    batch = random_batch([7, 5], [4, 2])
+    terms = criterion(model.train()(batch), batch)
+    model.zero_grad()
+    terms["loss_dai_relevance"].backward()
+    for layer in model.t2v_encoder.layers:
+        for name in ("q_proj", "k_proj"):
+            grad = getattr(layer.cross_attn, name).weight.grad
+            assert grad is not None and grad.abs().sum() > 0, name
+        assert layer.cross_attn.codebook_bias.grad.abs().sum() > 0
+    assert model.dai_codebook.codebook.grad.abs().sum() > 0
+
+
+def test_part_outputs_and_auxiliary_losses_see_exactly_the_positive_pass(small_config, random_batch):
+    """With negative pairs the model encodes [positives; negatives] in one call; every part output (and so
+    every auxiliary loss) must be the positive half. Reading the negative half instead fails here."""
+    batch = with_priors(random_batch([7, 5, 6], [4, 2, 3]), [1.0, 1.0, 1.0])
+    outputs, terms = {}, {}
+    for negatives in (True, False):
+        model, criterion = build(lambda: small_config(dropout=0.0, input_dropout=0.0), "all")  # deterministic
+        model.use_negative_pairs = negatives
+        outputs[negatives] = model.train()(batch)
+        terms[negatives] = criterion(outputs[negatives], batch)
+    for key in ("dai_relevance", "dai_relevance_layers", "sge_semantics", "lrca_video_proj", "memory"):
+        torch.testing.assert_close(outputs[True][key], outputs[False][key], msg=key)
+    assert outputs[True]["dai_relevance_layers_neg"].shape == outputs[True]["dai_relevance_layers"].shape
+    for key in ("loss_sge_caption", "loss_esta", "loss_lrca"):
+        torch.testing.assert_close(terms[True][key], terms[False][key], msg=key)

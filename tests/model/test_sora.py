@@ -34,27 +34,37 @@ def dense_to_band(full: torch.Tensor, band: int) -> torch.Tensor:
 
 
 def reference_second_order(h: torch.Tensor, mask: torch.Tensor, band: int) -> torch.Tensor:
-    """docs/method.md, one pair at a time: for valid i, j with |i - j| <= w, over the valid clips k of the
-    overlap K_ij = {|i - k| <= w and |j - k| <= w}: R2_ij = cos([cos(h_i, h_k)]_k, [cos(h_j, h_k)]_k)."""
+    """docs/method.md, one pair at a time: first-order rows A_i = [cos(h_i, h_k)]_k over i's window (valid k,
+    |i - k| <= w) minus their mean; for valid i, j with |i - j| <= w, over the valid clips k of the overlap
+    K_ij = {|i - k| <= w and |j - k| <= w}: R2_ij = cos(A_i|K_ij, A_j|K_ij), 0 when either part is zero."""
     batch, length, _ = h.shape
     out = torch.zeros(batch, length, length, dtype=torch.float64)
     h = h.double()
     for b in range(batch):
         valid = [bool(v) for v in mask[b]]
+
+        def centred_row(i: int) -> dict[int, torch.Tensor]:
+            window = [k for k in range(length) if valid[k] and abs(i - k) <= band]
+            cos = {k: F.cosine_similarity(h[b, i], h[b, k], dim=0) for k in window}
+            mean = torch.stack(list(cos.values())).mean()
+            return {k: c - mean for k, c in cos.items()}
+
         for i in range(length):
             for j in range(length):
                 if not (valid[i] and valid[j] and abs(i - j) <= band):
                     continue
-                ks = [k for k in range(length) if valid[k] and abs(i - k) <= band and abs(j - k) <= band]
-                row_i = torch.stack([F.cosine_similarity(h[b, i], h[b, k], dim=0) for k in ks])
-                row_j = torch.stack([F.cosine_similarity(h[b, j], h[b, k], dim=0) for k in ks])
-                out[b, i, j] = row_i @ row_j / (row_i.norm() * row_j.norm())
+                row_i, row_j = centred_row(i), centred_row(j)
+                ks = [k for k in row_i if k in row_j]
+                x, y = torch.stack([row_i[k] for k in ks]), torch.stack([row_j[k] for k in ks])
+                if x.norm() > 1e-6 and y.norm() > 1e-6:
+                    out[b, i, j] = x @ y / (x.norm() * y.norm())
     return out.float()
 
 
 def reference_attention(layer: SORALayer, src, mask, pos, relation: torch.Tensor) -> torch.Tensor:
     """docs/method.md's attention, one row at a time: clip i attends to the valid global tokens and the valid
-    clips j with |i - j| <= w, softmax_j(q_i·k_j/√dh + β_h·R2_ij); global rows attend to every valid token."""
+    clips j with |i - j| <= w, softmax_j(q_i·k_j/√dh + β_h·(R2_ij - mean_j' R2_ij')), the mean over the clips
+    j' that row attends to; global rows attend to every valid token."""
     g, w, heads = GLOBAL_TOKENS, layer.band, layer.nheads
     dh = src.shape[-1] // heads
     qk_in = src + pos
@@ -67,8 +77,9 @@ def reference_attention(layer: SORALayer, src, mask, pos, relation: torch.Tensor
             keys = [u for u in range(src.shape[1]) if mask[b, u] and (t < g or u < g or abs(t - u) <= w)]
             for hd in range(heads):
                 logits = torch.stack([q[b, t, hd] @ k[b, u, hd] / math.sqrt(dh) for u in keys])
-                if t >= g:
-                    bias = [relation[b, t - g, u - g] if u >= g else torch.tensor(0.0) for u in keys]
+                if t >= g and mask[b, t]:
+                    row_mean = torch.stack([relation[b, t - g, u - g] for u in keys if u >= g]).mean()
+                    bias = [relation[b, t - g, u - g] - row_mean if u >= g else torch.tensor(0.0) for u in keys]
                     logits = logits + layer.beta[hd] * torch.stack(bias)
                 out[b, t, hd] = logits.softmax(0) @ v[b, keys, hd]
     return layer.out_proj(out.reshape(*src.shape[:2], -1))
@@ -100,20 +111,30 @@ def test_both_second_order_paths_equal_the_reference_from_the_definition(band: i
     torch.testing.assert_close(banded, dense_to_band(want, band), atol=1e-5, rtol=1e-5)
 
 
-def test_identical_clips_relate_fully_at_every_offset_and_a_change_of_content_lowers_r2() -> None:
-    band, length = 4, 20
+def test_clips_on_the_same_side_of_a_cut_relate_and_across_it_they_do_not() -> None:
+    band, length = 4, 24
     gen = torch.Generator().manual_seed(0)
     a, b = torch.randn(2, D, generator=gen)
-    h = a.expand(1, length, D).clone()
+    noise = 0.3 * torch.randn(1, length, D, generator=gen)
+    h = torch.cat([a.expand(1, 12, D), b.expand(1, 12, D)], dim=1) + noise  # a cut at clip 12
+    rel = second_order_relation(h, torch.ones(1, length), band)
+    same_side = torch.stack([rel[0, 10, band + 1], rel[0, 13, band - 1]])  # (10, 11) and (13, 12)
+    across = torch.stack([rel[0, 10, band + 3], rel[0, 13, band - 3]])  # (10, 13) and (13, 10)
+    assert same_side.min() > 0.5 and across.max() < 0.0
+
+
+def test_second_order_relation_ignores_what_all_clips_share() -> None:
+    """Clips that share a large common direction (first-order cosines all near 0.8) relate as the varying
+    parts alone do: the correlation removes the common offset and scale that made the cosine near 1 everywhere."""
+    band, length = 3, 16
+    gen = torch.Generator().manual_seed(1)
+    varying = torch.randn(1, length, D, generator=gen)
+    common = 3.0 * torch.randn(D, generator=gen)
     mask = torch.ones(1, length)
-    rel = second_order_relation(h, mask, band)
-    inside = dense_to_band(torch.ones(1, length, length), band).bool()  # pairs inside the sequence
-    torch.testing.assert_close(rel[inside], torch.ones(int(inside.sum())))  # no decay with distance
-    h[0, 10:] = b  # a cut at clip 10
-    rel = second_order_relation(h, mask, band)
-    across = rel[0, 8, band + 3]  # clips 8 and 11: either side of the cut
-    assert across < rel[0, 8, band - 3] - 0.2 and across < rel[0, 11, band + 3] - 0.2  # same side: higher
-    torch.testing.assert_close(rel[0, 2, band + 4], torch.tensor(1.0))  # far from the cut: still 1
+    shared = second_order_relation(varying + common, mask, band)
+    first = F.cosine_similarity((varying + common)[0, :, None], (varying + common)[0, None], dim=-1)
+    assert first[~torch.eye(length, dtype=torch.bool)].mean() > 0.7
+    assert shared[dense_to_band(torch.ones(1, length, length), band).bool()].std() > 0.2  # content, not a constant
 
 
 def test_relation_features_replace_the_clips_in_the_relation() -> None:
@@ -228,3 +249,24 @@ def test_attention_uses_the_dense_path_on_short_videos_and_the_band_on_long_ones
         src, mask, pos = torch.randn(1, clips + 1, D), torch.ones(1, clips + 1), torch.randn(1, clips + 1, D)
         layer.attention(src, mask, pos)
     assert calls == ["dense", "banded"]
+
+
+def test_the_row_mean_control_is_the_layer_without_bias_and_the_bias_has_no_row_offset() -> None:
+    src, pos, mask = make_inputs(length=20, pad_from=17)
+    torch.manual_seed(0)
+    control = SORALayer(D, HEADS, 32, dropout=0.0, band=2, beta_init=3.0, relation="row_mean").eval()
+    torch.manual_seed(0)
+    unbiased = SORALayer(D, HEADS, 32, dropout=0.0, band=2, beta_init=0.0).eval()
+    for path in ("banded_attention", "dense_attention"):
+        torch.testing.assert_close(getattr(control, path)(src, mask, pos), getattr(unbiased, path)(src, mask, pos))
+    # With content, the bias moves attention between clips: the clip-only share is recorded and positive.
+    torch.manual_seed(0)
+    layer = SORALayer(D, HEADS, 32, dropout=0.0, band=2, beta_init=3.0).eval()
+    stats: dict[str, torch.Tensor] = {}
+    layer.dense_attention(src, mask, pos, None, stats)
+    assert stats["sora_attention_moved_clips"] > 0.01 and stats["sora_bias_spread"] > 0.1
+
+
+def test_unknown_relation_is_a_clear_error() -> None:
+    with pytest.raises(MasraError, match="model.sora.relation"):
+        SORALayer(D, HEADS, 32, band=2, relation="cubic")

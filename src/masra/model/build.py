@@ -49,6 +49,8 @@ def build_criterion(loss_cfg: LossConfig, dec_layers: int, model_cfg: ModelConfi
         esta_clip_event_weight=loss_cfg.esta_clip_event_weight,
         lrca_band=loss_cfg.lrca_band,
         lrca_text_temperature=loss_cfg.lrca_text_temperature,
+        sge_band=loss_cfg.sge_band,
+        sge_temperature=loss_cfg.sge_temperature,
         aux_ramp=AuxRamp(loss_cfg.aux_ramp_start, loss_cfg.aux_ramp_epochs),
         aux_chance_norm=loss_cfg.aux_chance_norm,
     )

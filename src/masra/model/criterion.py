@@ -29,7 +29,7 @@ from torch import nn
 
 from masra.data.batch import GroundingBatch
 from masra.errors import MasraError
-from masra.model.dai import codebook_diversity_loss, dai_relevance_loss
+from masra.model.dai import codebook_diversity_loss, dai_relevance_loss, relevance_auc
 from masra.model.esta import esta_loss
 from masra.model.lrca import lrca_loss
 from masra.model.matcher import HungarianMatcher, pad_targets
@@ -92,6 +92,8 @@ class SetCriterion(nn.Module):
         esta_clip_event_weight: float = 1.0,
         lrca_band: int = 16,
         lrca_text_temperature: float = 0.1,
+        sge_band: int = 16,
+        sge_temperature: float = 0.1,
         aux_ramp: AuxRamp | None = None,
         aux_chance_norm: bool = False,
     ) -> None:
@@ -109,6 +111,8 @@ class SetCriterion(nn.Module):
         self.esta_clip_event_weight = esta_clip_event_weight
         self.lrca_band = lrca_band
         self.lrca_text_temperature = lrca_text_temperature
+        self.sge_band = sge_band
+        self.sge_temperature = sge_temperature
         self.aux_ramp = aux_ramp or AuxRamp()
         self.aux_chance_norm = aux_chance_norm
         self.progress: float | None = None  # epochs of training done (fractional); set by the training loop
@@ -190,20 +194,32 @@ class SetCriterion(nn.Module):
 
     # ----- MASRA ---------------------------------------------------------------------------------------
     def loss_dai(self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None) -> dict[str, torch.Tensor]:
-        """DAI: BCE of the per-clip relevance against the GT-relevant clips, diversity of the codebook C."""
-        relevance, chance = dai_relevance_loss(outputs["dai_relevance"], batch.relevant_mask, outputs["video_mask"])
-        return {
+        """DAI: BCE of every T2V layer's per-clip relevance against the GT-relevant clips (the negative pairs'
+        clips as 0), diversity of the codebook C; the relevance AUC of each layer (unweighted, for the log)."""
+        layers = outputs["dai_relevance_layers"]  # [B, layers, L]
+        relevance, chance = dai_relevance_loss(
+            layers, batch.relevant_mask, outputs["video_mask"], outputs.get("dai_relevance_layers_neg")
+        )
+        terms = {
             "loss_dai_relevance": relevance,
             "loss_dai_relevance_chance": chance,
             "loss_dai_diversity": codebook_diversity_loss(outputs["dai_codebook_entries"]),
         }
+        if batch.relevant_mask is not None:
+            with torch.no_grad():
+                target = batch.relevant_mask.float().flatten()
+                weight = outputs["video_mask"].float().flatten()
+                for i in range(layers.shape[1]):
+                    terms[f"dai_relevance_auc_l{i}"] = relevance_auc(layers[:, i].flatten(), target, weight)
+        return terms
 
     def loss_sge(self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None) -> dict[str, torch.Tensor]:
-        """SGE: 1 − cos(φ(h_i), c_i) over captioned clips of samples with priors."""
-        loss, chance = sge_caption_loss(
-            outputs["sge_semantics"], batch.caption_emb, batch.caption_mask, outputs["video_mask"], batch.has_priors
+        """SGE: each clip picks out its own caption among its neighbours' (soft-target cross-entropy), with the
+        retrieval accuracy next to its chance level for the log."""
+        return sge_caption_loss(
+            outputs["sge_semantics"], batch.caption_emb, batch.caption_mask, outputs["video_mask"], batch.has_priors,
+            band=self.sge_band, temperature=self.sge_temperature,
         )
-        return {"loss_sge_caption": loss, "loss_sge_caption_chance": chance}
 
     def loss_esta(self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None) -> dict[str, torch.Tensor]:
         """ESTA: event InfoNCE + clip-to-event term (``loss_esta``), with both parts for logging."""

@@ -3,7 +3,9 @@
 Each clip attends over [query tokens ; codebook C_v]. The softmax covers both, but the output sums only
 the query-token values, so the mass a clip puts on the codebook is absorbed instead of being forced
 onto the query. a_i, the attention mass on the query tokens, is a per-clip relevance estimate.
-The codebook is made context-aware per entry: each entry attends to the video (``context="xattn"``).
+The codebook is made context-aware per entry (``context="slots"``, the default): the entries compete for the
+clips as in slot attention (a softmax over the entries for each clip), so different entries read different
+clips instead of all reading the same average of the video.
 """
 
 from __future__ import annotations
@@ -18,14 +20,20 @@ from masra.errors import MasraError
 from masra.model.dropout import Dropout
 from masra.model.rank_mean import mean_over_ranks
 
-CONTEXT_MODES = ("mlp", "xattn")
+CONTEXT_MODES = ("slots", "xattn", "mlp")
+# The slot attention's logits are cosines between entries and clips divided by a learned temperature that
+# starts here: sharp enough that the competition between entries separates them from the first step.
+SLOT_TEMPERATURE_INIT = 0.05
 
 
 class ContextCodebook(nn.Module):
     """A learned codebook C [K, d] made video-aware: C_v = C + f(clips).
 
-    ``context="xattn"`` (default): f = one multi-head cross-attention from the entries to the clips, so each
-    entry gets its own context.
+    ``context="slots"`` (default): slot attention. a_kl = softmax over the entries k of cos(q(C_k), k(x_l))/τ
+    (each clip l is shared out among the entries), then entry k reads the clips with weights a_kl / Σ_l a_kl:
+    f_k = out(Σ_l a_kl v(x_l) / Σ_l a_kl). Entries that win different clips get different contexts.
+    ``context="xattn"``: f = one multi-head cross-attention from the entries to the clips (a softmax over the
+    clips per entry; nothing makes two entries read different clips).
     ``context="mlp"``: f = MLP([masked mean ; masked max] of the clips), one shift shared by all K entries.
     The last layer of f starts at zero, so C_v = C at initialisation.
     """
@@ -41,16 +49,32 @@ class ContextCodebook(nn.Module):
                 nn.Linear(2 * d_model, d_model), nn.ReLU(inplace=True), nn.Linear(d_model, d_model)
             )
             last = self.context_mlp[-1]
+        elif context == "slots":
+            self.slot_query = nn.Linear(d_model, d_model)
+            self.slot_key = nn.Linear(d_model, d_model)
+            self.slot_value = nn.Linear(d_model, d_model)
+            self.slot_out = nn.Linear(d_model, d_model)
+            self.log_slot_temperature = nn.Parameter(torch.tensor(math.log(SLOT_TEMPERATURE_INIT)))
+            last = self.slot_out
         else:
             self.context_attn = nn.MultiheadAttention(d_model, nheads, batch_first=True)
             last = self.context_attn.out_proj
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
 
-    def forward(self, video: torch.Tensor, video_mask: torch.Tensor) -> torch.Tensor:
-        """video [B, L, d] (projected clips), video_mask [B, L] float -> C_v [B, K, d]."""
+    def forward(
+        self, video: torch.Tensor, video_mask: torch.Tensor, stats: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """video [B, L, d] (projected clips), video_mask [B, L] float -> C_v [B, K, d].
+
+        ``stats`` (a dict, or None; slots only) receives ``dai_entry_entropy`` (each entry's read weights
+        over the clips, entropy relative to log L: 1 = uniform) and ``dai_entry_specific`` (the share of the
+        context read that differs between entries: ‖r_k - mean_k r‖² / ‖r_k‖², 0 = every entry reads the same)."""
         batch = video.shape[0]
         base = self.codebook.unsqueeze(0).expand(batch, -1, -1)  # [B, K, d]
+        if self.context == "slots":
+            read = self.slot_read(base, video, video_mask, stats)  # [B, K, d]
+            return base + self.slot_out(read)
         mask = video_mask.unsqueeze(-1).to(video.dtype)  # [B, L, 1]
         if self.context == "mlp":
             count = mask.sum(1).clamp_min(1.0)  # [B, 1]
@@ -64,6 +88,22 @@ class ContextCodebook(nn.Module):
             base, video, video, key_padding_mask=~video_mask.bool(), need_weights=False
         )  # [B, K, d]
         return base + shift
+
+    def slot_read(
+        self, base: torch.Tensor, video: torch.Tensor, video_mask: torch.Tensor, stats: dict[str, torch.Tensor] | None
+    ) -> torch.Tensor:
+        """Slot attention's read: base [B, K, d], video [B, L, d], video_mask [B, L] -> [B, K, d]."""
+        query = F.normalize(self.slot_query(base), dim=-1)  # [B, K, d]
+        key = F.normalize(self.slot_key(video), dim=-1)  # [B, L, d]
+        temperature = self.log_slot_temperature.exp().clamp(0.01, 1.0)
+        logits = query @ key.transpose(1, 2) / temperature  # [B, K, L]
+        share = logits.softmax(dim=1) * video_mask.unsqueeze(1).to(logits.dtype)  # each clip shared out over K
+        weights = share / share.sum(-1, keepdim=True).clamp_min(1e-6)  # [B, K, L]: each entry's read weights
+        read = weights @ self.slot_value(video)  # [B, K, d]
+        if stats is not None:
+            with torch.no_grad():
+                stats.update(entry_statistics(weights.float(), read.float(), video_mask))
+        return read
 
 
 class DecoupledCrossAttention(nn.Module):
@@ -122,32 +162,83 @@ class DecoupledCrossAttention(nn.Module):
         return self.out_proj(out), relevance
 
 
+def entry_statistics(weights: torch.Tensor, read: torch.Tensor, video_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Diagnostics of the entries' reads: weights [B, K, L] (rows sum to 1 over valid clips), read [B, K, d]
+    -> ``dai_entry_entropy`` (mean entropy of a row / log of the sample's valid clip count) and
+    ``dai_entry_specific`` (‖r_k - mean_k r‖² / ‖r_k‖², averaged)."""
+    clips = video_mask.float().sum(-1)  # [B]
+    entropy = -(weights * weights.clamp_min(1e-12).log()).sum(-1).mean(-1)  # [B]
+    has_choice = clips > 1
+    relative = entropy[has_choice] / clips[has_choice].log()
+    specific = (read - read.mean(1, keepdim=True)).square().sum((1, 2)) / read.square().sum((1, 2)).clamp_min(1e-12)
+    zero = weights.new_zeros(())
+    return {
+        "dai_entry_entropy": relative.mean() if has_choice.any() else zero,
+        "dai_entry_specific": specific[has_choice].mean() if has_choice.any() else zero,
+    }
+
+
 def dai_relevance_loss(
-    relevance: torch.Tensor, relevant_mask: torch.Tensor | None, video_mask: torch.Tensor
+    relevance: torch.Tensor,
+    relevant_mask: torch.Tensor | None,
+    video_mask: torch.Tensor,
+    relevance_neg: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """BCE(a_i, 1[clip i relevant]) averaged over the valid clips (of all DDP ranks) of the samples that have
-    both relevant and irrelevant clips; relevance, relevant_mask, video_mask [B, L]. Returns (loss, chance level).
+    """BCE(a_i, 1[clip i relevant]) of every T2V layer, averaged over the layers and over the valid clips (of
+    all DDP ranks) of the samples that have both relevant and irrelevant clips; with ``relevance_neg`` (the
+    negative pairs: each video with another sample's query) every valid clip of those is a target 0.
+
+    relevance, relevance_neg [B, layers, L] (or [B, L] for one layer), relevant_mask, video_mask [B, L].
+    Returns (loss, chance level).
 
     A sample whose clips are all relevant (TVSum / YouTube Highlights, where nearly every clip has a
-    label > 0) would only teach a_i -> 1, i.e. switch the codebook off, so it is left out. The chance level
-    is the BCE of the constant prediction at the positive rate (the binary entropy of that rate), per process.
-    Both zero when no sample qualifies.
+    label > 0) would only teach a_i -> 1, i.e. switch the codebook off, so its positive pass is left out.
+    The chance level is the BCE of the constant prediction at the positive rate (the binary entropy of that
+    rate), per process. Both zero when no clip qualifies.
     """
+    relevance = relevance if relevance.dim() == 3 else relevance.unsqueeze(1)
     valid = video_mask.float()
     target = valid * (0.0 if relevant_mask is None else relevant_mask.float())
     positives = target.sum(1)
     mixed = ((positives > 0) & (positives < valid.sum(1))).float().unsqueeze(1)  # [B, 1]
-    weight = valid * mixed  # [B, L]
+    weights, targets, probs = [valid * mixed], [target], [relevance]
+    if relevance_neg is not None:
+        relevance_neg = relevance_neg if relevance_neg.dim() == 3 else relevance_neg.unsqueeze(1)
+        weights.append(valid)
+        targets.append(torch.zeros_like(target))
+        probs.append(relevance_neg)
+    weight, target, prob = torch.cat(weights), torch.cat(targets), torch.cat(probs)  # [B', L], [B', L], [B', l, L]
     local = weight.sum()
     count = mean_over_ranks(local)  # a collective: before any early return
     zero = relevance.new_zeros((), dtype=torch.float32)
     if local == 0:
         return zero, zero
-    prob = relevance.float().clamp(1e-6, 1.0 - 1e-6)
-    bce = -(target * prob.log() + (1.0 - target) * (1.0 - prob).log())  # [B, L]
-    rate = ((target * weight).sum() / local).clamp(1e-6, 1.0 - 1e-6)
+    prob = prob.float().clamp(1e-6, 1.0 - 1e-6)
+    target = target.unsqueeze(1)  # [B', 1, L]
+    bce = -(target * prob.log() + (1.0 - target) * (1.0 - prob).log())  # [B', layers, L]
+    rate = ((target.squeeze(1) * weight).sum() / local).clamp(1e-6, 1.0 - 1e-6)
     chance = -(rate * rate.log() + (1.0 - rate) * (1.0 - rate).log())
-    return (bce * weight).sum() / count, chance.detach()
+    return (bce * weight.unsqueeze(1)).sum() / (count * prob.shape[1]), chance.detach()
+
+
+def relevance_auc(scores: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Area under the ROC curve of scores [N] for binary target [N] over the entries with weight > 0: the
+    probability that a relevant clip scores above an irrelevant one (ties count half); 0.5 = chance.
+    Computed from ranks, O(N log N). NaN-free: 0.5 when either class is empty."""
+    keep = weight > 0
+    scores, target = scores[keep].float(), target[keep] > 0.5
+    n_pos, n_neg = int(target.sum()), int((~target).sum())
+    if n_pos == 0 or n_neg == 0:
+        return scores.new_tensor(0.5)
+    order = scores.argsort()
+    ranks = torch.empty_like(scores)
+    ranks[order] = torch.arange(1, len(scores) + 1, dtype=scores.dtype, device=scores.device)
+    # Ties share their average rank.
+    unique, inverse = scores.unique(return_inverse=True)
+    if len(unique) < len(scores):
+        ranks = torch.zeros_like(unique).index_add_(0, inverse, ranks) / torch.bincount(inverse).to(ranks.dtype)
+        ranks = ranks[inverse]
+    return (ranks[target].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
 def codebook_diversity_loss(codebook: torch.Tensor) -> torch.Tensor:

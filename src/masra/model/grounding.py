@@ -36,6 +36,10 @@ from masra.model.span_ops import inverse_sigmoid
 from masra.model.t2v_encoder import T2VEncoder, TextCrossAttention
 
 
+# Part outputs whose negative-pair half a loss reads too (as ``<name>_neg``): DAI's relevance has target 0 there.
+NEGATIVE_PASS_OUTPUTS = ("dai_relevance_layers",)
+
+
 class GroundingModel(nn.Module):
     """Moment retrieval + highlight detection from clip features and query-token features.
 
@@ -43,7 +47,8 @@ class GroundingModel(nn.Module):
     (center, width in [0, 1] of the padded length L), ``saliency_scores`` [B, L], ``saliency_scores_neg``
     [B, L] (training with negative pairs only), ``aux_outputs`` (one dict per earlier decoder layer),
     ``video_mask`` [B, L], ``memory`` [B, L, d] (clip memory after the temporal encoder) and
-    ``global_token`` [B, d]. Enabled MASRA parts add: ``dai_relevance`` [B, L], ``dai_codebook`` [B, K, d]
+    ``global_token`` [B, d]. Enabled MASRA parts add: ``dai_relevance`` [B, L] (mean over T2V layers), ``dai_relevance_layers``
+    [B, layers, L] (and ``dai_relevance_layers_neg`` for the negative pairs), ``dai_codebook`` [B, K, d]
     (C_v), ``dai_codebook_entries`` [K, d] (C); ``sge_semantics`` [B, L, Ds]; ``lrca_video_proj`` [B, L, P]
     (the relation features SORA uses) and ``lrca_video_temperature``; ``esta_*`` (training, or any batch with
     priors). In training mode ``diagnostics`` holds one detached scalar per monitored quantity (gates, β,
@@ -114,7 +119,7 @@ class GroundingModel(nn.Module):
         self.sora = (
             SORALayer(
                 d, cfg.nheads, cfg.dim_feedforward, cfg.dropout, cfg.sora.band, cfg.sora.beta_init, cfg.activation,
-                learnable_beta=cfg.sora.learnable_beta,
+                learnable_beta=cfg.sora.learnable_beta, relation=cfg.sora.relation,
             )
             if cfg.sora.enabled
             else None
@@ -160,23 +165,25 @@ class GroundingModel(nn.Module):
         text_mask: torch.Tensor,
         stats: dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Text-conditioned clips [B, L, d] and, with DAI, its outputs (relevance averaged over layers).
+        """Text-conditioned clips [B, L, d] and, with DAI, its outputs (relevance per layer and averaged).
 
-        ``stats`` (a dict, or None) receives the codebook's share of the attention mass per T2V layer."""
+        ``stats`` (a dict, or None) receives the codebook's share of the attention mass per T2V layer and the
+        entries' read statistics."""
         if self.dai_codebook is None:
             video, _ = self.t2v_encoder(video, video_pos, text, text_mask)
             return video, {}
-        codebook = self.dai_codebook(video, video_mask)  # [B, K, d], from the clips before interaction
+        codebook = self.dai_codebook(video, video_mask, stats)  # [B, K, d], from the clips before interaction
         video, relevances = self.t2v_encoder(video, video_pos, text, text_mask, codebook=codebook)
-        relevance = torch.stack(relevances)  # [layers, B, L]
+        relevance = torch.stack(relevances, dim=1)  # [B, layers, L]
         if stats is not None:
             with torch.no_grad():
-                valid = video_mask.float()
-                text_mass = (relevance.float() * valid).sum((1, 2)) / valid.sum().clamp_min(1.0)  # [layers]
+                valid = video_mask.float().unsqueeze(1)  # [B, 1, L]
+                text_mass = (relevance.float() * valid).sum((0, 2)) / valid.sum().clamp_min(1.0)  # [layers]
                 stats.update({f"dai_codebook_mass_l{i}": 1.0 - m for i, m in enumerate(text_mass)})
                 stats["dai_context_codebook_cos"] = codebook_diversity_loss(codebook)  # mean |cos| of C_v
         return video, {
-            "dai_relevance": relevance.mean(0),  # [B, L]
+            "dai_relevance_layers": relevance,  # [B, layers, L]
+            "dai_relevance": relevance.mean(1),  # [B, L]
             "dai_codebook": codebook,
         }
 
@@ -262,7 +269,8 @@ class GroundingModel(nn.Module):
             )  # [2B, ...]: positives first
             saliency = self.score_saliency(memory, global_token)  # [2B, L]
             memory, global_token = memory[:n], global_token[:n]
-            extras = {key: value[:n] for key, value in extras.items()}
+            negatives = {f"{key}_neg": extras[key][n:] for key in NEGATIVE_PASS_OUTPUTS if key in extras}
+            extras = {key: value[:n] for key, value in extras.items()} | negatives
         else:
             memory, global_token, extras = self.encode(video, video_pos, video_mask, text, text_mask, stats)
             saliency = self.score_saliency(memory, global_token)  # [B, L]

@@ -1,6 +1,7 @@
 """SGE: semantic-guided enhancement (docs/method.md, "SGE").
 
-A semantic head φ maps each clip into the prior text space (trained towards the clip captions); its
+A semantic head φ maps each clip into the prior text space (trained to pick out the clip's own caption among
+its neighbours', ``sge_caption_loss``); its
 L2-normalised prediction is projected back by ψ and fused through a gate that starts almost closed:
 h_i <- h_i + σ(W[h_i ; ψ(φ̂_i)]) ⊙ ψ(φ̂_i), with φ̂_i = φ(h_i)/‖φ(h_i)‖.
 """
@@ -12,11 +13,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from masra.errors import MasraError
+from masra.model.banded import band_dot, band_pair_mask
 from masra.model.layers import run_layer
 from masra.model.rank_mean import mean_over_ranks
 
 # σ(-2) ≈ 0.12: the fused semantics start as a small correction of the baseline memory.
 GATE_BIAS_INIT = -2.0
+# Two captions this close are the same caption (paraphrase variants of one sentence are farther apart).
+SAME_CAPTION_COS = 0.99
 
 
 class SemanticGuidedEnhancement(nn.Module):
@@ -62,29 +66,66 @@ class SemanticGuidedEnhancement(nn.Module):
         return memory + update, semantics
 
 
+def centre_on_video(captions: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """captions [B, L, Ds] minus each sample's mean over its valid clips (valid [B, L] bool); others 0."""
+    weight = valid.unsqueeze(-1).to(captions.dtype)
+    mean = (captions * weight).sum(1, keepdim=True) / weight.sum(1, keepdim=True).clamp_min(1.0)
+    return (captions - mean) * weight
+
+
 def sge_caption_loss(
     semantics: torch.Tensor,
     caption_emb: torch.Tensor | None,
     caption_mask: torch.Tensor | None,
     video_mask: torch.Tensor,
     has_priors: torch.Tensor | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """1 - cos(φ(h_i), c_i) averaged over valid captioned clips of samples with priors (of all DDP ranks).
+    band: int = 16,
+    temperature: float = 0.1,
+) -> dict[str, torch.Tensor]:
+    """Each clip picks out its own caption among the captions of its neighbours (|i - j| <= w, same video).
 
-    semantics [B, L, Ds], caption_emb [B, L, Ds], caption_mask / video_mask [B, L], has_priors [B].
-    Returns (loss, chance level); the chance level is the loss of predicting the batch's mean caption for
-    every clip (per process). Both zero when no clip qualifies.
+    The captions are first centred on their video's mean caption (c̃ = c - mean, over the sample's captioned
+    clips): what all captions of a video share is removed, so only what tells a clip's caption from the
+    others is rewarded (1 - cos(φ(h_i), c_i), the former loss, was nearly minimised by predicting the video's
+    mean caption for every clip). Logits cos(φ(h_i), c̃_j) / τ over the valid captioned clips j of i's window;
+    soft targets softmax_j(cos(c̃_i, c̃_j) / τ): clips that share a caption (one event's clips often do) share
+    the target. Cross-entropy averaged over the rows with at least two candidates (of all DDP ranks).
+
+    semantics [B, L, Ds], caption_emb [B, L, Ds], caption_mask / video_mask [B, L], has_priors [B]. Returns
+    ``loss_sge_caption``, its chance level ``loss_sge_caption_chance`` (the loss of a uniform prediction,
+    log #candidates), ``sge_caption_accuracy`` (the top-1 candidate carries the clip's own caption, cos >= 0.99)
+    and ``sge_caption_accuracy_chance`` (the share of candidates that do). All zero when no row qualifies.
     """
-    weight = video_mask.float() * (0.0 if caption_mask is None else caption_mask.float())  # [B, L]
+    valid = video_mask.bool() if caption_mask is None else video_mask.bool() & caption_mask.bool()  # [B, L]
     if has_priors is not None:
-        weight = weight * has_priors.float().unsqueeze(1)
-    local = weight.sum()
-    count = mean_over_ranks(local)  # a collective: before any early return
+        valid = valid & has_priors.bool().unsqueeze(1)
+    pairs = band_pair_mask(valid.float(), band, include_self=True)  # [B, L, 2w+1]
+    candidates = pairs.sum(-1)  # [B, L]
+    rows = valid & (candidates >= 2)
+    row_count = mean_over_ranks(rows.sum().float())  # a collective: before any early return
     zero = semantics.new_zeros((), dtype=torch.float32)
-    if caption_emb is None or local == 0:
-        return zero, zero
-    captions = caption_emb.float()
-    cos = F.cosine_similarity(semantics.float(), captions, dim=-1)  # [B, L]
-    mean_caption = (captions * weight.unsqueeze(-1)).sum((0, 1)) / local  # [Ds]
-    chance = ((1.0 - F.cosine_similarity(captions, mean_caption.expand_as(captions), dim=-1)) * weight).sum() / local
-    return ((1.0 - cos) * weight).sum() / count, chance.detach()
+    names = ("loss_sge_caption", "loss_sge_caption_chance", "sge_caption_accuracy", "sge_caption_accuracy_chance")
+    if caption_emb is None or not rows.any():
+        return dict.fromkeys(names, zero)
+    captions = F.normalize(caption_emb.float(), dim=-1)
+    specific = F.normalize(centre_on_video(captions, valid), dim=-1)  # what tells a caption from the video's mean
+    lowest = torch.finfo(torch.float32).min
+    logits = band_dot(F.normalize(semantics.float(), dim=-1), specific, band).float() / temperature  # [B, L, 2w+1]
+    target = (band_dot(specific, specific, band).float() / temperature).masked_fill(~pairs, lowest).softmax(-1)
+    caption_cos = band_dot(captions, captions, band).float()  # [B, L, 2w+1]
+    log_prob = logits.masked_fill(~pairs, lowest).log_softmax(-1)
+    cross_entropy = -torch.where(pairs, target * log_prob, torch.zeros_like(log_prob)).sum(-1)  # [B, L]
+    with torch.no_grad():
+        same = (caption_cos >= SAME_CAPTION_COS) & pairs
+        picked = logits.masked_fill(~pairs, lowest).argmax(-1, keepdim=True)
+        hit = same.gather(-1, picked).squeeze(-1).float()
+        local = rows.sum().float()
+        accuracy = (hit * rows).sum() / local
+        accuracy_chance = ((same.sum(-1) / candidates.clamp_min(1)) * rows).sum() / local
+        chance = (candidates.clamp_min(1).float().log() * rows).sum() / local
+    return {
+        "loss_sge_caption": (cross_entropy * rows).sum() / row_count,
+        "loss_sge_caption_chance": chance,
+        "sge_caption_accuracy": accuracy,
+        "sge_caption_accuracy_chance": accuracy_chance,
+    }

@@ -1,15 +1,22 @@
 """SORA: second-order relational attention (docs/method.md, "SORA").
 
-First-order relation, kept on the band: Ã_ik = cos(f_i, f_k) if |i - k| <= w and both clips are valid, else 0,
-where f are the relation features: LRCA's projection P of the clips when LRCA is on (the relation LRCA aligns
-with the captions), the clips themselves otherwise.
+First-order relation, kept on the band and centred per row: Ã_ik = cos(f_i, f_k) - mean_{k'} cos(f_i, f_k')
+for |i - k| <= w with both clips valid (the mean over the same window), else 0, where f are the relation
+features: LRCA's projection P of the clips when LRCA is on (the relation LRCA aligns with the captions), the
+clips themselves otherwise. Centred because clip features share a large common direction: every cosine is
+then near the same value (~0.8), and two such rows have a cosine near 1 whatever the content; centred, a row
+keeps only which neighbours the clip is closer to than its average.
 Second-order relation: R2_ij = cos(Ã_i·|K_ij, Ã_j·|K_ij) for |i - j| <= w, the cosine over the overlap
 K_ij = {k : |i - k| <= w and |j - k| <= w} of the two windows only (two clips are related when they relate
-the same way to their common neighbours; identical clips give R2 = 1 at every offset of the band).
+the same way to their common neighbours); a row without spread (all neighbours alike) relates 0 to all.
 Both are computed on the band only: O(L·w·d + L·w²) time, O(L·(w + d)) memory, and a clip's output depends on
 clips at most 2w away (plus the global token).
 R2 biases a banded self-attention: clip i attends to the global token(s) and to the clips j with
-|i - j| <= w, softmax(q_i·k_j/√dh + β_h·R2_ij); the global token(s) attend to every valid token, unbiased.
+|i - j| <= w, softmax(q_i·k_j/√dh + β_h·(R2_ij - R̄2_i)); the global token(s) attend to every valid token,
+unbiased. R̄2_i is the mean of R2 over the clips row i attends to (``centre_rows``): a bias that is the same
+for every clip would only move mass between the global token (bias 0) and the clips, with no content; the
+centred bias moves attention between clips. The control ``relation="row_mean"`` replaces R2 by its row mean,
+which the centring turns into a zero bias: the layer then equals β = 0 exactly (tests/model/test_sora.py).
 """
 
 from __future__ import annotations
@@ -32,20 +39,34 @@ Stats = dict[str, Tensor]  # diagnostics of one pass: name -> 0-d tensor
 DENSE_MAX_BAND_MULTIPLE = 3
 # Leading tokens of the encoder sequence that attend to and are attended by every clip (QD-DETR: one).
 GLOBAL_TOKENS = 1
+# What biases the attention: the second-order relation, or (ablation control) its per-row mean.
+RELATIONS = ("second_order", "row_mean")
+
+
+def centre_rows(relation: Tensor, pairs: Tensor, mode: str = "second_order") -> Tensor:
+    """relation minus its mean over each row's pairs (the last axis), zero off the pairs.
+
+    ``mode="row_mean"`` (the ablation control) replaces the relation by that mean before centring: zero."""
+    pairs = pairs.to(relation.dtype)
+    mean = (relation * pairs).sum(-1, keepdim=True) / pairs.sum(-1, keepdim=True).clamp_min(1.0)
+    if mode == "row_mean":
+        relation = mean.expand_as(relation)
+    return (relation - mean) * pairs
 
 
 def dense_second_order(h: torch.Tensor, mask: torch.Tensor, band: int) -> torch.Tensor:
-    """R2 as a full [B, L, L] matrix: Ã = band-restricted masked cosine, R2 = cosine of Ã's rows over the
-    overlap of the two windows, on the band. O(L²): the fast path for short videos."""
+    """R2 as a full [B, L, L] matrix: Ã = band-restricted masked cosine, centred per row over its window,
+    R2 = cosine of Ã's rows over the overlap of the two windows, on the band. O(L²): the fast path for short
+    videos."""
     length = h.shape[1]
     idx = torch.arange(length, device=h.device)
     in_band = ((idx[:, None] - idx[None, :]).abs() <= band).to(h.dtype)  # [L, L]
     valid = mask.bool()
     pair = valid[:, :, None] & valid[:, None, :] & in_band.bool()  # [B, L, L]
     unit = F.normalize(h, dim=-1)
-    first = (unit @ unit.transpose(1, 2)) * pair.to(unit.dtype)  # Ã [B, L, L]
+    first = centre_rows(unit @ unit.transpose(1, 2), pair)  # Ã [B, L, L], centred over each window
     dot = first @ first.transpose(1, 2)  # Σ_k Ã_ik Ã_jk; only k in both windows contributes
-    # ‖Ã_i· restricted to j's window‖²: [B, L (i), L (j)]; >= Ã_ii² = 1 for valid pairs.
+    # ‖Ã_i· restricted to j's window‖²: [B, L (i), L (j)].
     norm_i = (first * first) @ in_band
     norms = (norm_i * norm_i.transpose(1, 2)).clamp_min(1e-12).sqrt()
     return dot / norms * pair.to(unit.dtype)
@@ -64,7 +85,7 @@ def second_order_blocks(h: torch.Tensor, mask: torch.Tensor, band: int) -> torch
     pairs = (query_blocks(valid, w).unsqueeze(-1) * key_blocks(valid, w).unsqueeze(-2) > 0) & block_band_mask(
         w, h.device
     )  # [B, nb, w, 3w]
-    first = (query_blocks(unit, w) @ key_blocks(unit, w).transpose(-1, -2)) * pairs.to(unit.dtype)  # Ã [B, nb, w, 3w]
+    first = centre_rows(query_blocks(unit, w) @ key_blocks(unit, w).transpose(-1, -2), pairs)  # Ã [B, nb, w, 3w]
     # Rows j of key slot s = (m + 1)·w + r' are the rows r' of block n + m (m = -1, 0, 1), whose slot t'
     # is clip (n + m - 1)·w + t' = slot t' + m·w of block n: the products over the shared clips k are
     # [w, 2w] x [2w, w] (m = ±1) and [w, 3w] x [3w, w] (m = 0).
@@ -79,7 +100,6 @@ def second_order_blocks(h: torch.Tensor, mask: torch.Tensor, band: int) -> torch
         dim=-1,
     )  # Σ_k Ã_ik Ã_jk [B, nb, w, 3w]; only k in both windows contributes
     # Norms over the overlap only: row i restricted to j's window and row j restricted to i's window.
-    # Both are >= 1 for a valid pair (k = i and k = j lie in the overlap).
     slot = torch.arange(3 * w, device=h.device)
     row = torch.arange(w, device=h.device).unsqueeze(1)
     in_window_j = ((slot.unsqueeze(1) - slot).abs() <= w).to(first.dtype)  # [3w (s), 3w (t)]: |j - k| <= w
@@ -109,20 +129,51 @@ def biased_softmax(
     stats: dict[str, torch.Tensor] | None = None,
     rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """softmax(scores + bias) over the allowed keys; scores [B, H, R, K], bias and allowed broadcastable.
+    """softmax(scores + bias) over the allowed keys; scores [B, H, R, K] with the global key(s) first
+    (``GLOBAL_TOKENS``), bias and allowed broadcastable to it.
 
-    With ``stats``, records ``sora_attention_moved``: the share of the attention the bias moves, i.e. the
-    total-variation distance ½Σ|p - p₀| to the unbiased softmax, averaged over ``rows`` ([B, 1, R] bool).
+    With ``stats``, records over ``rows`` ([B, 1, R] bool, the clip rows the bias acts on):
+    ``sora_attention_moved``, the share of the attention the bias moves (total-variation distance ½Σ|p - p₀|
+    to the unbiased softmax); ``sora_attention_moved_clips``, the same between clips only (p and p₀ each
+    renormalised over the clip keys, so a shift of mass to or from the global token does not count); and
+    ``sora_bias_spread``, the spread (std over a row's clip keys) of the bias divided by that of the scores.
     """
     lowest = torch.finfo(scores.dtype).min
     probs = (scores + bias).masked_fill(~allowed, lowest).softmax(-1)
     if stats is not None and rows is not None:
         with torch.no_grad():
-            plain = scores.masked_fill(~allowed, lowest).softmax(-1)
-            moved = 0.5 * (probs - plain).abs().sum(-1).float()  # [B, H, R]
-            rows = rows.expand_as(moved)
-            stats["sora_attention_moved"] = moved[rows].mean() if rows.any() else moved.sum() * 0
+            stats.update(_bias_statistics(scores.float(), (scores + bias).float() - scores.float(), probs.float(),
+                                          allowed, rows))
     return probs
+
+
+def _bias_statistics(scores: Tensor, bias: Tensor, probs: Tensor, allowed: Tensor, rows: Tensor) -> Stats:
+    """The diagnostics of :func:`biased_softmax` (see there); scores / bias / probs [B, H, R, K] float."""
+    allowed = allowed.expand_as(scores)
+    plain = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min).softmax(-1)
+    clip_keys = allowed.clone()
+    clip_keys[..., :GLOBAL_TOKENS] = False
+    clip_weight = clip_keys.float()
+
+    def on_clips(p: Tensor) -> Tensor:
+        p = p * clip_weight
+        return p / p.sum(-1, keepdim=True).clamp_min(1e-12)
+
+    def row_std(x: Tensor) -> Tensor:
+        count = clip_weight.sum(-1).clamp_min(1.0)
+        mean = (x * clip_weight).sum(-1) / count
+        return (((x - mean.unsqueeze(-1)) * clip_weight).square().sum(-1) / count).sqrt()
+
+    moved = 0.5 * (probs - plain).abs().sum(-1)  # [B, H, R]
+    moved_clips = 0.5 * (on_clips(probs) - on_clips(plain)).abs().sum(-1)
+    spread = row_std(bias) / row_std(scores).clamp_min(1e-12)
+    rows = rows.expand_as(moved) & (clip_weight.sum(-1) > 1)
+
+    def mean(x: Tensor) -> Tensor:
+        return x[rows].mean() if rows.any() else x.sum() * 0
+
+    return {"sora_attention_moved": mean(moved), "sora_attention_moved_clips": mean(moved_clips),
+            "sora_bias_spread": mean(spread)}
 
 
 class SORALayer(nn.Module):
@@ -142,8 +193,11 @@ class SORALayer(nn.Module):
         beta_init: float = 1.0,
         activation: str = "prelu",
         learnable_beta: bool = True,
+        relation: str = "second_order",
     ) -> None:
         super().__init__()
+        if relation not in RELATIONS:
+            raise MasraError(f"must be one of {', '.join(RELATIONS)}, got {relation!r}", field="model.sora.relation")
         if d_model % nheads:
             raise MasraError(f"hidden_dim {d_model} is not divisible by nheads {nheads}", field="model.nheads")
         if band < 1:
@@ -151,6 +205,7 @@ class SORALayer(nn.Module):
         self.nheads = nheads
         self.head_dim = d_model // nheads
         self.band = band
+        self.relation = relation
         self.q_proj = nn.Linear(d_model, d_model)
         self.k_proj = nn.Linear(d_model, d_model)
         self.v_proj = nn.Linear(d_model, d_model)
@@ -173,7 +228,7 @@ class SORALayer(nn.Module):
     ) -> Tensor:
         """src [B, T, d] = [global ; clips], mask [B, T] float, pos [B, T, d] or None, relation_feats
         [B, L, D] (the features whose cosine is the first-order relation; default: the clips of src)
-        -> [B, T, d]. ``stats`` (a dict, or None) receives ``sora_attention_moved``.
+        -> [B, T, d]. ``stats`` (a dict, or None) receives the diagnostics of :func:`biased_softmax`.
 
         Both paths compute the same function. The banded one is O(L·w); on short videos, where the band
         covers most of the clips anyway, the dense one is faster (``masra bench sora`` measures both).
@@ -198,10 +253,15 @@ class SORALayer(nn.Module):
         q, k, v = (x.transpose(1, 2) for x in self._project(src, pos))  # [B, H, T, dh]
         scores = q @ k.transpose(-1, -2) / math.sqrt(dh)  # [B, H, T, T]
         feats = src[:, g:] if relation_feats is None else relation_feats
-        relation = dense_second_order(feats, mask[:, g:], w)  # [B, L, L]
+        clip_valid = mask[:, g:]
+        relation = dense_second_order(feats, clip_valid, w)  # [B, L, L]
+        idx = torch.arange(total, device=src.device)
+        clip_idx = idx[g:]
+        valid_clips = clip_valid.bool()
+        pairs = ((clip_idx[:, None] - clip_idx[None, :]).abs() <= w) & valid_clips.unsqueeze(1) & valid_clips.unsqueeze(2)
+        relation = centre_rows(relation, pairs, self.relation)
         bias = F.pad(relation, (g, 0, g, 0))  # [B, T, T], zero on the global rows/columns
         bias = self.beta.view(1, heads, 1, 1).to(scores.dtype) * bias.unsqueeze(1).to(scores.dtype)
-        idx = torch.arange(total, device=src.device)
         allowed = ((idx[:, None] - idx[None, :]).abs() <= w) | (idx[:, None] < g) | (idx[None, :] < g)  # [T, T]
         allowed = (allowed.unsqueeze(0) & mask.bool().unsqueeze(1)).unsqueeze(1)  # [B, 1, T, T]
         clip_rows = (mask.bool() & (idx >= g)).unsqueeze(1)  # [B, 1, T]: the rows the bias acts on
@@ -237,9 +297,11 @@ class SORALayer(nn.Module):
             dim=-1,
         ).view(nb, batch, heads, w, g + 3 * w)  # [nb, B, H, w, G+3w]
         feats = src[:, g:] if relation_feats is None else relation_feats
-        relation = second_order_blocks(feats, clip_valid, w).transpose(0, 1)  # [nb, B, w, 3w]
-        bias = F.pad(relation, (g, 0)).unsqueeze(2) * self.beta.view(1, 1, heads, 1, 1).to(q.dtype)  # [nb, B, H, w, G+3w]
         key_in_band = (key_blocks(clip_valid, w) > 0).unsqueeze(2) & block_band_mask(w, src.device)  # [B, nb, w, 3w]
+        relation = second_order_blocks(feats, clip_valid, w)  # [B, nb, w, 3w]
+        pairs = key_in_band & (query_blocks(clip_valid, w) > 0).unsqueeze(-1)  # [B, nb, w, 3w]
+        relation = centre_rows(relation, pairs, self.relation).transpose(0, 1)  # [nb, B, w, 3w]
+        bias = F.pad(relation, (g, 0)).unsqueeze(2) * self.beta.view(1, 1, heads, 1, 1).to(q.dtype)  # [nb, B, H, w, G+3w]
         allowed = torch.cat([valid[:, None, None, :g].expand(-1, nb, w, -1), key_in_band], dim=-1)  # [B, nb, w, G+3w]
         rows = (query_blocks(clip_valid, w) > 0).transpose(0, 1).unsqueeze(2)  # [nb, B, 1, w]: the rows the bias acts on
         attn = self.attn_dropout(biased_softmax(logits, bias, allowed.transpose(0, 1).unsqueeze(2), stats, rows))
