@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from masra.errors import MasraError
+from masra.model.parts import PARTS, Part
 
 DATASETS = ("qvhighlights", "charades_sta", "tacos", "tvsum", "youtube_highlights")
 # Highlight-detection-only datasets: per-clip ``label`` scores, no moments (no Hungarian matching).
@@ -64,52 +65,7 @@ class DataConfig:
 
 
 @dataclass
-class DAIConfig:
-    enabled: bool = False
-    codebook_size: int = 32
-    # "slots": the entries compete for the clips (slot attention), each reads its own clips (docs/method.md);
-    # "xattn": each entry attends to the clips, C_v,k = C_k + MHA(C_k, clips) (entries may read alike);
-    # "mlp": C_v = C + MLP([mean; max] of clips), one shift shared by all entries.
-    context: str = "slots"
-    # Whether the codebook entries carry values (the absorbed mass then adds their values to the output).
-    codebook_values: bool = False
-
-
-@dataclass
-class SGEConfig:
-    enabled: bool = False
-    # Dimension of the prior text space; None = taken from the prior files.
-    semantic_dim: int | None = None
-
-
-@dataclass
-class SORAConfig:
-    enabled: bool = False
-    band: int = 16
-    beta_init: float = 1.0
-    # False keeps β at beta_init (the ablation control "SORA with β fixed at 0": the added layer alone).
-    learnable_beta: bool = True
-    # "second_order": the bias is the row-centred R2; "row_mean" (ablation control): R2 replaced by its row
-    # mean, which the centring makes a zero bias (docs/method.md, "SORA").
-    relation: str = "second_order"
-
-
-@dataclass
-class ESTAConfig:
-    enabled: bool = False
-    temperature: float = 0.07
-    learnable_temperature: bool = True
-
-
-@dataclass
-class LRCAConfig:
-    enabled: bool = False
-    video_temperature_init: float = 0.1
-    proj_dim: int = 128
-
-
-@dataclass
-class ModelConfig:
+class BaselineModelConfig:
     hidden_dim: int = 256
     nheads: int = 8
     dim_feedforward: int = 1024
@@ -126,15 +82,12 @@ class ModelConfig:
     # Temporal encoder attention: 0 = full (QD-DETR); w > 0 = each clip sees clips within ±w and the global
     # token (linear time in the video length, for long videos; docs/benchmarks.md gives the accuracy cost).
     encoder_window: int = 0
-    dai: DAIConfig = field(default_factory=DAIConfig)
-    sge: SGEConfig = field(default_factory=SGEConfig)
-    sora: SORAConfig = field(default_factory=SORAConfig)
-    esta: ESTAConfig = field(default_factory=ESTAConfig)
-    lrca: LRCAConfig = field(default_factory=LRCAConfig)
+    # Dimension of the prior text space (SGE, ESTA); None = taken from the prior files.
+    semantic_dim: int | None = None
 
 
 @dataclass
-class LossConfig:
+class BaselineLossConfig:
     span: float = 10.0
     giou: float = 1.0
     label: float = 4.0
@@ -149,22 +102,6 @@ class LossConfig:
     match_span: float = 10.0
     match_giou: float = 1.0
     match_label: float = 4.0
-    # MASRA losses (used only when the matching part is enabled).
-    dai_relevance: float = 1.0
-    dai_diversity: float = 0.1
-    esta: float = 1.0
-    lrca: float = 1.0
-    sge_caption: float = 1.0
-    # Weight of the clip-to-event separability term inside the ESTA loss.
-    esta_clip_event_weight: float = 1.0
-    # LRCA compares the relations of each clip with its neighbours within this many clips, and sharpens
-    # the caption relations with this temperature.
-    lrca_band: int = 16
-    lrca_text_temperature: float = 0.1
-    # SGE: each clip picks out its caption among the captions within this many clips, logits and soft
-    # targets at this temperature.
-    sge_band: int = 16
-    sge_temperature: float = 0.1
     # Auxiliary (MASRA part) losses, docs/method.md "Auxiliary losses at the start of training": their weights
     # are multiplied by a ramp from 0 to 1, linear over aux_ramp_epochs epochs after aux_ramp_start epochs
     # (fractions allowed; both 0 = full weight from the first step).
@@ -173,6 +110,28 @@ class LossConfig:
     # True: each auxiliary loss with a known chance level c enters the total as (L - c) / c: 0 at chance,
     # -1 when perfect, its gradient scaled by 1 / c (e.g. ESTA's InfoNCE by 1 / log #candidates).
     aux_chance_norm: bool = False
+
+
+def _with_parts(name: str, base: type, part_fields: list[tuple[str, Any, Any]]) -> type:
+    """The dataclass ``name``: ``base``'s fields, then ``part_fields``; importable (and picklable) from here."""
+    cls = dataclasses.make_dataclass(name, part_fields, bases=(base,))
+    cls.__module__ = __name__
+    return cls
+
+
+def _loss_fields(part: Part) -> list[tuple[str, Any, Any]]:
+    if part.loss_config is None:
+        return []
+    hints = typing.get_type_hints(part.loss_config)
+    return [(f.name, hints[f.name], field(default=f.default)) for f in dataclasses.fields(part.loss_config)]
+
+
+# The MASRA parts' settings join the baseline's: ``model.<part>`` (each part's config dataclass) and the fields
+# of each part's loss config under ``loss.`` (masra.model.parts; all parts off = the baseline).
+ModelConfig = _with_parts(
+    "ModelConfig", BaselineModelConfig, [(p.name, p.config, field(default_factory=p.config)) for p in PARTS]
+)
+LossConfig = _with_parts("LossConfig", BaselineLossConfig, [f for p in PARTS for f in _loss_fields(p)])
 
 
 @dataclass
@@ -224,7 +183,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-MASRA_PARTS = ("dai", "sge", "sora", "esta", "lrca")
+MASRA_PARTS = tuple(part.name for part in PARTS)
 
 
 def _resolve_type(tp: Any) -> Any:
@@ -343,6 +302,7 @@ RENAMED_KEYS = {
     "model.esta.clip_event_weight": "loss.esta_clip_event_weight",
     "model.lrca.band": "loss.lrca_band",
     "model.lrca.text_temperature": "loss.lrca_text_temperature",
+    "model.sge.semantic_dim": "model.semantic_dim",
 }
 
 
@@ -403,8 +363,9 @@ def validate_config(cfg: Config) -> None:
         raise MasraError("must be between 0 and 1", field="train.lr_min_ratio")
     if cfg.train.amp not in ("none", "bf16", "fp16"):
         raise MasraError("must be none, bf16 or fp16", field="train.amp")
-    if cfg.model.dai.context not in ("slots", "xattn", "mlp"):
-        raise MasraError("must be slots, xattn or mlp", field="model.dai.context")
+    for part in PARTS:
+        if part.validate is not None:
+            part.validate(getattr(cfg.model, part.name))
     if cfg.eval.postprocess not in ("qvhighlights", "round_clip", "round_only", "none"):
         raise MasraError("must be qvhighlights, round_clip, round_only or none", field="eval.postprocess")
     for name in ("max_q_l", "max_v_l"):

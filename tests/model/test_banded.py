@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from masra.lab.bench.measure import peak_memory_bytes
 from masra.model.banded import band_dot, band_to_blocks, band_windows, blocks_to_band
-from masra.model.lrca import banded_cosine
-from masra.model.sora import SORALayer, dense_second_order, second_order_relation
+from masra.model.parts.lrca import banded_cosine
+from masra.model.parts.sora import SORALayer, dense_second_order, second_order_relation
 
 FLOAT = 4  # bytes
 

@@ -7,8 +7,10 @@ import math
 import pytest
 import torch
 
-from masra.model.criterion import AuxRamp, SetCriterion, is_auxiliary, relative_to_chance
+from masra.config import LossConfig
+from masra.model.criterion import AuxRamp, SetCriterion, relative_to_chance
 from masra.model.matcher import HungarianMatcher
+from masra.model.parts import esta, lrca
 from masra.train.engine import train_one_epoch
 from test_masra_integration import build, with_priors
 
@@ -22,16 +24,19 @@ def test_ramp_weight_schedule():
     assert (step(1.99), step(2.0)) == (0.0, 1.0)
 
 
-def test_auxiliary_terms_are_the_part_losses_only():
-    for name in ("loss_dai_relevance", "loss_dai_diversity", "loss_sge_caption", "loss_esta", "loss_lrca"):
-        assert is_auxiliary(name)
-    for name in ("loss_span", "loss_giou_0", "loss_label", "loss_saliency", "loss_esta_chance", "esta_nce"):
-        assert not is_auxiliary(name)
+def test_auxiliary_terms_are_the_part_losses_only(small_config):
+    _, criterion = build(small_config, "all")
+    assert criterion.auxiliary_terms == {
+        "loss_dai_relevance", "loss_dai_diversity", "loss_sge_caption", "loss_esta", "loss_lrca"
+    }
+    assert build(small_config, "none")[1].auxiliary_terms == set()
 
 
 def _criterion(**kwargs) -> SetCriterion:
     weights = {"loss_saliency": 2.0, "loss_esta": 3.0, "loss_lrca": 0.5}
-    return SetCriterion(HungarianMatcher(), weights, losses=["saliency"], **kwargs)
+    return SetCriterion(
+        HungarianMatcher(), weights, losses=["saliency"], parts=[esta.PART, lrca.PART], loss_cfg=LossConfig(), **kwargs
+    )
 
 
 def test_chance_normalisation_is_excess_over_chance_in_units_of_chance():
@@ -71,8 +76,9 @@ def test_ramped_out_parts_give_no_gradient_at_the_start(small_config, random_bat
         model.zero_grad(set_to_none=True)
         criterion.set_progress(progress)
         terms = criterion(model(batch), batch)
-        baseline = sum(w * terms[k] for k, w in criterion.weight_dict.items() if k in terms and not is_auxiliary(k))
-        auxiliary = sum(w * terms[k] for k, w in criterion.weight_dict.items() if k in terms and is_auxiliary(k))
+        aux = criterion.auxiliary_terms
+        baseline = sum(w * terms[k] for k, w in criterion.weight_dict.items() if k in terms and k not in aux)
+        auxiliary = sum(w * terms[k] for k, w in criterion.weight_dict.items() if k in terms and k in aux)
         ramp = criterion.aux_ramp(progress)
         assert terms["loss"].item() == pytest.approx((baseline + ramp * auxiliary).item(), rel=1e-5)
         assert terms["aux_ramp"].item() == ramp
@@ -122,10 +128,10 @@ def test_chance_normalisation_uses_the_chance_levels_the_parts_report(small_conf
     model, criterion = build(small_config, "all", aux_chance_norm=True)
     batch = with_priors(random_batch([8, 6, 7], [3, 2, 2]), [1.0, 1.0, 1.0])
     terms = criterion(model(batch), batch)
-    w = criterion.esta_clip_event_weight
+    w = criterion.loss_cfg.esta_clip_event_weight
     assert terms["loss_esta_chance"].item() == pytest.approx(
         (terms["esta_nce_chance"] + w * terms["esta_clip_event_chance"]).item())
-    normalised = [k for k in criterion.weight_dict if is_auxiliary(k) and k + "_chance" in terms]
+    normalised = [k for k in criterion.weight_dict if k in criterion.auxiliary_terms and k + "_chance" in terms]
     assert {"loss_esta", "loss_lrca", "loss_sge_caption", "loss_dai_relevance"} <= set(normalised)
     expected = 0.0
     for key, weight in criterion.weight_dict.items():

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from masra.errors import MasraError
-from masra.model.dai import (
+from masra.model.parts.dai import (
     ContextCodebook,
     DecoupledCrossAttention,
     codebook_diversity_loss,

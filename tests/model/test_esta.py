@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from masra.model.esta import EventSemanticAlignment, esta_loss
+from masra.model.parts.esta import EventSemanticAlignment, esta_loss
 
 D, DS = 16, 12
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from masra.model.lrca import LocalRelationalConsistency, lrca_loss
+from masra.model.parts.lrca import LocalRelationalConsistency, lrca_loss
 
 D, DS, P = 16, 12, 8
 

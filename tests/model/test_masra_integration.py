@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from masra.config import MASRA_PARTS, set_masra_parts
 from masra.errors import MasraError
 from masra.model import build_model
+from masra.model.parts import lrca
 
 from conftest import last_sample_alone, T_DIM, V_DIM
 
@@ -172,10 +173,11 @@ def test_loss_weights_are_applied_once(small_config, random_batch):
 
 @pytest.mark.parametrize("parts", ["sge", "esta"])
 def test_semantic_parts_without_a_prior_dimension_are_a_clear_error(small_config, parts):
-    with pytest.raises(MasraError, match="model.sge.semantic_dim"):
+    with pytest.raises(MasraError, match="model.semantic_dim"):
         build(small_config, parts, semantic_dim=None)
     model, _ = build(small_config, "dai,sora,lrca", semantic_dim=None)  # these need no prior dimension
-    assert model.sge is None and model.esta is None
+    assert [part.name for part in model.parts] == ["dai", "sora", "lrca"]
+    assert not hasattr(model, "sge") and not hasattr(model, "esta")
 
 
 def test_all_parts_under_bf16_autocast(small_config, random_batch):
@@ -204,7 +206,7 @@ def sora_calls(model):
 
 
 def test_full_model_banded_sora_equals_dense_under_bf16_with_padding(small_config, random_batch, monkeypatch):
-    import masra.model.sora as sora_module
+    import masra.model.parts.sora as sora_module
 
     model, _ = build(small_config, "sora")
     model.eval()
@@ -260,7 +262,7 @@ def test_full_model_banded_sora_without_global_token_ignores_clips_beyond_twice_
 
 
 def test_sora_relates_the_features_lrca_aligns_and_an_lrca_step_changes_r2(small_config, random_batch):
-    from masra.model.sora import second_order_relation
+    from masra.model.parts.sora import second_order_relation
 
     model, criterion = build(small_config, "sora,lrca")
     batch = with_priors(random_batch([9, 7], [4, 3]), [1.0, 1.0])
@@ -278,7 +280,7 @@ def test_sora_relates_the_features_lrca_aligns_and_an_lrca_step_changes_r2(small
     before = relation()
     model.train()
     optimizer = torch.optim.SGD(model.lrca.parameters(), lr=0.5)  # only P moves: h stays what it was
-    criterion.loss_lrca(model(batch), batch, None)["loss_lrca"].backward()
+    lrca.loss(model(batch), batch, criterion.loss_cfg)["loss_lrca"].backward()
     optimizer.step()
     assert (relation() - before).abs().max() > 1e-3
 
@@ -304,7 +306,7 @@ def test_diagnostics_and_chance_levels_are_reported_in_training(small_config, ra
 
 
 def test_dai_diversity_is_computed_on_the_codebook_not_on_its_context_shift(small_config, random_batch):
-    from masra.model.dai import codebook_diversity_loss
+    from masra.model.parts.dai import codebook_diversity_loss
 
     model, criterion = build(small_config, "dai", dai_diversity=1.0)
     book = model.dai_codebook

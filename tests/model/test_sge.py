@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from masra.errors import MasraError
-from masra.model.sge import GATE_BIAS_INIT, SemanticGuidedEnhancement, sge_caption_loss
+from masra.model.parts.sge import GATE_BIAS_INIT, SemanticGuidedEnhancement, sge_caption_loss
 
 D, DS = 16, 12
 
@@ -42,9 +42,9 @@ def test_padded_clips_are_unchanged_and_do_not_affect_valid_clips() -> None:
 
 
 def test_missing_semantic_dim_is_a_clear_error() -> None:
-    with pytest.raises(MasraError, match="model.sge.semantic_dim"):
+    with pytest.raises(MasraError, match="model.semantic_dim"):
         SemanticGuidedEnhancement(D, None)
-    with pytest.raises(MasraError, match="model.sge.semantic_dim"):
+    with pytest.raises(MasraError, match="model.semantic_dim"):
         SemanticGuidedEnhancement(D, 0)
 
 

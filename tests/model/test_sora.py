@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from masra.errors import MasraError
-from masra.model.sora import (
+from masra.model.parts.sora import (
     DENSE_MAX_BAND_MULTIPLE,
     GLOBAL_TOKENS,
     SORALayer,

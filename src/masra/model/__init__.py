@@ -1,16 +1,25 @@
-"""The grounding model (QD-DETR class baseline + MASRA parts), matcher, criterion and post-processing."""
+"""The grounding model (QD-DETR class baseline + MASRA parts), matcher, criterion and post-processing.
 
-from masra.model.build import build_criterion, build_model
-from masra.model.criterion import SetCriterion
-from masra.model.grounding import GroundingModel
-from masra.model.matcher import HungarianMatcher
-from masra.model.postprocess import outputs_to_submission
+The names below load on first use: ``masra.config`` assembles its dataclasses from ``masra.model.parts``, so
+importing this package must not import ``masra.config`` back (PEP 562 lazy attributes).
+"""
 
-__all__ = [
-    "GroundingModel",
-    "HungarianMatcher",
-    "SetCriterion",
-    "build_criterion",
-    "build_model",
-    "outputs_to_submission",
-]
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "GroundingModel": "masra.model.grounding",
+    "HungarianMatcher": "masra.model.matcher",
+    "SetCriterion": "masra.model.criterion",
+    "build_criterion": "masra.model.build",
+    "build_model": "masra.model.build",
+    "outputs_to_submission": "masra.model.postprocess",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'masra.model' has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)

@@ -6,32 +6,22 @@ from masra.config import Config, LossConfig, ModelConfig
 from masra.model.criterion import SET_LOSSES, AuxRamp, SetCriterion
 from masra.model.grounding import GroundingModel
 from masra.model.matcher import HungarianMatcher
+from masra.model.parts import PARTS
 
 
 def build_criterion(loss_cfg: LossConfig, dec_layers: int, model_cfg: ModelConfig | None = None) -> SetCriterion:
     """The baseline criterion: set losses on every decoder layer (weights span/giou/label) + saliency,
-    plus the loss of every MASRA part enabled in ``model_cfg``."""
+    plus the loss of every MASRA part enabled in ``model_cfg`` (its weighted terms, weights from ``loss_cfg``)."""
     weight_dict = {
         "loss_span": loss_cfg.span,
         "loss_giou": loss_cfg.giou,
         "loss_label": loss_cfg.label,
         "loss_saliency": loss_cfg.saliency,
     }
-    losses = [*SET_LOSSES, "saliency"]
-    masra_weights = {
-        "dai": {
-            "loss_dai_relevance": loss_cfg.dai_relevance,
-            "loss_dai_diversity": loss_cfg.dai_diversity,
-        },
-        "sge": {"loss_sge_caption": loss_cfg.sge_caption},
-        "esta": {"loss_esta": loss_cfg.esta},
-        "lrca": {"loss_lrca": loss_cfg.lrca},
-    }
     model_cfg = model_cfg or ModelConfig()
-    for part, weights in masra_weights.items():
-        if getattr(model_cfg, part).enabled:
-            losses.append(part)
-            weight_dict.update(weights)
+    parts = [part for part in PARTS if part.loss is not None and getattr(model_cfg, part.name).enabled]
+    for part in parts:
+        weight_dict.update({term: getattr(loss_cfg, name) for term, name in part.weights.items()})
     if loss_cfg.aux_loss:
         set_terms = ("loss_span", "loss_giou", "loss_label")
         for i in range(dec_layers - 1):
@@ -40,17 +30,14 @@ def build_criterion(loss_cfg: LossConfig, dec_layers: int, model_cfg: ModelConfi
     return SetCriterion(
         matcher,
         weight_dict,
-        losses=losses,
+        losses=[*SET_LOSSES, "saliency"],
         eos_coef=loss_cfg.eos_coef,
         saliency_margin=loss_cfg.saliency_margin,
         rank_temperature=loss_cfg.rank_temperature,
         aux_loss=loss_cfg.aux_loss,
         use_matcher=loss_cfg.use_matcher,
-        esta_clip_event_weight=loss_cfg.esta_clip_event_weight,
-        lrca_band=loss_cfg.lrca_band,
-        lrca_text_temperature=loss_cfg.lrca_text_temperature,
-        sge_band=loss_cfg.sge_band,
-        sge_temperature=loss_cfg.sge_temperature,
+        parts=parts,
+        loss_cfg=loss_cfg,
         aux_ramp=AuxRamp(loss_cfg.aux_ramp_start, loss_cfg.aux_ramp_epochs),
         aux_chance_norm=loss_cfg.aux_chance_norm,
     )

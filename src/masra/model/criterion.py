@@ -4,17 +4,19 @@
 ``loss_label``, their decoder-layer copies ``loss_span_0`` ..., ``loss_saliency``) plus ``loss``, the sum of
 ``weight_dict[name] * term`` over the terms that have a weight.
 
-MASRA losses (``dai``, ``sge``, ``esta``, ``lrca``; docs/method.md) read the part outputs of the model and the
-batch priors; samples without priors are masked inside each loss, and a batch without priors gives zeros.
+MASRA losses: each enabled part's ``loss`` (masra.model.parts, docs/method.md), under the part's name, reads
+the part outputs of the model and the batch priors; samples without priors are masked inside each loss, and
+a batch without priors gives zeros.
 Each auxiliary loss comes with its chance level (``<term>_chance``, unweighted), and the model's per-step
 ``diagnostics`` are passed through as ``diag_<name>``, so the training loop logs them per epoch.
 
-Auxiliary losses (the MASRA parts', ``AUXILIARY_PREFIXES``) can be ramped in and normalised by their chance
+Auxiliary losses (the weighted terms the parts declare) can be ramped in and normalised by their chance
 level (``LossConfig.aux_ramp_*``, ``aux_chance_norm``; docs/method.md): the training loop tells the
 criterion how far training is (``set_progress``), the criterion scales those weights by the ramp.
 
-Adding a loss: write ``loss_<name>(self, outputs, batch, indices) -> dict[str, Tensor]``, register it in
-``get_loss``, put ``<name>`` in ``losses`` and its term names in ``weight_dict``.
+Adding a baseline loss: write ``loss_<name>(self, outputs, batch, indices) -> dict[str, Tensor]``, register it
+in ``get_loss``, put ``<name>`` in ``losses`` and its term names in ``weight_dict``. A MASRA part's loss comes
+with its declaration (masra.model.parts.base.Part).
 """
 
 from __future__ import annotations
@@ -29,12 +31,9 @@ from torch import nn
 
 from masra.data.batch import GroundingBatch
 from masra.errors import MasraError
-from masra.model.dai import codebook_diversity_loss, dai_relevance_loss, relevance_auc
-from masra.model.esta import esta_loss
-from masra.model.lrca import lrca_loss
 from masra.model.matcher import HungarianMatcher, pad_targets
+from masra.model.parts.base import Part
 from masra.model.rank_mean import mean_over_ranks
-from masra.model.sge import sge_caption_loss
 from masra.model.span_ops import generalized_temporal_iou, span_cxw_to_xx
 
 Indices = list[tuple[torch.Tensor, torch.Tensor]]
@@ -43,8 +42,6 @@ LossFn = Callable[[dict[str, Any], GroundingBatch, "Indices | None"], dict[str, 
 # Losses computed on every decoder layer (from Hungarian matching); all others use the final outputs only.
 SET_LOSSES = ("spans", "labels")
 FOREGROUND, BACKGROUND = 0, 1
-# Weighted terms of the MASRA parts' auxiliary losses (ramped in and chance-normalised when configured).
-AUXILIARY_PREFIXES = ("loss_dai_", "loss_sge_", "loss_esta", "loss_lrca")
 CHANCE_SUFFIX = "_chance"
 
 
@@ -63,10 +60,6 @@ class AuxRamp:
         if progress < self.start:
             return 0.0
         return (progress - self.start) / self.epochs
-
-
-def is_auxiliary(name: str) -> bool:
-    return name.startswith(AUXILIARY_PREFIXES) and not name.endswith(CHANCE_SUFFIX)
 
 
 def relative_to_chance(loss: torch.Tensor, chance: torch.Tensor | None) -> torch.Tensor:
@@ -89,17 +82,15 @@ class SetCriterion(nn.Module):
         rank_temperature: float = 0.5,
         aux_loss: bool = True,
         use_matcher: bool = True,
-        esta_clip_event_weight: float = 1.0,
-        lrca_band: int = 16,
-        lrca_text_temperature: float = 0.1,
-        sge_band: int = 16,
-        sge_temperature: float = 0.1,
+        parts: list[Part] | None = None,
+        loss_cfg: Any = None,
         aux_ramp: AuxRamp | None = None,
         aux_chance_norm: bool = False,
     ) -> None:
         """use_matcher False = saliency-only training (TVSum / YouTube Highlights): no set losses at all.
-        ``aux_ramp`` scales the auxiliary weights over training; ``aux_chance_norm`` puts each auxiliary loss
-        with a chance level ``<term>_chance`` into the total as (L − c) / c."""
+        ``parts``: the enabled MASRA parts whose losses run (after ``losses``, in order), with their settings
+        from ``loss_cfg`` (the LossConfig). ``aux_ramp`` scales the parts' weighted terms over training;
+        ``aux_chance_norm`` puts each with a chance level ``<term>_chance`` into the total as (L − c) / c."""
         super().__init__()
         self.matcher = matcher
         self.weight_dict = dict(weight_dict)
@@ -108,11 +99,9 @@ class SetCriterion(nn.Module):
         self.rank_temperature = rank_temperature
         self.aux_loss = aux_loss
         self.use_matcher = use_matcher
-        self.esta_clip_event_weight = esta_clip_event_weight
-        self.lrca_band = lrca_band
-        self.lrca_text_temperature = lrca_text_temperature
-        self.sge_band = sge_band
-        self.sge_temperature = sge_temperature
+        self.parts = list(parts or [])
+        self.loss_cfg = loss_cfg
+        self.auxiliary_terms = {term for part in self.parts for term in part.weights}
         self.aux_ramp = aux_ramp or AuxRamp()
         self.aux_chance_norm = aux_chance_norm
         self.progress: float | None = None  # epochs of training done (fractional); set by the training loop
@@ -192,65 +181,6 @@ class SetCriterion(nn.Module):
         total = (-mean_log_prob * has_positive).mean(-1).sum()
         return total / 12
 
-    # ----- MASRA ---------------------------------------------------------------------------------------
-    def loss_dai(self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None) -> dict[str, torch.Tensor]:
-        """DAI: BCE of every T2V layer's per-clip relevance against the GT-relevant clips (the negative pairs'
-        clips as 0), diversity of the codebook C; the relevance AUC of each layer (unweighted, for the log)."""
-        layers = outputs["dai_relevance_layers"]  # [B, layers, L]
-        relevance, chance = dai_relevance_loss(
-            layers, batch.relevant_mask, outputs["video_mask"], outputs.get("dai_relevance_layers_neg")
-        )
-        terms = {
-            "loss_dai_relevance": relevance,
-            "loss_dai_relevance_chance": chance,
-            "loss_dai_diversity": codebook_diversity_loss(outputs["dai_codebook_entries"]),
-        }
-        if batch.relevant_mask is not None:
-            with torch.no_grad():
-                target = batch.relevant_mask.float().flatten()
-                weight = outputs["video_mask"].float().flatten()
-                for i in range(layers.shape[1]):
-                    terms[f"dai_relevance_auc_l{i}"] = relevance_auc(layers[:, i].flatten(), target, weight)
-        return terms
-
-    def loss_sge(self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None) -> dict[str, torch.Tensor]:
-        """SGE: each clip picks out its own caption among its neighbours' (soft-target cross-entropy), with the
-        retrieval accuracy next to its chance level for the log."""
-        return sge_caption_loss(
-            outputs["sge_semantics"], batch.caption_emb, batch.caption_mask, outputs["video_mask"], batch.has_priors,
-            band=self.sge_band, temperature=self.sge_temperature,
-        )
-
-    def loss_esta(self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None) -> dict[str, torch.Tensor]:
-        """ESTA: event InfoNCE + clip-to-event term (``loss_esta``), with both parts for logging."""
-        if "esta_clip_proj" not in outputs:  # evaluation without priors: nothing to align
-            zero = outputs["saliency_scores"].new_zeros((), dtype=torch.float32)
-            return {"loss_esta": zero, "esta_nce": zero, "esta_clip_event": zero}
-        video_ids = _video_ids(batch, outputs["saliency_scores"].device)
-        terms = esta_loss(
-            outputs, batch.event_emb, batch.event_mask, batch.has_priors, self.esta_clip_event_weight, video_ids
-        )
-        # The chance level of the weighted sum, so the auxiliary normalisation can treat it like the others.
-        chance = terms["esta_nce_chance"] + self.esta_clip_event_weight * terms["esta_clip_event_chance"]
-        return {"loss_esta": terms["esta"], "loss_esta" + CHANCE_SUFFIX: chance,
-                **{k: v for k, v in terms.items() if k != "esta"}}
-
-    def loss_lrca(self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None) -> dict[str, torch.Tensor]:
-        """LRCA: banded KL between caption relations and model relations."""
-        if "lrca_video_proj" not in outputs:
-            return {"loss_lrca": outputs["saliency_scores"].new_zeros((), dtype=torch.float32)}
-        loss, chance = lrca_loss(
-            outputs["lrca_video_proj"],
-            outputs["lrca_video_temperature"],
-            batch.caption_emb,
-            batch.caption_mask,
-            outputs["video_mask"],
-            batch.has_priors,
-            band=self.lrca_band,
-            text_temperature=self.lrca_text_temperature,
-        )
-        return {"loss_lrca": loss, "loss_lrca_chance": chance}
-
     # ----- plumbing -------------------------------------------------------------------------------------
     def get_loss(
         self, name: str, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None
@@ -259,10 +189,6 @@ class SetCriterion(nn.Module):
             "spans": self.loss_spans,
             "labels": self.loss_labels,
             "saliency": self.loss_saliency,
-            "dai": self.loss_dai,
-            "sge": self.loss_sge,
-            "esta": self.loss_esta,
-            "lrca": self.loss_lrca,
         }
         if name not in loss_map:
             raise MasraError(f"unknown loss {name!r}; known: {', '.join(loss_map)}", field="loss")
@@ -280,7 +206,7 @@ class SetCriterion(nn.Module):
             if key not in self.weight_dict:
                 continue
             weight = self.weight_dict[key]
-            if is_auxiliary(key):
+            if key in self.auxiliary_terms:
                 weight = weight * ramp
                 if self.aux_chance_norm:
                     value = relative_to_chance(value, terms.get(key + CHANCE_SUFFIX))
@@ -303,6 +229,8 @@ class SetCriterion(nn.Module):
             if name in SET_LOSSES and not self.use_matcher:
                 continue
             terms.update(self.get_loss(name, outputs, batch, indices))
+        for part in self.parts:
+            terms.update(part.loss(outputs, batch, self.loss_cfg))
         if self.use_matcher and self.aux_loss:
             for i, (aux, aux_indices) in enumerate(zip(outputs.get("aux_outputs", []), layer_indices[1:])):
                 for name in self.losses:
@@ -311,18 +239,10 @@ class SetCriterion(nn.Module):
                         terms.update({f"{key}_{i}": value for key, value in layer_terms.items()})
         total = self.weighted_total(terms)
         terms["loss"] = total if total is not None else outputs["saliency_scores"].float().sum() * 0
-        if any(is_auxiliary(key) for key in terms):
+        if any(key in self.auxiliary_terms for key in terms):
             terms["aux_ramp"] = terms["loss"].new_tensor(self.aux_ramp(self.progress))
         terms.update({f"diag_{name}": value for name, value in outputs.get("diagnostics", {}).items()})
         return terms
-
-
-def _video_ids(batch: GroundingBatch, device: torch.device) -> torch.Tensor:
-    """[B] long: samples of the same video share an id (their prior events are the same events); a sample
-    without a vid is its own video."""
-    first_seen: dict[tuple[str, Any], int] = {}
-    keys = [("vid", m["vid"]) if m.get("vid") is not None else ("sample", i) for i, m in enumerate(batch.meta)]
-    return torch.tensor([first_seen.setdefault(key, len(first_seen)) for key in keys], device=device)
 
 
 def _span_targets(batch: GroundingBatch) -> list[torch.Tensor]:

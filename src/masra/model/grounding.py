@@ -6,9 +6,10 @@ Stages (each a method, so MASRA parts plug in behind their switches):
 3. ``encode_temporal``: self-attention over [global token; clips] -> global token g' and clip memory.
 4. ``decode``: anchor decoder + class / span heads; ``score_saliency``: <W1 m_i, W2 g'> / sqrt(d).
 
-MASRA parts, each behind its switch in ``ModelConfig`` (all off = exactly the baseline, docs/method.md):
-DAI replaces the T2V cross-attention (stage 2), SORA adds a relational layer after the temporal encoder and
-SGE enhances the clip memory (stage 3); ESTA and LRCA only add training outputs for their losses.
+MASRA parts (``masra.model.parts``), each behind its switch ``model.<part>.enabled`` (all off = exactly the
+baseline, docs/method.md), plug into these stages through their hooks (masra.model.parts.base): DAI replaces
+the T2V cross-attention (stage 2), LRCA projects the encoder's clips, SORA adds a relational layer after the
+temporal encoder and SGE enhances the clip memory (stage 3); ESTA and LRCA add outputs for their losses.
 """
 
 from __future__ import annotations
@@ -23,21 +24,13 @@ from torch import nn
 from masra.config import ModelConfig
 from masra.data.batch import GroundingBatch
 from masra.errors import MasraError
-from masra.model.dai import ContextCodebook, DecoupledCrossAttention, codebook_diversity_loss
 from masra.model.decoder import AnchorDecoder
 from masra.model.encoder import TemporalEncoder
-from masra.model.esta import EventSemanticAlignment
 from masra.model.layers import MLP, InputProjection, run_layer
-from masra.model.lrca import LocalRelationalConsistency
+from masra.model.parts import PARTS, PartContext, PartModule
 from masra.model.position_encoding import video_position_encoding
-from masra.model.sge import SemanticGuidedEnhancement
-from masra.model.sora import SORALayer
 from masra.model.span_ops import inverse_sigmoid
 from masra.model.t2v_encoder import T2VEncoder, TextCrossAttention
-
-
-# Part outputs whose negative-pair half a loss reads too (as ``<name>_neg``): DAI's relevance has target 0 there.
-NEGATIVE_PASS_OUTPUTS = ("dai_relevance_layers",)
 
 
 class GroundingModel(nn.Module):
@@ -53,7 +46,7 @@ class GroundingModel(nn.Module):
     (the relation features SORA uses) and ``lrca_video_temperature``; ``esta_*`` (training, or any batch with
     priors). In training mode ``diagnostics`` holds one detached scalar per monitored quantity (gates, β,
     attention shares, temperatures; docs/method.md). ``semantic_dim`` (Ds, the prior text dimension) is
-    needed by SGE and ESTA only.
+    needed by SGE and ESTA only; ``model.semantic_dim`` overrides it.
     """
 
     def __init__(
@@ -73,12 +66,13 @@ class GroundingModel(nn.Module):
 
         self.video_proj = InputProjection(v_feat_dim, d, cfg.n_input_proj, cfg.input_dropout)
         self.text_proj = InputProjection(t_feat_dim, d, cfg.n_input_proj, cfg.input_dropout)
-        if cfg.dai.enabled:
-            make_attention = partial(
-                DecoupledCrossAttention, d, cfg.nheads, cfg.dai.codebook_size, cfg.dropout, cfg.dai.codebook_values
-            )
-        else:
-            make_attention = partial(TextCrossAttention, d, cfg.nheads, cfg.dropout)
+        semantic_dim = cfg.semantic_dim if cfg.semantic_dim is not None else semantic_dim
+        context = PartContext(d, cfg.nheads, cfg.dim_feedforward, cfg.dropout, cfg.activation, semantic_dim)
+        self.parts = [part for part in PARTS if getattr(cfg, part.name).enabled]
+        make_attention = partial(TextCrossAttention, d, cfg.nheads, cfg.dropout)
+        for part in self.parts:
+            if part.t2v_attention is not None:
+                make_attention = part.t2v_attention(getattr(cfg, part.name), context)
         self.t2v_encoder = T2VEncoder(
             make_attention,
             cfg.t2v_layers,
@@ -100,41 +94,23 @@ class GroundingModel(nn.Module):
         self.span_head = MLP(d, d, 2, 3)
         self.saliency_proj1 = nn.Linear(d, d)
         self.saliency_proj2 = nn.Linear(d, d)
-        self._build_masra_parts(cfg, semantic_dim)
+        self._build_masra_parts(cfg, context)
 
-    def _build_masra_parts(self, cfg: ModelConfig, semantic_dim: int | None) -> None:
-        """Created after every baseline module, so switching parts on never changes the baseline's init."""
-        d = cfg.hidden_dim
-        semantic_dim = cfg.sge.semantic_dim if cfg.sge.semantic_dim is not None else semantic_dim
-        for part in ("sge", "esta"):
-            if getattr(cfg, part).enabled and semantic_dim is None:
+    def _build_masra_parts(self, cfg: ModelConfig, context: PartContext) -> None:
+        """Created after every baseline module, in registry order. Each module is the attribute
+        ``part.attribute`` (its checkpoint keys)."""
+        for part in self.parts:
+            if part.needs_semantic_dim and context.semantic_dim is None:
                 raise MasraError(
-                    f"{part.upper()} needs the prior text dimension: give the training data a prior_dir "
-                    "(data.prior_dir) or set model.sge.semantic_dim",
-                    field="model.sge.semantic_dim",
+                    f"{part.name.upper()} needs the prior text dimension: give the training data a prior_dir "
+                    "(data.prior_dir) or set model.semantic_dim",
+                    field="model.semantic_dim",
                 )
-        self.dai_codebook = (
-            ContextCodebook(d, cfg.dai.codebook_size, cfg.dai.context, cfg.nheads) if cfg.dai.enabled else None
-        )
-        self.sora = (
-            SORALayer(
-                d, cfg.nheads, cfg.dim_feedforward, cfg.dropout, cfg.sora.band, cfg.sora.beta_init, cfg.activation,
-                learnable_beta=cfg.sora.learnable_beta, relation=cfg.sora.relation,
-            )
-            if cfg.sora.enabled
-            else None
-        )
-        self.sge = SemanticGuidedEnhancement(d, semantic_dim) if cfg.sge.enabled else None
-        self.esta = (
-            EventSemanticAlignment(d, semantic_dim, cfg.esta.temperature, cfg.esta.learnable_temperature)
-            if cfg.esta.enabled
-            else None
-        )
-        self.lrca = (
-            LocalRelationalConsistency(d, cfg.lrca.proj_dim, cfg.lrca.video_temperature_init)
-            if cfg.lrca.enabled
-            else None
-        )
+            setattr(self, part.attribute, part.build(getattr(cfg, part.name), context))
+
+    def part_modules(self) -> list[PartModule]:
+        """The enabled parts' modules, in registry order."""
+        return [getattr(self, part.attribute) for part in self.parts]
 
     def _init_transformer_weights(self) -> None:
         """QD-DETR's initialisation: Xavier-uniform for every matrix of the T2V encoder, encoder and decoder,
@@ -142,9 +118,7 @@ class GroundingModel(nn.Module):
         refinement MLP's last layer and then overwrites its weight with this same Xavier pass; we keep the
         effective result: Xavier weight, zero bias.)"""
         for module in (self.t2v_encoder, self.encoder, self.decoder):
-            for param in module.parameters():
-                if param.dim() > 1:
-                    nn.init.xavier_uniform_(param)
+            _xavier_matrices(module)
         for layer in self.decoder.layers:
             nn.init.zeros_(layer.sa_out_proj.bias)
             nn.init.zeros_(layer.ca_out_proj.bias)
@@ -165,27 +139,17 @@ class GroundingModel(nn.Module):
         text_mask: torch.Tensor,
         stats: dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Text-conditioned clips [B, L, d] and, with DAI, its outputs (relevance per layer and averaged).
-
-        ``stats`` (a dict, or None) receives the codebook's share of the attention mass per T2V layer and the
-        entries' read statistics."""
-        if self.dai_codebook is None:
-            video, _ = self.t2v_encoder(video, video_pos, text, text_mask)
-            return video, {}
-        codebook = self.dai_codebook(video, video_mask, stats)  # [B, K, d], from the clips before interaction
-        video, relevances = self.t2v_encoder(video, video_pos, text, text_mask, codebook=codebook)
-        relevance = torch.stack(relevances, dim=1)  # [B, layers, L]
-        if stats is not None:
-            with torch.no_grad():
-                valid = video_mask.float().unsqueeze(1)  # [B, 1, L]
-                text_mass = (relevance.float() * valid).sum((0, 2)) / valid.sum().clamp_min(1.0)  # [layers]
-                stats.update({f"dai_codebook_mass_l{i}": 1.0 - m for i, m in enumerate(text_mass)})
-                stats["dai_context_codebook_cos"] = codebook_diversity_loss(codebook)  # mean |cos| of C_v
-        return video, {
-            "dai_relevance_layers": relevance,  # [B, layers, L]
-            "dai_relevance": relevance.mean(1),  # [B, L]
-            "dai_codebook": codebook,
-        }
+        """Text-conditioned clips [B, L, d] and the parts' outputs of the interaction (DAI: relevance per layer
+        and averaged, the codebook C_v). ``stats`` (a dict, or None) receives the parts' diagnostics."""
+        modules = self.part_modules()
+        inputs: dict[str, Any] = {}
+        for module in modules:
+            inputs.update(module.interaction_inputs(video, video_mask, stats))
+        video, relevances = self.t2v_encoder(video, video_pos, text, text_mask, **inputs)
+        extras: dict[str, Any] = {}
+        for module in modules:
+            extras.update(module.after_interaction(relevances, video_mask, inputs, stats))
+        return video, extras
 
     # ----- stage 3 -------------------------------------------------------------------------------------
     def encode_temporal(
@@ -195,20 +159,23 @@ class GroundingModel(nn.Module):
         video_mask: torch.Tensor,
         stats: dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """Self-attention over [g; clips] -> (clip memory [B, L, d], global token g' [B, d], LRCA outputs).
+        """Self-attention over [g; clips] -> (clip memory [B, L, d], global token g' [B, d], part outputs).
 
-        With LRCA, the relation features are P·h of the encoder's clips: LRCA aligns their cosines with the
-        caption relations, and SORA builds its first-order relation from the same cosines."""
+        The parts ``relate`` the encoder's clips first (LRCA: P·h, whose cosines LRCA aligns with the caption
+        relations and SORA builds its first-order relation from), then ``refine`` the sequence (SORA)."""
         batch = video.shape[0]
         token = self.global_token.to(video.dtype).expand(batch, 1, -1)  # [B, 1, d]
         src = torch.cat([token, video], dim=1)  # [B, 1+L, d]
         pos = torch.cat([self.global_pos.expand(batch, 1, -1).to(video_pos.dtype), video_pos], dim=1)
         mask = torch.cat([video_mask.new_ones(batch, 1), video_mask], dim=1)  # [B, 1+L]
         memory = self.encoder(src, pos, mask)
-        relation = {"lrca_video_proj": self.lrca.projection(memory[:, 1:])} if self.lrca is not None else {}
-        if self.sora is not None:
-            memory = run_layer(self.sora, memory, mask, pos, relation.get("lrca_video_proj"), stats)
-        return memory[:, 1:], memory[:, 0], relation
+        modules = self.part_modules()
+        extras: dict[str, Any] = {}
+        for module in modules:
+            extras.update(module.relate(memory[:, 1:]))
+        for module in modules:
+            memory = module.refine(memory, mask, pos, extras, stats)
+        return memory[:, 1:], memory[:, 0], extras
 
     def encode(
         self,
@@ -225,8 +192,9 @@ class GroundingModel(nn.Module):
         video, extras = self.interact(video, video_pos, video_mask, text, text_mask, stats)
         memory, global_token, relation = self.encode_temporal(video, video_pos, video_mask, stats)
         extras.update(relation)
-        if self.sge is not None:
-            memory, extras["sge_semantics"] = self.sge(memory, video_mask, stats)
+        for module in self.part_modules():
+            memory, enhanced = module.enhance(memory, video_mask, stats)
+            extras.update(enhanced)
         return memory, global_token, extras
 
     # ----- stage 4 -------------------------------------------------------------------------------------
@@ -269,7 +237,9 @@ class GroundingModel(nn.Module):
             )  # [2B, ...]: positives first
             saliency = self.score_saliency(memory, global_token)  # [2B, L]
             memory, global_token = memory[:n], global_token[:n]
-            negatives = {f"{key}_neg": extras[key][n:] for key in NEGATIVE_PASS_OUTPUTS if key in extras}
+            negatives = {
+                f"{key}_neg": extras[key][n:] for part in self.parts for key in part.negative_pass_outputs if key in extras
+            }
             extras = {key: value[:n] for key, value in extras.items()} | negatives
         else:
             memory, global_token, extras = self.encode(video, video_pos, video_mask, text, text_mask, stats)
@@ -282,14 +252,8 @@ class GroundingModel(nn.Module):
         outputs["video_mask"] = video_mask
         outputs["memory"] = memory
         outputs["global_token"] = global_token
-        # The training-only alignments run in training mode even without priors, so every parameter is
-        # used in every step (DDP); at inference they run only when the batch brings priors.
-        if (self.training or batch.has_priors is not None) and self.esta is not None:
-            outputs.update(self.esta(memory, video_mask, batch.event_spans))
-        if self.dai_codebook is not None:
-            outputs["dai_codebook_entries"] = self.dai_codebook.codebook  # [K, d]
-        if self.lrca is not None:
-            outputs["lrca_video_temperature"] = self.lrca.video_temperature()
+        for module in self.part_modules():
+            outputs.update(module.outputs(memory, video_mask, batch))
         if stats is not None:
             outputs["diagnostics"] = self._diagnostics(stats)
         return outputs
@@ -297,10 +261,13 @@ class GroundingModel(nn.Module):
     def _diagnostics(self, stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The pass's statistics plus the parts' scalar parameters, detached: name -> 0-d tensor."""
         values = dict(stats)
-        if self.sora is not None:
-            values.update({f"sora_beta_h{h}": beta for h, beta in enumerate(self.sora.beta)})
-        if self.esta is not None:
-            values["esta_temperature"] = self.esta.temperature()
-        if self.lrca is not None:
-            values["lrca_temperature"] = self.lrca.video_temperature()
+        for module in self.part_modules():
+            values.update(module.diagnostics())
         return {name: value.detach().float() for name, value in values.items()}
+
+
+def _xavier_matrices(module: nn.Module) -> None:
+    """Xavier-uniform for every matrix of ``module`` (QD-DETR's transformer initialisation)."""
+    for param in module.parameters():
+        if param.dim() > 1:
+            nn.init.xavier_uniform_(param)

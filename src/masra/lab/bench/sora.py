@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from masra.lab.bench.measure import Measurement, measure
-from masra.model.sora import SORALayer
+from masra.model.parts.sora import SORALayer
 
 
 @dataclass

@@ -11,17 +11,36 @@ the KL is 0 whatever the model does). Computed on the band only: O(L·w) time an
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from masra.data.batch import GroundingBatch
 from masra.model.banded import band_dot, band_pair_mask
+from masra.model.parts.base import Outputs, Part, PartModule
 from masra.model.rank_mean import mean_over_ranks
 
 
-class LocalRelationalConsistency(nn.Module):
-    """P (the relation projection, applied by the model to the encoder's clips) and the learnable τ_v."""
+@dataclass
+class LRCAConfig:
+    enabled: bool = False
+    video_temperature_init: float = 0.1
+    proj_dim: int = 128
+
+
+@dataclass
+class LRCALossConfig:
+    lrca: float = 1.0
+    # LRCA compares the relations of each clip with its neighbours within this many clips, and sharpens the
+    # caption relations with this temperature.
+    lrca_band: int = 16
+    lrca_text_temperature: float = 0.1
+
+
+class LocalRelationalConsistency(PartModule):
+    """P (the relation projection, applied to the encoder's clips) and the learnable τ_v."""
 
     def __init__(self, d_model: int, proj_dim: int = 128, video_temperature_init: float = 0.1) -> None:
         super().__init__()
@@ -30,6 +49,17 @@ class LocalRelationalConsistency(nn.Module):
 
     def video_temperature(self) -> torch.Tensor:
         return self.log_video_temperature.exp().clamp(0.01, 1.0)
+
+    # ----- the part's hooks (masra.model.parts.base) -----------------------------------------------------
+    def relate(self, clips: torch.Tensor) -> Outputs:
+        """P·h of the encoder's clips: what LRCA aligns with the captions, and SORA's relation features."""
+        return {"lrca_video_proj": self.projection(clips)}
+
+    def outputs(self, memory: torch.Tensor, video_mask: torch.Tensor, batch: GroundingBatch) -> Outputs:
+        return {"lrca_video_temperature": self.video_temperature()}
+
+    def diagnostics(self) -> dict[str, torch.Tensor]:
+        return {"lrca_temperature": self.video_temperature()}
 
 
 def banded_cosine(x: torch.Tensor, band: int) -> torch.Tensor:
@@ -76,3 +106,24 @@ def lrca_loss(
     kl_uniform = torch.where(pairs, p_text * (log_p_text - log_uniform), torch.zeros_like(text_rel)).sum(-1)
     chance = (kl_uniform * rows).sum() / rows.sum()
     return (kl * rows).sum() / row_count, chance.detach()
+
+
+def loss(outputs: Outputs, batch: GroundingBatch, loss_cfg: LRCALossConfig) -> dict[str, torch.Tensor]:
+    """Banded KL between caption relations and model relations, with its chance level."""
+    if "lrca_video_proj" not in outputs:
+        return {"loss_lrca": outputs["saliency_scores"].new_zeros((), dtype=torch.float32)}
+    value, chance = lrca_loss(
+        outputs["lrca_video_proj"], outputs["lrca_video_temperature"], batch.caption_emb, batch.caption_mask,
+        outputs["video_mask"], batch.has_priors, band=loss_cfg.lrca_band, text_temperature=loss_cfg.lrca_text_temperature,
+    )
+    return {"loss_lrca": value, "loss_lrca_chance": chance}
+
+
+PART = Part(
+    name="lrca",
+    config=LRCAConfig,
+    build=lambda cfg, ctx: LocalRelationalConsistency(ctx.hidden_dim, cfg.proj_dim, cfg.video_temperature_init),
+    loss=loss,
+    loss_config=LRCALossConfig,
+    weights={"loss_lrca": "lrca"},
+)

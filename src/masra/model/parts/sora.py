@@ -22,6 +22,7 @@ which the centring turns into a zero bias: the layer then equals β = 0 exactly 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -30,10 +31,21 @@ from torch import Tensor, nn
 from masra.errors import MasraError
 from masra.model.banded import block_band_mask, blocks_to_band, halo_blocks, key_blocks, query_blocks
 from masra.model.dropout import Dropout
-from masra.model.layers import FeedForward
+from masra.model.layers import FeedForward, run_layer
+from masra.model.parts.base import Outputs, Part, PartContext, PartModule, Stats
 
 
-Stats = dict[str, Tensor]  # diagnostics of one pass: name -> 0-d tensor
+@dataclass
+class SORAConfig:
+    enabled: bool = False
+    band: int = 16
+    beta_init: float = 1.0
+    # False keeps β at beta_init (the ablation control "SORA with β fixed at 0": the added layer alone).
+    learnable_beta: bool = True
+    # "second_order": the bias is the row-centred R2; "row_mean" (ablation control): R2 replaced by its row
+    # mean, which the centring makes a zero bias (docs/method.md, "SORA").
+    relation: str = "second_order"
+
 
 # Below this many band widths of clips the dense path is used (it is faster there on CPU and GPU).
 DENSE_MAX_BAND_MULTIPLE = 3
@@ -176,7 +188,7 @@ def _bias_statistics(scores: Tensor, bias: Tensor, probs: Tensor, allowed: Tenso
             "sora_bias_spread": mean(spread)}
 
 
-class SORALayer(nn.Module):
+class SORALayer(PartModule):
     """A post-norm encoder layer whose self-attention is banded and biased by β·R2.
 
     The sequence is [global token ; clips] (QD-DETR's one leading global token, ``GLOBAL_TOKENS``); the global
@@ -328,3 +340,21 @@ class SORALayer(nn.Module):
         """src [B, T, d], mask [B, T] float (1 = valid), pos [B, T, d] or None -> [B, T, d]."""
         src = self.norm(src + self.dropout(self.attention(src, mask, pos, relation_feats, stats)))
         return self.ffn(src)
+
+    # ----- the part's hooks (masra.model.parts.base) -----------------------------------------------------
+    def refine(self, sequence: Tensor, mask: Tensor, pos: Tensor, extras: Outputs, stats: Stats | None) -> Tensor:
+        """The relation features are LRCA's projection when LRCA is on (``lrca_video_proj``), else the clips."""
+        return run_layer(self, sequence, mask, pos, extras.get("lrca_video_proj"), stats)
+
+    def diagnostics(self) -> dict[str, Tensor]:
+        return {f"sora_beta_h{h}": beta for h, beta in enumerate(self.beta)}
+
+
+def build(cfg: SORAConfig, ctx: PartContext) -> SORALayer:
+    return SORALayer(
+        ctx.hidden_dim, ctx.nheads, ctx.dim_feedforward, ctx.dropout, cfg.band, cfg.beta_init, ctx.activation,
+        learnable_beta=cfg.learnable_beta, relation=cfg.relation,
+    )
+
+
+PART = Part(name="sora", config=SORAConfig, build=build)

@@ -8,13 +8,17 @@ h_i <- h_i + σ(W[h_i ; ψ(φ̂_i)]) ⊙ ψ(φ̂_i), with φ̂_i = φ(h_i)/‖φ
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from masra.data.batch import GroundingBatch
 from masra.errors import MasraError
 from masra.model.banded import band_dot, band_pair_mask
 from masra.model.layers import run_layer
+from masra.model.parts.base import Outputs, Part, PartContext, PartModule, Stats
 from masra.model.rank_mean import mean_over_ranks
 
 # σ(-2) ≈ 0.12: the fused semantics start as a small correction of the baseline memory.
@@ -23,16 +27,30 @@ GATE_BIAS_INIT = -2.0
 SAME_CAPTION_COS = 0.99
 
 
-class SemanticGuidedEnhancement(nn.Module):
+@dataclass
+class SGEConfig:
+    enabled: bool = False
+
+
+@dataclass
+class SGELossConfig:
+    sge_caption: float = 1.0
+    # Each clip picks out its caption among the captions within this many clips, logits and soft targets at
+    # this temperature.
+    sge_band: int = 16
+    sge_temperature: float = 0.1
+
+
+class SemanticGuidedEnhancement(PartModule):
     def __init__(self, d_model: int, semantic_dim: int | None) -> None:
         super().__init__()
         if semantic_dim is None:
             raise MasraError(
                 "SGE needs the prior text dimension: set it or give the training data a prior_dir",
-                field="model.sge.semantic_dim",
+                field="model.semantic_dim",
             )
         if semantic_dim <= 0:
-            raise MasraError(f"must be positive, got {semantic_dim}", field="model.sge.semantic_dim")
+            raise MasraError(f"must be positive, got {semantic_dim}", field="model.semantic_dim")
         self.semantic_head = nn.Sequential(
             nn.Linear(d_model, d_model), nn.ReLU(inplace=True), nn.Linear(d_model, semantic_dim)
         )  # φ
@@ -52,6 +70,10 @@ class SemanticGuidedEnhancement(nn.Module):
         """
         return run_layer(self._enhance, memory, video_mask, stats)
 
+    def enhance(self, memory: torch.Tensor, video_mask: torch.Tensor, stats: Stats | None) -> tuple[torch.Tensor, Outputs]:
+        memory, semantics = self(memory, video_mask, stats)
+        return memory, {"sge_semantics": semantics}
+
     def _enhance(
         self, memory: torch.Tensor, video_mask: torch.Tensor, stats: dict[str, torch.Tensor] | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,6 +86,15 @@ class SemanticGuidedEnhancement(nn.Module):
                 stats["sge_gate"] = (gate.float() * mask).sum() / (mask.sum() * gate.shape[-1]).clamp_min(1.0)
         update = gate * back * mask
         return memory + update, semantics
+
+
+def sge_loss(outputs: Outputs, batch: GroundingBatch, loss_cfg: SGELossConfig) -> dict[str, torch.Tensor]:
+    """Each clip picks out its own caption among its neighbours' (soft-target cross-entropy), with the retrieval
+    accuracy next to its chance level for the log."""
+    return sge_caption_loss(
+        outputs["sge_semantics"], batch.caption_emb, batch.caption_mask, outputs["video_mask"], batch.has_priors,
+        band=loss_cfg.sge_band, temperature=loss_cfg.sge_temperature,
+    )
 
 
 def centre_on_video(captions: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -129,3 +160,14 @@ def sge_caption_loss(
         "sge_caption_accuracy": accuracy,
         "sge_caption_accuracy_chance": accuracy_chance,
     }
+
+
+PART = Part(
+    name="sge",
+    config=SGEConfig,
+    build=lambda cfg, ctx: SemanticGuidedEnhancement(ctx.hidden_dim, ctx.semantic_dim),
+    loss=sge_loss,
+    loss_config=SGELossConfig,
+    weights={"loss_sge_caption": "sge_caption"},
+    needs_semantic_dim=True,
+)

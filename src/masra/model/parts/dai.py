@@ -11,22 +11,45 @@ clips instead of all reading the same average of the video.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from masra.data.batch import GroundingBatch
 from masra.errors import MasraError
 from masra.model.dropout import Dropout
+from masra.model.parts.base import Outputs, Part, PartContext, PartModule, Stats
 from masra.model.rank_mean import mean_over_ranks
 
 CONTEXT_MODES = ("slots", "xattn", "mlp")
+
+
+@dataclass
+class DAIConfig:
+    enabled: bool = False
+    codebook_size: int = 32
+    # "slots": the entries compete for the clips (slot attention), each reads its own clips (docs/method.md);
+    # "xattn": each entry attends to the clips, C_v,k = C_k + MHA(C_k, clips) (entries may read alike);
+    # "mlp": C_v = C + MLP([mean; max] of clips), one shift shared by all entries.
+    context: str = "slots"
+    # Whether the codebook entries carry values (the absorbed mass then adds their values to the output).
+    codebook_values: bool = False
+
+
+@dataclass
+class DAILossConfig:
+    dai_relevance: float = 1.0
+    dai_diversity: float = 0.1
 # The slot attention's logits are cosines between entries and clips divided by a learned temperature that
 # starts here: sharp enough that the competition between entries separates them from the first step.
 SLOT_TEMPERATURE_INIT = 0.05
 
 
-class ContextCodebook(nn.Module):
+class ContextCodebook(PartModule):
     """A learned codebook C [K, d] made video-aware: C_v = C + f(clips).
 
     ``context="slots"`` (default): slot attention. a_kl = softmax over the entries k of cos(q(C_k), k(x_l))/τ
@@ -104,6 +127,30 @@ class ContextCodebook(nn.Module):
             with torch.no_grad():
                 stats.update(entry_statistics(weights.float(), read.float(), video_mask))
         return read
+
+    # ----- the part's hooks (masra.model.parts.base) -----------------------------------------------------
+    def interaction_inputs(self, video: torch.Tensor, video_mask: torch.Tensor, stats: Stats | None) -> dict:
+        return {"codebook": self(video, video_mask, stats)}  # [B, K, d], from the clips before interaction
+
+    def after_interaction(
+        self, relevances: list[torch.Tensor | None], video_mask: torch.Tensor, inputs: dict, stats: Stats | None
+    ) -> Outputs:
+        relevance = torch.stack(relevances, dim=1)  # [B, layers, L]
+        codebook = inputs["codebook"]
+        if stats is not None:
+            with torch.no_grad():
+                valid = video_mask.float().unsqueeze(1)  # [B, 1, L]
+                text_mass = (relevance.float() * valid).sum((0, 2)) / valid.sum().clamp_min(1.0)  # [layers]
+                stats.update({f"dai_codebook_mass_l{i}": 1.0 - m for i, m in enumerate(text_mass)})
+                stats["dai_context_codebook_cos"] = codebook_diversity_loss(codebook)  # mean |cos| of C_v
+        return {
+            "dai_relevance_layers": relevance,  # [B, layers, L]
+            "dai_relevance": relevance.mean(1),  # [B, L]
+            "dai_codebook": codebook,
+        }
+
+    def outputs(self, memory: torch.Tensor, video_mask: torch.Tensor, batch: GroundingBatch) -> Outputs:
+        return {"dai_codebook_entries": self.codebook}  # [K, d]
 
 
 class DecoupledCrossAttention(nn.Module):
@@ -255,3 +302,47 @@ def codebook_diversity_loss(codebook: torch.Tensor) -> torch.Tensor:
     cos = unit @ unit.transpose(1, 2)  # [B, K, K]
     off_diagonal = ~torch.eye(size, dtype=torch.bool, device=codebook.device)
     return cos.abs()[:, off_diagonal].mean()
+
+
+def dai_loss(outputs: Outputs, batch: GroundingBatch, loss_cfg: object) -> dict[str, torch.Tensor]:
+    """BCE of every T2V layer's per-clip relevance against the GT-relevant clips (the negative pairs' clips as
+    0), diversity of the codebook C; the relevance AUC of each layer (unweighted, for the log)."""
+    layers = outputs["dai_relevance_layers"]  # [B, layers, L]
+    relevance, chance = dai_relevance_loss(
+        layers, batch.relevant_mask, outputs["video_mask"], outputs.get("dai_relevance_layers_neg")
+    )
+    terms = {
+        "loss_dai_relevance": relevance,
+        "loss_dai_relevance_chance": chance,
+        "loss_dai_diversity": codebook_diversity_loss(outputs["dai_codebook_entries"]),
+    }
+    if batch.relevant_mask is not None:
+        with torch.no_grad():
+            target = batch.relevant_mask.float().flatten()
+            weight = outputs["video_mask"].float().flatten()
+            for i in range(layers.shape[1]):
+                terms[f"dai_relevance_auc_l{i}"] = relevance_auc(layers[:, i].flatten(), target, weight)
+    return terms
+
+
+def decoupled_attention(cfg: DAIConfig, ctx: PartContext) -> Callable[[], nn.Module]:
+    return partial(DecoupledCrossAttention, ctx.hidden_dim, ctx.nheads, cfg.codebook_size, ctx.dropout, cfg.codebook_values)
+
+
+def validate(cfg: DAIConfig) -> None:
+    if cfg.context not in CONTEXT_MODES:
+        raise MasraError(f"must be one of {', '.join(CONTEXT_MODES)}", field="model.dai.context")
+
+
+PART = Part(
+    name="dai",
+    config=DAIConfig,
+    build=lambda cfg, ctx: ContextCodebook(ctx.hidden_dim, cfg.codebook_size, cfg.context, ctx.nheads),
+    loss=dai_loss,
+    loss_config=DAILossConfig,
+    weights={"loss_dai_relevance": "dai_relevance", "loss_dai_diversity": "dai_diversity"},
+    module_name="dai_codebook",
+    t2v_attention=decoupled_attention,
+    negative_pass_outputs=("dai_relevance_layers",),
+    validate=validate,
+)

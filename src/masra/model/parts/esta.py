@@ -12,15 +12,33 @@ outside every event the "no event" slot (so it is pushed away from the events).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from masra.data.batch import GroundingBatch
+from masra.model.parts.base import Outputs, Part, PartModule
 from masra.model.rank_mean import mean_over_ranks
 
 
-class EventSemanticAlignment(nn.Module):
+@dataclass
+class ESTAConfig:
+    enabled: bool = False
+    temperature: float = 0.07
+    learnable_temperature: bool = True
+
+
+@dataclass
+class ESTALossConfig:
+    esta: float = 1.0
+    # Weight of the clip-to-event separability term inside the ESTA loss.
+    esta_clip_event_weight: float = 1.0
+
+
+class EventSemanticAlignment(PartModule):
     def __init__(
         self, d_model: int, semantic_dim: int, temperature: float = 0.07, learnable_temperature: bool = True
     ) -> None:
@@ -68,6 +86,17 @@ class EventSemanticAlignment(nn.Module):
             "esta_temperature": self.temperature(),
             "esta_null_logit": self.null_logit.clone(),  # not the leaf itself: DDP with find_unused_parameters would mark it ready twice
         }
+
+    # ----- the part's hooks (masra.model.parts.base) -----------------------------------------------------
+    def outputs(self, memory: torch.Tensor, video_mask: torch.Tensor, batch: GroundingBatch) -> Outputs:
+        """In training mode always, even without priors (so every parameter is used in every step, as DDP
+        needs); at inference only when the batch brings priors."""
+        if not self.training and batch.has_priors is None:
+            return {}
+        return self(memory, video_mask, batch.event_spans)
+
+    def diagnostics(self) -> dict[str, torch.Tensor]:
+        return {"esta_temperature": self.temperature()}
 
 
 def esta_loss(
@@ -140,3 +169,34 @@ def esta_loss(
     clip_chance = ((candidates.log() - positive.sum(-1).float().log()) * counted).sum() / local_clips
     return {"esta_nce": nce, "esta_clip_event": clip_event, "esta": nce + clip_event_weight * clip_event,
             "esta_nce_chance": nce_chance.detach(), "esta_clip_event_chance": clip_chance.detach()}
+
+
+def video_ids(batch: GroundingBatch, device: torch.device) -> torch.Tensor:
+    """[B] long: samples of the same video share an id (their prior events are the same events); a sample
+    without a vid is its own video."""
+    first_seen: dict[tuple[str, Any], int] = {}
+    keys = [("vid", m["vid"]) if m.get("vid") is not None else ("sample", i) for i, m in enumerate(batch.meta)]
+    return torch.tensor([first_seen.setdefault(key, len(first_seen)) for key in keys], device=device)
+
+
+def loss(outputs: Outputs, batch: GroundingBatch, loss_cfg: ESTALossConfig) -> dict[str, torch.Tensor]:
+    """Event InfoNCE + clip-to-event term (``loss_esta``), with both parts and the chance level of the sum."""
+    if "esta_clip_proj" not in outputs:  # evaluation without priors: nothing to align
+        zero = outputs["saliency_scores"].new_zeros((), dtype=torch.float32)
+        return {"loss_esta": zero, "esta_nce": zero, "esta_clip_event": zero}
+    ids = video_ids(batch, outputs["saliency_scores"].device)
+    terms = esta_loss(outputs, batch.event_emb, batch.event_mask, batch.has_priors, loss_cfg.esta_clip_event_weight, ids)
+    # The chance level of the weighted sum, so the auxiliary normalisation can treat it like the others.
+    chance = terms["esta_nce_chance"] + loss_cfg.esta_clip_event_weight * terms["esta_clip_event_chance"]
+    return {"loss_esta": terms["esta"], "loss_esta_chance": chance, **{k: v for k, v in terms.items() if k != "esta"}}
+
+
+PART = Part(
+    name="esta",
+    config=ESTAConfig,
+    build=lambda cfg, ctx: EventSemanticAlignment(ctx.hidden_dim, ctx.semantic_dim, cfg.temperature, cfg.learnable_temperature),
+    loss=loss,
+    loss_config=ESTALossConfig,
+    weights={"loss_esta": "esta"},
+    needs_semantic_dim=True,
+)
