@@ -351,3 +351,19 @@ def test_part_outputs_and_auxiliary_losses_see_exactly_the_positive_pass(small_c
     assert outputs[True]["dai_relevance_layers_neg"].shape == outputs[True]["dai_relevance_layers"].shape
     for key in ("loss_sge_caption", "loss_esta", "loss_lrca"):
         torch.testing.assert_close(terms[True][key], terms[False][key], msg=key)
+
+
+def test_switching_parts_on_leaves_every_baseline_weight_at_its_initial_value(small_config):
+    """The ablation pairs each variant with the baseline of the same seed: every baseline parameter starts
+    equal, DAI's (whose attention replaces the baseline's) included."""
+    def initial(parts):
+        model, _ = build(small_config, parts)
+        return dict(model.named_parameters())
+
+    baseline = initial("none")
+    for parts in ("dai", "all"):
+        weights = initial(parts)
+        shared = [name for name in baseline if name in weights]
+        assert len(shared) >= len(baseline) - 4 * small_config().model.t2v_layers  # only the replaced attention
+        for name in shared:
+            assert torch.equal(baseline[name], weights[name]), (parts, name)

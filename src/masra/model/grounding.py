@@ -69,12 +69,8 @@ class GroundingModel(nn.Module):
         semantic_dim = cfg.semantic_dim if cfg.semantic_dim is not None else semantic_dim
         context = PartContext(d, cfg.nheads, cfg.dim_feedforward, cfg.dropout, cfg.activation, semantic_dim)
         self.parts = [part for part in PARTS if getattr(cfg, part.name).enabled]
-        make_attention = partial(TextCrossAttention, d, cfg.nheads, cfg.dropout)
-        for part in self.parts:
-            if part.t2v_attention is not None:
-                make_attention = part.t2v_attention(getattr(cfg, part.name), context)
         self.t2v_encoder = T2VEncoder(
-            make_attention,
+            partial(TextCrossAttention, d, cfg.nheads, cfg.dropout),
             cfg.t2v_layers,
             d,
             cfg.dim_feedforward,
@@ -97,8 +93,10 @@ class GroundingModel(nn.Module):
         self._build_masra_parts(cfg, context)
 
     def _build_masra_parts(self, cfg: ModelConfig, context: PartContext) -> None:
-        """Created after every baseline module, in registry order. Each module is the attribute
-        ``part.attribute`` (its checkpoint keys)."""
+        """Created after every baseline module and its initialisation, in registry order, so switching parts on
+        never changes the baseline's initial weights (the ablation's pairing). Each module is the attribute
+        ``part.attribute`` (its checkpoint keys). A part that replaces the T2V attention (DAI) swaps it in here:
+        the baseline's attention was built and initialised first, as without the part, then discarded."""
         for part in self.parts:
             if part.needs_semantic_dim and context.semantic_dim is None:
                 raise MasraError(
@@ -107,6 +105,11 @@ class GroundingModel(nn.Module):
                     field="model.semantic_dim",
                 )
             setattr(self, part.attribute, part.build(getattr(cfg, part.name), context))
+            if part.t2v_attention is not None:
+                make_attention = part.t2v_attention(getattr(cfg, part.name), context)
+                for layer in self.t2v_encoder.layers:
+                    layer.cross_attn = make_attention()
+                    _xavier_matrices(layer.cross_attn)
 
     def part_modules(self) -> list[PartModule]:
         """The enabled parts' modules, in registry order."""
