@@ -323,7 +323,9 @@ def predict_split(
                         num_workers=cfg.data.num_workers)
     rows = predict_rows(model, loader, cfg, device=torch_device, progress=progress)
     gt_rows = ground_truth_rows(records)
-    metrics = evaluate_submission(cfg.data.dataset, rows, gt_rows) if gt_rows is not None else None
+    metrics = (
+        evaluate_submission(cfg.data.dataset, rows, gt_rows, ground_truth_checked=True) if gt_rows is not None else None
+    )
     return SplitPredictions(rows=rows, metrics=metrics, records=records, cfg=cfg)
 
 
