@@ -49,8 +49,8 @@ def predict_split(
     records = load_records(path, cfg.data)
     # Features are checked against the model's input dims (checkpoint metadata); priors are a training-time
     # signal, inference never reads them.
-    data_cfg = dataclasses.replace(cfg.data, v_feat_dim=dims.v_feat_dim, t_feat_dim=dims.t_feat_dim, prior_dir=None)
-    dataset = GroundingDataset(records, data_cfg, train=False)
+    dataset = GroundingDataset(records, dataclasses.replace(cfg.data, prior_dir=None), train=False,
+                               input_dims=(dims.v_feat_dim, dims.t_feat_dim))
     loader = DataLoader(dataset, batch_size=cfg.train.eval_batch_size, shuffle=False, collate_fn=collate,
                         num_workers=cfg.data.num_workers)
     rows = predict_rows(model, loader, cfg, device=torch_device, progress=progress)
