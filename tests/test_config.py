@@ -93,3 +93,16 @@ def test_loss_settings_written_under_their_old_names_still_load(tmp_path: Path) 
     assert old["train"] == {"use_matcher": False}  # the caller's dict is not changed
     with pytest.raises(MasraError, match="train.use_matcher"):
         apply_overrides(Config(), ["train.use_matcher=false"])  # new command lines use the new names
+
+
+def test_model_dims_of_older_configs_are_ignored_when_loaded(tmp_path: Path) -> None:
+    """The input dims live in the checkpoint (ModelDims); an old config.yaml that still holds them loads."""
+    old = {"data": {"v_feat_dim": 2818, "t_feat_dim": 512, "max_v_l": 50}}
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump(old))
+    for cfg in (load_config(path), config_from_dict(old)):
+        assert cfg.data.max_v_l == 50
+        assert "v_feat_dim" not in config_to_dict(cfg)["data"] and "t_feat_dim" not in config_to_dict(cfg)["data"]
+    assert old["data"]["v_feat_dim"] == 2818  # the caller's dict is not changed
+    with pytest.raises(MasraError, match="data.v_feat_dim"):
+        apply_overrides(Config(), ["data.v_feat_dim=7"])  # not a setting any more

@@ -31,7 +31,14 @@ INFO_FILE = "checkpoint.json"
 
 @dataclass
 class ModelDims:
-    """What ``build_model`` needs besides the config; stored with the weights so inference can rebuild."""
+    """What ``build_model`` needs besides the config; stored with the weights so inference can rebuild.
+
+    The one home of the model's input dims. Training measures them from the data when it starts
+    (``GroundingDataset.feature_dims``), ``masra convert`` reads them from the converted weights; both store
+    them here, in ``checkpoint.json``, and never in the config (an older config's ``data.v_feat_dim`` /
+    ``data.t_feat_dim`` are ignored when it is loaded: ``config.REMOVED_KEYS``). Inference checks the features
+    it is given against them.
+    """
 
     v_feat_dim: int
     t_feat_dim: int

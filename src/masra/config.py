@@ -58,9 +58,7 @@ class DataConfig:
     use_tef: bool = True
     normalize_video: bool = True
     normalize_text: bool = True
-    # Filled in from the data when left None (sum of source dims + 2 for TEF / text dim).
-    v_feat_dim: int | None = None
-    t_feat_dim: int | None = None
+    # The model's input dims are not settings: see masra.checkpoint.ModelDims (REMOVED_KEYS below).
     num_workers: int = 0
 
 
@@ -306,14 +304,30 @@ RENAMED_KEYS = {
 }
 
 
-def _rename_old_keys(values: dict[str, Any]) -> dict[str, Any]:
-    """Move keys of files written before a rename (``RENAMED_KEYS``) to their new place, in place."""
+# Keys removed since a config or checkpoint may have been written; their values are ignored on load.
+# data.v_feat_dim / data.t_feat_dim: the model's input dims have one home, masra.checkpoint.ModelDims.
+REMOVED_KEYS = ("data.v_feat_dim", "data.t_feat_dim")
+
+
+def _holder(values: dict[str, Any], dotted: str) -> tuple[dict[str, Any] | None, str]:
+    """The mapping that holds the last part of a dotted key (None when a parent is missing), and that part."""
+    *parents, leaf = dotted.split(".")
+    holder: Any = values
+    for part in parents:
+        holder = holder.get(part) if isinstance(holder, dict) else None
+    return (holder if isinstance(holder, dict) else None), leaf
+
+
+def _migrate_old_keys(values: dict[str, Any]) -> dict[str, Any]:
+    """Bring the keys of files written by older versions up to date, in place: move renamed keys
+    (``RENAMED_KEYS``) to their new place and drop removed ones (``REMOVED_KEYS``)."""
+    for old in REMOVED_KEYS:
+        holder, leaf = _holder(values, old)
+        if holder is not None:
+            holder.pop(leaf, None)
     for old, new in RENAMED_KEYS.items():
-        *parents, leaf = old.split(".")
-        holder = values
-        for part in parents:
-            holder = holder.get(part) if isinstance(holder, dict) else None
-        if isinstance(holder, dict) and leaf in holder:
+        holder, leaf = _holder(values, old)
+        if holder is not None and leaf in holder:
             value = holder.pop(leaf)
             *new_parents, new_leaf = new.split(".")
             target = values
@@ -327,7 +341,7 @@ def _merge_file(cfg: Config, path: Path, seen: tuple[Path, ...] = ()) -> None:
     """Merge one YAML file into ``cfg``, after the file its ``base:`` key names (recursively)."""
     if path.resolve() in seen:
         raise MasraError("config files name each other as base in a cycle", file=path, field=BASE_KEY)
-    values = _rename_old_keys(_read_yaml(path))
+    values = _migrate_old_keys(_read_yaml(path))
     base = values.pop(BASE_KEY, None)
     if base is not None:
         if not isinstance(base, str):
@@ -379,7 +393,7 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 
 def config_from_dict(values: dict[str, Any]) -> Config:
     cfg = Config()
-    _update(cfg, _rename_old_keys(copy.deepcopy(values)), "", "checkpoint")
+    _update(cfg, _migrate_old_keys(copy.deepcopy(values)), "", "checkpoint")
     return cfg
 
 

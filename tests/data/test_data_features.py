@@ -156,9 +156,11 @@ def test_feature_errors_name_the_file(tmp_path: Path, rng: np.random.Generator) 
     with pytest.raises(MasraError, match="dim 5 differs from 4"):
         loader.video("dim5")
 
-    cfg.v_feat_dim = 7
-    with pytest.raises(MasraError, match="config says 7"):
-        FeatureLoader(cfg).video("dim4")
+    with pytest.raises(MasraError, match="the model takes 7"):
+        FeatureLoader(cfg, video_dim=7).video("dim4")
+    write_npz(tmp_path / "text", "qid12", last_hidden_state=np.ones((3, 4)))
+    with pytest.raises(MasraError, match="differs from the expected text dim 9"):
+        FeatureLoader(cfg, text_dim=9).text(12)
 
 
 def test_missing_text_file_names_the_expected_path(tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ def test_config_and_dims_come_from_opt(converted_qd_run):
     assert info["dims"]["v_source_dims"] == [opt["v_feat_dim"] - 2]
     assert cfg["data"]["use_tef"] is ("tef" in opt["ctx_mode"]) and cfg["data"]["clip_length"] == opt["clip_length"]
     assert cfg["data"]["max_v_l"] == opt["max_v_l"] and cfg["model"]["hidden_dim"] == opt["hidden_dim"]
+    assert "v_feat_dim" not in cfg["data"] and "t_feat_dim" not in cfg["data"]  # dims live in ModelDims only
     assert cfg["model"]["num_queries"] == opt["num_queries"] and cfg["model"]["dec_layers"] == opt["dec_layers"]
     assert cfg["eval"]["postprocess"] == "qvhighlights" and cfg["eval"]["nms_threshold"] == opt["nms_thd"]
     assert cfg["loss"]["label"] == opt["label_loss_coef"] and cfg["loss"]["use_matcher"] is True

@@ -7,11 +7,16 @@ from __future__ import annotations
 import argparse
 import logging
 import platform
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from masra.errors import MasraError
+from masra.lab.bench.table import BenchTable
+
+if TYPE_CHECKING:
+    import torch
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,37 +61,75 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.1f} ms"
+def _sora(args: argparse.Namespace, device: torch.device) -> tuple[list[Any], BenchTable]:
+    from masra.lab.bench.sora import bench_sora, sora_table
+
+    rows = bench_sora(args.lengths, band=args.band, device=device, repeats=args.repeats)
+    return rows, sora_table(rows)
 
 
-def _mb(value: int | None) -> str:
-    return "n/a" if value is None else f"{value / 2**20:.1f} MB"
+def _model(args: argparse.Namespace, device: torch.device) -> tuple[list[Any], BenchTable]:
+    from masra.lab.bench.model_step import bench_model, model_table
+
+    rows = bench_model(batch_size=args.batch_size, clips=args.clips, device=device, repeats=args.repeats,
+                       threads=args.threads, amp=args.amp, qd_detr_repo=args.qd_detr_repo)
+    return rows, model_table(rows)
 
 
-def _ratio(new: float | int | None, base: float | int | None) -> str:
-    if new is None or base is None or not new:
-        return "n/a"
-    return f"{base / new:.2f}x"
+def _floor(args: argparse.Namespace, device: torch.device) -> tuple[list[Any], BenchTable]:
+    from masra.lab.bench.matmul_floor import bench_floor, floor_table
+
+    repo = str(args.qd_detr_repo) if args.qd_detr_repo else None
+    rows = bench_floor(batch_size=args.batch_size, clips=args.clips, device=device, repeats=args.repeats,
+                       threads=args.threads, qd_detr_repo=repo)
+    return rows, floor_table(rows)
 
 
-def _times(new: float, base: float) -> str:
-    return f"{new / base:.2f}x time"
+def _scale(args: argparse.Namespace, device: torch.device) -> tuple[list[Any], BenchTable]:
+    from masra.lab.bench.scale import bench_scale, scale_table
+
+    rows = bench_scale(args.clips, batch_size=args.batch_size, window=args.window, device=device,
+                       threads=args.threads, repeats=args.repeats)
+    return rows, scale_table(rows)
 
 
-def _bench_features(args: argparse.Namespace, device):
+def _data(args: argparse.Namespace, device: torch.device) -> tuple[list[Any], BenchTable]:
+    from masra.lab.bench.data_loading import bench_data, data_table
+
+    rows = [bench_data(videos=args.videos, repeats=args.repeats)]
+    return rows, data_table(rows)
+
+
+def _features(args: argparse.Namespace, device: torch.device) -> tuple[list[Any], BenchTable]:
     import tempfile
 
-    from masra.lab.bench.features import bench_features, make_long_video, random_vit_b32
     from masra.features.encoder import ClipEncoder
+    from masra.lab.bench.features import bench_features, features_table, make_long_video, random_vit_b32
 
     encoder = ClipEncoder.load(args.encoder, device) if args.encoder else random_vit_b32(device)
     if args.video is not None:
-        return bench_features(args.video, encoder, batch_size=args.batch_size)
-    with tempfile.TemporaryDirectory() as folder:
-        logging.getLogger("masra.lab.bench").info("making a %.0f-s 720p test video", args.seconds)
-        video = make_long_video(Path(folder) / "long_720p.mp4", args.seconds)
-        return bench_features(video, encoder, batch_size=args.batch_size)
+        rows = [bench_features(args.video, encoder, batch_size=args.batch_size)]
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            logging.getLogger("masra.lab.bench").info("making a %.0f-s 720p test video", args.seconds)
+            video = make_long_video(Path(folder) / "long_720p.mp4", args.seconds)
+            rows = [bench_features(video, encoder, batch_size=args.batch_size)]
+    return rows, features_table(rows)
+
+
+def _eval(args: argparse.Namespace, device: torch.device) -> tuple[list[Any], BenchTable]:
+    from masra.eval import load_ground_truth, load_submission
+    from masra.lab.bench.evaluation import bench_eval, eval_table
+
+    rows = [bench_eval(load_submission(args.pred), load_ground_truth(args.gt, "qvhighlights"), repeats=args.repeats)]
+    return rows, eval_table(rows)
+
+
+# Each benchmark: run it with the command's arguments -> (result rows for --json, its rendered table).
+BENCHES: dict[str, Callable[[argparse.Namespace, torch.device], tuple[list[Any], BenchTable]]] = {
+    "sora": _sora, "model": _model, "floor": _floor, "scale": _scale, "data": _data, "features": _features,
+    "eval": _eval,
+}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,96 +142,13 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise MasraError("CUDA is not available on this machine", field="--device")
-    table = Table(title=f"masra bench {args.bench} ({device}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()})")
-    rows: list[Any]
-    if args.bench == "sora":
-        from masra.lab.bench.sora import bench_sora
-
-        rows = bench_sora(args.lengths, band=args.band, device=device, repeats=args.repeats)
-        for col in ("clips", "banded time", "dense time", "speed-up", "banded peak", "dense peak", "memory saved", "max |diff|"):
-            table.add_column(col, justify="right")
-        for r in rows:
-            table.add_row(
-                str(r.clips), _ms(r.banded.seconds), _ms(r.dense.seconds), _ratio(r.banded.seconds, r.dense.seconds),
-                _mb(r.banded.peak_bytes), _mb(r.dense.peak_bytes), _ratio(r.banded.peak_bytes, r.dense.peak_bytes),
-                f"{r.max_abs_diff:.1e}",
-            )
-    elif args.bench == "model":
-        from masra.lab.bench.model_step import bench_model
-
-        rows = bench_model(batch_size=args.batch_size, clips=args.clips, device=device, repeats=args.repeats,
-                           threads=args.threads, amp=args.amp, qd_detr_repo=args.qd_detr_repo)
-        base = rows[0]
-        columns = ("variant", "parameters", "train step", "vs baseline", "train peak", "inference", "vs baseline",
-                   "1 query", "infer peak")
-        for col in columns + (("step / QD-DETR", "infer / QD-DETR", "1 query / QD-DETR") if args.qd_detr_repo else ()):
-            table.add_column(col, justify="right")
-        for r in rows:
-            cells = [
-                r.variant, f"{r.parameters:,}", _ms(r.train_step.seconds), _times(r.train_step.seconds, base.train_step.seconds),
-                _mb(r.train_step.peak_bytes), _ms(r.inference.seconds), _times(r.inference.seconds, base.inference.seconds),
-                _ms(r.inference_single.seconds), _mb(r.inference.peak_bytes),
-            ]
-            if r.vs_qd_detr:
-                cells += [f"{r.vs_qd_detr[job]:.2f}x" for job in ("train_step", "inference", "inference_single")]
-            table.add_row(*cells)
-        table.caption = "peaks: whole-process resident-memory high-water during the job, in a fresh process per variant (CPU)"
-    elif args.bench == "floor":
-        from masra.lab.bench.matmul_floor import bench_floor
-
-        repo = str(args.qd_detr_repo) if args.qd_detr_repo else None
-        rows = bench_floor(batch_size=args.batch_size, clips=args.clips, device=device, repeats=args.repeats,
-                           threads=args.threads, qd_detr_repo=repo)
-        columns = ("variant", "matrix products", "GFLOP", "train step", "products alone", "share of the step")
-        for col in columns + (("step / QD-DETR", "products alone / QD-DETR's step") if repo else ()):
-            table.add_column(col, justify="right")
-        for r in rows:
-            cells = [r.variant, str(r.products), f"{r.gflop:.1f}", _ms(r.step_seconds), _ms(r.products_seconds),
-                     f"{r.products_seconds / r.step_seconds:.0%}"]
-            if r.vs_qd_detr:
-                cells += [f"{r.vs_qd_detr['step']:.2f}x", f"{r.vs_qd_detr['products']:.2f}x"]
-            table.add_row(*cells)
-        table.caption = "products alone: the step's mm/addmm/bmm calls replayed back to back; no step doing them is faster"
-    elif args.bench == "scale":
-        from masra.lab.bench.scale import bench_scale
-
-        rows = bench_scale(args.clips, batch_size=args.batch_size, window=args.window, device=device,
-                           threads=args.threads, repeats=args.repeats)
-        for col in ("clips", "variant", "encoder_window", "train step", "peak memory"):
-            table.add_column(col, justify="right")
-        for r in rows:
-            table.add_row(str(r.clips), r.variant, str(r.encoder_window) if r.encoder_window else "full",
-                          _ms(r.train_step.seconds), _mb(r.train_step.peak_bytes))
-    elif args.bench == "data":
-        from masra.lab.bench.data_loading import bench_data
-
-        rows = [bench_data(videos=args.videos, repeats=args.repeats)]
-        for col in ("videos", "npz folders", "packed store", "speed-up", "identical"):
-            table.add_column(col, justify="right")
-        r = rows[0]
-        table.add_row(str(r.videos), _ms(r.npz.seconds), _ms(r.store.seconds), _ratio(r.store.seconds, r.npz.seconds), str(r.identical))
-    elif args.bench == "features":
-        rows = [_bench_features(args, device)]
-        for col in ("video", "every frame", "clip frames", "speed-up", "encode", "extract", "bound by"):
-            table.add_column(col, justify="right")
-        r = rows[0]
-        table.add_row(
-            f"{r.duration:.0f} s {r.width}x{r.height}, {r.clips} clips",
-            f"{r.frames} in {r.all_frames_seconds:.1f} s ({r.frames / r.all_frames_seconds:.0f} frames/s)",
-            f"{r.clips} in {r.clip_frames_seconds:.1f} s ({r.clips / r.clip_frames_seconds:.1f} frames/s)",
-            _ratio(r.clip_frames_seconds, r.all_frames_seconds),
-            f"{r.encode_seconds:.1f} s ({r.clips / r.encode_seconds:.1f} clips/s)",
-            f"{r.extract_seconds:.1f} s", r.bound_by,
-        )
-    else:
-        from masra.lab.bench.evaluation import bench_eval
-        from masra.eval import load_ground_truth, load_submission
-
-        rows = [bench_eval(load_submission(args.pred), load_ground_truth(args.gt, "qvhighlights"), repeats=args.repeats)]
-        for col in ("queries", "vectorised (all metrics)", "literal loops (2 metrics)", "speed-up", "agree"):
-            table.add_column(col, justify="right")
-        r = rows[0]
-        table.add_row(str(r.queries), _ms(r.vectorised.seconds), _ms(r.literal.seconds), _ratio(r.vectorised.seconds, r.literal.seconds), str(r.agree))
+    title = f"masra bench {args.bench} ({device}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
+    rows, rendered = BENCHES[args.bench](args, device)
+    table = Table(title=title, caption=rendered.caption)
+    for column in rendered.columns:
+        table.add_column(column, justify="right")
+    for cells in rendered.rows:
+        table.add_row(*cells)
     Console(width=160).print(table)
     if args.json:
         from masra.data.jsonl import write_json

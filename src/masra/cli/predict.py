@@ -51,7 +51,8 @@ def metrics_path(out: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from masra.data.jsonl import write_json, write_jsonl
-    from masra.inference import predict_split, refuse_existing
+    from masra.data.paths import refuse_existing
+    from masra.inference import predict_split
 
     if args.video is not None:
         return run_video(args)
@@ -116,7 +117,8 @@ def run_video(args: argparse.Namespace) -> int:
 
     from masra.data.jsonl import write_jsonl
     from masra.data.paths import child_path
-    from masra.inference import Grounder, refuse_existing
+    from masra.data.paths import refuse_existing
+    from masra.inference import Grounder
     from masra.device import resolve_device
     from masra.video.report import moments_table, plot_video_prediction
 

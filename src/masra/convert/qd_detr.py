@@ -193,7 +193,6 @@ def convert_qd_detr(path: str | Path, encoder: str | None = None) -> Converted:
     except KeyError as err:
         raise MasraError(f"checkpoint has no input projection {err}", file=path, field="model") from None
     tef = 2 if cfg.data.use_tef else 0
-    cfg.data.v_feat_dim, cfg.data.t_feat_dim = v_dim, t_dim
     if opt.get("v_feat_dim") not in (None, v_dim) or opt.get("t_feat_dim") not in (None, t_dim):
         raise MasraError(f"opt says v_feat_dim {opt.get('v_feat_dim')}, t_feat_dim {opt.get('t_feat_dim')}; the "
                          f"weights take {v_dim} and {t_dim}", file=path, field="opt.v_feat_dim")

@@ -1,5 +1,9 @@
 """Annotation records for the five supported datasets, with validation that names file, line and field.
 
+The rules of the labels live in :mod:`masra.data.label_rules` (shared with the evaluator's ground-truth
+reader, which applies a subset of them); this module adds the row's identity (qid, query, duration, vid)
+and the per-file checks (unique qids, at least one row).
+
 Formats (docs/data.md, "Annotation files"): QVHighlights, Charades-STA, TACoS (moment retrieval, QVH-style JSONL),
 TVSum and YouTube Highlights (per-clip ``label`` matrices). ``load_annotations`` returns typed records or
 raises the first error; ``check_annotations`` collects every error (up to a limit) for ``masra data check``.
@@ -7,25 +11,17 @@ raises the first error; ``check_annotations`` collects every error (up to a limi
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from masra.config import DATASETS, QVH_CLIP_LENGTH, SALIENCY_ONLY_DATASETS
+from masra.config import DATASETS, SALIENCY_ONLY_DATASETS
 from masra.data.jsonl import iter_jsonl_rows
+from masra.data.label_rules import RowChecker, check_label, check_qvh_saliency, check_windows
 from masra.data.paths import qid_clash, unsafe_name
 from masra.errors import MasraError
 
-# Windows may end this many seconds past ``duration`` (float rounding in the exported files); beyond that
-# they are errors. Every shipped file checks clean with it (the largest overshoot in them is 0).
-WINDOW_TOLERANCE_S = 0.01
-# QVHighlights annotations are on a fixed 2-s clip grid (relevant_clip_ids, saliency_scores).
-QVH_ANNOTATORS = 3
-QVH_SCORE_RANGE = (0, 4)
-TVSUM_ANNOTATORS = 20
-TVSUM_SCORE_RANGE = (1, 5)
 DEFAULT_MAX_ERRORS = 100
 
 _QVH_VID = re.compile(r"^.+_\d+(?:\.\d+)?_\d+(?:\.\d+)?$")
@@ -96,50 +92,7 @@ def detect_dataset(row: dict[str, Any]) -> str:
     return "charades_sta"
 
 
-class _RowChecker:
-    """Validates one row; every problem is recorded as a MasraError (file, line, field) in ``errors``."""
-
-    def __init__(self, path: str, line: int, row: dict[str, Any], errors: list[MasraError]) -> None:
-        self.path, self.line, self.row, self.errors = path, line, row, errors
-        self.n_before = len(errors)
-
-    @property
-    def ok(self) -> bool:
-        return len(self.errors) == self.n_before
-
-    def fail(self, field_name: str | None, message: str) -> None:
-        self.errors.append(MasraError(message, file=self.path, line=self.line, field=field_name))
-
-    def require(self, name: str) -> bool:
-        if name not in self.row or self.row[name] is None:
-            self.fail(name, "missing required key")
-            return False
-        return True
-
-    def number(self, value: Any, name: str) -> float | None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.fail(name, f"expected a number, got {value!r}")
-            return None
-        if not math.isfinite(value):
-            self.fail(name, f"non-finite number {value!r}")
-            return None
-        return float(value)
-
-    def integer(self, value: Any, name: str) -> int | None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(name, f"expected an integer, got {value!r}")
-            return None
-        return value
-
-    def matrix(self, name: str) -> list[Any] | None:
-        value = self.row[name]
-        if not isinstance(value, list) or not all(isinstance(r, list) for r in value):
-            self.fail(name, "expected a list of lists")
-            return None
-        return value
-
-
-def _check_common(c: _RowChecker) -> tuple[int | str, str, float, str] | None:
+def _check_common(c: RowChecker) -> tuple[int | str, str, float, str] | None:
     present = [c.require(k) for k in ("qid", "query", "duration", "vid")]
     if not all(present):
         return None
@@ -162,100 +115,8 @@ def _check_common(c: _RowChecker) -> tuple[int | str, str, float, str] | None:
     return qid, query, float(duration), vid  # type: ignore[arg-type]
 
 
-def _check_windows(c: _RowChecker, duration: float) -> list[list[float]] | None:
-    windows = c.matrix("relevant_windows")
-    if windows is None:
-        return None
-    if not windows:
-        c.fail("relevant_windows", "empty list (a labelled query needs at least one window)")
-        return None
-    out = []
-    for k, window in enumerate(windows):
-        where = f"relevant_windows[{k}]"
-        if len(window) != 2:
-            c.fail(where, f"expected [start, end], got {window!r}")
-            continue
-        st, ed = c.number(window[0], where), c.number(window[1], where)
-        if st is None or ed is None:
-            continue
-        if st > ed:
-            c.fail(where, f"start {st:g} > end {ed:g}")
-        elif st == ed:
-            c.fail(where, f"zero-length window [{st:g}, {ed:g}]")
-        elif st < 0 or ed > duration + WINDOW_TOLERANCE_S:
-            c.fail(where, f"window [{st:g}, {ed:g}] outside [0, duration={duration:g}]")
-        out.append([st, ed])
-    return out if c.ok else None
-
-
-def _check_qvh_saliency(c: _RowChecker, windows: list[list[float]]) -> tuple[list[int], list[list[int]]] | None:
-    if not (c.require("relevant_clip_ids") and c.require("saliency_scores")):
-        return None
-    clip_ids, scores = c.row["relevant_clip_ids"], c.matrix("saliency_scores")
-    if not isinstance(clip_ids, list) or any(isinstance(i, bool) or not isinstance(i, int) for i in clip_ids):
-        c.fail("relevant_clip_ids", "expected a list of integers")
-        return None
-    if scores is None:
-        return None
-    if len(set(clip_ids)) != len(clip_ids):
-        c.fail("relevant_clip_ids", "duplicate clip ids")
-    expected: set[int] = set()
-    for st, ed in windows:
-        expected.update(range(math.floor(st / QVH_CLIP_LENGTH), math.ceil(ed / QVH_CLIP_LENGTH)))
-    if set(clip_ids) != expected:
-        extra, missing = sorted(set(clip_ids) - expected), sorted(expected - set(clip_ids))
-        c.fail("relevant_clip_ids", f"not the 2-s clips of relevant_windows (extra {extra[:5]}, missing {missing[:5]})")
-    if len(scores) != len(clip_ids):
-        c.fail("saliency_scores", f"{len(scores)} rows for {len(clip_ids)} relevant_clip_ids")
-    lo, hi = QVH_SCORE_RANGE
-    for k, row in enumerate(scores):
-        if len(row) != QVH_ANNOTATORS or any(isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi for v in row):
-            c.fail(f"saliency_scores[{k}]", f"expected {QVH_ANNOTATORS} integers in {lo}..{hi}, got {row!r}")
-            break
-    return (clip_ids, scores) if c.ok else None
-
-
-def _check_label(c: _RowChecker, dataset: str, duration: float) -> list[list[float]] | None:
-    if not c.require("label"):
-        return None
-    label = c.matrix("label")
-    if label is None:
-        return None
-    if not label:
-        c.fail("label", "empty label matrix")
-        return None
-    width = TVSUM_ANNOTATORS if dataset == "tvsum" else 1
-    for k, row in enumerate(label):
-        if len(row) != width:
-            c.fail(f"label[{k}]", f"expected {width} value(s) per clip, got {len(row)}")
-            return None
-        for v in row:
-            if c.number(v, f"label[{k}]") is None:
-                return None
-            if dataset == "tvsum" and not TVSUM_SCORE_RANGE[0] <= v <= TVSUM_SCORE_RANGE[1]:
-                c.fail(f"label[{k}]", f"score {v!r} outside {TVSUM_SCORE_RANGE[0]}..{TVSUM_SCORE_RANGE[1]}")
-                return None
-            if dataset == "youtube_highlights" and v not in (0, 1):
-                c.fail(f"label[{k}]", f"expected 0 or 1, got {v!r}")
-                return None
-    if dataset == "tvsum" and len(label) != duration:
-        # TVSum's `duration` is the number of 2-s clips, one label row each.
-        c.fail("label", f"{len(label)} rows but duration (number of clips) is {duration:g}")
-    if dataset == "youtube_highlights":
-        clips = c.row.get("clip")
-        if isinstance(clips, list) and len(clips) != len(label):
-            c.fail("label", f"{len(label)} rows for {len(clips)} entries of 'clip'")
-        elif len(label) > math.ceil(duration) + 1:
-            # YouTube Highlights labels clips with a stride of at least one second.
-            c.fail("label", f"{len(label)} clips is more than one per second of duration {duration:g}")
-    domain = c.row.get("domain")
-    if domain is not None and not isinstance(domain, str):
-        c.fail("domain", f"expected a string, got {domain!r}")
-    return label if c.ok else None
-
-
 def _parse_row(path: str, line: int, row: dict[str, Any], dataset: str, errors: list[MasraError]) -> AnnotationRecord | None:
-    c = _RowChecker(path, line, row, errors)
+    c = RowChecker(path, line, row, errors)
     common = _check_common(c)
     if common is None:
         return None
@@ -265,11 +126,11 @@ def _parse_row(path: str, line: int, row: dict[str, Any], dataset: str, errors: 
         domain=row.get("domain") if isinstance(row.get("domain"), str) else None,
     )
     if dataset in SALIENCY_ONLY_DATASETS:
-        record.label = _check_label(c, dataset, duration)
+        record.label = check_label(c, dataset, duration)
     elif row.get("relevant_windows") is not None:
-        record.relevant_windows = _check_windows(c, duration)
+        record.relevant_windows = check_windows(c, duration)
         if dataset == "qvhighlights" and record.relevant_windows is not None:
-            saliency = _check_qvh_saliency(c, record.relevant_windows)
+            saliency = check_qvh_saliency(c, record.relevant_windows)
             if saliency is not None:
                 record.relevant_clip_ids, record.saliency_scores = saliency
     else:

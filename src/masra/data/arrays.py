@@ -1,4 +1,5 @@
-"""Reading one feature array from ``.npz`` / ``.npy`` and checking it, with errors that name the file."""
+"""Reading one feature array from ``.npz`` / ``.npy`` and checking it, with errors that name the file; writing
+an ``.npz`` atomically."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from masra.data.atomic import atomic_file
 from masra.errors import MasraError
 
 
@@ -46,6 +48,12 @@ def read_npz_arrays(path: Path, keys: tuple[str, ...], optional: tuple[str, ...]
 def read_npz_array(path: Path, key: str) -> np.ndarray:
     """``np.load(path)[key]`` without pickles (see :func:`read_npz_arrays`)."""
     return read_npz_arrays(path, (key,))[key]
+
+
+def write_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+    """``np.savez`` (uncompressed) to ``path`` through :func:`masra.data.atomic.atomic_file`."""
+    with atomic_file(path, binary=True) as handle:
+        np.savez(handle, **arrays)
 
 
 def read_npy(path: Path) -> np.ndarray:

@@ -41,6 +41,8 @@ class GroundingDataset(Dataset):
     ``train=True`` requires labels on every record. With ``train=False`` targets are still built when
     every record has labels (validation loss) and are None otherwise (e.g. the QVH test release).
     ``feature_cache=True`` keeps processed features in memory (per process) after the first read.
+    ``input_dims`` (video dim with TEF, text dim): the dims of the model that reads the samples (inference: the
+    checkpoint's ``ModelDims``); features of other dims are an error.
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class GroundingDataset(Dataset):
         train: bool,
         feature_cache: bool = False,
         seed: int = 0,
+        input_dims: tuple[int, int] | None = None,
     ) -> None:
         self.records = records
         self.cfg = cfg
@@ -63,7 +66,8 @@ class GroundingDataset(Dataset):
                     field = "label" if record.dataset in SALIENCY_ONLY_DATASETS else "relevant_windows"
                     raise MasraError("training needs labelled rows", file=record.file, line=record.line, field=field)
         self.with_targets = bool(records) and all(r.has_labels for r in records)
-        self.features = FeatureLoader(cfg)
+        video_dim, text_dim = input_dims if input_dims is not None else (None, None)
+        self.features = FeatureLoader(cfg, video_dim=video_dim, text_dim=text_dim)
         self.priors = PriorLoader(cfg.prior_dir, cfg.clip_length) if cfg.prior_dir else None
         self.prior_coverage = self.priors.coverage([r.vid for r in records]) if self.priors else 0.0
         self._video_cache: dict[str, np.ndarray] | None = {} if feature_cache else None

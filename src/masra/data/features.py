@@ -85,10 +85,16 @@ class FeatureSource:
 
 
 class FeatureLoader:
-    """Loads the model inputs of one sample (video matrix with TEF, query token matrix) as float32 numpy."""
+    """Loads the model inputs of one sample (video matrix with TEF, query token matrix) as float32 numpy.
 
-    def __init__(self, cfg: DataConfig) -> None:
+    ``video_dim`` (TEF included) / ``text_dim``: the input dims of the model that will read the features, when
+    one exists (inference: the checkpoint's ``ModelDims``); features of another dim are an error. Without them
+    every file must have the dims of the first one read.
+    """
+
+    def __init__(self, cfg: DataConfig, *, video_dim: int | None = None, text_dim: int | None = None) -> None:
         self.cfg = cfg
+        self.video_dim = video_dim
         if not cfg.v_feat_dirs and not cfg.use_tef:
             raise MasraError("no video input: set data.v_feat_dirs or enable data.use_tef", field="data.v_feat_dirs")
         if not cfg.v_feat_dirs and cfg.max_v_l < 0:
@@ -96,7 +102,7 @@ class FeatureLoader:
         self.video_sources = [FeatureSource(d, "features") for d in cfg.v_feat_dirs]
         self.text_source = FeatureSource(cfg.t_feat_dir, cfg.t_feat_key) if cfg.t_feat_dir else None
         self._source_dims: list[int | None] = [None] * len(self.video_sources)
-        self._text_dim: int | None = cfg.t_feat_dim
+        self._text_dim: int | None = text_dim
 
     def _read_video_source(self, index: int, vid: str) -> np.ndarray:
         source = self.video_sources[index]
@@ -136,10 +142,10 @@ class FeatureLoader:
             video = np.zeros((n_clips, 0), dtype=np.float32)
         if self.cfg.use_tef:
             video = np.concatenate([video, temporal_endpoint_feature(n_clips)], axis=1)
-        if self.cfg.v_feat_dim is not None and video.shape[1] != self.cfg.v_feat_dim:
+        if self.video_dim is not None and video.shape[1] != self.video_dim:
             raise MasraError(
-                f"video features of vid {vid!r} have dim {video.shape[1]} (TEF included), config says {self.cfg.v_feat_dim}",
-                field="data.v_feat_dim",
+                f"video features of vid {vid!r} have dim {video.shape[1]} (TEF included); the model takes {self.video_dim}",
+                field="data.v_feat_dirs",
             )
         return video
 

@@ -5,22 +5,20 @@ Reading: a line that is not UTF-8, not JSON, nested deeper than the parser can f
 the float range, or is not an object becomes a MasraError naming file and line, never a traceback. Integers
 beyond the float range are refused when parsed, so no reader meets an OverflowError later.
 
-Writing: every JSON file the package writes goes through :func:`write_json` or :func:`write_jsonl`: a
-temporary file beside the target, fsynced, then renamed over it, so a crash never leaves a half-written file
-and a failed write leaves no temporary file.
+Writing: every JSON file the package writes goes through :func:`write_json` or :func:`write_jsonl`, which
+write atomically (:func:`masra.data.atomic.atomic_file`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
+from masra.data.atomic import atomic_file
 from masra.errors import MasraError
 
 # Integers with at most this many characters always fit a float (float max is about 1.8e308); longer ones
@@ -132,34 +130,17 @@ def _finite_or_raise(obj: Any) -> Any:
     return obj
 
 
-@contextmanager
-def atomic_text_file(path: str | Path) -> Iterator[TextIO]:
-    """A text handle on ``PATH.tmp`` that replaces ``path`` (fsynced) when the block ends without an error."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)  # inside the try: a failed rename (e.g. onto a folder) leaves no temporary file
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]], *, overwrite: bool = True) -> None:
     """Write rows atomically; a non-finite number is an error (the official format has none)."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise MasraError("file exists (pass overwrite to replace it)", file=path)
-    with atomic_text_file(path) as handle:
+    with atomic_file(path) as handle:
         for row in rows:
             handle.write(json.dumps(_finite_or_raise(row)) + "\n")
 
 
 def write_json(path: str | Path, value: Any, *, indent: int | None = 2) -> None:
     """Write one JSON document atomically, with a final newline (``indent=4`` for the official metrics layout)."""
-    with atomic_text_file(path) as handle:
+    with atomic_file(path) as handle:
         handle.write(json.dumps(value, indent=indent) + "\n")

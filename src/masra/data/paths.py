@@ -1,4 +1,4 @@
-"""File names built from data (vids, qids) must stay inside their folder."""
+"""File names built from data (vids, qids) must stay inside their folder; outputs are never overwritten silently."""
 
 from __future__ import annotations
 
@@ -46,3 +46,9 @@ def child_path(folder: str | Path, name: str, suffix: str = "") -> Path:
     if path.resolve().parent != folder.resolve():
         raise MasraError(f"refusing file name {name!r}: it resolves outside the folder", file=folder)
     return path
+
+
+def refuse_existing(path: str | Path | None, force: bool) -> None:
+    """Refuse an output ``path`` that exists unless ``force`` (the ``--force`` of the commands)."""
+    if path is not None and Path(path).exists() and not force:
+        raise MasraError("output exists; pass --force to overwrite it", file=path)

@@ -36,7 +36,10 @@ def load_records(path: str, data_cfg: DataConfig) -> list[Any]:
 
 
 def ground_truth_rows(records: list[Any]) -> list[dict[str, Any]] | None:
-    """The records in the official ground-truth layout for the evaluator; None when any record lacks labels."""
+    """The records in the official ground-truth layout for the evaluator; None when any record lacks labels.
+
+    The records passed the annotation rules, which include every evaluation rule: evaluate these rows with
+    ``masra.eval.evaluate(..., ground_truth_checked=True)``."""
     if not all(record.has_labels for record in records):
         return None
     return [record.to_meta() for record in records]

@@ -12,8 +12,9 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from masra.config import QVH_CLIP_LENGTH, SALIENCY_ONLY_DATASETS
+from masra.config import SALIENCY_ONLY_DATASETS
 from masra.data.jsonl import iter_jsonl
+from masra.data.label_rules import RowChecker, check_label, check_qvh_saliency, check_windows
 from masra.data.paths import qid_clash
 from masra.errors import MasraError
 
@@ -62,19 +63,20 @@ def _check_scores(values: Any, field: str, where: dict[str, Any]) -> None:
             raise MasraError(f"entry {i} is {v} (scores must be finite)", field=field, **where)
 
 
-def _check_windows(values: Any, field: str, width: int, where: dict[str, Any]) -> None:
+def _check_pred_windows(values: Any, field: str, where: dict[str, Any]) -> None:
+    """Predicted windows: a list (may be empty) of finite [start <= end, score] triples."""
     if (
         isinstance(values, list)
-        and all(type(w) is list and len(w) == width for w in values)
+        and all(type(w) is list and len(w) == 3 for w in values)
         and _all_finite_numbers(chain.from_iterable(values))
         and all(w[0] <= w[1] for w in values)
     ):
         return
-    shape = "[start, end, score]" if width == 3 else "[start, end]"
+    shape = "[start, end, score]"
     if not isinstance(values, list):
         raise MasraError(f"must be a list of {shape} lists, got {type(values).__name__}", field=field, **where)
     for i, w in enumerate(values):
-        if not isinstance(w, list) or len(w) != width:
+        if not isinstance(w, list) or len(w) != 3:
             raise MasraError(f"window {i} must be {shape}, got {w!r}", field=field, **where)
         for v in w:
             if not _is_number(v):
@@ -105,7 +107,7 @@ def validate_submission(rows: Sequence[dict[str, Any]], source: str = "submissio
             if field not in row:
                 raise MasraError("missing (the first row has it, so every row needs it)", field=field, **where)
         if WINDOWS in wanted:
-            _check_windows(row[WINDOWS], WINDOWS, 3, where)
+            _check_pred_windows(row[WINDOWS], WINDOWS, where)
         if SALIENCY in wanted:
             _check_scores(row[SALIENCY], SALIENCY, where)
 
@@ -118,7 +120,7 @@ def validate_ground_truth(
     source: str = "ground truth",
     lines: Sequence[int] | None = None,
 ) -> None:
-    """Check GT rows for what the evaluation needs.
+    """Check GT rows for what the evaluation needs (the evaluation level of :mod:`masra.data.label_rules`).
 
     moments: ``relevant_windows`` non-empty [start <= end] pairs. saliency (QVHighlights):
     ``duration`` >= 2 s, ``relevant_clip_ids`` inside the video's int(duration / 2) clips and one row of
@@ -128,49 +130,30 @@ def validate_ground_truth(
         raise MasraError("no ground-truth rows", file=source)
     seen: dict[str, tuple[Any, int]] = {}
     for i, row in enumerate(rows):
-        where = {"file": source, "line": _line(lines, i)}
-        _check_unique_qid(row, seen, where)
+        c = _row_checker(row, seen, source, _line(lines, i))
         if moments:
-            windows = row.get("relevant_windows")
-            if not windows:
-                raise MasraError("needs at least one [start, end] window", field="relevant_windows", **where)
-            _check_windows(windows, "relevant_windows", 2, where)
-        if saliency:
-            _check_qvh_saliency(row, where)
-
-
-def _check_qvh_saliency(row: dict[str, Any], where: dict[str, Any]) -> None:
-    duration = row.get("duration")
-    if not _is_number(duration) or not duration >= 2:
-        raise MasraError(f"must be a number >= 2 (seconds), got {duration!r}", field="duration", **where)
-    num_clips = int(duration / QVH_CLIP_LENGTH)
-    ids = row.get("relevant_clip_ids")
-    scores = row.get("saliency_scores")
-    if not isinstance(ids, list) or not set(map(type, ids)) <= {int} or (ids and not 0 <= min(ids) <= max(ids) < num_clips):
-        raise MasraError(f"must be a list of clip indices in [0, {num_clips})", field="relevant_clip_ids", **where)
-    if not isinstance(scores, list) or len(scores) != len(ids):
-        raise MasraError("must hold one [a1, a2, a3] row per relevant clip id", field="saliency_scores", **where)
-    if not (all(type(s) is list and len(s) == 3 for s in scores) and _all_finite_numbers(chain.from_iterable(scores))):
-        raise MasraError("rows must be lists of 3 finite annotator scores", field="saliency_scores", **where)
+            check_windows(c)
+        if saliency and c.ok:
+            check_qvh_saliency(c)
+        c.raise_first()
 
 
 def validate_label_matrix(rows: Sequence[dict[str, Any]], source: str = "ground truth", lines: Sequence[int] | None = None) -> None:
-    """TVSum / YouTube Highlights GT: qid, a string ``domain`` and ``label`` = [n_clips x n_annotators] numbers."""
+    """TVSum / YouTube Highlights GT: qid, a string ``domain`` and ``label`` = [n_clips x n_annotators] numbers
+    (the evaluation level of :mod:`masra.data.label_rules`)."""
     if not rows:
         raise MasraError("no ground-truth rows", file=source)
     seen: dict[str, tuple[Any, int]] = {}
     for i, row in enumerate(rows):
-        where = {"file": source, "line": _line(lines, i)}
-        _check_unique_qid(row, seen, where)
-        if not isinstance(row.get("domain"), str):
-            raise MasraError("must be a string", field="domain", **where)
-        label = row.get("label")
-        if not isinstance(label, list) or not label or not all(isinstance(r, list) and r for r in label):
-            raise MasraError("must be a non-empty list of per-clip score lists", field="label", **where)
-        width = len(label[0])
-        for c, r in enumerate(label):
-            if len(r) != width or not all(_is_number(v) and math.isfinite(v) for v in r):
-                raise MasraError(f"clip {c}: expected {width} finite numbers, got {r!r}", field="label", **where)
+        c = _row_checker(row, seen, source, _line(lines, i))
+        check_label(c)
+        c.raise_first()
+
+
+def _row_checker(row: dict[str, Any], seen: dict[str, tuple[Any, int]], source: str, line: int) -> RowChecker:
+    """A checker of one GT row, after its qid (present, int or str, unique) has passed."""
+    _check_unique_qid(row, seen, {"file": source, "line": line})
+    return RowChecker(source, line, row, [])
 
 
 def match_queries(

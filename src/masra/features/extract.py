@@ -10,15 +10,12 @@ go to ``{out}.parts`` and are packed into the store ``{out}`` once every item (o
 
 from __future__ import annotations
 
-import io
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
+from masra.data.arrays import write_npz_atomic
 from masra.data.jsonl import iter_jsonl
 from masra.data.paths import child_path
 from masra.errors import MasraError
@@ -47,18 +44,6 @@ class ExtractSummary:
         if self.store is not None:
             out.append(f"packed store: {self.store}")
         return out
-
-
-def write_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    """``np.savez`` to ``path`` through a fsynced temporary file and a rename."""
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as handle:
-        handle.write(buffer.getvalue())
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def _npz_folder(out: Path, store: bool) -> Path:

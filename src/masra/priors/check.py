@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from masra.data.jsonl import write_json
+from masra.data.prior_file import read_prior_file
 from masra.errors import MasraError
 
 # Upper edges (seconds) of the span-length histogram bins; the last bin is open.
@@ -52,7 +52,7 @@ class PriorReport:
     legacy_records: int | None = None  # cache only: records without request entries (replies re-parsed)
     torn_bytes: int | None = None  # cache only: size of a torn last line (0: none)
     encoder: dict[str, Any] | None = None  # folder only: its manifest
-    unreadable: list[str] = field(default_factory=list)  # folder only: prior files that could not be read
+    unreadable: list[str] = field(default_factory=list)  # folder only: prior files that cannot be read or are invalid
 
     @property
     def coverage(self) -> float | None:
@@ -275,19 +275,14 @@ def _folder_stats(folder: Path, vids: set[str] | None) -> tuple[dict[str, _Video
             per_video[vid] = _VideoStats(0, 0, [])
             continue
         try:
-            with np.load(path, allow_pickle=False) as npz:
-                captions = npz["clip_caption_emb"]
-                valid = npz["clip_caption_valid"] if "clip_caption_valid" in npz.files else None
-                spans = npz["event_spans"]
-        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+            prior = read_prior_file(path)
+        except MasraError:
             unreadable.append(path.name)
             continue
-        if valid is None:
-            valid = np.linalg.norm(captions, axis=-1) > 0
         per_video[vid] = _VideoStats(
-            clips=int(captions.shape[0]),
-            captioned=int(np.asarray(valid, dtype=bool).sum()),
-            span_lengths=[float(v) for v in np.abs(spans[:, 1] - spans[:, 0])] if spans.ndim == 2 else [],
+            clips=int(prior.caption_emb.shape[0]),
+            captioned=int(prior.caption_valid.sum()),
+            span_lengths=[float(v) for v in prior.event_spans[:, 1] - prior.event_spans[:, 0]],
         )
     return per_video, {"encoder": encoder, "unreadable": unreadable}
 

@@ -1,12 +1,9 @@
 """Encode the prior cache (``priors.jsonl``) into per-video ``{vid}.npz`` files for training.
 
 For each video (the last cache record per vid wins; a torn last line is ignored) the clip captions and
-event descriptions are embedded by a frozen text encoder and written atomically as::
+event descriptions are embedded by a frozen text encoder and written as a prior file
+(:mod:`masra.data.prior_file`), with ``clip_caption_valid`` False where a clip has no caption, plus::
 
-    clip_caption_emb    [L, Ds] float32, L2-normalised; a clip without caption has a zero row
-    clip_caption_valid  [L]     bool, False where the clip has no caption
-    event_emb           [M, Ds] float32, L2-normalised (M may be 0)
-    event_spans         [M, 2]  float32, (start, end) in seconds
     content_hash        str     hash of the record content the file was made from (used to resume)
 
 ``DIR/manifest.json`` records the encoder name and dimension; a folder never mixes encoders. Re-running
@@ -19,9 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
-import zipfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from masra.data.arrays import read_npz_arrays
 from masra.data.jsonl import write_json
-from masra.data.paths import child_path
+from masra.data.prior_file import prior_path, read_prior_dim, write_prior_file
 from masra.errors import MasraError
 from masra.priors.cache import scan_cache
 from masra.priors.text_encoders import (
@@ -44,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
 PRIOR_FORMAT = "masra-priors-v1"
+HASH_KEY = "content_hash"  # stored beside the prior arrays
 # Videos are encoded in groups whose unique texts go through the encoder together (fills GPU batches).
 GROUP_BATCHES = 8
 
@@ -104,19 +101,10 @@ def parse_video_prior(record: dict[str, Any]) -> PriorTexts:
 def stored_hash(path: Path) -> str | None:
     """The content hash stored in an encoded file; None when absent or unreadable (then it is redone)."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            return str(npz["content_hash"]) if "content_hash" in npz.files else None
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+        arrays = read_npz_arrays(path, (), optional=(HASH_KEY,))
+    except MasraError:
         return None
-
-
-def _write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as handle:
-        np.savez(handle, **arrays)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    return str(arrays[HASH_KEY]) if HASH_KEY in arrays else None
 
 
 def _read_manifest(out_dir: Path) -> dict[str, Any] | None:
@@ -136,9 +124,8 @@ def _existing_dim_without_manifest(out_dir: Path) -> int | None:
     """Dimension of prior files written by other tools into a folder without manifest."""
     for path in sorted(out_dir.glob("*.npz")):
         try:
-            with np.load(path, allow_pickle=False) as npz:
-                return int(npz["clip_caption_emb"].shape[-1])
-        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+            return read_prior_dim(path)
+        except MasraError:
             continue
     return None
 
@@ -178,7 +165,7 @@ def _encode_group(encoder: TextEncoder, group: list[PriorTexts], batch_size: int
     return dict(zip(unique, vectors)), len(unique)
 
 
-def _video_arrays(prior: PriorTexts, vectors: dict[str, np.ndarray], dim: int) -> dict[str, np.ndarray]:
+def _write_video(path: Path, prior: PriorTexts, vectors: dict[str, np.ndarray], dim: int) -> None:
     n_clips, n_events = len(prior.captions), len(prior.events)
     caption_emb = np.zeros((n_clips, dim), dtype=np.float32)  # [L, Ds]
     caption_valid = np.zeros((n_clips,), dtype=bool)  # [L]
@@ -191,13 +178,14 @@ def _video_arrays(prior: PriorTexts, vectors: dict[str, np.ndarray], dim: int) -
     for k, (start, end, desc) in enumerate(prior.events):
         event_emb[k] = vectors[desc]
         event_spans[k] = (start, end)
-    return {
-        "clip_caption_emb": caption_emb,
-        "clip_caption_valid": caption_valid,
-        "event_emb": event_emb,
-        "event_spans": event_spans,
-        "content_hash": np.array(prior.content_hash),
-    }
+    write_prior_file(
+        path,
+        caption_emb=caption_emb,
+        caption_valid=caption_valid,
+        event_emb=event_emb,
+        event_spans=event_spans,
+        extra={HASH_KEY: np.array(prior.content_hash)},
+    )
 
 
 def encode_priors(
@@ -228,7 +216,7 @@ def encode_priors(
     targets: dict[str, Path] = {}
     for vid in contents.records:
         try:
-            targets[vid] = child_path(out_dir, vid, ".npz")
+            targets[vid] = prior_path(out_dir, vid)
         except MasraError as err:
             raise MasraError(err.message, file=cache_path, line=contents.lines[vid], field="vid") from None
 
@@ -307,6 +295,6 @@ def _encode_videos(
             vectors, count = _encode_group(encoder, group, batch_size)
             n_texts += count
             for prior in group:
-                _write_npz_atomic(targets[prior.vid], _video_arrays(prior, vectors, encoder.dim))
+                _write_video(targets[prior.vid], prior, vectors, encoder.dim)
             bar.update(len(group))
     return n_texts

@@ -308,7 +308,7 @@ def _evaluate_epoch(model, eval_loader, gt_rows, cfg: Config, ctx: DistContext, 
         return None, files
     from masra.eval import evaluate as evaluate_submission
 
-    metrics = evaluate_submission(cfg.data.dataset, rows, gt_rows)
+    metrics = evaluate_submission(cfg.data.dataset, rows, gt_rows, ground_truth_checked=True)
     metrics_path = preds_path.with_name(f"epoch_{epoch:04d}_{split}_metrics.json")
     write_json(metrics_path, metrics)
     files["metrics.json"] = metrics_path

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from masra.lab.bench.measure import Measurement, measure
+from masra.lab.bench.table import BenchTable, ms, ratio
 from masra.config import DataConfig
 from masra.data.features import FeatureLoader
 from masra.data.store import pack_features
@@ -53,3 +54,11 @@ def bench_data(
         store = measure(lambda: [store_loader.video(v) for v in vids], cpu, repeats=repeats, memory=False)
         identical = all(np.array_equal(npz_loader.video(v), store_loader.video(v)) for v in vids)
     return DataRow(videos, npz, store, identical)
+
+
+def data_table(rows: list[DataRow]) -> BenchTable:
+    return BenchTable(
+        ["videos", "npz folders", "packed store", "speed-up", "identical"],
+        [[str(r.videos), ms(r.npz.seconds), ms(r.store.seconds), ratio(r.store.seconds, r.npz.seconds), str(r.identical)]
+         for r in rows],
+    )

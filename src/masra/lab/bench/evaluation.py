@@ -9,6 +9,7 @@ import torch
 
 from masra.lab.bench.literal_eval import literal_full_metrics
 from masra.lab.bench.measure import Measurement, measure
+from masra.lab.bench.table import BenchTable, ms, ratio
 from masra.eval import eval_submission
 
 
@@ -28,3 +29,11 @@ def bench_eval(submission: list[dict[str, Any]], ground_truth: list[dict[str, An
     reference = literal_full_metrics(submission, ground_truth)
     agree = all(brief[key] == float(f"{value:.2f}") for key, value in reference.items())
     return EvalRow(len(submission), vectorised, literal, agree)
+
+
+def eval_table(rows: list[EvalRow]) -> BenchTable:
+    return BenchTable(
+        ["queries", "vectorised (all metrics)", "literal loops (2 metrics)", "speed-up", "agree"],
+        [[str(r.queries), ms(r.vectorised.seconds), ms(r.literal.seconds), ratio(r.vectorised.seconds, r.literal.seconds),
+          str(r.agree)] for r in rows],
+    )

@@ -28,6 +28,7 @@ import torch
 from masra.errors import MasraError
 from masra.features.encoder import ClipEncoder, EncoderSpec
 from masra.features.video import extract_video
+from masra.lab.bench.table import BenchTable, ratio
 from masra.video.frames import CLIP_FRAME_SIZE, decode_clip_frames, probe_video
 
 logger = logging.getLogger("masra.lab.bench")
@@ -136,3 +137,21 @@ def bench_features(video: Path, encoder: ClipEncoder, *, clip_length: float = 2.
         raise MasraError("extract_video and the separate decode + encode disagree", file=video)
     return FeatureBench(str(video), info.duration, info.width, info.height, frames, len(clips.frames),
                         str(encoder.spec), all_seconds, clip_seconds, encode_seconds, extract_seconds)
+
+
+def features_table(rows: list[FeatureBench]) -> BenchTable:
+    return BenchTable(
+        ["video", "every frame", "clip frames", "speed-up", "encode", "extract", "bound by"],
+        [
+            [
+                f"{r.duration:.0f} s {r.width}x{r.height}, {r.clips} clips",
+                f"{r.frames} in {r.all_frames_seconds:.1f} s ({r.frames / r.all_frames_seconds:.0f} frames/s)",
+                f"{r.clips} in {r.clip_frames_seconds:.1f} s ({r.clips / r.clip_frames_seconds:.1f} frames/s)",
+                ratio(r.clip_frames_seconds, r.all_frames_seconds),
+                f"{r.encode_seconds:.1f} s ({r.clips / r.encode_seconds:.1f} clips/s)",
+                f"{r.extract_seconds:.1f} s",
+                r.bound_by,
+            ]
+            for r in rows
+        ],
+    )

@@ -21,6 +21,7 @@ from torch.utils.flop_counter import flop_registry
 
 from masra.lab.bench.measure import alternating_median_seconds
 from masra.lab.bench.model_step import QD_DETR, build_steps, compared_specs
+from masra.lab.bench.table import BenchTable, ms
 
 MATRIX_PRODUCTS = frozenset({"aten.mm", "aten.addmm", "aten.bmm", "aten.baddbmm"})
 
@@ -111,3 +112,19 @@ def bench_floor(
         ratios = {"step": step_s / reference, "products": products_s / reference} if reference is not None else {}
         rows.append(FloorRow(spec.variant, counts[spec.variant][0], counts[spec.variant][1], step_s, products_s, ratios))
     return rows
+
+
+def floor_table(rows: list[FloorRow]) -> BenchTable:
+    """One row per variant; with a QD-DETR reference (rows carry ``vs_qd_detr``) two ratio columns more."""
+    columns = ["variant", "matrix products", "GFLOP", "train step", "products alone", "share of the step"]
+    if any(r.vs_qd_detr for r in rows):
+        columns += ["step / QD-DETR", "products alone / QD-DETR's step"]
+    cells = []
+    for r in rows:
+        row = [r.variant, str(r.products), f"{r.gflop:.1f}", ms(r.step_seconds), ms(r.products_seconds),
+               f"{r.products_seconds / r.step_seconds:.0%}"]
+        if r.vs_qd_detr:
+            row += [f"{r.vs_qd_detr['step']:.2f}x", f"{r.vs_qd_detr['products']:.2f}x"]
+        cells.append(row)
+    caption = "products alone: the step's mm/addmm/bmm calls replayed back to back; no step doing them is faster"
+    return BenchTable(columns, cells, caption)

@@ -23,6 +23,7 @@ from masra.lab.bench.measure import (
     process_peak_bytes,
     reset_process_peak,
 )
+from masra.lab.bench.table import BenchTable, mb, ms, times
 from masra.config import Config, set_masra_parts
 from masra.data.batch import GroundingBatch
 from masra.model import build_model
@@ -191,3 +192,25 @@ def bench_model(
         rows.append(ModelRow(spec.variant, parameters[spec], jobs["train_step"], jobs["inference"],
                              jobs["inference_single"], ratios))
     return rows
+
+
+def model_table(rows: list[ModelRow]) -> BenchTable:
+    """One row per variant; with a QD-DETR reference (rows carry ``vs_qd_detr``) three ratio columns more."""
+    base = rows[0]
+    with_reference = any(r.vs_qd_detr for r in rows)
+    columns = ["variant", "parameters", "train step", "vs baseline", "train peak", "inference", "vs baseline",
+               "1 query", "infer peak"]
+    if with_reference:
+        columns += ["step / QD-DETR", "infer / QD-DETR", "1 query / QD-DETR"]
+    cells = []
+    for r in rows:
+        row = [
+            r.variant, f"{r.parameters:,}", ms(r.train_step.seconds), times(r.train_step.seconds, base.train_step.seconds),
+            mb(r.train_step.peak_bytes), ms(r.inference.seconds), times(r.inference.seconds, base.inference.seconds),
+            ms(r.inference_single.seconds), mb(r.inference.peak_bytes),
+        ]
+        if r.vs_qd_detr:
+            row += [f"{r.vs_qd_detr[job]:.2f}x" for job in ("train_step", "inference", "inference_single")]
+        cells.append(row)
+    caption = "peaks: whole-process resident-memory high-water during the job, in a fresh process per variant (CPU)"
+    return BenchTable(columns, cells, caption)

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from masra.lab.bench.measure import Measurement
 from masra.lab.bench.model_step import StepSpec, bench_steps
+from masra.lab.bench.table import BenchTable, mb, ms
 
 
 @dataclass
@@ -57,3 +58,14 @@ def bench_scale(
             rows.extend(done)
             bar.update(clips)
     return rows
+
+
+def scale_table(rows: list[ScaleRow]) -> BenchTable:
+    return BenchTable(
+        ["clips", "variant", "encoder_window", "train step", "peak memory"],
+        [
+            [str(r.clips), r.variant, str(r.encoder_window) if r.encoder_window else "full", ms(r.train_step.seconds),
+             mb(r.train_step.peak_bytes)]
+            for r in rows
+        ],
+    )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from masra.lab.bench.measure import Measurement, measure
+from masra.lab.bench.table import BenchTable, mb, ms, ratio
 from masra.model.parts.sora import SORALayer
 
 
@@ -43,3 +44,15 @@ def bench_sora(
             diff = (layer.banded_attention(src, mask, pos) - layer.dense_attention(src, mask, pos)).abs().max().item()
         rows.append(SoraRow(length, banded, dense, diff))
     return rows
+
+
+def sora_table(rows: list[SoraRow]) -> BenchTable:
+    return BenchTable(
+        ["clips", "banded time", "dense time", "speed-up", "banded peak", "dense peak", "memory saved", "max |diff|"],
+        [
+            [str(r.clips), ms(r.banded.seconds), ms(r.dense.seconds), ratio(r.banded.seconds, r.dense.seconds),
+             mb(r.banded.peak_bytes), mb(r.dense.peak_bytes), ratio(r.banded.peak_bytes, r.dense.peak_bytes),
+             f"{r.max_abs_diff:.1e}"]
+            for r in rows
+        ],
+    )

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from masra.data.jsonl import read_jsonl, write_jsonl
 from masra.data.paths import child_path
+from masra.data.prior_file import prior_path, write_prior_file
 from masra.lab.demo.events import NO_CAPTION, NoiseRates, PriorPlan, Timeline, plan_priors, plan_timeline
 from masra.errors import MasraError
 
@@ -217,13 +218,14 @@ def video_features(
 
 
 def prior_arrays(plan: PriorPlan, variant_emb: np.ndarray) -> dict[str, np.ndarray]:
-    """The prior file's arrays (``variant_emb``: [pool, variants, 384] L2-normalised paraphrase embeddings)."""
+    """The prior file's arrays as ``write_prior_file``'s keywords (``variant_emb``: [pool, variants, 384]
+    L2-normalised paraphrase embeddings)."""
     valid = plan.caption_sentence != NO_CAPTION
     captions = np.zeros((len(valid), variant_emb.shape[2]), dtype=np.float32)
     captions[valid] = variant_emb[plan.caption_sentence[valid], plan.caption_variant[valid]]
     return {
-        "clip_caption_emb": captions,
-        "clip_caption_valid": valid,
+        "caption_emb": captions,
+        "caption_valid": valid,
         "event_emb": variant_emb[plan.event_sentence, plan.event_variant].astype(np.float32).reshape(-1, variant_emb.shape[2]),
         "event_spans": plan.event_spans.astype(np.float32),
     }
@@ -291,7 +293,7 @@ def _write_split(
             plan = plan_priors(
                 timeline, float(row["duration"]), len(rows), spec.caption_variants, spec.priors, rng, clip_length=spec.clip_length
             )
-            np.savez(child_path(root / "priors", row["vid"], ".npz"), **prior_arrays(plan, variant_emb))
+            write_prior_file(prior_path(root / "priors", row["vid"]), **prior_arrays(plan, variant_emb))
             truth = np.array([timeline.events[k].sentence for k in timeline.clip_event])
             captioned = plan.caption_sentence != NO_CAPTION
             wrong += int((plan.caption_sentence[captioned] != truth[captioned]).sum())

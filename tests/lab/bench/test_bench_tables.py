@@ -1,0 +1,52 @@
+"""Each benchmark renders its own table; `masra bench` dispatches every subcommand through one mapping."""
+
+from __future__ import annotations
+
+import argparse
+
+from masra.cli import bench as bench_cli
+from masra.lab.bench.matmul_floor import FloorRow, floor_table
+from masra.lab.bench.measure import Measurement
+from masra.lab.bench.model_step import ModelRow, model_table
+from masra.lab.bench.sora import SoraRow, sora_table
+
+
+def _model_rows(reference: bool) -> list[ModelRow]:
+    rows = []
+    for variant, seconds in (("baseline", 0.2), ("masra", 0.3)):
+        ratios = {"train_step": seconds / 0.1, "inference": seconds / 0.05, "inference_single": 1.5} if reference else {}
+        rows.append(ModelRow(variant, 1000, Measurement(seconds, 2**20), Measurement(seconds / 4, None),
+                             Measurement(seconds / 8, None), ratios))
+    return rows
+
+
+def test_model_table_compares_with_the_baseline_and_adds_qd_detr_columns_only_with_a_reference() -> None:
+    plain = model_table(_model_rows(reference=False))
+    assert len(plain.columns) == 9 and all(len(row) == 9 for row in plain.rows)
+    assert plain.rows[0][:5] == ["baseline", "1,000", "200.0 ms", "1.00x time", "1.0 MB"]
+    assert plain.rows[1][3] == f"{0.3 / 0.2:.2f}x time" and plain.rows[1][8] == "n/a"
+    referenced = model_table(_model_rows(reference=True))
+    assert referenced.columns[9:] == ["step / QD-DETR", "infer / QD-DETR", "1 query / QD-DETR"]
+    assert referenced.rows[1][9:] == [f"{0.3 / 0.1:.2f}x", f"{0.3 / 0.05:.2f}x", "1.50x"]
+    assert plain.caption == referenced.caption and "peaks" in plain.caption
+
+
+def test_floor_table_shows_the_share_of_the_step() -> None:
+    rows = [FloorRow("baseline", 40, 1.25, 0.2, 0.05), FloorRow("masra", 60, 2.0, 0.4, 0.3, {"step": 2.0, "products": 1.5})]
+    table = floor_table(rows)
+    assert table.columns[-2:] == ["step / QD-DETR", "products alone / QD-DETR's step"]
+    assert table.rows[0] == ["baseline", "40", "1.2", "200.0 ms", "50.0 ms", "25%"]
+    assert table.rows[1][-3:] == ["75%", "2.00x", "1.50x"]
+
+
+def test_sora_table_gives_speed_up_and_memory_saved() -> None:
+    table = sora_table([SoraRow(300, Measurement(0.01, 2**20), Measurement(0.04, 2**22), 3e-7)])
+    assert table.rows == [["300", "10.0 ms", "40.0 ms", "4.00x", "1.0 MB", "4.0 MB", "4.00x", "3.0e-07"]]
+
+
+def test_every_bench_subcommand_has_an_entry_in_the_mapping() -> None:
+    parser = argparse.ArgumentParser()
+    bench_cli.register(parser.add_subparsers())
+    bench_parser = parser._subparsers._group_actions[0].choices["bench"]
+    names = set(bench_parser._subparsers._group_actions[0].choices)
+    assert names == set(bench_cli.BENCHES)
