@@ -80,8 +80,6 @@ class BaselineModelConfig:
     # Temporal encoder attention: 0 = full (QD-DETR); w > 0 = each clip sees clips within ±w and the global
     # token (linear time in the video length, for long videos; docs/benchmarks.md gives the accuracy cost).
     encoder_window: int = 0
-    # Dimension of the prior text space (SGE, ESTA); None = taken from the prior files.
-    semantic_dim: int | None = None
 
 
 @dataclass
@@ -300,13 +298,12 @@ RENAMED_KEYS = {
     "model.esta.clip_event_weight": "loss.esta_clip_event_weight",
     "model.lrca.band": "loss.lrca_band",
     "model.lrca.text_temperature": "loss.lrca_text_temperature",
-    "model.sge.semantic_dim": "model.semantic_dim",
 }
 
 
 # Keys removed since a config or checkpoint may have been written; their values are ignored on load.
 # data.v_feat_dim / data.t_feat_dim: the model's input dims have one home, masra.checkpoint.ModelDims.
-REMOVED_KEYS = ("data.v_feat_dim", "data.t_feat_dim")
+REMOVED_KEYS = ("data.v_feat_dim", "data.t_feat_dim", "model.sge.semantic_dim")
 
 
 def _holder(values: dict[str, Any], dotted: str) -> tuple[dict[str, Any] | None, str]:

@@ -173,7 +173,7 @@ def test_loss_weights_are_applied_once(small_config, random_batch):
 
 @pytest.mark.parametrize("parts", ["sge", "esta"])
 def test_semantic_parts_without_a_prior_dimension_are_a_clear_error(small_config, parts):
-    with pytest.raises(MasraError, match="model.semantic_dim"):
+    with pytest.raises(MasraError, match="data.prior_dir"):
         build(small_config, parts, semantic_dim=None)
     model, _ = build(small_config, "dai,sora,lrca", semantic_dim=None)  # these need no prior dimension
     assert [part.name for part in model.parts] == ["dai", "sora", "lrca"]

@@ -42,9 +42,9 @@ def test_padded_clips_are_unchanged_and_do_not_affect_valid_clips() -> None:
 
 
 def test_missing_semantic_dim_is_a_clear_error() -> None:
-    with pytest.raises(MasraError, match="model.semantic_dim"):
+    with pytest.raises(MasraError, match="data.prior_dir"):
         SemanticGuidedEnhancement(D, None)
-    with pytest.raises(MasraError, match="model.semantic_dim"):
+    with pytest.raises(MasraError, match="data.prior_dir"):
         SemanticGuidedEnhancement(D, 0)
 
 
@@ -178,3 +178,14 @@ def test_long_training_inputs_run_checkpointed_with_the_same_outputs_and_gradien
         torch.testing.assert_close(got, want)
     for name, grad in grads.items():
         torch.testing.assert_close(grad, plain_grads[name], msg=name)
+
+
+def test_a_batch_without_captions_counts_no_clip() -> None:
+    """Under DDP the row count is averaged over the ranks: a rank whose batch has no priors (no caption
+    mask) must count 0 rows, not every valid clip."""
+    from unittest import mock
+
+    counts = []
+    with mock.patch("masra.model.parts.sge.mean_over_ranks", side_effect=lambda c: counts.append(c) or c):
+        sge_caption_loss(torch.randn(2, 5, DS), None, None, torch.ones(2, 5), None)
+    assert counts == [0]

@@ -46,7 +46,7 @@ class GroundingModel(nn.Module):
     (the relation features SORA uses) and ``lrca_video_temperature``; ``esta_*`` (training, or any batch with
     priors). In training mode ``diagnostics`` holds one detached scalar per monitored quantity (gates, β,
     attention shares, temperatures; docs/method.md). ``semantic_dim`` (Ds, the prior text dimension) is
-    needed by SGE and ESTA only; ``model.semantic_dim`` overrides it.
+    needed by SGE and ESTA only (measured from the prior files, stored in the checkpoint's ``ModelDims``).
     """
 
     def __init__(
@@ -66,7 +66,6 @@ class GroundingModel(nn.Module):
 
         self.video_proj = InputProjection(v_feat_dim, d, cfg.n_input_proj, cfg.input_dropout)
         self.text_proj = InputProjection(t_feat_dim, d, cfg.n_input_proj, cfg.input_dropout)
-        semantic_dim = cfg.semantic_dim if cfg.semantic_dim is not None else semantic_dim
         context = PartContext(d, cfg.nheads, cfg.dim_feedforward, cfg.dropout, cfg.activation, semantic_dim)
         self.parts = [part for part in PARTS if getattr(cfg, part.name).enabled]
         self.t2v_encoder = T2VEncoder(
@@ -100,9 +99,8 @@ class GroundingModel(nn.Module):
         for part in self.parts:
             if part.needs_semantic_dim and context.semantic_dim is None:
                 raise MasraError(
-                    f"{part.name.upper()} needs the prior text dimension: give the training data a prior_dir "
-                    "(data.prior_dir) or set model.semantic_dim",
-                    field="model.semantic_dim",
+                    f"{part.name.upper()} needs the prior text dimension: give the training data a prior_dir",
+                    field="data.prior_dir",
                 )
             setattr(self, part.attribute, part.build(getattr(cfg, part.name), context))
             if part.t2v_attention is not None:

@@ -46,11 +46,10 @@ class SemanticGuidedEnhancement(PartModule):
         super().__init__()
         if semantic_dim is None:
             raise MasraError(
-                "SGE needs the prior text dimension: set it or give the training data a prior_dir",
-                field="model.semantic_dim",
+                "SGE needs the prior text dimension: give the training data a prior_dir", field="data.prior_dir"
             )
         if semantic_dim <= 0:
-            raise MasraError(f"must be positive, got {semantic_dim}", field="model.semantic_dim")
+            raise MasraError(f"the prior text dimension must be positive, got {semantic_dim}", field="data.prior_dir")
         self.semantic_head = nn.Sequential(
             nn.Linear(d_model, d_model), nn.ReLU(inplace=True), nn.Linear(d_model, semantic_dim)
         )  # φ
@@ -127,7 +126,7 @@ def sge_caption_loss(
     log #candidates), ``sge_caption_accuracy`` (the top-1 candidate carries the clip's own caption, cos >= 0.99)
     and ``sge_caption_accuracy_chance`` (the share of candidates that do). All zero when no row qualifies.
     """
-    valid = video_mask.bool() if caption_mask is None else video_mask.bool() & caption_mask.bool()  # [B, L]
+    valid = video_mask.bool() & (False if caption_mask is None else caption_mask.bool())  # [B, L]: no mask, no clip
     if has_priors is not None:
         valid = valid & has_priors.bool().unsqueeze(1)
     pairs = band_pair_mask(valid.float(), band, include_self=True)  # [B, L, 2w+1]
