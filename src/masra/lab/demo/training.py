@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from masra.config import Config, apply_overrides, set_masra_parts, validate_config
+from masra.config import Config, apply_overrides, load_config, packaged_configs, set_masra_parts, validate_config
 from masra.lab.demo.synthetic import SyntheticDataset
 from masra.errors import MasraError
 
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 DEFAULT_EPOCHS = 5
 # The metrics the demo table and the ablation table report (keys of the evaluator's "brief" section).
 KEY_METRICS = ("MR-full-mAP", "MR-full-R1@0.5", "MR-full-R1@0.7", "HL-min-VeryGood-mAP", "HL-min-VeryGood-Hit1")
+# The packaged config behind the demo (masra/configs/demo.yaml).
+DEMO_CONFIG = "demo"
 
 
 @dataclass
@@ -51,33 +53,20 @@ def demo_config(
     seed: int,
     epochs: int,
     output_dir: Path,
-    small: bool = True,
     overrides: list[str] | None = None,
 ) -> Config:
-    """The demo's training config: QD-DETR defaults, a narrower model (``small``), no dropout inside the model,
-    a higher learning rate and smaller batches, so a few epochs on ~1k videos learn on a CPU in minutes;
-    ``overrides`` (``key.sub=value``) apply last. Why each setting: docs/demo.md, "How the settings were found"."""
-    cfg = Config(name="masra-demo")
-    cfg.data.dataset = "qvhighlights"
+    """The demo's training config: the packaged ``demo`` config (settings and why: ``masra config show demo
+    --file``) on ``dataset``, with the given parts, seed, epochs and run folder; ``overrides``
+    (``key.sub=value``) apply last."""
+    cfg = load_config(packaged_configs()[DEMO_CONFIG])  # by path: a file named demo in the cwd is not it
     cfg.data.train_path = str(dataset.train_path)
     cfg.data.eval_path = str(dataset.val_path)
     cfg.data.v_feat_dirs = [str(folder) for folder in dataset.video_dirs]
     cfg.data.t_feat_dir = str(dataset.text_dir)
     cfg.data.prior_dir = str(dataset.prior_dir)
     cfg.data.clip_length = float(dataset.manifest["clip_length"])
-    if small:
-        cfg.model.hidden_dim = 64
-        cfg.model.nheads = 4
-        cfg.model.dim_feedforward = 128
-        cfg.model.lrca.proj_dim = 32
     cfg.train.seed = seed
     cfg.train.epochs = epochs
-    # Small batches, light input dropout and none inside the model: many updates, and fast early learning, in a
-    # CPU budget of a few epochs (QD-DETR: batch 32, input dropout 0.5, dropout 0.1, lr 1e-4).
-    cfg.model.input_dropout = 0.1
-    cfg.model.dropout = 0.0
-    cfg.train.lr = 1e-3
-    cfg.train.batch_size = 8
     cfg.train.eval_every = max(1, min(5, epochs // 4))
     cfg.train.output_dir = str(output_dir)
     set_masra_parts(cfg, parts)
