@@ -40,6 +40,8 @@ class VariantResult:
     predictions: Path  # submission JSONL of the best epoch
     wall_s: float
     diagnostics: dict[str, float] = field(default_factory=dict)  # the parts' training diagnostics, best epoch
+    last_epoch: int | None = None  # the run's last epoch, and the evaluator's brief metrics there
+    last_brief: dict[str, float] = field(default_factory=dict)
 
     @property
     def brief(self) -> dict[str, float]:
@@ -87,6 +89,7 @@ def train_variant(
     """Train ``cfg`` into ``cfg.train.output_dir``: from scratch (previous run artifacts replaced), or with
     ``resume`` continuing the run left there by an interrupted invocation. ``report(name, epoch_report)``
     is called after every epoch."""
+    from masra.checkpoint import read_checkpoint_info
     from masra.lab.demo.diagnostics import read_diagnostics
     from masra.train.trainer import train
 
@@ -99,6 +102,9 @@ def train_variant(
     predictions = result.best_checkpoint / f"{cfg.data.eval_split_name}_preds.jsonl"
     if not predictions.is_file():
         raise MasraError("best checkpoint has no predictions file", file=predictions)
+    _, _, last = read_checkpoint_info(result.run_dir / "last")
+    if not last.get("metrics"):  # the trainer evaluates the last epoch of every run that has an eval split
+        raise MasraError("the last epoch was not evaluated", file=result.run_dir / "last")
     return VariantResult(
         name=name,
         parts=enabled_parts(cfg),
@@ -108,6 +114,8 @@ def train_variant(
         predictions=predictions,
         wall_s=wall,
         diagnostics=read_diagnostics(result.run_dir, result.best_epoch),
+        last_epoch=last["epoch"],
+        last_brief=last["metrics"],
     )
 
 
