@@ -19,10 +19,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--root", type=Path, default=Path("."), help="repository root (default: the current folder)")
     parser.add_argument("--check", action="store_true", help="fail if the committed docs differ from the JSON")
     actions = parser.add_subparsers(dest="results_action", metavar="ACTION")
-    for kind, source_help in (("ablation", "the output folder of masra ablate (its ablation.json and curves; "
-                                           "never its runs or data)"),
-                              ("bench", "the JSON file written by masra bench ... --json")):
-        add = actions.add_parser(f"add-{kind}", help=f"record a {kind} result under docs/results/")
+    for kind, what, source_help in (
+        ("ablation", "an ablation", "the output folder of masra ablate (its ablation.json and curves; never its runs "
+                                    "or data)"),
+        ("bench", "a benchmark", "the JSON file written by masra bench --json FILE ..."),
+    ):
+        add = actions.add_parser(f"add-{kind}", help=f"record {what} result under docs/results/")
         add.add_argument("source", type=Path, metavar="DIR" if kind == "ablation" else "FILE", help=source_help)
         add.add_argument("--name", required=True, help="entry name (a folder under docs/results/)")
         add.add_argument("--command", required=True, help="the exact command that produced it")
