@@ -1,5 +1,5 @@
-"""``masra ablate``: the MASRA ablation (baseline, each part alone, all parts, controls) over seeds, on the demo
-data (either regime) or on any training config, with learning curves."""
+"""``masra ablate``: the MASRA ablation (baseline, each part alone, all parts, all but one, controls) over paired
+seeds, on the demo data (either regime) or on any training config, with learning curves."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from masra.cli.options import add_overrides_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from masra.lab.demo.ablation import VARIANTS
+    from masra.lab.demo.ablation import DEFAULT_SEEDS, PROTOCOL_OVERRIDES, VARIANTS
     from masra.lab.demo.regimes import DEFAULT_REGIME, REGIMES
     from masra.lab.demo.training import DEFAULT_EPOCHS
 
@@ -19,14 +19,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "ablate",
         help="ablation table and learning curves on the demo data or any training config (resumable)",
         description="Trains every variant for every seed, on the synthetic demo dataset (--data) or with a "
-        "training config's data and settings (--config), and writes DIR/ablation.json and DIR/ablation.md "
-        "(mean ± std over seeds of the metrics and of the parts' training diagnostics) and the learning curves "
-        "DIR/curves.{md,json,png} (val metrics per epoch). Finished runs are skipped, so an interrupted "
-        f"ablation continues where it stopped. Variants: {names} (sora_beta0: SORA with β fixed at 0; "
-        "dai_norel: DAI without its relevance loss).",
+        "training config's data and settings (--config), with the protocol's settings "
+        f"({' '.join(PROTOCOL_OVERRIDES)}; --set wins), and writes DIR/ablation.json and DIR/ablation.md "
+        "(mean ± std over seeds at the last and at the best epoch, each variant's paired difference to baseline "
+        "and to all with a 95 % t-interval, the parts' training diagnostics) and the learning curves "
+        "DIR/curves.{md,json,png} (val metrics per epoch). Runs of one seed share the data order and the "
+        "dropout stream. Finished runs are skipped, so an interrupted "
+        f"ablation continues where it stopped. Variants: {names} (all_but_X: every part but X; sora_beta0: SORA "
+        "with β fixed at 0; dai_norel: DAI without its relevance loss).",
     )
     parser.add_argument("--out", required=True, help="output folder (dataset cache, runs, tables)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS),
+                        help=f"training seeds (default {' '.join(map(str, DEFAULT_SEEDS))})")
     parser.add_argument("--epochs", type=int, default=None,
                         help=f"epochs per run (default {DEFAULT_EPOCHS} on demo data, the config's with --config)")
     source = parser.add_mutually_exclusive_group()

@@ -14,7 +14,7 @@ import sys
 from masra import __version__
 from masra.errors import MasraError
 
-SUBCOMMANDS = ("config", "evaluate", "data", "train", "predict", "demo", "priors", "ablate", "bench", "features", "convert", "serve")
+SUBCOMMANDS = ("config", "evaluate", "data", "train", "predict", "demo", "priors", "ablate", "results", "bench", "features", "convert", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,6 +21,12 @@ def seed_everything(seed: int) -> None:
     torch.backends.cudnn.deterministic = True
 
 
+def training_stream_seed(seed: int, rank: int) -> int:
+    """The seed of the random numbers drawn while training (dropout masks), derived from the run's seed and the
+    process rank, apart from the seed that draws the initial weights."""
+    return int(np.random.SeedSequence([seed, rank, 1]).generate_state(1)[0])
+
+
 def capture_rng_state() -> dict[str, Any]:
     """The state of every global generator the training loop draws from, as plain containers."""
     py_version, py_internal, py_gauss = random.getstate()

@@ -38,7 +38,7 @@ from masra.train.init_from import load_initial_weights
 from masra.train.run_dir import holds_only_run_artifacts, last_checkpoint, prepare_new_run
 from masra.train.run_log import RunLog
 from masra.train.schedule import build_scheduler, restore_scheduler
-from masra.train.seeding import capture_rng_state, restore_rng_state, seed_everything
+from masra.train.seeding import capture_rng_state, restore_rng_state, seed_everything, training_stream_seed
 
 
 @dataclass
@@ -209,6 +209,11 @@ def _train(cfg: Config, ctx: DistContext, *, resume: str | Path | None, force: b
     dims.feature_encoder, dims.feature_encoder_fingerprint = feature_encoder_record(cfg.data)
     model, criterion = build_model(cfg, dims.v_feat_dim, dims.t_feat_dim, dims.semantic_dim)
     init_report = load_initial_weights(model, init_from) if init_from is not None and source is None else None
+    # The parts draw their initial weights after the baseline's, so each variant leaves the global generator
+    # elsewhere: re-seeding here gives every variant of a seed the same dropout masks from the first step (the
+    # data order and targets have generators of their own, seeded with train.seed and the epoch), so two
+    # variants differ only by their parts (masra ablate's paired differences).
+    seed_everything(training_stream_seed(cfg.train.seed, ctx.rank))
     model.to(ctx.device)
     criterion.to(ctx.device)
     params = [p for p in list(model.parameters()) + list(criterion.parameters()) if p.requires_grad]

@@ -1,4 +1,5 @@
-"""The ablation runner: the table it aggregates, its markdown, and resuming (finished runs are skipped)."""
+"""The ablation runner: the variants and the protocol it trains, the table it aggregates (last and best epoch,
+paired differences with t-intervals), its markdown, and resuming (finished runs are skipped)."""
 
 from __future__ import annotations
 
@@ -7,31 +8,38 @@ import json
 import numpy as np
 import pytest
 from conftest import TINY_TRAIN, TINY_VAL
+from scipy import stats
 
-from masra.lab.demo.ablation import VARIANTS, markdown_table, run_ablation
+from masra.config import MASRA_PARTS
+from masra.lab.demo.ablation import PROTOCOL_OVERRIDES, VARIANTS, run_ablation
+from masra.lab.demo.ablation_table import PAIRED_METRICS, markdown_table, paired_interval
 from masra.lab.demo.training import KEY_METRICS, VariantResult, enabled_parts
 from masra.errors import MasraError
 
+NAMES = [v.name for v in VARIANTS]
+
 
 class FakeTrainer:
-    """Records what it is asked to train and returns metrics that depend on the variant and the seed."""
+    """Records what it is asked to train and returns metrics that depend on the variant, the seed and the epoch
+    (the best epoch 3 is 5 points above the last epoch 4)."""
 
     def __init__(self):
         self.calls: list[tuple[str, int, list[str]]] = []
         self.configs: dict[str, object] = {}
 
     @staticmethod
-    def value(variant: str, seed: int, key: str) -> float:
-        order = [v.name for v in VARIANTS].index(variant)
-        return 10.0 * order + 1.5 * seed * (KEY_METRICS.index(key) + 1)
+    def value(variant: str, seed: int, key: str, column: str = "last") -> float:
+        noise = (seed * 7 + NAMES.index(variant) * 3) % 5  # per (variant, seed): paired differences vary
+        return 10.0 * NAMES.index(variant) + 1.5 * seed * (KEY_METRICS.index(key) + 1) + noise + (5.0 if column == "best" else 0.0)
 
     def __call__(self, name, cfg):
         self.calls.append((name, cfg.train.seed, enabled_parts(cfg)))
         self.configs[name] = cfg
-        brief = {key: self.value(name, cfg.train.seed, key) for key in KEY_METRICS}
+        best = {key: self.value(name, cfg.train.seed, key, "best") for key in KEY_METRICS}
+        last = {key: self.value(name, cfg.train.seed, key) for key in KEY_METRICS}
         diagnostics = {"diag_sora_beta_h0": 0.5 + cfg.train.seed} if cfg.model.sora.enabled else {}
-        return VariantResult(name, enabled_parts(cfg), cfg.train.output_dir, 3, {"brief": brief}, None, 1.0,
-                             diagnostics)
+        return VariantResult(name, enabled_parts(cfg), cfg.train.output_dir, 3, {"brief": best}, None, 1.0,
+                             diagnostics, last_epoch=4, last_brief=last)
 
 
 def _run(out, trainer, **kwargs):
@@ -39,36 +47,79 @@ def _run(out, trainer, **kwargs):
     return run_ablation(out, **{**defaults, **kwargs})
 
 
-def test_every_variant_and_seed_is_trained_with_its_parts(tiny_dataset_copy):
+def test_variants_are_baseline_each_part_all_all_but_each_part_and_the_controls():
+    parts = {v.name: v.parts for v in VARIANTS}
+    assert NAMES[:7] == ["baseline", *MASRA_PARTS, "all"]
+    assert NAMES[7:12] == [f"all_but_{part}" for part in MASRA_PARTS]
+    for part in MASRA_PARTS:
+        assert parts[part] == (part,)
+        assert set(parts[f"all_but_{part}"]) == set(MASRA_PARTS) - {part}
+    assert NAMES[12:] == ["sora_beta0", "dai_norel"]
+
+
+def test_every_variant_and_seed_is_trained_with_its_parts_and_the_protocol(tiny_dataset_copy):
     trainer = FakeTrainer()
     table = _run(tiny_dataset_copy.parent, trainer)
     assert len(trainer.calls) == len(VARIANTS) * 3
     parts = {name: p for name, _, p in trainer.calls}
-    assert parts["baseline"] == []
-    assert parts["sora"] == ["sora"]
-    assert parts["all"] == ["dai", "sge", "sora", "esta", "lrca"]
-    assert [row["variant"] for row in table["variants"]] == [v.name for v in VARIANTS]
+    assert parts["baseline"] == [] and parts["sora"] == ["sora"] and parts["all"] == list(MASRA_PARTS)
+    assert parts["all_but_sge"] == ["dai", "sora", "esta", "lrca"]
+    cfg = trainer.configs["all_but_esta"]
+    assert (cfg.train.lr_schedule, cfg.train.warmup_epochs, cfg.train.eval_every) == ("cosine", 1.0, 1)
+    assert table["protocol"] == list(PROTOCOL_OVERRIDES) and table["data"] == "planted"
+    assert [row["variant"] for row in table["variants"]] == NAMES
     for row in table["variants"]:
-        for key in KEY_METRICS:
-            values = [FakeTrainer.value(row["variant"], s, key) for s in (0, 1, 2)]
-            assert row["metrics"][key]["mean"] == pytest.approx(np.mean(values))
-            assert row["metrics"][key]["std"] == pytest.approx(np.std(values, ddof=1))
+        for column in ("last", "best"):
+            for key in KEY_METRICS:
+                values = [FakeTrainer.value(row["variant"], s, key, column) for s in (0, 1, 2)]
+                assert row[column][key]["mean"] == pytest.approx(np.mean(values))
+                assert row[column][key]["std"] == pytest.approx(np.std(values, ddof=1))
+        assert [(r["last"]["epoch"], r["best"]["epoch"]) for r in row["runs"]] == [(4, 3)] * 3
+        assert all("fingerprint" not in r for r in row["runs"])  # kept in each run's result.json
     assert json.loads((tiny_dataset_copy.parent / "ablation.json").read_text()) == table
 
 
-def test_markdown_table_has_one_row_per_variant_with_mean_and_std(tiny_dataset_copy):
+def test_paired_differences_are_per_seed_differences_at_the_last_epoch(tiny_dataset_copy):
+    table = _run(tiny_dataset_copy.parent, FakeTrainer(), variants=["baseline", "sora", "all"])
+    rows = {row["variant"]: row for row in table["variants"]}
+    assert set(rows["baseline"]["paired"]) == {"all"} and set(rows["all"]["paired"]) == {"baseline"}
+    for ref in ("baseline", "all"):
+        for key in PAIRED_METRICS:
+            differences = [FakeTrainer.value("sora", s, key) - FakeTrainer.value(ref, s, key) for s in (0, 1, 2)]
+            assert rows["sora"]["paired"][ref][key] == pytest.approx(paired_interval(differences))
+    assert set(rows["sora"]["paired"]["baseline"]) == set(PAIRED_METRICS)
+
+
+def test_the_t_interval_matches_scipy_on_hand_made_differences():
+    differences = [1.0, 2.5, -0.5, 3.0, 1.5]
+    got = paired_interval(differences)
+    low, high = stats.t.interval(0.95, df=4, loc=np.mean(differences), scale=stats.sem(differences))
+    assert got == pytest.approx({"mean": 1.5, "low": low, "high": high, "n": 5})
+    assert got["low"] < 0 < got["high"]  # these five seeds do not resolve the difference
+    resolved = paired_interval([2.0, 2.2, 1.9, 2.1])
+    assert 0 < resolved["low"] < 2.05 < resolved["high"]
+    assert paired_interval([3.0]) == {"mean": 3.0, "low": None, "high": None, "n": 1}
+
+
+def test_markdown_has_last_and_best_columns_and_the_paired_intervals(tiny_dataset_copy):
     table = _run(tiny_dataset_copy.parent, FakeTrainer(), seeds=[0, 2], variants=["baseline", "all"])
     text = (tiny_dataset_copy.parent / "ablation.md").read_text()
     assert text == markdown_table(table)
-    lines = [line for line in text.splitlines() if line.startswith("|")]
-    assert lines[0] == "| variant | " + " | ".join(KEY_METRICS) + " |"
-    assert lines[1] == "|---|" + "---:|" * len(KEY_METRICS)
-    baseline = lines[2].strip("|").split("|")
-    assert baseline[0].strip() == "baseline"
-    first = [FakeTrainer.value("baseline", s, KEY_METRICS[0]) for s in (0, 2)]
-    assert baseline[1].strip() == f"{np.mean(first):.2f} ± {np.std(first, ddof=1):.2f}"
-    assert lines[3].startswith("| all |")
-    assert "training seeds 0, 2" in text
+    tables = [[line for line in block.splitlines() if line.startswith("|")] for block in text.split("\n\n")]
+    main, paired = [t for t in tables if t][:2]
+    assert main[0] == "| variant | " + " | ".join(f"{k} {c}" for k in KEY_METRICS for c in ("last", "best")) + " |"
+    cells = [c.strip() for c in main[2].strip("|").split("|")]
+    assert cells[0] == "baseline"
+    for column, cell in zip(("last", "best"), cells[1:3]):
+        values = [FakeTrainer.value("baseline", s, KEY_METRICS[0], column) for s in (0, 2)]
+        assert cell == f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}"
+    assert paired[0] == "| variant | " + " | ".join(f"Δ {k} vs {ref}" for ref in ("baseline", "all") for k in PAIRED_METRICS) + " |"
+    all_row = [c.strip() for c in paired[3].strip("|").split("|")]
+    diff = paired_interval([FakeTrainer.value("all", s, PAIRED_METRICS[0]) - FakeTrainer.value("baseline", s, PAIRED_METRICS[0])
+                            for s in (0, 2)])
+    assert all_row[:2] == ["all", f"{diff['mean']:+.2f} [{diff['low']:+.2f}, {diff['high']:+.2f}]"]
+    assert all_row[3:] == ["-", "-"]  # no difference to itself
+    assert "training seeds 0, 2" in text and "train.lr_schedule=cosine" in text
 
 
 def test_rerun_skips_finished_runs_and_redoes_missing_or_stale_ones(tiny_dataset_copy):
@@ -85,6 +136,13 @@ def test_rerun_skips_finished_runs_and_redoes_missing_or_stale_ones(tiny_dataset
     longer = FakeTrainer()
     _run(out, longer, variants=["baseline"], epochs=3)  # other epochs: the stored runs do not count
     assert [(name, seed) for name, seed, _ in longer.calls] == [("baseline", 0), ("baseline", 1), ("baseline", 2)]
+    old = out / "runs" / "baseline" / "seed0" / "result.json"
+    record = json.loads(old.read_text())
+    del record["last"]  # written before results recorded the last epoch
+    old.write_text(json.dumps(record))
+    rerun = FakeTrainer()
+    _run(out, rerun, variants=["baseline"], epochs=3)
+    assert [(name, seed) for name, seed, _ in rerun.calls] == [("baseline", 0)]
 
 
 def test_bad_arguments_are_refused(tiny_dataset_copy):
@@ -92,6 +150,8 @@ def test_bad_arguments_are_refused(tiny_dataset_copy):
         _run(tiny_dataset_copy.parent, FakeTrainer(), variants=["baseline", "sgee"])
     with pytest.raises(MasraError, match="seed"):
         _run(tiny_dataset_copy.parent, FakeTrainer(), seeds=[])
+    with pytest.raises(MasraError, match="each once"):
+        _run(tiny_dataset_copy.parent, FakeTrainer(), seeds=[0, 1, 0])
     broken = tiny_dataset_copy.parent / "runs" / "baseline" / "seed0"
     broken.mkdir(parents=True)
     (broken / "result.json").write_text("{not json")

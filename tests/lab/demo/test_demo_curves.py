@@ -38,7 +38,8 @@ class EvalWritingTrainer:
         run_dir = Path(cfg.train.output_dir)
         _write_evals(run_dir, name, cfg.train.seed, cfg.train.epochs, cfg.data.eval_split_name)
         brief = {key: _value(name, cfg.train.seed, cfg.train.epochs, key) for key in KEY_METRICS}
-        return VariantResult(name, enabled_parts(cfg), run_dir, cfg.train.epochs, {"brief": brief}, None, 1.0)
+        return VariantResult(name, enabled_parts(cfg), run_dir, cfg.train.epochs, {"brief": brief}, None, 1.0,
+                             last_epoch=cfg.train.epochs, last_brief=brief)
 
 
 def test_curve_points_are_mean_and_std_over_seeds_per_epoch(tmp_path):

@@ -1,13 +1,19 @@
-"""``masra ablate``: baseline, each MASRA part alone, all parts and two controls, over seeds, on the demo data
-(either regime) or on any training config (a user's own data).
+"""``masra ablate``: baseline, each MASRA part alone, all parts, all parts but one, and two controls, over
+seeds, on the demo data (either regime) or on any training config (a user's own data).
+
+The protocol (``PROTOCOL_OVERRIDES``, applied before the variant's and the user's overrides, so visible in each
+run's config.yaml): an evaluation every epoch, a linear warm-up then a cosine decay to the last epoch, whose
+metrics are the table's main column (the best epoch's are a second one). Runs of one seed are paired: the same
+data order, baseline initialisation and dropout stream (masra.train), so each variant's per-seed difference to
+``baseline`` and to ``all`` isolates the part; the table gives its mean and 95 % t-interval
+(``masra.lab.demo.ablation_table``).
 
 Every (variant, seed) run writes ``DIR/runs/{variant}/seed{seed}/result.json`` when it finishes; a rerun skips
 those, so an interrupted ablation resumes where it stopped. The table is rebuilt from the result files:
-``DIR/ablation.json`` (every run + mean/std) and ``DIR/ablation.md`` (mean ± std of the key metrics, and of
-the parts' training diagnostics at the best epoch: gates, β, attention shares, temperatures, auxiliary
-losses next to their chance levels; docs/method.md), and the learning curves from the runs' per-epoch
-evaluations: ``DIR/curves.{md,json,png}`` (``masra.lab.demo.curves``). Runs evaluate every epoch
-(``train.eval_every=1``, overridable) so the curves have a point per epoch.
+``DIR/ablation.json`` (every run + statistics) and ``DIR/ablation.md`` (with the parts' training diagnostics at
+the best epoch: gates, β, attention shares, temperatures, auxiliary losses next to their chance levels;
+docs/method.md), and the learning curves from the runs' per-epoch evaluations: ``DIR/curves.{md,json,png}``
+(``masra.lab.demo.curves``).
 """
 
 from __future__ import annotations
@@ -15,7 +21,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +28,11 @@ from typing import Any
 
 from masra.config import MASRA_PARTS, Config, apply_overrides, config_to_dict, load_config, set_masra_parts, validate_config
 from masra.data.jsonl import write_json
+from masra.lab.demo.ablation_table import aggregate, markdown_table
 from masra.lab.demo.curves import write_curves
-from masra.lab.demo.diagnostics import read_diagnostics
 from masra.lab.demo.regimes import DEFAULT_REGIME, regime_spec
 from masra.lab.demo.synthetic import build_synthetic_dataset
-from masra.lab.demo.training import DEFAULT_EPOCHS, KEY_METRICS, Trainer, VariantResult, demo_config, train_many, train_variant
+from masra.lab.demo.training import DEFAULT_EPOCHS, Trainer, VariantResult, demo_config, train_many, train_variant
 from masra.errors import MasraError
 
 
@@ -40,19 +45,24 @@ class Variant:
     overrides: tuple[str, ...] = ()
 
 
-# The rows of the table, in order. The two controls separate a part's mechanism from what comes with it:
-# SORA also adds an encoder layer (sora_beta0: the layer with β fixed at 0, no relational bias), and DAI's
-# gain mixes the codebook with the extra supervision of its relevance BCE (dai_norel: that loss's weight 0).
+# The rows of the table, in order: each part alone (its gain over the baseline) and all parts but one (what
+# the others lose without it). The two controls separate a part's mechanism from what comes with it: SORA
+# also adds an encoder layer (sora_beta0: the layer with β fixed at 0, no relational bias), and DAI's gain
+# mixes the codebook with the extra supervision of its relevance BCE (dai_norel: that loss's weight 0).
 VARIANTS: tuple[Variant, ...] = (
     Variant("baseline", ()),
     *(Variant(name, (name,)) for name in MASRA_PARTS),
     Variant("all", MASRA_PARTS),
+    *(Variant(f"all_but_{name}", tuple(p for p in MASRA_PARTS if p != name)) for name in MASRA_PARTS),
     Variant("sora_beta0", ("sora",), ("model.sora.beta_init=0", "model.sora.learnable_beta=false")),
     Variant("dai_norel", ("dai",), ("loss.dai_relevance=0",)),
 )
+DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 RESULT_FILE = "result.json"
-# Applied before the user's overrides: an evaluation per epoch, so the learning curves have every point.
-CURVE_OVERRIDES = ("train.eval_every=1",)
+# Applied to every run before the variant's and the user's overrides: an evaluation per epoch (the learning
+# curves have every point, the last epoch has its metrics), and a schedule that ends at the last epoch (a 1-epoch
+# linear warm-up, then a cosine decay to 0), so the last epoch is a result and not a point on a constant lr.
+PROTOCOL_OVERRIDES = ("train.eval_every=1", "train.lr_schedule=cosine", "train.warmup_epochs=1")
 log = logging.getLogger(__name__)
 # (enabled parts, seed, run folder, overrides) -> the config of one run.
 ConfigFactory = Callable[[list[str], int, Path, list[str]], Config]
@@ -95,8 +105,9 @@ def load_finished(
     if result.get("epochs") != epochs:
         log.info("%s was trained for %s epochs, not %d: rerunning", path, result.get("epochs"), epochs)
         return None
-    if "diagnostics" not in result:  # written before results recorded them: read them from the run's log
-        result["diagnostics"] = read_diagnostics(path.parent, result.get("best_epoch"))
+    if "last" not in result:
+        log.info("%s was written before results recorded the last epoch: rerunning", path)
+        return None
     return result
 
 
@@ -169,19 +180,21 @@ def run_ablation(
     unknown = [v for v in chosen if v not in known]
     if unknown:
         raise MasraError(f"unknown variant(s) {unknown}; known: {', '.join(known)}", field="variants")
-    if not seeds:
-        raise MasraError("at least one seed is needed", field="seeds")
-    overrides = [*CURVE_OVERRIDES, *(overrides or [])]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise MasraError(f"at least one seed is needed, each once (got {seeds})", field="seeds")
+    user_overrides = list(overrides or [])
+    overrides = [*PROTOCOL_OVERRIDES, *user_overrides]
     apply_overrides(Config(), overrides)  # fail fast on a bad override, before the dataset is built
     if config is not None:
         if data is not None or n_train is not None or n_val is not None:
             raise MasraError("the data of a --config run comes from the config: drop --data/--train-rows/--val-rows",
                              field="config")
         epochs = load_config(config).train.epochs if epochs is None else epochs
-        make, data_key = user_configs(config, epochs=epochs), None
+        make, data_key, data_name = user_configs(config, epochs=epochs), None, f"config:{config}"
     else:
+        data_name = data or DEFAULT_REGIME
         epochs = DEFAULT_EPOCHS if epochs is None else epochs
-        make, data_key = demo_configs(out, data=data or DEFAULT_REGIME, data_seed=data_seed, epochs=epochs,
+        make, data_key = demo_configs(out, data=data_name, data_seed=data_seed, epochs=epochs,
                                       n_train=n_train, n_val=n_val)
 
     results: dict[str, dict[int, dict[str, Any]]] = {v: {} for v in chosen}
@@ -207,17 +220,19 @@ def run_ablation(
             "overrides": list(known[variant].overrides),
             "seed": seed,
             "epochs": epochs,
-            "best_epoch": trained.best_epoch,
+            "last": {"epoch": trained.last_epoch, "brief": trained.last_brief},
+            "best": {"epoch": trained.best_epoch, "brief": trained.brief},
             "wall_s": round(trained.wall_s, 1),
-            "brief": trained.brief,
             "diagnostics": trained.diagnostics,
             "fingerprint": run_fingerprint(cfg, data_key),
         }
         write_json(run_path(out, variant, seed) / RESULT_FILE, record)
         results[variant][seed] = record
 
-    source = f"config {config}" if config is not None else f"{data or DEFAULT_REGIME} demo data (data seed {data_seed})"
-    table = aggregate(results, seeds=seeds, epochs=epochs, data_seed=data_seed, source=source)
+    source = f"config {config}" if config is not None else f"{data_name} demo data (data seed {data_seed})"
+    runs = {variant: [_without_fingerprint(by_seed[s]) for s in seeds] for variant, by_seed in results.items()}
+    table = aggregate(runs, seeds=seeds, epochs=epochs, data=data_name, data_seed=data_seed, source=source,
+                      protocol=list(PROTOCOL_OVERRIDES), overrides=user_overrides)
     write_json(out / "ablation.json", table)
     (out / "ablation.md").write_text(markdown_table(table))
     write_curves(out, {v: [run_path(out, v, s) for s in seeds] for v in chosen}, split=split,
@@ -225,54 +240,6 @@ def run_ablation(
     return table
 
 
-def _mean_std(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
-
-
-def aggregate(
-    results: dict[str, dict[int, dict[str, Any]]], *, seeds: list[int], epochs: int, data_seed: int,
-    source: str = "planted demo data",
-) -> dict[str, Any]:
-    """Mean and sample standard deviation (0 for one seed) of every key metric per variant, and of every
-    diagnostic that all its runs recorded."""
-    rows = []
-    for variant, by_seed in results.items():
-        runs = [by_seed[s] for s in seeds]
-        stats = {key: _mean_std([float(r["brief"][key]) for r in runs]) for key in KEY_METRICS}
-        names = sorted(set.intersection(*(set(r.get("diagnostics", {})) for r in runs)))
-        diagnostics = {name: _mean_std([float(r["diagnostics"][name]) for r in runs]) for name in names}
-        rows.append({"variant": variant, "parts": runs[0]["parts"], "metrics": stats, "diagnostics": diagnostics,
-                     "runs": runs})
-    return {"metrics": list(KEY_METRICS), "source": source, "seeds": seeds, "epochs": epochs, "data_seed": data_seed,
-            "variants": rows}
-
-
-def markdown_table(table: dict[str, Any]) -> str:
-    """The ablation as markdown: one row per variant, ``mean ± std`` over the seeds; then the diagnostics."""
-    seeds = ", ".join(str(s) for s in table["seeds"])
-    header = "| variant | " + " | ".join(table["metrics"]) + " |"
-    source = table.get("source", f"planted demo data (data seed {table['data_seed']})")
-    caption = f"{source[0].upper()}{source[1:]}, {table['epochs']} epochs, training seeds {seeds}; mean ± std over seeds."
-    lines = [
-        caption,
-        "",
-        header,
-        "|---|" + "---:|" * len(table["metrics"]),
-    ]
-    for row in table["variants"]:
-        cells = [f"{row['metrics'][k]['mean']:.2f} ± {row['metrics'][k]['std']:.2f}" for k in table["metrics"]]
-        lines.append(f"| {row['variant']} | " + " | ".join(cells) + " |")
-    diagnosed = [row for row in table["variants"] if row.get("diagnostics")]
-    if diagnosed:
-        lines += [
-            "",
-            "Training diagnostics at the best epoch (epoch means; `diag_*` per part, `*_chance` = the loss of an",
-            "uninformative prediction; docs/method.md):",
-            "",
-            "| variant | diagnostic | mean ± std |",
-            "|---|---|---:|",
-        ]
-        for row in diagnosed:
-            for name, value in row["diagnostics"].items():
-                lines.append(f"| {row['variant']} | {name} | {value['mean']:.4f} ± {value['std']:.4f} |")
-    return "\n".join(lines) + "\n"
+def _without_fingerprint(record: dict[str, Any]) -> dict[str, Any]:
+    """A run as the table lists it: the config fingerprint (with its local paths) stays in the run's result.json."""
+    return {k: v for k, v in record.items() if k != "fingerprint"}

@@ -79,7 +79,6 @@ def run_demo(
     force: bool = False,
     n_train: int | None = None,
     n_val: int | None = None,
-    small_model: bool = True,
     overrides: list[str] | None = None,
     progress: bool = False,
     workers: int | None = None,
@@ -112,7 +111,7 @@ def run_demo(
     jobs = []
     for name, enabled in plan:
         cfg = demo_config(dataset, parts=enabled or "none", seed=seed, epochs=epochs, output_dir=out / "runs" / name,
-                          small=small_model, overrides=overrides)
+                          overrides=overrides)
         print(f"training {name} ({','.join(enabled) or 'no MASRA parts'}) for {cfg.train.epochs} epochs", flush=True)
         jobs.append((name, cfg))
     workers = default_workers() if workers is None else workers

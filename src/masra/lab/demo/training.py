@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from masra.config import Config, apply_overrides, set_masra_parts, validate_config
+from masra.config import Config, apply_overrides, load_config, packaged_configs, set_masra_parts, validate_config
 from masra.lab.demo.synthetic import SyntheticDataset
 from masra.errors import MasraError
 
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 DEFAULT_EPOCHS = 5
 # The metrics the demo table and the ablation table report (keys of the evaluator's "brief" section).
 KEY_METRICS = ("MR-full-mAP", "MR-full-R1@0.5", "MR-full-R1@0.7", "HL-min-VeryGood-mAP", "HL-min-VeryGood-Hit1")
+# The packaged config behind the demo (masra/configs/demo.yaml).
+DEMO_CONFIG = "demo"
 
 
 @dataclass
@@ -38,6 +40,8 @@ class VariantResult:
     predictions: Path  # submission JSONL of the best epoch
     wall_s: float
     diagnostics: dict[str, float] = field(default_factory=dict)  # the parts' training diagnostics, best epoch
+    last_epoch: int | None = None  # the run's last epoch, and the evaluator's brief metrics there
+    last_brief: dict[str, float] = field(default_factory=dict)
 
     @property
     def brief(self) -> dict[str, float]:
@@ -51,33 +55,20 @@ def demo_config(
     seed: int,
     epochs: int,
     output_dir: Path,
-    small: bool = True,
     overrides: list[str] | None = None,
 ) -> Config:
-    """The demo's training config: QD-DETR defaults, a narrower model (``small``), no dropout inside the model,
-    a higher learning rate and smaller batches, so a few epochs on ~1k videos learn on a CPU in minutes;
-    ``overrides`` (``key.sub=value``) apply last. Why each setting: docs/demo.md, "How the settings were found"."""
-    cfg = Config(name="masra-demo")
-    cfg.data.dataset = "qvhighlights"
+    """The demo's training config: the packaged ``demo`` config (settings and why: ``masra config show demo
+    --file``) on ``dataset``, with the given parts, seed, epochs and run folder; ``overrides``
+    (``key.sub=value``) apply last."""
+    cfg = load_config(packaged_configs()[DEMO_CONFIG])  # by path: a file named demo in the cwd is not it
     cfg.data.train_path = str(dataset.train_path)
     cfg.data.eval_path = str(dataset.val_path)
     cfg.data.v_feat_dirs = [str(folder) for folder in dataset.video_dirs]
     cfg.data.t_feat_dir = str(dataset.text_dir)
     cfg.data.prior_dir = str(dataset.prior_dir)
     cfg.data.clip_length = float(dataset.manifest["clip_length"])
-    if small:
-        cfg.model.hidden_dim = 64
-        cfg.model.nheads = 4
-        cfg.model.dim_feedforward = 128
-        cfg.model.lrca.proj_dim = 32
     cfg.train.seed = seed
     cfg.train.epochs = epochs
-    # Small batches, light input dropout and none inside the model: many updates, and fast early learning, in a
-    # CPU budget of a few epochs (QD-DETR: batch 32, input dropout 0.5, dropout 0.1, lr 1e-4).
-    cfg.model.input_dropout = 0.1
-    cfg.model.dropout = 0.0
-    cfg.train.lr = 1e-3
-    cfg.train.batch_size = 8
     cfg.train.eval_every = max(1, min(5, epochs // 4))
     cfg.train.output_dir = str(output_dir)
     set_masra_parts(cfg, parts)
@@ -98,6 +89,7 @@ def train_variant(
     """Train ``cfg`` into ``cfg.train.output_dir``: from scratch (previous run artifacts replaced), or with
     ``resume`` continuing the run left there by an interrupted invocation. ``report(name, epoch_report)``
     is called after every epoch."""
+    from masra.checkpoint import read_checkpoint_info
     from masra.lab.demo.diagnostics import read_diagnostics
     from masra.train.trainer import train
 
@@ -110,6 +102,9 @@ def train_variant(
     predictions = result.best_checkpoint / f"{cfg.data.eval_split_name}_preds.jsonl"
     if not predictions.is_file():
         raise MasraError("best checkpoint has no predictions file", file=predictions)
+    _, _, last = read_checkpoint_info(result.run_dir / "last")
+    if not last.get("metrics"):  # the trainer evaluates the last epoch of every run that has an eval split
+        raise MasraError("the last epoch was not evaluated", file=result.run_dir / "last")
     return VariantResult(
         name=name,
         parts=enabled_parts(cfg),
@@ -119,6 +114,8 @@ def train_variant(
         predictions=predictions,
         wall_s=wall,
         diagnostics=read_diagnostics(result.run_dir, result.best_epoch),
+        last_epoch=last["epoch"],
+        last_brief=last["metrics"],
     )
 
 
