@@ -76,9 +76,6 @@ def test_variants_of_one_seed_see_the_same_data_weights_and_random_stream(tiny_p
     assert other_seed["batches"] != baseline["batches"]
 
 
-@pytest.mark.xfail(strict=True, reason="DAI's attention replaces the baseline's text cross-attention and draws "
-                   "other numbers in its initialisation, which shifts every baseline module built after it "
-                   "(masra.model.grounding); to be fixed in the model")
 def test_dai_leaves_the_baseline_initialisation_unchanged(tiny_paths, tmp_path, monkeypatch):
     common = (*COMMON, f"data.prior_dir={tiny_paths['priors']}")
     baseline = _observe(monkeypatch, tiny_config(tiny_paths, tmp_path / "baseline", *common))

@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "DIR/curves.{md,json,png} (val metrics per epoch). Runs of one seed share the data order and the "
         "dropout stream. Finished runs are skipped, so an interrupted "
         f"ablation continues where it stopped. Variants: {names} (all_but_X: every part but X; sora_beta0: SORA "
-        "with β fixed at 0; dai_norel: DAI without its relevance loss).",
+        "with β fixed at 0; sora_const_r2: SORA with R2 replaced by its row mean; dai_norel: DAI without its "
+        "relevance loss).",
     )
     parser.add_argument("--out", required=True, help="output folder (dataset cache, runs, tables)")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS),

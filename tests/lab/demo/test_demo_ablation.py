@@ -54,7 +54,7 @@ def test_variants_are_baseline_each_part_all_all_but_each_part_and_the_controls(
     for part in MASRA_PARTS:
         assert parts[part] == (part,)
         assert set(parts[f"all_but_{part}"]) == set(MASRA_PARTS) - {part}
-    assert NAMES[12:] == ["sora_beta0", "dai_norel"]
+    assert NAMES[12:] == ["sora_beta0", "sora_const_r2", "dai_norel"]
 
 
 def test_every_variant_and_seed_is_trained_with_its_parts_and_the_protocol(tiny_dataset_copy):

@@ -46,8 +46,9 @@ class Variant:
 
 
 # The rows of the table, in order: each part alone (its gain over the baseline) and all parts but one (what
-# the others lose without it). The two controls separate a part's mechanism from what comes with it: SORA
-# also adds an encoder layer (sora_beta0: the layer with β fixed at 0, no relational bias), and DAI's gain
+# the others lose without it). The controls separate a part's mechanism from what comes with it: SORA also
+# adds an encoder layer (sora_beta0: the layer with β fixed at 0, no relational bias; sora_const_r2: R2 replaced
+# by its row mean, which the row-centred bias makes zero: no content-free offset is left), and DAI's gain
 # mixes the codebook with the extra supervision of its relevance BCE (dai_norel: that loss's weight 0).
 VARIANTS: tuple[Variant, ...] = (
     Variant("baseline", ()),
@@ -55,6 +56,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("all", MASRA_PARTS),
     *(Variant(f"all_but_{name}", tuple(p for p in MASRA_PARTS if p != name)) for name in MASRA_PARTS),
     Variant("sora_beta0", ("sora",), ("model.sora.beta_init=0", "model.sora.learnable_beta=false")),
+    Variant("sora_const_r2", ("sora",), ("model.sora.relation=row_mean",)),
     Variant("dai_norel", ("dai",), ("loss.dai_relevance=0",)),
 )
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
