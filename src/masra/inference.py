@@ -31,13 +31,13 @@ from masra.checkpoint import ModelDims, find_checkpoint, load_weights, read_chec
 from masra.config import Config, apply_overrides, validate_config
 from masra.data.batch import GroundingBatch, pad_sequences
 from masra.errors import MasraError
-from masra.features.video import Progress, VideoFeatures
-from masra.video.predict import VideoPrediction
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the video side (masra.features, masra.video) is imported only where it is used
     from masra.features.encoder import ClipEncoder
+    from masra.features.video import Progress, VideoFeatures
+    from masra.video.predict import VideoPrediction
 
-__all__ = ["Grounder", "Prediction", "Progress", "VideoFeatures", "VideoPrediction", "load_model", "predict_split"]
+__all__ = ["Grounder", "Prediction", "load_model", "predict_split"]
 
 logger = logging.getLogger("masra.inference")
 

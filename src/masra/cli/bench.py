@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from masra.errors import MasraError
+from masra.extras import require_extra
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -77,6 +78,7 @@ def _times(new: float, base: float) -> str:
 def _bench_features(args: argparse.Namespace, device):
     import tempfile
 
+    require_extra("video", "masra bench features")
     from masra.lab.bench.features import bench_features, make_long_video, random_vit_b32
     from masra.features.encoder import ClipEncoder
 
