@@ -240,6 +240,8 @@ class Grounder:
     ) -> VideoPrediction:
         """Moments and per-clip saliency of ``query`` over a whole video (a path or :meth:`extract_video`'s
         result). Videos longer than the trained length are covered by sliding windows (masra.video.windows)."""
+        from masra.features.video import VideoFeatures
+        from masra.video.predict import VideoPrediction
         from masra.video.windows import average_saliency, merge_moments, window_starts
 
         query_feats = self.encode_query(query)
