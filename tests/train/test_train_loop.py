@@ -46,6 +46,13 @@ def test_tensorboard_gets_every_loss_term_lr_and_metrics(tiny_paths, tmp_path):
             "train/lr", "eval/MR-full-mAP", "eval/HL-min-VeryGood-mAP"} <= tags
 
 
+def test_tensorboard_off_writes_no_events_and_says_nothing(tiny_paths, tmp_path, caplog):
+    result = train(tiny_config(tiny_paths, tmp_path / "run", "train.epochs=1"), progress=False, tensorboard=False)
+    assert not (result.run_dir / "tensorboard").exists()
+    assert "TensorBoard" not in (result.run_dir / "train.log").read_text() + caplog.text
+    assert result.best_checkpoint is not None and (result.best_checkpoint / "model.safetensors").is_file()
+
+
 def test_masra_run_with_priors_resumes_exactly_and_predicts_without_priors(tiny_paths, tmp_path):
     import numpy as np
 

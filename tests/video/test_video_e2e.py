@@ -17,7 +17,8 @@ from tiny_clip import make_tiny_clip
 
 from masra.cli.main import main
 from masra.errors import MasraError
-from masra.inference import Grounder, VideoFeatures
+from masra.features.video import VideoFeatures
+from masra.inference import Grounder
 from masra.video.frames import clip_count, probe_video
 
 MAX_V_L = 8  # trained length: 8 clips of 2 s; vtest.avi has 40

@@ -7,6 +7,7 @@ import argparse
 import logging
 
 from masra.cli.options import add_overrides_argument
+from masra.extras import require_extra
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_extra("lab", "masra ablate")
     from pathlib import Path
 
     from rich.console import Console

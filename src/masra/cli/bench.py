@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from masra.errors import MasraError
+from masra.extras import require_extra
 from masra.lab.bench.table import BenchTable
 
 if TYPE_CHECKING:
@@ -103,6 +104,7 @@ def _data(args: argparse.Namespace, device: torch.device) -> tuple[list[Any], Be
 def _features(args: argparse.Namespace, device: torch.device) -> tuple[list[Any], BenchTable]:
     import tempfile
 
+    require_extra("video", "masra bench features")
     from masra.features.encoder import ClipEncoder
     from masra.lab.bench.features import bench_features, features_table, make_long_video, random_vit_b32
 

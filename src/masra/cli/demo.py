@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from masra.cli.options import add_overrides_argument
+from masra.extras import require_extra
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_extra("lab", "masra demo")
     from masra.lab.demo.run import print_report, run_demo
 
     logging.getLogger("masra").setLevel(logging.INFO)

@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from masra.errors import MasraError
+from masra.extras import require_extra
 
 log = logging.getLogger("masra.features")
 
@@ -63,6 +64,7 @@ def _finish(summary) -> int:
 
 
 def run_extract(args: argparse.Namespace) -> int:
+    require_extra("video", "masra features extract")
     from masra.features.extract import extract_videos
     from masra.priors.generate import parse_shard
     from masra.priors.videos import index_videos
@@ -80,6 +82,7 @@ def run_extract(args: argparse.Namespace) -> int:
 
 
 def run_text(args: argparse.Namespace) -> int:
+    require_extra("video", "masra features text")
     from masra.features.extract import extract_queries, read_queries
 
     rows = read_queries(args.annotations)

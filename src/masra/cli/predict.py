@@ -10,6 +10,7 @@ from pathlib import Path
 
 from masra.cli.options import add_overrides_argument
 from masra.errors import MasraError
+from masra.extras import require_extra
 
 logger = logging.getLogger("masra.predict")
 
@@ -50,12 +51,15 @@ def metrics_path(out: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.video is not None:
+        require_extra("video", "masra predict --video")
+        return run_video(args)
+    if args.plots is not None:
+        require_extra("plots", "masra predict --plots")
     from masra.data.jsonl import write_json, write_jsonl
     from masra.data.paths import refuse_existing
     from masra.inference import predict_split
 
-    if args.video is not None:
-        return run_video(args)
     if args.query is not None or args.queries is not None:
         raise MasraError("--query/--queries go with --video", field="--query")
     refuse_existing(args.out, args.force)

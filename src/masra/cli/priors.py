@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 from masra.errors import MasraError
+from masra.extras import require_extra
 
 log = logging.getLogger("masra.priors")
 
@@ -136,6 +137,9 @@ def _build_backend(args: argparse.Namespace, timeout: float | None) -> Any:
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    require_extra("priors", "masra priors generate")
+    if args.backend == "transformers":
+        require_extra("local-llm", "masra priors generate --backend transformers")
     from masra.priors.generate import generate_priors, parse_shard
     from masra.config import DATASET_CLIP_LENGTH
     from masra.priors.videos import index_videos, match_videos, read_annotated_videos
@@ -175,6 +179,7 @@ def run_merge(args: argparse.Namespace) -> int:
 
 
 def run_encode(args: argparse.Namespace) -> int:
+    require_extra("priors", "masra priors encode")
     from masra.priors.encode import encode_priors
 
     summary = encode_priors(

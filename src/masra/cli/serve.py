@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from masra.errors import MasraError
+from masra.extras import require_extra
 
 logger = logging.getLogger("masra.serve")
 
@@ -39,12 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        import uvicorn
+    require_extra("web", "masra serve")
+    import uvicorn
 
-        from masra.web.app import create_app
-    except ModuleNotFoundError as err:
-        raise MasraError(f"masra serve needs the web extra ({err.name} is missing): pip install 'masra[web]'") from None
+    from masra.web.app import create_app
     from masra.inference import Grounder
     from masra.device import resolve_device
     from masra.web.limits import ServeLimits

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from masra.cli.options import add_overrides_argument
 from masra.errors import MasraError
+from masra.extras import install_hint
 
 if TYPE_CHECKING:
     from masra.config import Config
@@ -33,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--parts", help="MASRA parts to switch on: all, none, or a list like dai,sora")
     parser.add_argument("--force", action="store_true", help="start over in a non-empty run folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard scalars in OUTPUT_DIR/tensorboard "
+                        f"(they need the tensorboard extra: {install_hint('tensorboard')})")
     add_overrides_argument(parser)
     parser.set_defaults(func=run)
 
@@ -73,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     from masra.train.trainer import train
 
     cfg = _load(args)
-    result = train(cfg, resume=args.resume, force=args.force, progress=not args.no_progress, init_from=args.init_from)
+    result = train(cfg, resume=args.resume, force=args.force, progress=not args.no_progress, init_from=args.init_from,
+                   tensorboard=not args.no_tensorboard)
     log = logging.getLogger("masra.train")
     if result.best_epoch is not None:
         log.info("best %s %.2f at epoch %d: %s", cfg.train.best_metric, result.best_metric, result.best_epoch,

@@ -20,7 +20,7 @@ from masra.data.jsonl import iter_jsonl
 from masra.data.paths import child_path
 from masra.errors import MasraError
 from masra.features.encoder import ClipEncoder
-from masra.features.manifest import ExtractionInfo, check_same_encoder, write_extraction_info
+from masra.extraction_record import ExtractionInfo, check_same_encoder, write_extraction_info
 from masra.features.video import extract_video
 
 logger = logging.getLogger("masra.features")

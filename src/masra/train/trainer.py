@@ -22,7 +22,7 @@ from masra.config import Config, config_to_dict, save_config
 from masra.data.jsonl import write_json, write_jsonl
 from masra.data.splits import ground_truth_rows, load_records
 from masra.errors import MasraError
-from masra.features.manifest import feature_encoder_record
+from masra.extraction_record import feature_encoder_record
 from masra.train.distributed import (
     DistContext,
     barrier,
@@ -168,6 +168,7 @@ def train(
     progress: bool = True,
     init_from: str | Path | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
+    tensorboard: bool = True,
 ) -> TrainResult:
     """Train ``cfg`` into ``cfg.train.output_dir``.
 
@@ -175,12 +176,13 @@ def train(
     ``RUN_DIR/last`` when it exists and starts fresh otherwise; a path continues from that checkpoint.
     ``init_from``: a new run starts from that checkpoint's weights (masra.train.init_from).
     Under torchrun every process calls this; only rank 0 writes files and evaluates (and calls ``on_epoch``
-    after every epoch, e.g. to show progress).
+    after every epoch, e.g. to show progress). ``tensorboard``: False writes no TensorBoard scalars, and says
+    nothing about it (True writes them when the tensorboard package is installed, masra.train.run_log).
     """
     ctx = init_distributed(cfg.train.device)
     try:
         result = _train(cfg, ctx, resume=resume, force=force, progress=progress, init_from=init_from,
-                        on_epoch=on_epoch)
+                        on_epoch=on_epoch, tensorboard=tensorboard)
         # Rank 0 finishes last (it evaluates and writes); tearing gloo down while a peer has already left
         # can abort the process ("terminate called without an active exception"): leave together.
         barrier(ctx)
@@ -197,7 +199,8 @@ def build_optimizer(params: list[torch.nn.Parameter], cfg: Config, device: torch
 
 
 def _train(cfg: Config, ctx: DistContext, *, resume: str | Path | None, force: bool, progress: bool,
-           init_from: str | Path | None = None, on_epoch: Callable[[EpochReport], None] | None = None) -> TrainResult:
+           init_from: str | Path | None = None, on_epoch: Callable[[EpochReport], None] | None = None,
+           tensorboard: bool = True) -> TrainResult:
     from masra.model import build_model
 
     run_dir = Path(cfg.train.output_dir)
@@ -225,7 +228,7 @@ def _train(cfg: Config, ctx: DistContext, *, resume: str | Path | None, force: b
     if source is not None:
         state = _restore(source, model, criterion, optimizer, scheduler, scaler, ctx, len(train_loader))
 
-    log = RunLog(run_dir if ctx.is_main else None)
+    log = RunLog(run_dir if ctx.is_main else None, tensorboard=tensorboard)
     if ctx.is_main:
         save_config(cfg, run_dir / "config.yaml")
         log.text("config", config_to_dict(cfg))

@@ -1,5 +1,6 @@
 """``extraction.json``: which encoder made the features of a folder, so training can record it in the
 checkpoint metadata (``ModelDims.feature_encoder``) and ``predict --video`` can refuse a different encoder.
+``masra features`` (masra.features.extract) writes it; training reads it, so it lives in the library.
 
     {"kind": "video" | "text", "encoder": "clip:NAME_OR_PATH", "fingerprint": "<16 hex>",
      "dim": D, "clip_length": 2.0 (video), "frame_size": 224 (video)}
