@@ -3,7 +3,7 @@ real video lists and draws moments, a click plays the video from the moment's st
 message. The server is the real ``masra serve`` command on 127.0.0.1 with a checkpoint trained on features
 of the same (small, random) CLIP image tower.
 
-Set MASRA_WEB_SCREENSHOT=docs/images/web.png to keep the run's screenshot (the README's picture).
+Set MASRA_WEB_SCREENSHOT=docs/images/web.png to keep the run's screenshot (the picture in docs/web.md).
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ def test_bad_parts_and_overrides_are_refused_before_any_work(tmp_path, capsys):
 
 
 def test_the_demo_trains_a_narrow_model_without_dropout_inside(tiny_dataset_dir, tmp_path):
-    """The demo's budget (docs/demo.md, "How the settings were found"): a 64-wide model whose only dropout is
+    """The demo's budget (docs/demo.md, "Why these settings"): a 64-wide model whose only dropout is
     on its inputs, evaluated after every epoch of the default budget; an override still wins."""
     import torch
 
