@@ -18,16 +18,12 @@ from typing import Any
 
 import yaml
 
+from masra.datasets import DATASET_CLIP_LENGTH, DATASETS, QVH_CLIP_LENGTH, SALIENCY_ONLY_DATASETS
 from masra.errors import MasraError
 from masra.model.parts import PARTS, Part
 
-DATASETS = ("qvhighlights", "charades_sta", "tacos", "tvsum", "youtube_highlights")
-# Highlight-detection-only datasets: per-clip ``label`` scores, no moments (no Hungarian matching).
-SALIENCY_ONLY_DATASETS = ("tvsum", "youtube_highlights")
-# Seconds per feature row, as the anchor repositories use them (docs/data.md, "Clip length per dataset").
-DATASET_CLIP_LENGTH = {"qvhighlights": 2.0, "charades_sta": 1.0, "tacos": 2.0, "tvsum": 2.0, "youtube_highlights": 1.0}
-# QVHighlights' 2-s clips, also hard-coded by its official evaluator and submission format.
-QVH_CLIP_LENGTH = DATASET_CLIP_LENGTH["qvhighlights"]
+__all__ = ["DATASETS", "DATASET_CLIP_LENGTH", "QVH_CLIP_LENGTH", "SALIENCY_ONLY_DATASETS"]  # re-exported
+
 PACKAGED_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 # Key of a YAML file naming the config it overlays (a packaged name, or a path relative to the file).
 BASE_KEY = "base"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from masra.config import QVH_CLIP_LENGTH
+from masra.datasets import QVH_CLIP_LENGTH
 from masra.errors import MasraError
 
 # Windows may end this many seconds past ``duration`` (float rounding in the exported files); beyond that

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from masra.config import DATASETS, SALIENCY_ONLY_DATASETS
+from masra.datasets import DATASETS, SALIENCY_ONLY_DATASETS
 from masra.errors import MasraError
 from masra.eval.highlight_datasets import eval_tvsum, eval_youtube_highlights
 from masra.eval.qvhighlights import eval_submission

@@ -10,7 +10,7 @@ from itertools import chain
 
 import numpy as np
 
-from masra.config import QVH_CLIP_LENGTH  # hard-coded by the reference evaluator
+from masra.datasets import QVH_CLIP_LENGTH  # hard-coded by the reference evaluator
 from masra.eval.padding import pad_ragged
 
 # (name, minimum annotator score of a positive clip)

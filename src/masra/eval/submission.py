@@ -12,7 +12,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from masra.config import SALIENCY_ONLY_DATASETS
+from masra.datasets import SALIENCY_ONLY_DATASETS
 from masra.data.jsonl import iter_jsonl
 from masra.data.label_rules import RowChecker, check_label, check_qvh_saliency, check_windows
 from masra.data.paths import qid_clash
