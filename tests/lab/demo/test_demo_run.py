@@ -60,7 +60,7 @@ def test_demo_writes_metrics_predictions_and_plots(tiny_dataset_copy, capsys):
     assert "metrics.png" in pngs and len(pngs) == 1 + min(4, TINY_VAL)
     summary = json.loads((out / "summary.json").read_text())
     assert [v["name"] for v in summary["variants"]] == ["baseline", "masra"]
-    assert summary["variants"][1]["parts"] == ["dai", "sge", "sora", "esta", "lrca"]
+    assert summary["variants"][1]["parts"] == ["dai", "sora", "sge", "esta", "lrca"]
     assert summary["variants"][1]["metrics"]["MR-full-mAP"] == metrics["brief"]["MR-full-mAP"]
     # the dataset cache was reused, not regenerated
     assert (tiny_dataset_copy / "manifest.json").stat().st_mtime_ns == manifest_before
