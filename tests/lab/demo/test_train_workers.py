@@ -23,7 +23,7 @@ PARENT = textwrap.dedent(
         cfg = Config()
         cfg.train.output_dir = str(Path({out!r}) / f"job{{i}}")
         jobs.append((f"job{{i}}", cfg))
-    train_many(jobs, record_pid_and_wait, workers=2)
+    list(train_many(jobs, record_pid_and_wait, workers=2))
     """
 )
 
@@ -58,3 +58,14 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path):
         parent.wait()
     assert _wait_for(lambda: not any(_running(pid) for pid in workers), 15), "workers outlived their parent"
     assert not (tmp_path / "job2").exists()  # the queued third job never started
+
+
+def test_results_come_back_one_by_one_so_each_finished_run_can_be_recorded():
+    """masra ablate writes each run's result.json as soon as it is yielded: a kill loses only unfinished runs."""
+    from masra.config import Config
+    from masra.lab.demo.training import train_many
+
+    trained = []
+    results = train_many([("a", Config()), ("b", Config())], lambda name, cfg: trained.append(name) or name, workers=1)
+    assert next(results) == "a" and trained == ["a"]
+    assert list(results) == ["b"] and trained == ["a", "b"]

@@ -116,7 +116,7 @@ def run_demo(
         jobs.append((name, cfg))
     workers = default_workers() if workers is None else workers
     trainer = partial(train_variant, progress=progress and workers == 1)
-    variants = train_many(jobs, trainer, workers, report=ProgressPrinter() if epoch_lines else None)
+    variants = list(train_many(jobs, trainer, workers, report=ProgressPrinter() if epoch_lines else None))
 
     final = variants[-1]
     write_json(out / "metrics.json", final.metrics)

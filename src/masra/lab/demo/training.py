@@ -7,7 +7,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -152,12 +152,15 @@ def _train_single_threaded(trainer: Trainer, name: str, cfg: Config, threads: in
 
 def train_many(
     jobs: list[tuple[str, Config]], trainer: Trainer, workers: int, report: Reporter | None = None
-) -> list[VariantResult]:
+) -> Iterator[VariantResult]:
     """Train every (name, config) job, in ``workers`` processes side by side (each with its share of the
-    cores), or in this process when ``workers`` is 1; results come back in job order. ``report`` (called
-    in this process) receives every job's per-epoch progress."""
+    cores), or in this process when ``workers`` is 1. Results are yielded in job order, each as soon as it and
+    the jobs before it have finished (so a caller can record every finished run before the last one ends).
+    ``report`` (called in this process) receives every job's per-epoch progress."""
     if workers <= 1 or len(jobs) <= 1:
-        return [trainer(name, cfg) if report is None else trainer(name, cfg, report=report) for name, cfg in jobs]
+        for name, cfg in jobs:
+            yield trainer(name, cfg) if report is None else trainer(name, cfg, report=report)
+        return
     from masra.lab.demo.progress import QueueListener
 
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -170,4 +173,5 @@ def train_many(
         pool = stack.enter_context(ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
                                                        initializer=exit_with_parent, initargs=(os.getpid(),)))
         futures = [pool.submit(_train_single_threaded, trainer, name, cfg, threads, events) for name, cfg in jobs]
-        return [future.result() for future in futures]
+        for future in futures:
+            yield future.result()
