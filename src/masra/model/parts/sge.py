@@ -18,7 +18,7 @@ from masra.data.batch import GroundingBatch
 from masra.errors import MasraError
 from masra.model.banded import band_dot, band_pair_mask
 from masra.model.layers import run_layer
-from masra.model.parts.base import Outputs, Part, PartContext, PartModule, Stats
+from masra.model.parts.base import Outputs, Part, PartModule, Stats
 from masra.model.rank_mean import mean_over_ranks
 
 # σ(-2) ≈ 0.12: the fused semantics start as a small correction of the baseline memory.
