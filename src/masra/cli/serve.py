@@ -24,8 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
-                        help="a further host name clients reach the server by (a DNS name, a LAN address, a proxy's "
-                        "name); requests naming any other Host are refused. Repeatable; '*' accepts any Host")
+                        help="a further host name or address (no port) clients reach the server by: a DNS name, a LAN "
+                        "address, a proxy's name; requests naming any other Host are refused. Repeatable; '*' "
+                        "accepts any Host")
     parser.add_argument("--video-encoder", help="where the image tower's weights are, e.g. clip:/models/clip-b32 "
                         "(default: the encoder recorded in the checkpoint)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
