@@ -28,8 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_qd_detr(args: argparse.Namespace) -> int:
-    from masra.convert.qd_detr import convert_qd_detr, write_run
+    from masra.convert.qd_detr import check_output_folder, convert_qd_detr, write_run
 
+    check_output_folder(args.out, args.force)  # before the checkpoint is read
     encoder = None
     if args.encoder is not None:
         from masra.features.encoder import EncoderSpec
