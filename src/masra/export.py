@@ -115,11 +115,11 @@ def _prepare_out(out: Path, force: bool) -> None:
     shutil.rmtree(out)
 
 
-def export_checkpoint(checkpoint: str | Path, out: str | Path, *, force: bool = False, check: bool = True) -> Path:
+def export_checkpoint(checkpoint: str | Path, out: str | Path, *, force: bool = False) -> Path:
     """Export a checkpoint folder (or a run folder: its last checkpoint) into the folder ``out``.
 
-    Written under ``out.tmp`` and renamed into place. ``check``: run the export on onnxruntime (when
-    installed) against the torch model on a padded random batch and refuse a difference above TOLERANCE.
+    Written under ``out.tmp`` and renamed into place, after the export was run on onnxruntime (when
+    installed) against the torch model on a padded random batch (a difference above TOLERANCE is refused).
     """
     from masra.checkpoint import find_checkpoint
     from masra.inference.loading import load_model
@@ -139,8 +139,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, force: bool = 
                       feature_encoder_fingerprint=dims.feature_encoder_fingerprint, checkpoint=str(folder.resolve()),
                       masra_version=__version__)
     write_export_info(tmp, info)
-    if check:
-        check_export(model, tmp / MODEL_FILE, dims.v_feat_dim, dims.t_feat_dim)
+    check_export(model, tmp / MODEL_FILE, dims.v_feat_dim, dims.t_feat_dim)
     tmp.rename(out)
     return out
 

@@ -24,17 +24,16 @@ from masra.runtime.session import open_session
 class OnnxGrounder:
     """Moment retrieval + highlight detection with an exported model, on features the caller provides."""
 
-    def __init__(self, session: Any, info: ExportInfo, source: str = "this export") -> None:
+    def __init__(self, session: Any, info: ExportInfo) -> None:
         self.session = session
         self.info = info
         self.inputs = info.inputs
-        self.source = source
 
     @classmethod
     def from_export(cls, folder: str | Path, threads: int | None = None) -> "OnnxGrounder":
         """Load the export folder ``folder`` (``masra export --out``); ``threads``: onnxruntime's intra-op threads."""
         model, info = read_export(folder)
-        return cls(open_session(model, threads), info, source=str(folder))
+        return cls(open_session(model, threads), info)
 
     @property
     def clip_length(self) -> float:
