@@ -6,6 +6,7 @@ first frame at or after it (or, for clip frames, keeps the last frame before it)
 past the current decode position, decoding simply continues: a seek would land on an earlier keyframe and
 decode the same frames again. Keyframe times come from the packets (a demux pass, no decoding); files
 without them fall back to seeking when the next timestamp is more than ``seek_gap`` seconds ahead.
+The frame area and the output size are capped before decoding (:mod:`masra.video.limits`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import Any
 import av
 import numpy as np
 from PIL import Image
+
+from masra.video import limits
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi")
 
@@ -55,20 +58,6 @@ def probe_video(path: str | Path) -> VideoInfo:
             return VideoInfo(duration, stream.codec_context.width, stream.codec_context.height, fps)
     except av.FFmpegError as err:
         raise VideoDecodeError(f"{Path(path).name}: {err}") from None
-
-
-def _scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
-    """(width, height) with the shorter side at most ``short_side`` (never upscaled), both even."""
-    scale = min(1.0, short_side / min(width, height))
-    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
-
-
-def _exact_short_side(width: int, height: int, short_side: int) -> tuple[int, int]:
-    """(width, height) with the shorter side exactly ``short_side`` (up- or downscaled), the longer side
-    truncated as the HERO extractor's ``int(long * size / short)``."""
-    if height >= width:
-        return short_side, max(short_side, int(height * short_side / width))
-    return max(short_side, int(width * short_side / height)), short_side
 
 
 def _frame_time(frame: av.VideoFrame, time_base: Fraction) -> float:
@@ -111,11 +100,15 @@ def iter_frames(
             if not container.streams.video:
                 raise VideoDecodeError(f"{name}: no video stream")
             stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            too_large = limits.frame_area_problem(width, height)
+            if too_large:
+                raise VideoDecodeError(f"{name}: {too_large}")
+            stream.codec_context.options = {"max_pixels": str(limits.MAX_FRAME_PIXELS)}
             stream.thread_type = "AUTO"
             time_base = stream.time_base or Fraction(1, 1_000_000)
             start = float(stream.start_time * time_base) if stream.start_time is not None else 0.0
-            width, height = stream.codec_context.width, stream.codec_context.height
-            size = (_exact_short_side if exact_short_side else _scaled_size)(width, height, short_side)
+            size = limits.output_size(width, height, short_side, exact=exact_short_side)
             interpolation = "BICUBIC" if exact_short_side else None
             keyframes = _keyframe_times(container, stream, time_base) if len(order) > 1 else []
             # The keyframe a timestamp's frame is decoded from: the last one at (or, ``before``, strictly before) it.
@@ -173,8 +166,8 @@ def grab_frames(path: str | Path, timestamps: Sequence[float], **options: Any) -
 
 
 def resize_short_side(image: Image.Image, short_side: int) -> Image.Image:
-    """A copy whose shorter side is at most ``short_side`` (never upscaled)."""
-    size = _scaled_size(image.width, image.height, short_side)
+    """A copy whose shorter side is at most ``short_side`` (never upscaled; see ``limits.output_size``)."""
+    size = limits.output_size(image.width, image.height, short_side, exact=False)
     return image if size == image.size else image.resize(size, Image.Resampling.BILINEAR)
 
 
