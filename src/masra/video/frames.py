@@ -6,7 +6,9 @@ first frame at or after it (or, for clip frames, keeps the last frame before it)
 past the current decode position, decoding simply continues: a seek would land on an earlier keyframe and
 decode the same frames again. Keyframe times come from the packets (a demux pass, no decoding); files
 without them fall back to seeking when the next timestamp is more than ``seek_gap`` seconds ahead.
-The frame area and the output size are capped before decoding (:mod:`masra.video.limits`).
+Containers whose seeking is unreliable (MPEG-TS, AVI) are decoded sequentially instead; frames are timed and
+turned upright as ffmpeg does, and their area and output size are capped before decoding
+(:mod:`masra.video.decoding`, :mod:`masra.video.limits`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import io
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,17 @@ import numpy as np
 from PIL import Image
 
 from masra.video import limits
+from masra.video.decoding import (
+    VideoDecodeError,
+    decode_timed,
+    is_seekable,
+    open_stream,
+    start_of,
+    time_base_of,
+    upright_image,
+)
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi")
-
-
-class VideoDecodeError(Exception):
-    """A video could not be opened or decoded; the message says why (recorded as the video's failure)."""
 
 
 @dataclass(frozen=True)
@@ -60,16 +66,10 @@ def probe_video(path: str | Path) -> VideoInfo:
         raise VideoDecodeError(f"{Path(path).name}: {err}") from None
 
 
-def _frame_time(frame: av.VideoFrame, time_base: Fraction) -> float:
-    if frame.pts is not None:
-        return float(frame.pts * time_base)
-    return float(frame.time or 0.0)
-
-
-def _keyframe_times(container: av.container.InputContainer, stream: av.VideoStream, time_base: Fraction) -> list[float]:
+def _keyframe_times(container: av.container.InputContainer, stream: av.VideoStream) -> list[float]:
     """Presentation times of the keyframes, from the packets alone (no decoding); [] when they carry none."""
-    times = sorted(float(p.pts * time_base) for p in container.demux(stream) if p.is_keyframe and p.pts is not None)
-    return times
+    time_base = time_base_of(stream)
+    return sorted(float(p.pts * time_base) for p in container.demux(stream) if p.is_keyframe and p.pts is not None)
 
 
 def iter_frames(
@@ -86,10 +86,11 @@ def iter_frames(
     ``before``: take the last frame strictly before each timestamp instead of the first one at or after it
     (ffmpeg's fps filter; the first frame when none is before).
 
-    Decoding jumps (seeks) to the last keyframe before a timestamp whenever that keyframe lies past the
-    current decode position, so the frames between are never decoded; otherwise it decodes on. Without
-    keyframe times in the packets, it seeks when the next timestamp is more than ``seek_gap`` s ahead.
-    Only the returned frames are converted to RGB and resized.
+    In a seekable container (:mod:`masra.video.decoding`), decoding jumps (seeks) to the last keyframe before
+    a timestamp whenever that keyframe lies past the current decode position, so the frames between are
+    never decoded; otherwise it decodes on. Without keyframe times in the packets, it seeks when the next
+    timestamp is more than ``seek_gap`` s ahead. Other containers are decoded from the start, sequentially.
+    Only the returned frames are converted to RGB, resized and turned upright.
     """
     name = Path(path).name
     order = sorted(range(len(timestamps)), key=lambda i: timestamps[i])
@@ -97,24 +98,15 @@ def iter_frames(
         return
     try:
         with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise VideoDecodeError(f"{name}: no video stream")
-            stream = container.streams.video[0]
-            width, height = stream.codec_context.width, stream.codec_context.height
-            too_large = limits.frame_area_problem(width, height)
-            if too_large:
-                raise VideoDecodeError(f"{name}: {too_large}")
-            stream.codec_context.options = {"max_pixels": str(limits.MAX_FRAME_PIXELS)}
-            stream.thread_type = "AUTO"
-            time_base = stream.time_base or Fraction(1, 1_000_000)
-            start = float(stream.start_time * time_base) if stream.start_time is not None else 0.0
-            size = limits.output_size(width, height, short_side, exact=exact_short_side)
-            interpolation = "BICUBIC" if exact_short_side else None
-            keyframes = _keyframe_times(container, stream, time_base) if len(order) > 1 else []
+            stream = open_stream(container, name)
+            time_base = time_base_of(stream)
+            start = start_of(stream)
+            seekable = is_seekable(container)
+            keyframes = _keyframe_times(container, stream) if seekable and len(order) > 1 else []
             # The keyframe a timestamp's frame is decoded from: the last one at (or, ``before``, strictly before) it.
             eps = -1e-6 if before else 1e-6
 
-            decoded = None  # iterator over decoded frames since the last seek
+            decoded = None if seekable else decode_timed(container, stream)  # frames since the last seek
             last_frame: av.VideoFrame | None = None  # the newest decoded frame
             previous: av.VideoFrame | None = None  # the frame decoded before it
             last_time = -math.inf
@@ -125,17 +117,17 @@ def iter_frames(
                 k = bisect.bisect_right(keyframes, target + eps) - 1
                 key = keyframes[k] if k >= 0 else None
                 jump = key > last_time + 1e-6 if key is not None else target - last_time > seek_gap
-                if not exhausted and (decoded is None or jump):
+                if seekable and not exhausted and (decoded is None or jump):
                     seek_to = key if key is not None else target
                     container.seek(int(seek_to / time_base), stream=stream, backward=True, any_frame=False)
-                    decoded = container.decode(stream)
+                    decoded = decode_timed(container, stream)
                     last_frame, previous, last_time = None, None, -math.inf
                 while not exhausted and last_time < target - 1e-6:
-                    frame = next(decoded, None)
-                    if frame is None:
+                    timed = next(decoded, None)
+                    if timed is None:
                         exhausted = True
                         break
-                    previous, last_frame, last_time = last_frame, frame, _frame_time(frame, time_base)
+                    previous, last_frame, last_time = last_frame, timed[1], timed[0]
                     decoded_any = True
                 chosen = last_frame
                 if before and previous is not None and last_time >= target - 1e-6:
@@ -143,9 +135,7 @@ def iter_frames(
                 if chosen is None or (exhausted and target - last_time > tail_tolerance):
                     yield index, None
                     continue
-                yield index, chosen.reformat(
-                    width=size[0], height=size[1], format="rgb24", interpolation=interpolation
-                ).to_image()
+                yield index, upright_image(chosen, short_side, exact=exact_short_side)
             if not decoded_any:
                 raise VideoDecodeError(f"{name}: no frame could be decoded")
     except av.FFmpegError as err:
