@@ -22,6 +22,7 @@ from masra.errors import MasraError
 from masra.features.encoder import ClipEncoder
 from masra.extraction_record import ExtractionInfo, check_same_encoder, write_extraction_info
 from masra.features.video import extract_video
+from masra.video.limits import check_clip_length
 
 logger = logging.getLogger("masra.features")
 
@@ -85,6 +86,7 @@ def extract_videos(
 
     from masra.priors.generate import shard_of
 
+    clip_length = check_clip_length(clip_length)
     out = Path(out)
     folder = _npz_folder(out, store)
     info = ExtractionInfo("video", str(encoder.spec), encoder.fingerprint, encoder.video_dim, clip_length,

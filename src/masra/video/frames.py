@@ -66,10 +66,54 @@ def probe_video(path: str | Path) -> VideoInfo:
         raise VideoDecodeError(f"{Path(path).name}: {err}") from None
 
 
-def _keyframe_times(container: av.container.InputContainer, stream: av.VideoStream) -> list[float]:
-    """Presentation times of the keyframes, from the packets alone (no decoding); [] when they carry none."""
+@dataclass(frozen=True)
+class _Packets:
+    keyframes: list[float]  # presentation times of the keyframes, sorted ([] when the packets carry none)
+    end: float | None  # the latest packet end (timestamp + duration), seconds
+
+
+def _scan_packets(container: av.container.InputContainer, stream: av.VideoStream) -> _Packets:
+    """Keyframe times and the end of the packets, from the packets alone (a demux pass, no decoding)."""
     time_base = time_base_of(stream)
-    return sorted(float(p.pts * time_base) for p in container.demux(stream) if p.is_keyframe and p.pts is not None)
+    keyframes: list[float] = []
+    end: float | None = None
+    for packet in container.demux(stream):
+        stamp = packet.pts if packet.pts is not None else packet.dts
+        if stamp is None:
+            continue
+        if packet.is_keyframe and packet.pts is not None:
+            keyframes.append(float(packet.pts * time_base))
+        end = max(end or -math.inf, float((stamp + (packet.duration or 0)) * time_base))
+    return _Packets(sorted(keyframes), end)
+
+
+def measure_duration(path: str | Path) -> float:
+    """Seconds from the stream's start to the end of its last decodable frame, whatever the container claims.
+
+    The packets are read without decoding; in a seekable container the stream is then decoded from its last
+    keyframe (from an earlier one when that gives no frame: a file cut short) to its end; in other containers
+    the end of the last packet is taken. Raises VideoDecodeError when no frame decodes.
+    """
+    name = Path(path).name
+    try:
+        with av.open(str(path)) as container:
+            stream = open_stream(container, name)
+            start, time_base = start_of(stream), time_base_of(stream)
+            packets = _scan_packets(container, stream)
+            frame_step = 1 / float(stream.average_rate) if stream.average_rate else 0.0
+            if is_seekable(container):
+                for key in reversed(packets.keyframes[-3:]):
+                    container.seek(int(key / time_base), stream=stream, backward=True, any_frame=False)
+                    end = None
+                    for time, frame in decode_timed(container, stream):
+                        end = time + (float(frame.duration * time_base) if frame.duration else frame_step)
+                    if end is not None:
+                        return end - start
+            elif packets.end is not None:
+                return packets.end - start
+    except av.FFmpegError as err:
+        raise VideoDecodeError(f"{name}: {err}") from None
+    raise VideoDecodeError(f"{name}: no frame could be decoded")
 
 
 def iter_frames(
@@ -102,7 +146,7 @@ def iter_frames(
             time_base = time_base_of(stream)
             start = start_of(stream)
             seekable = is_seekable(container)
-            keyframes = _keyframe_times(container, stream) if seekable and len(order) > 1 else []
+            keyframes = _scan_packets(container, stream).keyframes if seekable and len(order) > 1 else []
             # The keyframe a timestamp's frame is decoded from: the last one at (or, ``before``, strictly before) it.
             eps = -1e-6 if before else 1e-6
 

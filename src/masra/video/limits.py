@@ -10,13 +10,20 @@ goes through :func:`masra.video.frames.iter_frames`, so these limits hold for al
   this ratio a frame is squeezed along its long side (the centre crop then sees a squeezed picture).
 - ``MIN_CLIP_LENGTH``: the shortest clip, in seconds (a finite number); shorter clips would make the clip grid
   of a short file as long as memory allows.
+- ``DURATION_TOLERANCE``: a container's claimed duration is used (as the anchors' extractors use it) only
+  when it lies within this many seconds of where the video stream really ends; otherwise the real end is.
 """
 
 from __future__ import annotations
 
+import math
+
+from masra.errors import MasraError
+
 MAX_FRAME_PIXELS = 8192 * 4320  # 8K (DCI): 35.4 million pixels
 MAX_ASPECT = 8
 MIN_CLIP_LENGTH = 0.1  # seconds
+DURATION_TOLERANCE = 0.5  # seconds
 
 
 def frame_area_problem(width: int, height: int) -> str | None:
@@ -49,3 +56,14 @@ def output_size(width: int, height: int, short_side: int, *, exact: bool) -> tup
     if max(size) <= MAX_ASPECT * short:
         return size
     return (size[0], MAX_ASPECT * short) if size[1] > size[0] else (MAX_ASPECT * short, size[1])
+
+
+def check_clip_length(value: float, field: str = "clip_length") -> float:
+    """``value`` as a float when it is a finite number of seconds >= MIN_CLIP_LENGTH; else a MasraError."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise MasraError(f"must be a number of seconds, got {value!r}", field=field) from None
+    if not math.isfinite(seconds) or seconds < MIN_CLIP_LENGTH:
+        raise MasraError(f"must be a finite number of seconds >= {MIN_CLIP_LENGTH:g}, got {value!r}", field=field)
+    return seconds
