@@ -81,7 +81,7 @@ def ground_video(
         vid=Path(video.path).stem,
         duration=video.duration,
         clip_length=clip_length,
-        windows=merge_moments(per_window, offsets, video.duration, top_k=top_k),
+        windows=merge_moments(per_window, offsets, video.duration, clip_length=clip_length, top_k=top_k),
         saliency=average_saliency(n_clips, starts, saliencies),
         n_windows=len(starts),
     )
