@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import struct
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -85,3 +86,22 @@ def test_extraction_json_records_a_finite_clip_length(tmp_path, tiny_clip):
     assert main(args) == 0
     record = json.loads((tmp_path / "f" / "extraction.json").read_text(), parse_constant=lambda c: pytest.fail(c))
     assert record["clip_length"] == 0.5
+
+
+def test_a_stream_longer_than_the_cap_is_refused(tmp_path, encoder):
+    """Two frames 10^9 s apart: a valid 1-KB file whose clip grid would not fit in memory."""
+    import av
+
+    path = tmp_path / "gap.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for pts in (0, 10**10):  # in tenths of a second
+            frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 10)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    assert measure_duration(path) > 1e9
+    with pytest.raises(MasraError, match=r"gap.mkv: its video stream lasts 1000000000.\d s; masra reads videos of "
+                                         r"at most 86400 s"):
+        extract_video(encoder, path, 2.0)

@@ -13,7 +13,7 @@ import numpy as np
 from masra.errors import MasraError
 from masra.features.encoder import ClipEncoder
 from masra.video.frames import VideoDecodeError, clip_centres, iter_clip_frames, measure_duration, probe_video
-from masra.video.limits import DURATION_TOLERANCE, check_clip_length
+from masra.video.limits import DURATION_TOLERANCE, MAX_VIDEO_SECONDS, check_clip_length
 
 logger = logging.getLogger("masra.features")
 
@@ -33,7 +33,7 @@ class VideoFeatures:
 def video_duration(path: str | Path) -> float:
     """The duration of a video file in seconds: the container's claim when the video stream really lasts
     that long (within DURATION_TOLERANCE), else the decodable duration, with a warning naming the gap.
-    MasraError when the file is missing, not a video, or has no decodable frame."""
+    MasraError when the file is missing, not a video, has no decodable frame or lasts over MAX_VIDEO_SECONDS."""
     path = Path(path)
     if not path.is_file():
         raise MasraError("video file not found", file=path)
@@ -42,6 +42,9 @@ def video_duration(path: str | Path) -> float:
         real = measure_duration(path)
     except VideoDecodeError as err:
         raise MasraError(f"not a readable video ({err})", file=path) from None
+    if real > MAX_VIDEO_SECONDS:
+        raise MasraError(f"its video stream lasts {real:.1f} s; masra reads videos of at most {MAX_VIDEO_SECONDS} s",
+                         file=path)
     if claimed is not None and abs(claimed - real) <= DURATION_TOLERANCE:
         return claimed
     if claimed is not None:

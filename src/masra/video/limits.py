@@ -10,6 +10,8 @@ goes through :func:`masra.video.frames.iter_frames`, so these limits hold for al
   this ratio a frame is squeezed along its long side (the centre crop then sees a squeezed picture).
 - ``MIN_CLIP_LENGTH``: the shortest clip, in seconds (a finite number); shorter clips would make the clip grid
   of a short file as long as memory allows.
+- ``MAX_VIDEO_SECONDS``: the longest video stream (as decoded, not as claimed): two frames 10^9 s apart make
+  a valid 1-KB file whose clip grid would not fit in memory.
 - ``DURATION_TOLERANCE``: a container's claimed duration is used (as the anchors' extractors use it) only
   when it lies within this many seconds of where the video stream really ends; otherwise the real end is.
 """
@@ -24,6 +26,7 @@ MAX_FRAME_PIXELS = 8192 * 4320  # 8K (DCI): 35.4 million pixels
 MAX_ASPECT = 8
 MIN_CLIP_LENGTH = 0.1  # seconds
 DURATION_TOLERANCE = 0.5  # seconds
+MAX_VIDEO_SECONDS = 24 * 3600
 
 
 def frame_area_problem(width: int, height: int) -> str | None:
