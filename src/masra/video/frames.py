@@ -91,8 +91,8 @@ def measure_duration(path: str | Path) -> float:
     """Seconds from the stream's start to the end of its last decodable frame, whatever the container claims.
 
     The packets are read without decoding; in a seekable container the stream is then decoded from its last
-    keyframe (from an earlier one when that gives no frame: a file cut short) to its end; in other containers
-    the end of the last packet is taken. Raises VideoDecodeError when no frame decodes.
+    keyframe (from an earlier one when that gives no frame: a file cut short) to its end; in other containers,
+    or without keyframe marks, the end of the last packet is taken. Raises VideoDecodeError when no frame decodes.
     """
     name = Path(path).name
     try:
@@ -101,7 +101,7 @@ def measure_duration(path: str | Path) -> float:
             start, time_base = start_of(stream), time_base_of(stream)
             packets = _scan_packets(container, stream)
             frame_step = 1 / float(stream.average_rate) if stream.average_rate else 0.0
-            if is_seekable(container):
+            if is_seekable(container) and packets.keyframes:
                 for key in reversed(packets.keyframes[-3:]):
                     container.seek(int(key / time_base), stream=stream, backward=True, any_frame=False)
                     end = None
