@@ -176,6 +176,6 @@ def predict_sliding(
         if progress:
             progress(done, len(starts))
     offsets = [start * spec.clip_length for start in starts]
-    merged = Prediction(windows=merge_moments(per_window, offsets, duration, top_k=top_k),
+    merged = Prediction(windows=merge_moments(per_window, offsets, duration, clip_length=spec.clip_length, top_k=top_k),
                         saliency=average_saliency(n_clips, starts, saliencies))
     return merged, len(starts)
