@@ -4,6 +4,8 @@ keeps its upload and its status, every error is ``{"error": ...}``, and URLs are
 
 from __future__ import annotations
 
+import dataclasses
+
 import asyncio
 import logging
 import shutil
@@ -224,3 +226,16 @@ def test_an_upload_a_queued_job_needs_is_never_evicted(make_client, library, bun
     # Once no job needs it, the upload counts again: only the newest --max-uploads are kept.
     assert client.get(mine["url"]).status_code == 404
     assert len(list(client.app.state.uploads.folder.iterdir())) == 1
+
+
+def test_the_duration_limit_reads_the_video_not_the_containers_claim(make_client, library, bikes, monkeypatch):
+    """A container that claims 1 s cannot get its 10-s video past a 6-s limit."""
+    import masra.video.frames as frames
+    from masra.web import media
+
+    real_probe = frames.probe_video
+    monkeypatch.setattr(media, "probe_video", lambda path: dataclasses.replace(real_probe(path), duration=1.0))
+    shutil.copy(bikes, library / "bikes.mp4")
+    client = make_client(videos=library, max_duration=6)
+    refused = client.get("/media/library/bikes.mp4")
+    assert refused.status_code == 400 and refused.json()["error"].startswith("bikes.mp4 is 10.0 s long")

@@ -2,8 +2,9 @@
 (stored under server-made names in a temporary folder the server created and deletes on exit).
 
 Every video is checked before any work is queued and before it is served: a known video extension, a file
-PyAV can open with a video stream, and a duration (from the container) within the server's limit. A
-``--videos`` entry is served only when it resolves to a file inside the folder (a symlink out of it never is).
+PyAV can open with a video stream, and a measured duration (not the container's claim) within the server's
+limit. A ``--videos`` entry is served only when it resolves to a file inside the folder (a symlink out of it
+never is).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from masra.video.frames import VIDEO_EXTENSIONS, VideoDecodeError, probe_video
+from masra.video.frames import VIDEO_EXTENSIONS, VideoDecodeError, measure_duration, probe_video
 from masra.web.errors import RequestError
 
 
@@ -27,7 +28,7 @@ class Video:
     ref: str  # how the page names it: "library/NAME" or "upload/ID"
     name: str  # what the page shows (the file name, or the uploaded file's name)
     path: Path  # the file itself (a --videos symlink resolved)
-    duration: float  # seconds, from the container
+    duration: float  # seconds, measured (where the video stream really ends)
 
     def as_dict(self) -> dict:
         kind, _, key = self.ref.partition("/")
@@ -36,21 +37,21 @@ class Video:
 
 
 def check_video(path: Path, name: str, max_duration: float) -> float:
-    """The video's duration in seconds, or a RequestError (400) saying why it cannot be used."""
+    """The video's duration in seconds, or a RequestError (400) saying why it cannot be used. The duration is
+    measured (masra.video.frames.measure_duration: where the video stream really ends), never the container's
+    claim, so a file that says it is short cannot get a long video past ``max_duration``."""
     if Path(name).suffix.lower() not in VIDEO_EXTENSIONS:
         raise RequestError(400, f"{name} is not a video file: masra reads {', '.join(VIDEO_EXTENSIONS)} files")
     try:
-        info = probe_video(path)
+        probe_video(path)  # a container with a video stream, before the measuring pass
+        duration = measure_duration(path)
     except VideoDecodeError as err:  # named as the person knows the file, never by its server path
         reason = str(err).replace(str(path), name).replace(path.name, name)
         raise RequestError(400, f"{name} is not a video masra can read ({reason})") from None
-    if info.duration is None or info.duration <= 0:
-        raise RequestError(400, f"{name}: the file does not say how long the video is, so it cannot be checked "
-                                f"against this server's {max_duration:g} s limit")
-    if info.duration > max_duration:
-        raise RequestError(400, f"{name} is {info.duration:.1f} s long; this server takes videos of at most "
+    if duration > max_duration:
+        raise RequestError(400, f"{name} is {duration:.1f} s long; this server takes videos of at most "
                                 f"{max_duration:g} s (masra serve --max-duration)")
-    return info.duration
+    return duration
 
 
 class VideoLibrary:
