@@ -60,6 +60,9 @@ class DataConfig:
 
 @dataclass
 class BaselineModelConfig:
+    # The base grounding model (masra.model.backbones): qd_detr (QD-DETR) | moment_detr (Moment-DETR; no T2V
+    # encoder, no negative pairs, no global token: t2v_layers is read only by a part that brings one, DAI).
+    backbone: str = "qd_detr"
     hidden_dim: int = 256
     nheads: int = 8
     dim_feedforward: int = 1024
@@ -377,6 +380,9 @@ def validate_config(cfg: Config) -> None:
     for part in PARTS:
         if part.validate is not None:
             part.validate(getattr(cfg.model, part.name))
+    from masra.model.backbones import get_backbone  # here: the backbones' modules import this one
+
+    get_backbone(cfg.model)
     if cfg.eval.postprocess not in ("qvhighlights", "round_clip", "round_only", "none"):
         raise MasraError("must be qvhighlights, round_clip, round_only or none", field="eval.postprocess")
     for name in ("max_q_l", "max_v_l"):

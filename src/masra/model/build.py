@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from masra.config import Config, LossConfig, ModelConfig
+from masra.model.backbones import get_backbone
+from masra.model.base_model import BaseGroundingModel
 from masra.model.criterion import SET_LOSSES, AuxRamp, SetCriterion
-from masra.model.grounding import GroundingModel
 from masra.model.matcher import HungarianMatcher
 from masra.model.parts import PARTS
 
@@ -12,7 +13,7 @@ from masra.model.parts import PARTS
 def build_criterion(
     loss_cfg: LossConfig, dec_layers: int, model_cfg: ModelConfig | None = None, epochs: float | None = None
 ) -> SetCriterion:
-    """The baseline criterion: set losses on every decoder layer (weights span/giou/label) + saliency,
+    """The backbone's criterion: set losses on every decoder layer (weights span/giou/label) + its saliency loss,
     plus the loss of every MASRA part enabled in ``model_cfg`` (its weighted terms, weights from ``loss_cfg``).
     ``epochs``: the run's length, for the auxiliary weights' decay (``loss.aux_decay_to``)."""
     weight_dict = {
@@ -33,7 +34,7 @@ def build_criterion(
     return SetCriterion(
         matcher,
         weight_dict,
-        losses=[*SET_LOSSES, "saliency"],
+        losses=[*SET_LOSSES, get_backbone(model_cfg).saliency_loss],
         eos_coef=loss_cfg.eos_coef,
         saliency_margin=loss_cfg.saliency_margin,
         rank_temperature=loss_cfg.rank_temperature,
@@ -48,11 +49,12 @@ def build_criterion(
 
 def build_model(
     cfg: Config, v_feat_dim: int, t_feat_dim: int, semantic_dim: int | None = None
-) -> tuple[GroundingModel, SetCriterion]:
-    """Model and criterion for the given input dims (v_feat_dim includes the 2 TEF dims).
+) -> tuple[BaseGroundingModel, SetCriterion]:
+    """The backbone (``model.backbone``) and its criterion for the given input dims (v_feat_dim includes the
+    2 TEF dims).
 
     semantic_dim is the prior text-embedding dimension used by SGE and ESTA; the baseline does not need it.
     """
-    model = GroundingModel(cfg.model, v_feat_dim, t_feat_dim, semantic_dim)
+    model = get_backbone(cfg.model).model(cfg.model, v_feat_dim, t_feat_dim, semantic_dim)
     criterion = build_criterion(cfg.loss, cfg.model.dec_layers, cfg.model, cfg.train.epochs)
     return model, criterion

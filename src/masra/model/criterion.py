@@ -169,6 +169,15 @@ class SetCriterion(nn.Module):
             loss = loss + (F.softplus(neg_scores) * mask).sum(1).mean()
         return {"loss_saliency": loss}
 
+    def loss_saliency_hinge(
+        self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None
+    ) -> dict[str, torch.Tensor]:
+        """Moment-DETR's saliency loss: the margin hinge alone."""
+        scores = outputs["saliency_scores"].float()  # [B, L]
+        if batch.saliency_pos_idx is None or batch.saliency_neg_idx is None:
+            return {"loss_saliency": scores.new_zeros(())}
+        return {"loss_saliency": self._saliency_hinge(scores, batch.saliency_pos_idx, batch.saliency_neg_idx)}
+
     def _saliency_hinge(self, scores: torch.Tensor, pos_idx: torch.Tensor, neg_idx: torch.Tensor) -> torch.Tensor:
         """2 · mean over (sample, pair) of max(0, margin + s_neg − s_pos)."""
         pos = scores.gather(1, pos_idx.to(scores.device))  # [B, P]
@@ -199,6 +208,7 @@ class SetCriterion(nn.Module):
             "spans": self.loss_spans,
             "labels": self.loss_labels,
             "saliency": self.loss_saliency,
+            "saliency_hinge": self.loss_saliency_hinge,
         }
         if name not in loss_map:
             raise MasraError(f"unknown loss {name!r}; known: {', '.join(loss_map)}", field="loss")

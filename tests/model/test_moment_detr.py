@@ -1,0 +1,100 @@
+"""The Moment-DETR backbone (``model.backbone: moment_detr``): shapes, padding, gradients, its saliency loss and
+the settings it refuses. Equality with Moment-DETR's own code: tests/convert/test_convert_moment_detr.py."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from masra.config import load_config
+from masra.errors import MasraError
+from masra.model import build_model
+from masra.model.moment_detr import MomentDETR
+
+from conftest import T_DIM, V_DIM, last_sample_alone
+
+
+def moment_config(small_config, **overrides):
+    return small_config(backbone="moment_detr", use_negative_pairs=False, activation="relu", **overrides)
+
+
+def _model(cfg, seed=0):
+    torch.manual_seed(seed)
+    return build_model(cfg, V_DIM, T_DIM)
+
+
+def test_output_shapes_in_training(small_config, random_batch):
+    cfg = moment_config(small_config)
+    model, _ = _model(cfg)
+    assert isinstance(model, MomentDETR)
+    batch = random_batch([7, 5, 3], [4, 2, 3])
+    out = model.train()(batch)
+    q, d = cfg.model.num_queries, cfg.model.hidden_dim
+    assert out["pred_logits"].shape == out["pred_spans"].shape == (3, q, 2)
+    assert ((out["pred_spans"] > 0) & (out["pred_spans"] < 1)).all()
+    assert out["saliency_scores"].shape == (3, 7) and "saliency_scores_neg" not in out
+    assert len(out["aux_outputs"]) == cfg.model.dec_layers - 1
+    assert out["memory"].shape == (3, 7, d)
+
+
+def test_padding_never_changes_valid_outputs(small_config, random_batch):
+    model, _ = _model(moment_config(small_config))
+    model.eval()
+    pair = random_batch([9, 5], [5, 2], seed=1)
+    alone = last_sample_alone(pair, clips=5, tokens=2)
+    with torch.no_grad():
+        padded_out, alone_out = model(pair), model(alone)
+    assert torch.allclose(padded_out["pred_spans"][1], alone_out["pred_spans"][0], atol=1e-5)
+    assert torch.allclose(padded_out["pred_logits"][1], alone_out["pred_logits"][0], atol=1e-5)
+    assert torch.allclose(padded_out["saliency_scores"][1, :5], alone_out["saliency_scores"][0], atol=1e-5)
+
+
+def test_a_training_step_sends_gradient_to_every_parameter(small_config, random_batch):
+    model, criterion = _model(moment_config(small_config))
+    batch = random_batch([8, 6, 5], [4, 3, 2])
+    terms = criterion(model.train()(batch), batch)
+    terms["loss"].backward()
+    assert [name for name, p in model.named_parameters() if p.grad is None] == []
+
+
+def test_the_saliency_loss_is_the_margin_hinge_alone(small_config, random_batch):
+    """Moment-DETR's loss_saliency: 2 · mean max(0, margin + s_neg − s_pos); no rank-contrastive term."""
+    cfg = moment_config(small_config)
+    model, criterion = _model(cfg)
+    batch = random_batch([8, 6], [4, 3])
+    out = model.eval()(batch)
+    scores = out["saliency_scores"]
+    pos = scores.gather(1, batch.saliency_pos_idx)
+    neg = scores.gather(1, batch.saliency_neg_idx)
+    expected = (cfg.loss.saliency_margin + neg - pos).clamp(min=0).mean() * 2
+    assert torch.allclose(criterion(out, batch)["loss_saliency"], expected)
+    qd_model, qd_criterion = _model(small_config(use_negative_pairs=False))
+    qd_out = qd_model.eval()(batch)
+    qd_scores = qd_out["saliency_scores"]
+    hinge = (cfg.loss.saliency_margin + qd_scores.gather(1, batch.saliency_neg_idx)
+             - qd_scores.gather(1, batch.saliency_pos_idx)).clamp(min=0).mean() * 2
+    assert qd_criterion(qd_out, batch)["loss_saliency"] > hinge  # QD-DETR adds its rank-contrastive term
+
+
+def test_qd_detr_stays_the_default_backbone(small_config):
+    model, _ = _model(small_config())
+    assert type(model).__name__ == "GroundingModel" and small_config().model.backbone == "qd_detr"
+
+
+def test_the_packaged_config_sets_moment_detrs_model():
+    cfg = load_config("moment_detr_qvhighlights")
+    model = cfg.model
+    assert (model.backbone, model.activation, model.use_negative_pairs) == ("moment_detr", "relu", False)
+    assert cfg.data == load_config("qvhighlights").data  # the dataset settings are the QVHighlights config's
+
+
+@pytest.mark.parametrize("overrides, field", [
+    ({"backbone": "cg_detr"}, "model.backbone"),
+    ({"backbone": "moment_detr"}, "model.use_negative_pairs"),
+    ({"backbone": "moment_detr", "use_negative_pairs": False, "encoder_window": 8}, "model.encoder_window"),
+])
+def test_settings_a_backbone_lacks_are_refused_by_name(tmp_path, overrides, field):
+    (tmp_path / "c.yaml").write_text("model:\n" + "".join(f"  {k}: {str(v).lower()}\n" for k, v in overrides.items()))
+    with pytest.raises(MasraError) as err:
+        load_config(tmp_path / "c.yaml")
+    assert err.value.field == field
