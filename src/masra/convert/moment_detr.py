@@ -1,0 +1,65 @@
+"""``masra convert moment-detr``: a Moment-DETR checkpoint (jayleicn/moment_detr ``model_*.ckpt``) -> a masra run.
+
+masra's Moment-DETR backbone (masra.model.moment_detr) is Moment-DETR with its modules renamed, so every tensor
+maps one to one (``RENAMES``). The config comes from the checkpoint's ``opt`` (masra.convert.anchor). Refused:
+options masra does not implement (pre-norm, span_loss_type ce, text positions, the contrastive alignment loss).
+Dropped, and reported: the text position embedding, which Moment-DETR builds always and reads only with
+``use_txt_pos``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from masra.config import Config
+from masra.convert.anchor import Anchor, Converted, convert_checkpoint, load_anchor_checkpoint
+
+# (pattern, replacement) applied in order to each Moment-DETR key; the first match wins.
+RENAMES: list[tuple[str, str]] = [
+    (r"^input_vid_proj\.(\d+)\.LayerNorm\.", r"video_proj.\1.0."),
+    (r"^input_vid_proj\.(\d+)\.net\.1\.", r"video_proj.\1.2."),
+    (r"^input_txt_proj\.(\d+)\.LayerNorm\.", r"text_proj.\1.0."),
+    (r"^input_txt_proj\.(\d+)\.net\.1\.", r"text_proj.\1.2."),
+    (r"^transformer\.encoder\.layers\.(\d+)\.self_attn\.", r"encoder.layers.\1.self_attn."),
+    (r"^transformer\.encoder\.layers\.(\d+)\.norm1\.", r"encoder.layers.\1.norm."),
+    (r"^transformer\.encoder\.layers\.(\d+)\.norm2\.", r"encoder.layers.\1.ffn.norm."),
+    (r"^transformer\.encoder\.layers\.(\d+)\.(linear1|linear2)\.", r"encoder.layers.\1.ffn.\2."),
+    (r"^transformer\.decoder\.layers\.(\d+)\.self_attn\.", r"decoder.layers.\1.self_attn."),
+    (r"^transformer\.decoder\.layers\.(\d+)\.multihead_attn\.", r"decoder.layers.\1.cross_attn."),
+    (r"^transformer\.decoder\.layers\.(\d+)\.(norm1|norm2)\.", r"decoder.layers.\1.\2."),
+    (r"^transformer\.decoder\.layers\.(\d+)\.norm3\.", r"decoder.layers.\1.ffn.norm."),
+    (r"^transformer\.decoder\.layers\.(\d+)\.(linear1|linear2)\.", r"decoder.layers.\1.ffn.\2."),
+    (r"^transformer\.decoder\.norm\.", "decoder.norm."),
+    (r"^query_embed\.", "queries."),
+    (r"^span_embed\.", "span_head."),
+    (r"^class_embed\.", "class_head."),
+    (r"^saliency_proj\.", "saliency_head."),
+]
+
+
+def _configure(cfg: Config, get: Callable[[str], Any]) -> None:
+    cfg.model.backbone = "moment_detr"
+    cfg.model.activation = "relu"  # moment_detr/transformer.py: the layers' default activation
+    cfg.model.use_negative_pairs = False
+
+
+ANCHOR = Anchor(
+    name="Moment-DETR",
+    format="moment-detr",
+    renames=RENAMES,
+    configure=_configure,
+    unused_when_off={r"^txt_position_embed\.": "use_txt_pos"},
+    unsupported={"contrastive_align_loss": (False, "contrastive alignment heads and loss (contrastive_align_loss)")},
+)
+
+
+def load_moment_detr_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict, loaded with weights_only=True (argparse.Namespace allowed for ``opt``)."""
+    return load_anchor_checkpoint(path, ANCHOR)
+
+
+def convert_moment_detr(path: str | Path, encoder: str | None = None) -> Converted:
+    """Map a Moment-DETR checkpoint onto masra's Moment-DETR backbone; every masra parameter must get a tensor."""
+    return convert_checkpoint(path, ANCHOR, encoder)
