@@ -98,3 +98,57 @@ def test_settings_a_backbone_lacks_are_refused_by_name(tmp_path, overrides, fiel
     with pytest.raises(MasraError) as err:
         load_config(tmp_path / "c.yaml")
     assert err.value.field == field
+
+
+# ----- MASRA parts on the Moment-DETR backbone (docs/method.md, "Parts on each backbone") -----------------------
+def moment_with_parts(small_config, parts: str):
+    from masra.config import set_masra_parts
+
+    cfg = set_masra_parts(moment_config(small_config), parts)
+    cfg.model.sora.band = 2
+    cfg.loss.lrca_band = 2
+    cfg.model.dai.codebook_size = 4
+    torch.manual_seed(0)
+    return build_model(cfg, V_DIM, T_DIM, 12)
+
+
+def test_switching_parts_on_leaves_every_baseline_weight_at_its_initial_value(small_config):
+    """DAI brings a T2V encoder Moment-DETR lacks; it and every part are built after the baseline, so the
+    ablation's pairing holds: every Moment-DETR parameter starts equal."""
+    baseline = dict(moment_with_parts(small_config, "none")[0].named_parameters())
+    model, _ = moment_with_parts(small_config, "all")
+    weights = dict(model.named_parameters())
+    assert set(baseline) <= set(weights)
+    assert all(torch.equal(baseline[name], weights[name]) for name in baseline)
+    assert len(model.t2v_encoder.layers) == small_config().model.t2v_layers
+    assert moment_with_parts(small_config, "sora,sge,esta,lrca")[0].t2v_encoder is None  # only DAI brings it
+
+
+def test_padding_never_changes_valid_outputs_with_all_parts(small_config, random_batch):
+    """SORA's context is the query tokens here: a padded token must stay out of every clip's attention."""
+    model, _ = moment_with_parts(small_config, "all")
+    model.eval()
+    pair = random_batch([9, 5], [5, 2], seed=2)
+    alone = last_sample_alone(pair, clips=5, tokens=2)
+    with torch.no_grad():
+        padded_out, alone_out = model(pair), model(alone)
+    for key in ("pred_spans", "pred_logits"):
+        torch.testing.assert_close(padded_out[key][1], alone_out[key][0], atol=1e-5, rtol=1e-4)
+    for key in ("saliency_scores", "dai_relevance"):
+        torch.testing.assert_close(padded_out[key][1, :5], alone_out[key][0], atol=1e-5, rtol=1e-4)
+
+
+def test_each_part_changes_the_outputs_it_should(small_config, random_batch):
+    """SORA refines and SGE enhances the clip memory the heads read; DAI's relevance and the parts' loss
+    outputs are there; without priors at inference the model runs."""
+    batch = random_batch([7, 5], [4, 2], seed=3)
+    base_model, _ = moment_with_parts(small_config, "none")
+    with torch.no_grad():
+        base = base_model.eval()(batch)
+    for parts, key in (("sora", None), ("sge", "sge_semantics"), ("dai", "dai_relevance"), ("lrca", "lrca_video_proj")):
+        model, _ = moment_with_parts(small_config, parts)
+        with torch.no_grad():
+            out = model.eval()(batch)
+        assert key is None or key in out
+        if parts in ("sora", "dai"):  # these change the memory the heads read at initialisation
+            assert not torch.allclose(out["saliency_scores"], base["saliency_scores"])

@@ -13,7 +13,6 @@ from masra.errors import MasraError
 from masra.model.base_model import BaseGroundingModel
 from masra.model.grounding import GroundingModel
 from masra.model.moment_detr import MomentDETR
-from masra.model.parts import PARTS
 
 
 @dataclass(frozen=True)
@@ -29,9 +28,6 @@ class Backbone:
 
 
 def _validate_moment_detr(cfg: ModelConfig) -> None:
-    enabled = [part.name for part in PARTS if getattr(cfg, part.name).enabled]
-    if enabled:
-        raise MasraError(f"MASRA parts {enabled} do not attach to moment_detr yet", field="model.backbone")
     if cfg.use_negative_pairs:
         raise MasraError("Moment-DETR has no negative pairs: set model.use_negative_pairs=false (the packaged "
                          "config moment_detr does)", field="model.use_negative_pairs")

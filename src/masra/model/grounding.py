@@ -151,7 +151,7 @@ class GroundingModel(BaseGroundingModel):
         for module in modules:
             extras.update(module.relate(memory[:, 1:]))
         for module in modules:
-            memory = module.refine(memory, mask, pos, extras, stats)
+            memory = module.refine(memory, mask, pos, extras, stats, context=1)  # the global token
         return memory[:, 1:], memory[:, 0], extras
 
     def encode(

@@ -8,6 +8,10 @@ Stages:
 4. ``decode``: DETR's decoder with learned query positions over the whole memory [clips ; tokens], class head,
    span head (sigmoid of an MLP; no anchors); ``score_saliency``: a linear map of each clip's memory.
 
+MASRA parts (docs/method.md, "Parts on each backbone") plug into the same hooks as on QD-DETR: DAI brings the
+T2V encoder Moment-DETR lacks (stage 2), LRCA relates the encoder's clip rows, SORA refines [tokens ; clips]
+with the query tokens as its context, SGE enhances the clip rows (stage 3); ESTA and LRCA add outputs.
+
 What Moment-DETR builds and never uses with its released options is not built here: the text position
 embedding (``txt_position_embed``, used only with ``use_txt_pos``) and the contrastive-alignment heads (only
 with ``contrastive_align_loss``, off in the released runs).
@@ -111,6 +115,14 @@ class MomentDETR(BaseGroundingModel):
         extras: dict[str, Any] = {}
         for module in modules:
             extras.update(module.relate(clips))
+        if self.parts:
+            n_tokens = tokens.shape[1]
+            sequence = torch.cat([tokens, clips], dim=1)  # [B, N+L, d]: the tokens lead, as SORA's context
+            sequence_mask = torch.cat([text_mask, video_mask], dim=1)
+            sequence_pos = torch.cat([pos[:, length:], video_pos], dim=1)
+            for module in modules:
+                sequence = module.refine(sequence, sequence_mask, sequence_pos, extras, stats, context=n_tokens)
+            tokens, clips = sequence[:, :n_tokens], sequence[:, n_tokens:]
         for module in modules:
             clips, enhanced = module.enhance(clips, video_mask, stats)
             extras.update(enhanced)
