@@ -79,6 +79,10 @@ class BaselineModelConfig:
     # Temporal encoder attention: 0 = full (QD-DETR); w > 0 = each clip sees clips within ±w and the global
     # token (linear time in the video length, for long videos; docs/benchmarks.md gives the accuracy cost).
     encoder_window: int = 0
+    # Moment-DETR only: its contrastive alignment of the matched queries with the query tokens (heads of width
+    # contrastive_dim; loss weight loss.contrastive_align). Off in Moment-DETR's released runs.
+    contrastive_align: bool = False
+    contrastive_dim: int = 64
 
 
 @dataclass
@@ -90,6 +94,9 @@ class BaselineLossConfig:
     saliency: float = 1.0
     saliency_margin: float = 0.2
     rank_temperature: float = 0.5
+    # Moment-DETR's contrastive alignment loss (with model.contrastive_align): weight and temperature.
+    contrastive_align: float = 0.02
+    contrastive_temperature: float = 0.07
     aux_loss: bool = True
     # False: no Hungarian matching and no set losses, saliency only (TVSum / YouTube Highlights).
     use_matcher: bool = True

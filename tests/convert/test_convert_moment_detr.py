@@ -19,41 +19,72 @@ from masra.inference import load_model
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "moment_detr"
 CHECKPOINT = FIXTURE / "model_best.ckpt"
+# (checkpoint, its inputs / outputs / loss terms): the released options, and the contrastive alignment loss on.
+CASES = {"released": ("model_best.ckpt", "io.npz"), "align": ("model_align.ckpt", "io_align.npz")}
 
 
 @pytest.fixture(scope="module")
-def converted_run(tmp_path_factory) -> Path:
+def converted_runs(tmp_path_factory) -> dict[str, Path]:
     torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("convert") / "moment_detr_run"
-    assert main(["convert", "moment-detr", str(CHECKPOINT), "--out", str(out)]) == 0
-    return out
+    runs = {}
+    for case, (checkpoint, _) in CASES.items():
+        runs[case] = tmp_path_factory.mktemp("convert") / f"moment_detr_{case}"
+        assert main(["convert", "moment-detr", str(FIXTURE / checkpoint), "--out", str(runs[case])]) == 0
+    return runs
 
 
-def test_converted_model_reproduces_moment_detr_outputs_on_a_padded_batch(converted_run):
-    model, cfg, _ = load_model(converted_run, "cpu")
-    assert cfg.model.backbone == "moment_detr"
-    io = np.load(FIXTURE / "io.npz")
+@pytest.fixture(scope="module")
+def converted_run(converted_runs) -> Path:
+    return converted_runs["released"]
+
+
+def fixture_batch(io) -> GroundingBatch:
+    """The fixture's padded batch with its training targets (Moment-DETR's layout -> masra's)."""
+    spans = [torch.from_numpy(io["target_spans"][i, :n]) for i, n in enumerate(io["target_span_count"])]
+    return GroundingBatch(video_feats=torch.from_numpy(io["src_vid"]), video_mask=torch.from_numpy(io["src_vid_mask"]),
+                          query_feats=torch.from_numpy(io["src_txt"]), query_mask=torch.from_numpy(io["src_txt_mask"]),
+                          meta=[{}, {}], span_targets=spans, saliency_pos_idx=torch.from_numpy(io["saliency_pos"]),
+                          saliency_neg_idx=torch.from_numpy(io["saliency_neg"]))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_converted_model_reproduces_moment_detr_outputs_and_losses_on_a_padded_batch(converted_runs, case):
+    from masra.model import build_criterion
+
+    model, cfg, _ = load_model(converted_runs[case], "cpu")
+    assert cfg.model.backbone == "moment_detr" and cfg.model.contrastive_align is (case == "align")
+    io = np.load(FIXTURE / CASES[case][1])
     assert io["src_vid_mask"].min() == 0  # the second sample is padded, in the same batch as the first
-    batch = GroundingBatch(video_feats=torch.from_numpy(io["src_vid"]), video_mask=torch.from_numpy(io["src_vid_mask"]),
-                           query_feats=torch.from_numpy(io["src_txt"]), query_mask=torch.from_numpy(io["src_txt_mask"]),
-                           meta=[{}, {}])
+    batch = fixture_batch(io)
     with torch.no_grad():
         out = model(batch)
-    for key in ("pred_logits", "pred_spans", "saliency_scores"):  # saliency of the padded clips too
-        np.testing.assert_allclose(out[key].numpy(), io[key], atol=1e-6, rtol=0)
-    assert len(out["aux_outputs"]) == 1
-    for i, aux in enumerate(out["aux_outputs"]):
-        np.testing.assert_allclose(aux["pred_logits"].numpy(), io[f"aux{i}_pred_logits"], atol=1e-6, rtol=0)
-        np.testing.assert_allclose(aux["pred_spans"].numpy(), io[f"aux{i}_pred_spans"], atol=1e-6, rtol=0)
+    layers = [("", out)] + [(f"aux{i}_", aux) for i, aux in enumerate(out["aux_outputs"])]
+    assert len(layers) == 2
+    for prefix, layer in layers:
+        for key in ("pred_logits", "pred_spans", "saliency_scores", "proj_queries", "proj_txt_mem"):
+            if prefix + key in io.files:  # saliency of the padded clips too; projections with the alignment on
+                np.testing.assert_allclose(layer[key].numpy(), io[prefix + key], atol=1e-6, rtol=0)
+    criterion = build_criterion(cfg.loss, cfg.model.dec_layers, cfg.model)
+    with torch.no_grad():
+        terms = criterion(out, batch)
+    expected = {key.removeprefix("loss/"): float(io[key]) for key in io.files if key.startswith("loss/")}
+    assert set(expected) - {"total"} == set(criterion.weight_dict)  # the same terms, the same weights below
+    # Losses to 1e-5 relative: the alignment logits are sums over tokens divided by τ = 0.07, which scales the
+    # outputs' float32 rounding (≤ 1e-6) by about 70.
+    for name, value in expected.items():
+        assert terms["loss" if name == "total" else name].item() == pytest.approx(value, rel=1e-5, abs=1e-6), name
 
 
-def test_parameter_count_is_the_anchors_less_what_it_never_uses(converted_run):
-    model, _, _ = load_model(converted_run, "cpu")
-    anchor = load_moment_detr_checkpoint(CHECKPOINT)["model"]
-    info = json.loads((converted_run / "last" / "checkpoint.json").read_text())
+@pytest.mark.parametrize("case", CASES)
+def test_parameter_count_is_the_anchors_less_what_it_never_uses(converted_runs, case):
+    model, _, _ = load_model(converted_runs[case], "cpu")
+    anchor = load_moment_detr_checkpoint(FIXTURE / CASES[case][0])["model"]
+    info = json.loads((converted_runs[case] / "last" / "checkpoint.json").read_text())
     dropped = info["converted_from"]["dropped"]
-    assert sorted(dropped) == ["txt_position_embed.LayerNorm.bias", "txt_position_embed.LayerNorm.weight",
-                               "txt_position_embed.position_embeddings.weight"]
+    never_read = ["contrastive_align_projection_vid.bias", "contrastive_align_projection_vid.weight"]
+    assert sorted(dropped) == (never_read if case == "align" else []) + [
+        "txt_position_embed.LayerNorm.bias", "txt_position_embed.LayerNorm.weight",
+        "txt_position_embed.position_embeddings.weight"]
     anchor_count = sum(t.numel() for t in anchor.values())
     unused = sum(anchor[k].numel() for k in dropped)
     assert sum(p.numel() for p in model.parameters()) == anchor_count - unused
@@ -95,7 +126,6 @@ def test_config_comes_from_opt(converted_run):
 
 
 @pytest.mark.parametrize("option, value, message", [
-    ("contrastive_align_loss", True, "contrastive alignment"),
     ("pre_norm", True, "pre-norm"),
     ("use_txt_pos", True, "text position embeddings"),
 ])

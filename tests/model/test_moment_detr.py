@@ -49,12 +49,15 @@ def test_padding_never_changes_valid_outputs(small_config, random_batch):
     assert torch.allclose(padded_out["saliency_scores"][1, :5], alone_out["saliency_scores"][0], atol=1e-5)
 
 
-def test_a_training_step_sends_gradient_to_every_parameter(small_config, random_batch):
-    model, criterion = _model(moment_config(small_config))
+@pytest.mark.parametrize("align", [False, True])
+def test_a_training_step_sends_gradient_to_every_parameter(small_config, random_batch, align):
+    model, criterion = _model(moment_config(small_config, contrastive_align=align))
     batch = random_batch([8, 6, 5], [4, 3, 2])
     terms = criterion(model.train()(batch), batch)
     terms["loss"].backward()
     assert [name for name, p in model.named_parameters() if p.grad is None] == []
+    # The alignment loss on every decoder layer, weighted like the set losses (Moment-DETR's weight_dict).
+    assert ("loss_contrastive_align_0" in terms) is align and ("contrastive_query.weight" in dict(model.named_parameters())) is align
 
 
 def test_the_saliency_loss_is_the_margin_hinge_alone(small_config, random_batch):
@@ -90,6 +93,7 @@ def test_the_packaged_config_sets_moment_detrs_model():
 
 @pytest.mark.parametrize("overrides, field", [
     ({"backbone": "cg_detr"}, "model.backbone"),
+    ({"contrastive_align": True}, "model.contrastive_align"),
     ({"backbone": "moment_detr"}, "model.use_negative_pairs"),
     ({"backbone": "moment_detr", "use_negative_pairs": False, "encoder_window": 8}, "model.encoder_window"),
 ])

@@ -46,6 +46,7 @@ UNSUPPORTED = {
 class Anchor:
     """One anchor code base. ``renames``: (pattern, replacement) applied to each of its keys, the first match
     wins; ``unused_when_off``: key pattern -> the option without which its forward never reads the tensor;
+    ``never_used``: key pattern -> why its forward builds the tensor but no output any loss reads depends on it;
     ``unsupported``: more refused options, as ``UNSUPPORTED``; ``configure(cfg, get)``: the model settings its
     architecture fixes (``get(name)`` reads a required option)."""
 
@@ -54,6 +55,7 @@ class Anchor:
     renames: list[tuple[str, str]]
     configure: Callable[[Config, Callable[[str], Any]], None]
     unused_when_off: dict[str, str] = field(default_factory=dict)
+    never_used: dict[str, str] = field(default_factory=dict)
     unsupported: dict[str, tuple[Any, str]] = field(default_factory=dict)
 
 
@@ -170,6 +172,10 @@ def convert_checkpoint(path: str | Path, anchor: Anchor, encoder: str | None = N
         unused = next((flag for pattern, flag in anchor.unused_when_off.items() if re.search(pattern, key)), None)
         if unused is not None and not opt.get(unused, False):
             dropped[key] = f"unused by {anchor.name}'s forward with {unused}=False"
+            continue
+        never = next((why for pattern, why in anchor.never_used.items() if re.search(pattern, key)), None)
+        if never is not None:
+            dropped[key] = never
             continue
         new = rename_key(key, anchor.renames)
         if new is None:

@@ -2,9 +2,9 @@
 
 masra's Moment-DETR backbone (masra.model.moment_detr) is Moment-DETR with its modules renamed, so every tensor
 maps one to one (``RENAMES``). The config comes from the checkpoint's ``opt`` (masra.convert.anchor). Refused:
-options masra does not implement (pre-norm, span_loss_type ce, text positions, the contrastive alignment loss).
-Dropped, and reported: the text position embedding, which Moment-DETR builds always and reads only with
-``use_txt_pos``.
+options masra does not implement (pre-norm, span_loss_type ce, text positions). Dropped, and reported: the text
+position embedding, which Moment-DETR builds always and reads only with ``use_txt_pos``, and with the contrastive
+alignment on, the clip-memory projection, whose output no loss reads.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ RENAMES: list[tuple[str, str]] = [
     (r"^span_embed\.", "span_head."),
     (r"^class_embed\.", "class_head."),
     (r"^saliency_proj\.", "saliency_head."),
+    (r"^contrastive_align_projection_query\.", "contrastive_query."),
+    (r"^contrastive_align_projection_txt\.", "contrastive_text."),
 ]
 
 
@@ -43,6 +45,8 @@ def _configure(cfg: Config, get: Callable[[str], Any]) -> None:
     cfg.model.backbone = "moment_detr"
     cfg.model.activation = "relu"  # moment_detr/transformer.py: the layers' default activation
     cfg.model.use_negative_pairs = False
+    cfg.model.contrastive_align, cfg.model.contrastive_dim = get("contrastive_align_loss"), get("contrastive_hdim")
+    cfg.loss.contrastive_align, cfg.loss.contrastive_temperature = get("contrastive_align_loss_coef"), get("temperature")
 
 
 ANCHOR = Anchor(
@@ -51,7 +55,7 @@ ANCHOR = Anchor(
     renames=RENAMES,
     configure=_configure,
     unused_when_off={r"^txt_position_embed\.": "use_txt_pos"},
-    unsupported={"contrastive_align_loss": (False, "contrastive alignment heads and loss (contrastive_align_loss)")},
+    never_used={r"^contrastive_align_projection_vid\.": "Moment-DETR's proj_vid_mem output is read by no loss"},
 )
 
 

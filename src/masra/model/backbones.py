@@ -27,6 +27,12 @@ class Backbone:
     validate: Callable[[ModelConfig], None] | None = None
 
 
+def _validate_qd_detr(cfg: ModelConfig) -> None:
+    if cfg.contrastive_align:
+        raise MasraError("the contrastive alignment heads are Moment-DETR's: set model.backbone=moment_detr or "
+                         "model.contrastive_align=false", field="model.contrastive_align")
+
+
 def _validate_moment_detr(cfg: ModelConfig) -> None:
     if cfg.use_negative_pairs:
         raise MasraError("Moment-DETR has no negative pairs: set model.use_negative_pairs=false (the packaged "
@@ -37,7 +43,7 @@ def _validate_moment_detr(cfg: ModelConfig) -> None:
 
 
 BACKBONES: dict[str, Backbone] = {
-    "qd_detr": Backbone("qd_detr", GroundingModel, "saliency"),
+    "qd_detr": Backbone("qd_detr", GroundingModel, "saliency", _validate_qd_detr),
     "moment_detr": Backbone("moment_detr", MomentDETR, "saliency_hinge", _validate_moment_detr),
 }
 

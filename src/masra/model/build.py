@@ -23,21 +23,27 @@ def build_criterion(
         "loss_saliency": loss_cfg.saliency,
     }
     model_cfg = model_cfg or ModelConfig()
+    losses = [*SET_LOSSES, get_backbone(model_cfg).saliency_loss]
+    layer_terms = ["loss_span", "loss_giou", "loss_label"]
+    if model_cfg.contrastive_align:
+        losses.append("contrastive_align")
+        weight_dict["loss_contrastive_align"] = loss_cfg.contrastive_align
+        layer_terms.append("loss_contrastive_align")
     parts = [part for part in PARTS if part.loss is not None and getattr(model_cfg, part.name).enabled]
     for part in parts:
         weight_dict.update({term: getattr(loss_cfg, name) for term, name in part.weights.items()})
     if loss_cfg.aux_loss:
-        set_terms = ("loss_span", "loss_giou", "loss_label")
         for i in range(dec_layers - 1):
-            weight_dict.update({f"{name}_{i}": weight_dict[name] for name in set_terms})
+            weight_dict.update({f"{name}_{i}": weight_dict[name] for name in layer_terms})
     matcher = HungarianMatcher(loss_cfg.match_span, loss_cfg.match_giou, loss_cfg.match_label)
     return SetCriterion(
         matcher,
         weight_dict,
-        losses=[*SET_LOSSES, get_backbone(model_cfg).saliency_loss],
+        losses=losses,
         eos_coef=loss_cfg.eos_coef,
         saliency_margin=loss_cfg.saliency_margin,
         rank_temperature=loss_cfg.rank_temperature,
+        contrastive_temperature=loss_cfg.contrastive_temperature,
         aux_loss=loss_cfg.aux_loss,
         use_matcher=loss_cfg.use_matcher,
         parts=parts,

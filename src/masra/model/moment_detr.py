@@ -12,9 +12,11 @@ MASRA parts (docs/method.md, "Parts on each backbone") plug into the same hooks 
 T2V encoder Moment-DETR lacks (stage 2), LRCA relates the encoder's clip rows, SORA refines [tokens ; clips]
 with the query tokens as its context, SGE enhances the clip rows (stage 3); ESTA and LRCA add outputs.
 
-What Moment-DETR builds and never uses with its released options is not built here: the text position
-embedding (``txt_position_embed``, used only with ``use_txt_pos``) and the contrastive-alignment heads (only
-with ``contrastive_align_loss``, off in the released runs).
+With ``model.contrastive_align`` (Moment-DETR's ``contrastive_align_loss``, off in its released runs) two
+linear heads project the decoder states and the token memory to ``contrastive_dim`` for the contrastive alignment
+loss (masra.model.criterion). What Moment-DETR builds and never uses is not built here: the text position
+embedding (``txt_position_embed``, read only with ``use_txt_pos``) and, with the alignment on, the projection of
+the clip memory (``contrastive_align_projection_vid``: an output that no loss reads).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from masra.config import ModelConfig
@@ -53,6 +56,10 @@ class MomentDETR(BaseGroundingModel):
         self.class_head = nn.Linear(d, 2)  # index 0 = foreground
         self.span_head = MLP(d, d, 2, 3)
         self.saliency_head = nn.Linear(d, 1)
+        self.contrastive_align = cfg.contrastive_align
+        if cfg.contrastive_align:
+            self.contrastive_query = nn.Linear(d, cfg.contrastive_dim)
+            self.contrastive_text = nn.Linear(d, cfg.contrastive_dim)
         self.t2v_encoder: T2VEncoder | None = None
         self._build_masra_parts(cfg)
 
@@ -129,13 +136,22 @@ class MomentDETR(BaseGroundingModel):
         return clips, tokens, extras
 
     # ----- stage 4 -------------------------------------------------------------------------------------
-    def decode(self, memory: torch.Tensor, memory_pos: torch.Tensor, memory_mask: torch.Tensor) -> dict[str, Any]:
-        """DETR decoder + heads over memory [B, S, d]: the last layer's predictions plus ``aux_outputs``."""
+    def decode(
+        self, memory: torch.Tensor, memory_pos: torch.Tensor, memory_mask: torch.Tensor, tokens: torch.Tensor
+    ) -> dict[str, Any]:
+        """DETR decoder + heads over memory [B, S, d]: the last layer's predictions plus ``aux_outputs``; with
+        the contrastive alignment, the normalised projections of every layer's states and of the token memory
+        ``tokens`` [B, N, d] (``proj_queries`` [B, Q, h] per layer, ``proj_txt_mem`` [B, N, h])."""
         hidden = self.decoder(self.queries.weight, memory, memory_pos, memory_mask)  # [l, B, Q, d]
         logits = self.class_head(hidden)  # [l, B, Q, 2]
         spans = self.span_head(hidden).sigmoid()  # [l, B, Q, 2]
-        aux = [{"pred_logits": lg, "pred_spans": sp} for lg, sp in zip(logits[:-1], spans[:-1])]
-        return {"pred_logits": logits[-1], "pred_spans": spans[-1], "aux_outputs": aux}
+        layers = [{"pred_logits": lg, "pred_spans": sp} for lg, sp in zip(logits, spans)]
+        if self.contrastive_align:
+            proj_queries = F.normalize(self.contrastive_query(hidden), dim=-1)  # [l, B, Q, h]
+            proj_text = F.normalize(self.contrastive_text(tokens), dim=-1)  # [B, N, h]
+            for layer, queries in zip(layers, proj_queries):
+                layer.update(proj_queries=queries, proj_txt_mem=proj_text)
+        return layers[-1] | {"aux_outputs": layers[:-1]}
 
     def score_saliency(self, clips: torch.Tensor) -> torch.Tensor:
         """s_i = w · m_i + b: clip memory [B, L, d] -> [B, L]."""
@@ -153,6 +169,7 @@ class MomentDETR(BaseGroundingModel):
             torch.cat([clips, tokens], dim=1),
             torch.cat([video_pos, torch.zeros_like(tokens)], dim=1),
             torch.cat([video_mask, text_mask], dim=1),
+            tokens,
         )
         outputs.update(extras)
         outputs["saliency_scores"] = self.score_saliency(clips)
