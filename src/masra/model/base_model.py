@@ -7,6 +7,8 @@ their hooks (masra.model.parts.base); docs/method.md says where each part sits o
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -32,6 +34,7 @@ class BaseGroundingModel(nn.Module):
         self.text_proj = InputProjection(t_feat_dim, d, cfg.n_input_proj, cfg.input_dropout)
         self.part_context = PartContext(d, cfg.nheads, cfg.dim_feedforward, cfg.dropout, cfg.activation, semantic_dim)
         self.parts = [part for part in PARTS if getattr(cfg, part.name).enabled]
+        self.t2v_encoder: nn.Module | None = None  # the text-to-video encoder, where the backbone has one
 
     def _build_part_modules(self, cfg: ModelConfig) -> None:
         """Each enabled part's module as the attribute ``part.attribute`` (its checkpoint keys), in registry
@@ -53,6 +56,30 @@ class BaseGroundingModel(nn.Module):
     def project_inputs(self, video_feats: torch.Tensor, query_feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[B, L, Dv], [B, N, Dt] -> video [B, L, d], text [B, N, d]: LN -> Dropout -> Linear (-> ReLU) stacks."""
         return run_layer(self.video_proj, video_feats), self.text_proj(query_feats)
+
+    def interact(
+        self,
+        video: torch.Tensor,
+        video_pos: torch.Tensor,
+        video_mask: torch.Tensor,
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+        stats: dict[str, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Text-conditioned clips [B, L, d] through ``self.t2v_encoder`` (unchanged clips when the backbone has
+        none), and the parts' outputs of the interaction (DAI: relevance per layer and averaged, the codebook C_v).
+        ``stats`` (a dict, or None) receives the parts' diagnostics."""
+        if self.t2v_encoder is None:
+            return video, {}
+        modules = self.part_modules()
+        inputs: dict[str, Any] = {}
+        for module in modules:
+            inputs.update(module.interaction_inputs(video, video_mask, stats))
+        video, relevances = self.t2v_encoder(video, video_pos, text, text_mask, **inputs)
+        extras: dict[str, Any] = {}
+        for module in modules:
+            extras.update(module.after_interaction(relevances, video_mask, inputs, stats))
+        return video, extras
 
     def _diagnostics(self, stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The pass's statistics plus the parts' scalar parameters, detached: name -> 0-d tensor."""

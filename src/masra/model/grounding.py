@@ -106,28 +106,7 @@ class GroundingModel(BaseGroundingModel):
 
     # ----- stage 1: project_inputs (BaseGroundingModel) ----------------------------------------------
 
-    # ----- stage 2 -------------------------------------------------------------------------------------
-    def interact(
-        self,
-        video: torch.Tensor,
-        video_pos: torch.Tensor,
-        video_mask: torch.Tensor,
-        text: torch.Tensor,
-        text_mask: torch.Tensor,
-        stats: dict[str, torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Text-conditioned clips [B, L, d] and the parts' outputs of the interaction (DAI: relevance per layer
-        and averaged, the codebook C_v). ``stats`` (a dict, or None) receives the parts' diagnostics."""
-        modules = self.part_modules()
-        inputs: dict[str, Any] = {}
-        for module in modules:
-            inputs.update(module.interaction_inputs(video, video_mask, stats))
-        video, relevances = self.t2v_encoder(video, video_pos, text, text_mask, **inputs)
-        extras: dict[str, Any] = {}
-        for module in modules:
-            extras.update(module.after_interaction(relevances, video_mask, inputs, stats))
-        return video, extras
-
+    # ----- stage 2: interact (BaseGroundingModel), through the T2V encoder ------------------------------
     # ----- stage 3 -------------------------------------------------------------------------------------
     def encode_temporal(
         self,

@@ -60,7 +60,6 @@ class MomentDETR(BaseGroundingModel):
         if cfg.contrastive_align:
             self.contrastive_query = nn.Linear(d, cfg.contrastive_dim)
             self.contrastive_text = nn.Linear(d, cfg.contrastive_dim)
-        self.t2v_encoder: T2VEncoder | None = None
         self._build_masra_parts(cfg)
 
     def _build_masra_parts(self, cfg: ModelConfig) -> None:
@@ -75,28 +74,7 @@ class MomentDETR(BaseGroundingModel):
                 )
                 xavier_matrices(self.t2v_encoder)
 
-    # ----- stage 2 -------------------------------------------------------------------------------------
-    def interact(
-        self,
-        video: torch.Tensor,
-        video_pos: torch.Tensor,
-        video_mask: torch.Tensor,
-        text: torch.Tensor,
-        text_mask: torch.Tensor,
-        stats: dict[str, torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Clips [B, L, d] unchanged (Moment-DETR), or through the T2V encoder a part brought, with its outputs."""
-        if self.t2v_encoder is None:
-            return video, {}
-        modules = self.part_modules()
-        inputs: dict[str, Any] = {}
-        for module in modules:
-            inputs.update(module.interaction_inputs(video, video_mask, stats))
-        video, relevances = self.t2v_encoder(video, video_pos, text, text_mask, **inputs)
-        extras: dict[str, Any] = {}
-        for module in modules:
-            extras.update(module.after_interaction(relevances, video_mask, inputs, stats))
-        return video, extras
+    # ----- stage 2: interact (BaseGroundingModel), only when a part brought a T2V encoder ---------------
 
     # ----- stage 3 -------------------------------------------------------------------------------------
     def encode_joint(
