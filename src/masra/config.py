@@ -109,9 +109,6 @@ class BaselineLossConfig:
     # (fractions allowed; both 0 = full weight from the first step).
     aux_ramp_start: float = 0.0
     aux_ramp_epochs: float = 0.0
-    # After the ramp, the auxiliary weights follow a half cosine from 1 down to aux_decay_to at the last epoch
-    # (1 = no decay): the priors shape the representation early, the task's own losses finish training.
-    aux_decay_to: float = 1.0
     # True: each auxiliary loss with a known chance level c enters the total as (L - c) / c: 0 at chance,
     # -1 when perfect, its gradient scaled by 1 / c (e.g. ESTA's InfoNCE by 1 / log #candidates).
     aux_chance_norm: bool = False
@@ -379,9 +376,8 @@ def validate_config(cfg: Config) -> None:
                          ("loss.aux_ramp_epochs", cfg.loss.aux_ramp_epochs)):
         if value < 0:
             raise MasraError("must be >= 0", field=where)
-    for where, value in (("train.lr_min_ratio", cfg.train.lr_min_ratio), ("loss.aux_decay_to", cfg.loss.aux_decay_to)):
-        if not 0.0 <= value <= 1.0:
-            raise MasraError("must be between 0 and 1", field=where)
+    if not 0.0 <= cfg.train.lr_min_ratio <= 1.0:
+        raise MasraError("must be between 0 and 1", field="train.lr_min_ratio")
     if cfg.train.amp not in ("none", "bf16", "fp16"):
         raise MasraError("must be none, bf16 or fp16", field="train.amp")
     for part in PARTS:

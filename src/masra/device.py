@@ -20,4 +20,14 @@ def resolve_device(name: str | None = "auto", local_rank: int = 0, field: str = 
         raise MasraError("CUDA requested but not available", field=field)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
+    if device.type == "cuda" and device.index >= torch.cuda.device_count():
+        raise MasraError(f"{device} is not available on this machine ({torch.cuda.device_count()} CUDA devices)",
+                         field=field)
+    if device.type == "meta":
+        raise MasraError("meta tensors compute nothing; use cpu, cuda or auto", field=field)
+    if device.type not in ("cpu", "cuda"):  # mps, xpu, ...: built into this torch and present on this machine?
+        try:
+            torch.empty(0, device=device)
+        except Exception:  # noqa: BLE001 - each backend refuses in its own way
+            raise MasraError(f"{name} is not available on this machine", field=field) from None
     return device

@@ -7,14 +7,12 @@ import math
 import pytest
 import torch
 
-from masra.config import LossConfig, set_masra_parts
+from masra.config import LossConfig
 from masra.model.criterion import AuxRamp, SetCriterion, relative_to_chance
 from masra.model.matcher import HungarianMatcher
 from masra.model.parts import esta, lrca
 from masra.train.engine import train_one_epoch
-from masra.model import build_model
-from conftest import T_DIM, V_DIM
-from test_masra_integration import DS, build, with_priors
+from test_masra_integration import build, with_priors
 
 
 def test_ramp_weight_schedule():
@@ -24,26 +22,6 @@ def test_ramp_weight_schedule():
     assert AuxRamp()(0.0) == 1.0  # the default: no ramp
     step = AuxRamp(start=2.0, epochs=0.0)
     assert (step(1.99), step(2.0)) == (0.0, 1.0)
-
-
-def test_decay_follows_a_half_cosine_after_the_ramp_down_to_its_floor():
-    schedule = AuxRamp(start=0.0, epochs=2.0, decay_to=0.2, total_epochs=10.0)
-    assert schedule(1.0) == 0.5  # still ramping in
-    assert schedule(2.0) == pytest.approx(1.0)  # ramp done: the decay starts at full weight
-    assert schedule(6.0) == pytest.approx(0.2 + 0.8 * 0.5)  # halfway through the decay
-    assert schedule(10.0) == pytest.approx(0.2)  # the last epoch: the floor
-    assert schedule(12.0) == pytest.approx(0.2)  # past the planned end (resumed longer): stays at the floor
-    assert AuxRamp(decay_to=0.0)(5.0) == 1.0  # run length unknown: no decay
-    assert AuxRamp(decay_to=1.0, total_epochs=10.0)(9.0) == 1.0  # the default: no decay
-
-
-def test_the_run_length_reaches_the_criterion(small_config):
-    cfg = small_config()
-    set_masra_parts(cfg, "all")
-    cfg.loss.aux_decay_to, cfg.train.epochs = 0.0, 4
-    _, criterion = build_model(cfg, V_DIM, T_DIM, DS)
-    criterion.set_progress(2.0)
-    assert criterion.weighted_total({"loss_lrca": torch.tensor(1.0)}).item() == pytest.approx(0.5 * criterion.weight_dict["loss_lrca"])
 
 
 def test_auxiliary_terms_are_the_part_losses_only(small_config):

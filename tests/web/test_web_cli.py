@@ -32,6 +32,8 @@ def test_a_different_encoder_stops_the_server_at_start(capsys, web_checkpoint, t
     (["--port", "70000"], "field '--port': 70000 is not a port number"),
     (["--max-duration", "0"], "field '--max-duration': must be > 0"),
     (["--max-upload-mb", "-1"], "field '--max-upload-mb': must be > 0"),
+    (["--max-concurrent-uploads", "0"], "field '--max-concurrent-uploads': must be > 0"),
+    (["--max-queued-jobs", "0"], "field '--max-queued-jobs': must be > 0"),
 ])
 def test_bad_settings_are_refused(capsys, tmp_path, args, message):
     err = serve(capsys, "--checkpoint", str(tmp_path / "no_run"), *args)

@@ -98,3 +98,20 @@ def test_unknown_job_is_a_404(runner):
     with pytest.raises(RequestError) as err:
         runner.status("nope")
     assert err.value.status == 404
+
+
+def test_a_job_queued_behind_many_others_keeps_its_status():
+    runner = JobRunner(max_queued=300, max_finished=5)
+    release = threading.Event()
+    try:
+        runner.submit("blocker", lambda progress: release.wait(10) and {})
+        queued = [runner.submit(f"job {i}", lambda progress: {}) for i in range(250)]
+        assert runner.status(queued[0].id)["state"] == "queued"  # not "no such job" while it waits
+        release.set()
+        wait_for(runner, queued[-1].id, lambda s: s["state"] == "done")
+        # Only finished jobs are forgotten, oldest first, past max_finished.
+        with pytest.raises(RequestError):
+            runner.status(queued[0].id)
+        assert runner.status(queued[-5].id)["state"] == "done"
+    finally:
+        runner.shutdown()

@@ -37,8 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_convert(args: argparse.Namespace) -> int:
     from importlib import import_module
 
-    from masra.convert.anchor import convert_checkpoint, write_run
+    from masra.convert.anchor import check_output_folder, convert_checkpoint, write_run
 
+    check_output_folder(args.out, args.force)  # before the checkpoint is read
     encoder = None
     if args.encoder is not None:
         from masra.features.encoder import EncoderSpec

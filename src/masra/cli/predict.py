@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
         raise MasraError("--query/--queries go with --video", field="--query")
     refuse_existing(args.out, args.force)
     refuse_existing(metrics_path(args.out), args.force)
-    if args.plots is not None and args.plots.exists() and any(args.plots.iterdir()) and not args.force:
-        raise MasraError("plot folder is not empty; pass --force to overwrite", file=args.plots)
+    if args.plots is not None:
+        check_plot_folder(args.plots, args.force)
     if args.plot_limit < 0:
         raise MasraError("must be >= 0", field="--plot-limit")
     result = predict_split(args.checkpoint, split=args.split, annotations=args.annotations, device=args.device,
@@ -82,6 +82,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_plot_folder(folder: Path, force: bool) -> None:
+    """A plot folder is a folder, and empty unless ``force`` (then only its ``qid*.png`` are replaced)."""
+    if folder.exists() and not folder.is_dir():
+        raise MasraError("exists and is not a folder", file=folder)
+    if folder.is_dir() and any(folder.iterdir()) and not force:
+        raise MasraError("plot folder is not empty; pass --force to overwrite", file=folder)
+
+
 def _plot(result, folder: Path, limit: int) -> None:
     from masra.data.paths import child_path
     from masra.visualize import plot_query, query_title
@@ -95,21 +103,39 @@ def _plot(result, folder: Path, limit: int) -> None:
 
 
 def read_query_file(path: Path) -> list[tuple[int | str, str]]:
-    """(qid, query) pairs: a .jsonl file's ``query`` (and optional ``qid``) fields, else one query a line."""
+    """(qid, query) pairs: a .jsonl file's ``query`` (and optional ``qid``: an int or a string, unique, usable as
+    a file name) fields, else one query a line (qids 0, 1, ...). Every pair is checked before any is used."""
     from masra.data.jsonl import iter_jsonl
+    from masra.data.paths import qid_clash, unsafe_name
 
     if not path.is_file():
         raise MasraError("queries file not found", file=path)
     pairs: list[tuple[int | str, str]] = []
     if path.suffix == ".jsonl":
+        seen: dict[str, tuple[int | str, int]] = {}
         for line, obj in iter_jsonl(path):
             query = obj.get("query")
             if not isinstance(query, str) or not query.strip():
                 raise MasraError("missing or empty query", file=path, line=line, field="query")
-            pairs.append((obj.get("qid", len(pairs)), query.strip()))
+            qid = obj.get("qid", len(pairs))
+            if isinstance(qid, bool) or not isinstance(qid, (int, str)):
+                raise MasraError(f"qid {qid!r} is not an int or a string", file=path, line=line, field="qid")
+            unsafe = unsafe_name(str(qid))
+            if unsafe is not None:
+                raise MasraError(f"refusing file name {str(qid)!r}: {unsafe}", file=path, line=line, field="qid")
+            clash = qid_clash(qid, line, seen)
+            if clash is not None:
+                raise MasraError(clash, file=path, line=line, field="qid")
+            pairs.append((qid, query.strip()))
     else:
-        lines = path.read_text(encoding="utf-8").splitlines()
-        pairs = [(i, text.strip()) for i, text in enumerate(t for t in lines if t.strip())]
+        for line, raw in enumerate(path.read_bytes().splitlines(), start=1):
+            try:
+                text = raw.decode("utf-8").strip()
+            except UnicodeDecodeError as err:
+                raise MasraError(f"not UTF-8 text (byte 0x{raw[err.start]:02x} at column {err.start + 1})",
+                                 file=path, line=line) from None
+            if text:
+                pairs.append((len(pairs), text))
     if not pairs:
         raise MasraError("no queries", file=path)
     return pairs
@@ -137,9 +163,11 @@ def run_video(args: argparse.Namespace) -> int:
         raise MasraError("query is empty", field="--query")
     plots = args.plots if args.plots is not None else args.out.with_name(args.out.stem + "_plots")
     refuse_existing(args.out, args.force)
-    if plots.exists() and any(plots.iterdir()) and not args.force:
-        raise MasraError("plot folder is not empty; pass --force to overwrite", file=plots)
-    grounder = Grounder.from_checkpoint(args.checkpoint, resolve_device(args.device), video_encoder=args.encoder)
+    check_plot_folder(plots, args.force)
+    # qids come from a file: every PNG name is checked to stay inside the plot folder before anything runs.
+    pngs = [child_path(plots, f"qid{qid}", ".png") for qid, _ in queries]
+    grounder = Grounder.from_checkpoint(args.checkpoint, resolve_device(args.device, field="--device"),
+                                        video_encoder=args.encoder)
     bars: dict[str, tqdm] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -152,14 +180,15 @@ def run_video(args: argparse.Namespace) -> int:
             bars.pop(stage).close()
 
     video = grounder.extract_video(args.video, progress=progress)
-    rows = []
-    for qid, query in queries:
+    predictions = []
+    for qid, query in queries:  # every query grounded before anything is written
         pred = grounder.predict_video(video, query, progress=progress)
         pred.qid = qid
-        rows.append(pred.to_row())
+        predictions.append(pred)
+    for pred, png in zip(predictions, pngs):
         print(moments_table(pred, args.top_k) + "\n")
-        # qids come from a file: the PNG name is checked to stay inside the plot folder.
-        plot_video_prediction(pred, args.video, child_path(plots, f"qid{qid}", ".png"), top_k=args.top_k)
+        plot_video_prediction(pred, args.video, png, top_k=args.top_k)
+    rows = [pred.to_row() for pred in predictions]
     write_jsonl(args.out, rows)
     logger.info("%s: %d clips of %.1f s; wrote %d predictions to %s and %d PNG to %s", args.video,
                 len(video.features), video.clip_length, len(rows), args.out, len(rows), plots)

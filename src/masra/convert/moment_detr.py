@@ -9,12 +9,13 @@ alignment on, the clip-memory projection, whose output no loss reads.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 from pathlib import Path
 from typing import Any
 
 from masra.config import Config
-from masra.convert.anchor import Anchor, Converted, convert_checkpoint, load_anchor_checkpoint
+from masra.convert.anchor import MAX_WIDTH, Anchor, Converted, convert_checkpoint, load_anchor_checkpoint
+from masra.convert.options import OptReader
 
 # (pattern, replacement) applied in order to each Moment-DETR key; the first match wins.
 RENAMES: list[tuple[str, str]] = [
@@ -40,13 +41,17 @@ RENAMES: list[tuple[str, str]] = [
     (r"^contrastive_align_projection_txt\.", "contrastive_text."),
 ]
 
+MIN_TEMPERATURE = 1e-6  # the alignment's logits are divided by it: a zero or negative one is refused
 
-def _configure(cfg: Config, get: Callable[[str], Any]) -> None:
+
+def _configure(cfg: Config, read: OptReader) -> None:
     cfg.model.backbone = "moment_detr"
     cfg.model.activation = "relu"  # moment_detr/transformer.py: the layers' default activation
     cfg.model.use_negative_pairs = False
-    cfg.model.contrastive_align, cfg.model.contrastive_dim = get("contrastive_align_loss"), get("contrastive_hdim")
-    cfg.loss.contrastive_align, cfg.loss.contrastive_temperature = get("contrastive_align_loss_coef"), get("temperature")
+    cfg.model.contrastive_align = read.flag("contrastive_align_loss")
+    cfg.model.contrastive_dim = read.integer("contrastive_hdim", 1, MAX_WIDTH)
+    cfg.loss.contrastive_align = read.number("contrastive_align_loss_coef", 0.0, math.inf)
+    cfg.loss.contrastive_temperature = read.number("temperature", MIN_TEMPERATURE, math.inf)
 
 
 ANCHOR = Anchor(

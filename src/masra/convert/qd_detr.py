@@ -9,12 +9,12 @@ contrastive-alignment heads when that loss is off).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from masra.config import Config
 from masra.convert.anchor import Anchor, Converted, convert_checkpoint, load_anchor_checkpoint
+from masra.convert.options import OptReader
 
 # (pattern, replacement) applied in order to each QD-DETR key; the first match wins.
 RENAMES: list[tuple[str, str]] = [
@@ -45,9 +45,9 @@ RENAMES: list[tuple[str, str]] = [
 ]
 
 
-def _configure(cfg: Config, get: Callable[[str], Any]) -> None:
+def _configure(cfg: Config, read: OptReader) -> None:
     cfg.model.backbone = "qd_detr"
-    cfg.model.t2v_layers = get("enc_layers")  # qd_detr/transformer.py: as many T2V layers as encoder layers
+    cfg.model.t2v_layers = cfg.model.enc_layers  # qd_detr/transformer.py: as many T2V layers as encoder layers
     cfg.model.activation = "prelu"  # qd_detr/transformer.py build_transformer
 
 

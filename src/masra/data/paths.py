@@ -49,6 +49,9 @@ def child_path(folder: str | Path, name: str, suffix: str = "") -> Path:
 
 
 def refuse_existing(path: str | Path | None, force: bool) -> None:
-    """Refuse an output ``path`` that exists unless ``force`` (the ``--force`` of the commands)."""
+    """Refuse an output ``path`` that exists unless ``force`` (the ``--force`` of the commands); ``force``
+    replaces a file only, never a folder or anything else masra does not write."""
+    if path is not None and Path(path).exists() and not Path(path).is_file():
+        raise MasraError("exists and is not a file; masra replaces only files", file=path)
     if path is not None and Path(path).exists() and not force:
         raise MasraError("output exists; pass --force to overwrite it", file=path)

@@ -10,12 +10,9 @@ from masra.model.matcher import HungarianMatcher
 from masra.model.parts import PARTS
 
 
-def build_criterion(
-    loss_cfg: LossConfig, dec_layers: int, model_cfg: ModelConfig | None = None, epochs: float | None = None
-) -> SetCriterion:
+def build_criterion(loss_cfg: LossConfig, dec_layers: int, model_cfg: ModelConfig | None = None) -> SetCriterion:
     """The backbone's criterion: set losses on every decoder layer (weights span/giou/label) + its saliency loss,
-    plus the loss of every MASRA part enabled in ``model_cfg`` (its weighted terms, weights from ``loss_cfg``).
-    ``epochs``: the run's length, for the auxiliary weights' decay (``loss.aux_decay_to``)."""
+    plus the loss of every MASRA part enabled in ``model_cfg`` (its weighted terms, weights from ``loss_cfg``)."""
     weight_dict = {
         "loss_span": loss_cfg.span,
         "loss_giou": loss_cfg.giou,
@@ -48,7 +45,7 @@ def build_criterion(
         use_matcher=loss_cfg.use_matcher,
         parts=parts,
         loss_cfg=loss_cfg,
-        aux_ramp=AuxRamp(loss_cfg.aux_ramp_start, loss_cfg.aux_ramp_epochs, loss_cfg.aux_decay_to, epochs),
+        aux_ramp=AuxRamp(loss_cfg.aux_ramp_start, loss_cfg.aux_ramp_epochs),
         aux_chance_norm=loss_cfg.aux_chance_norm,
     )
 
@@ -62,5 +59,5 @@ def build_model(
     semantic_dim is the prior text-embedding dimension used by SGE and ESTA; the baseline does not need it.
     """
     model = get_backbone(cfg.model).model(cfg.model, v_feat_dim, t_feat_dim, semantic_dim)
-    criterion = build_criterion(cfg.loss, cfg.model.dec_layers, cfg.model, cfg.train.epochs)
+    criterion = build_criterion(cfg.loss, cfg.model.dec_layers, cfg.model)
     return model, criterion

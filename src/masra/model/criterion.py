@@ -21,7 +21,6 @@ with its declaration (masra.model.parts.base.Part).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -51,27 +50,18 @@ CHANCE_SUFFIX = "_chance"
 @dataclass(frozen=True)
 class AuxRamp:
     """The auxiliary losses' weight multiplier over training: 0 until ``start`` epochs, then linear to 1 over
-    ``epochs`` epochs (``epochs`` 0: a step to 1 at ``start``; both 0: always 1); then, with ``decay_to`` < 1
-    and the run's length ``total_epochs`` known, a half cosine from 1 down to ``decay_to`` at the last epoch."""
+    ``epochs`` epochs (``epochs`` 0: a step to 1 at ``start``; both 0: always 1)."""
 
     start: float = 0.0
     epochs: float = 0.0
-    decay_to: float = 1.0
-    total_epochs: float | None = None
 
     def __call__(self, progress: float | None) -> float:
         """``progress``: epochs done (fractional); None (no training position known) = full weight."""
-        if progress is None:
+        if progress is None or progress >= self.start + self.epochs:
             return 1.0
-        ramp_end = self.start + self.epochs
         if progress < self.start:
             return 0.0
-        if progress < ramp_end:
-            return (progress - self.start) / self.epochs
-        if self.decay_to >= 1.0 or self.total_epochs is None or self.total_epochs <= ramp_end:
-            return 1.0
-        done = min((progress - ramp_end) / (self.total_epochs - ramp_end), 1.0)
-        return self.decay_to + (1.0 - self.decay_to) * 0.5 * (1.0 + math.cos(math.pi * done))
+        return (progress - self.start) / self.epochs
 
 
 def relative_to_chance(loss: torch.Tensor, chance: torch.Tensor | None) -> torch.Tensor:

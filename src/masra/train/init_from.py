@@ -36,6 +36,17 @@ class InitReport:
                           "unused": self.unused})
 
 
+def refuse_source_in_run_folder(source: str | Path, run_dir: str | Path) -> None:
+    """Refuse a new run whose folder holds ``source``'s checkpoint or lies inside it: preparing the run folder
+    (``--force`` empties it) would delete the weights before they are read."""
+    folder = find_checkpoint(source).resolve()
+    run = Path(run_dir).resolve()
+    if folder.is_relative_to(run) or run.is_relative_to(folder):
+        raise MasraError(f"--init-from {source} and --output-dir {run_dir} are the same folder (or one holds the "
+                         "other): starting the new run would delete the weights it starts from; choose another "
+                         "--output-dir")
+
+
 def load_initial_weights(model: torch.nn.Module, source: str | Path) -> InitReport:
     """Copy every same-named tensor of ``source``'s weights into ``model``; a shape difference is an error."""
     folder = find_checkpoint(source)

@@ -34,7 +34,7 @@ from masra.train.distributed import (
     wrap_model,
 )
 from masra.train.engine import train_one_epoch
-from masra.train.init_from import load_initial_weights
+from masra.train.init_from import load_initial_weights, refuse_source_in_run_folder
 from masra.train.run_dir import holds_only_run_artifacts, last_checkpoint, prepare_new_run
 from masra.train.run_log import RunLog
 from masra.train.schedule import build_scheduler, restore_scheduler
@@ -204,6 +204,8 @@ def _train(cfg: Config, ctx: DistContext, *, resume: str | Path | None, force: b
     from masra.model import build_model
 
     run_dir = Path(cfg.train.output_dir)
+    if init_from is not None:
+        refuse_source_in_run_folder(init_from, run_dir)
     source = _resume_source(cfg, resume, force, ctx)
     seed_everything(cfg.train.seed + ctx.rank)
 

@@ -68,21 +68,27 @@ class Job:
 
 
 class JobRunner:
-    """Queues work; keeps the status of the latest ``max_jobs`` jobs."""
+    """Queues work, at most ``max_queued`` jobs waiting behind the running one (more are refused with 429).
+    Every queued and running job keeps its status; of the finished ones, the latest ``max_finished``."""
 
-    def __init__(self, max_jobs: int = 200) -> None:
+    def __init__(self, max_queued: int = 20, max_finished: int = 200) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="masra-job")
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
-        self.max_jobs = max_jobs
+        self.max_queued = max_queued
+        self.max_finished = max_finished
 
-    def submit(self, description: str, work: Work) -> Job:
+    def submit(self, description: str, work: Work, on_finish: Callable[[], None] | None = None) -> Job:
+        """Queue ``work``; ``on_finish`` runs after it, whatever its outcome (e.g. to release its upload)."""
         job = Job(secrets.token_hex(8), description)
         with self._lock:
+            waiting = sum(j.state == "queued" for j in self._jobs.values())
+            if waiting >= self.max_queued:
+                raise RequestError(429, f"{waiting} {'query is' if waiting == 1 else 'queries are'} waiting "
+                                        "already, this server's limit; try again in a moment "
+                                        "(masra serve --max-queued-jobs)")
             self._jobs[job.id] = job
-            while len(self._jobs) > self.max_jobs:
-                self._jobs.popitem(last=False)
-        self._executor.submit(self._run, job, work)
+        self._executor.submit(self._run, job, work, on_finish)
         return job
 
     def status(self, job_id: str) -> dict[str, Any]:
@@ -95,7 +101,7 @@ class JobRunner:
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def _run(self, job: Job, work: Work) -> None:
+    def _run(self, job: Job, work: Work, on_finish: Callable[[], None] | None) -> None:
         def progress(stage: str, done: int, total: int) -> None:
             with self._lock:
                 job.report(stage, done, total)
@@ -104,7 +110,11 @@ class JobRunner:
             job.state, job.stage, job.last_report = "running", "start", time.monotonic()
         started = time.monotonic()
         try:
-            result = work(progress)
+            try:
+                result = work(progress)
+            finally:  # before the job shows as finished, so that what it held is free by then
+                if on_finish is not None:
+                    on_finish()
         except (MasraError, RequestError) as err:
             self._finish(job, error=str(err))
             logger.info("job %s (%s) failed: %s", job.id, job.description, err)
@@ -119,3 +129,6 @@ class JobRunner:
         with self._lock:
             job.state = "failed" if error is not None else "done"
             job.result, job.error, job.finished = result, error, time.monotonic()
+            finished = [j.id for j in self._jobs.values() if j.finished is not None]  # oldest first
+            for old in finished[:max(0, len(finished) - self.max_finished)]:
+                del self._jobs[old]

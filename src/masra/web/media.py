@@ -1,8 +1,9 @@
 """The videos a server can ground: files of its ``--videos`` folder (picked by name only) and uploads
 (stored under server-made names in a temporary folder the server created and deletes on exit).
 
-Every video is checked before any work is queued: a known video extension, a file PyAV can open with a
-video stream, and a duration (from the container) within the server's limit.
+Every video is checked before any work is queued and before it is served: a known video extension, a file
+PyAV can open with a video stream, and a duration (from the container) within the server's limit. A
+``--videos`` entry is served only when it resolves to a file inside the folder (a symlink out of it never is).
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import secrets
 import shutil
 import tempfile
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from masra.video.frames import VIDEO_EXTENSIONS, VideoDecodeError, probe_video
 from masra.web.errors import RequestError
@@ -24,11 +26,13 @@ from masra.web.errors import RequestError
 class Video:
     ref: str  # how the page names it: "library/NAME" or "upload/ID"
     name: str  # what the page shows (the file name, or the uploaded file's name)
-    path: Path
+    path: Path  # the file itself (a --videos symlink resolved)
     duration: float  # seconds, from the container
 
     def as_dict(self) -> dict:
-        return {"ref": self.ref, "name": self.name, "duration": self.duration, "url": f"/media/{self.ref}"}
+        kind, _, key = self.ref.partition("/")
+        return {"ref": self.ref, "name": self.name, "duration": self.duration,
+                "url": f"/media/{kind}/{quote(key, safe='')}"}
 
 
 def check_video(path: Path, name: str, max_duration: float) -> float:
@@ -56,8 +60,8 @@ class VideoLibrary:
     def __init__(self, folder: Path | None, max_duration: float) -> None:
         self.folder = folder
         self.max_duration = max_duration
-        # name → ((mtime_ns, size), Video or RequestError): a file is probed again only when it changes
-        self._checked: dict[str, tuple[tuple[int, int], Video | RequestError]] = {}
+        # name → ((file, mtime_ns, size), Video or RequestError): a file is probed again only when it changes
+        self._checked: dict[str, tuple[tuple[Path, int, int], Video | RequestError]] = {}
 
     def names(self) -> list[str]:
         if self.folder is None:
@@ -70,24 +74,23 @@ class VideoLibrary:
         entries = []
         for name in self.names():
             try:
-                entries.append(self._video(name).as_dict() | {"problem": None})
+                entries.append(self.get(name).as_dict() | {"problem": None})
             except RequestError as err:
                 entries.append({"ref": f"library/{name}", "name": name, "duration": None, "url": None,
                                 "problem": err.message})
         return entries
 
-    def path(self, name: str) -> Path:
+    def get(self, name: str) -> Video:
+        """The checked video ``name``; a RequestError when it is not listed, links out of the folder, or
+        fails the video check."""
         if name not in self.names():
             raise RequestError(404, f"the server's video folder has no video named {name!r}")
-        return self.folder / name  # type: ignore[operator]  # names() is empty without a folder
-
-    def get(self, name: str) -> Video:
-        return self._video(name)
-
-    def _video(self, name: str) -> Video:
-        path = self.path(name)
+        folder = self.folder.resolve()  # type: ignore[union-attr]  # names() is empty without a folder
+        path = (folder / name).resolve()
+        if not path.is_relative_to(folder):
+            raise RequestError(403, f"{name} links outside the server's video folder; it is not served")
         stat = path.stat()
-        key = (stat.st_mtime_ns, stat.st_size)
+        key = (path, stat.st_mtime_ns, stat.st_size)
         cached = self._checked.get(name)
         if cached is None or cached[0] != key:
             try:
@@ -102,25 +105,67 @@ class VideoLibrary:
 
 
 class UploadStore:
-    """Uploaded videos in a private temporary folder; at most ``max_files`` are kept (oldest deleted first)."""
+    """Uploaded videos in a private temporary folder. At most ``max_receiving`` uploads are received at once
+    (more are refused with 429), and ``max_files`` are kept: the oldest is deleted first, except while a job
+    holds it (``acquire`` / ``release``), so a queued job never loses its video."""
 
-    def __init__(self, max_bytes: int, max_files: int, max_duration: float) -> None:
+    def __init__(self, max_bytes: int, max_files: int, max_duration: float, max_receiving: int = 4) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="masra-serve-"))
         self.max_bytes = max_bytes
         self.max_files = max_files
         self.max_duration = max_duration
+        self.max_receiving = max_receiving
         self._videos: OrderedDict[str, Video] = OrderedDict()
+        self._holds: Counter[str] = Counter()  # upload id → jobs that still need it
+        self._receiving = 0
         self._lock = threading.Lock()
 
     async def save(self, name: str, chunks: AsyncIterator[bytes], declared_size: int | None) -> Video:
         """Stream an upload to disk, refusing it as soon as it passes the size limit, then check it."""
         if declared_size is not None and declared_size > self.max_bytes:
             raise RequestError(413, self._too_big(name))
-        upload_id = secrets.token_hex(8)
         suffix = Path(name).suffix.lower()
         if suffix not in VIDEO_EXTENSIONS:
             raise RequestError(400, f"{name} is not a video file: masra reads {', '.join(VIDEO_EXTENSIONS)} files")
-        path = self.folder / f"{upload_id}{suffix}"
+        with self._lock:
+            if self._receiving >= self.max_receiving:
+                plural = "upload" if self.max_receiving == 1 else "uploads"
+                raise RequestError(429, f"the server is receiving {self._receiving} {plural} already, its limit; "
+                                        "try again in a moment (masra serve --max-concurrent-uploads)")
+            self._receiving += 1
+        try:
+            upload_id = secrets.token_hex(8)
+            video = await self._receive(upload_id, name, self.folder / f"{upload_id}{suffix}", chunks)
+        finally:
+            with self._lock:
+                self._receiving -= 1
+        with self._lock:
+            self._videos[upload_id] = video
+            self._evict()
+        return video
+
+    def get(self, upload_id: str) -> Video:
+        with self._lock:
+            return self._kept(upload_id)
+
+    def acquire(self, upload_id: str) -> Video:
+        """The upload, kept on disk until as many ``release`` calls as ``acquire`` calls."""
+        with self._lock:
+            video = self._kept(upload_id)
+            self._holds[upload_id] += 1
+        return video
+
+    def release(self, upload_id: str) -> None:
+        with self._lock:
+            self._holds[upload_id] -= 1
+            if self._holds[upload_id] <= 0:
+                del self._holds[upload_id]
+            self._evict()
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    async def _receive(self, upload_id: str, name: str, path: Path, chunks: AsyncIterator[bytes]) -> Video:
         partial = path.with_name(path.name + ".part")
         size = 0
         try:
@@ -133,30 +178,24 @@ class UploadStore:
             if size == 0:
                 raise RequestError(400, f"{name} is empty")
             partial.replace(path)
-            video = Video(f"upload/{upload_id}", name, path, check_video(path, name, self.max_duration))
+            return Video(f"upload/{upload_id}", name, path, check_video(path, name, self.max_duration))
         except BaseException:
             partial.unlink(missing_ok=True)
             path.unlink(missing_ok=True)
             raise
-        self._add(upload_id, video)
-        return video
 
-    def get(self, upload_id: str) -> Video:
-        with self._lock:
-            video = self._videos.get(upload_id)
+    def _kept(self, upload_id: str) -> Video:
+        video = self._videos.get(upload_id)
         if video is None:
             raise RequestError(404, "no such upload (the server keeps only its latest uploads; upload it again)")
         return video
 
-    def close(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-    def _add(self, upload_id: str, video: Video) -> None:
-        with self._lock:
-            self._videos[upload_id] = video
-            while len(self._videos) > self.max_files:
-                _, old = self._videos.popitem(last=False)
-                old.path.unlink(missing_ok=True)
+    def _evict(self) -> None:
+        """Delete the oldest uploads no job holds while more than ``max_files`` are kept (lock held); never
+        the newest, which its uploader is about to use."""
+        free = [upload_id for upload_id in list(self._videos)[:-1] if upload_id not in self._holds]  # oldest first
+        for upload_id in free[:max(0, len(self._videos) - self.max_files)]:
+            self._videos.pop(upload_id).path.unlink(missing_ok=True)
 
     def _too_big(self, name: str) -> str:
         return f"{name} is larger than this server's upload limit of {self.max_bytes / 2**20:g} MB"
