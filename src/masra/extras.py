@@ -24,6 +24,8 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "local-llm": ("transformers", "accelerate", "gguf"),
     "web": ("fastapi", "starlette", "uvicorn", *_VIDEO),
     "lab": (*_VIDEO, *_MINILM, "tensorboard"),
+    "export": ("onnx", "onnxscript"),
+    "runtime": ("onnxruntime",),
 }
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import sample_video
 from PIL import Image
+from reference_decode import sequential_frames
 from required import OPENCV_DATA, require_path
 
 from masra.video.frames import (
@@ -28,9 +29,7 @@ from masra.video.frames import (
 
 def reference_frames(path: Path, timestamps: list[float]) -> list[np.ndarray]:
     """Decode every frame from the start and keep, per timestamp, the first frame at or after it."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        frames = [(float(f.pts * stream.time_base), f.to_ndarray(format="rgb24")) for f in container.decode(stream)]
+    frames = [(t, f.to_ndarray(format="rgb24")) for t, f in sequential_frames(path)]
     return [next(img for t, img in frames if t >= ts - 1e-6) for ts in timestamps]
 
 

@@ -12,6 +12,7 @@ import pytest
 from conftest import digest, event_spans, make_video_dir, write_annotations
 
 from masra.cli.main import main
+from masra.errors import MasraError
 from masra.priors.backends.openai_compat import OpenAICompatBackend
 from masra.priors.cache import read_cache
 from masra.video.frames import clip_centres, event_times, grab_frames, jpeg_data_url, resize_short_side
@@ -386,3 +387,9 @@ def test_generate_cli_defaults_are_the_generate_options_defaults():
     assert parsed("--timeout", "5", "--short-side", "224") == GenerateOptions(
         clip_length=2.0, request_timeout=5.0, caption_short_side=224)
     assert parsed("--backend", "transformers").request_timeout is None
+
+
+@pytest.mark.parametrize("clip_length", [float("nan"), float("inf"), 1e-9, 0.0])
+def test_clip_length_is_held_to_the_frame_readers_limit(clip_length):
+    with pytest.raises(MasraError, match=r"field 'clip_length': must be a finite number of seconds >= 0.1"):
+        GenerateOptions(clip_length=clip_length)

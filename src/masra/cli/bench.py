@@ -1,6 +1,7 @@
-"""``masra bench sora|model|floor|scale|data|features|eval``: speed and memory, each as a ratio against a
+"""``masra bench sora|model|floor|scale|data|features|eval|onnx``: speed and memory, each as a ratio against a
 baseline run in the same process (dense SORA, the baseline model or QD-DETR's own code, the npz folder layout,
-decoding every frame, the literal evaluator loops); ``floor`` times each training step's matrix products alone."""
+decoding every frame, the literal evaluator loops, the torch model); ``floor`` times each training step's matrix
+products alone."""
 
 from __future__ import annotations
 
@@ -59,6 +60,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluation = which.add_parser("eval", help="vectorised evaluator vs literal per-query loops")
     evaluation.add_argument("--pred", type=Path, required=True, help="QVHighlights submission JSONL")
     evaluation.add_argument("--gt", type=Path, required=True, help="QVHighlights annotation JSONL with labels")
+    onnx = which.add_parser("onnx", help="the ONNX export on onnxruntime vs the torch model: one query, a batch")
+    onnx.add_argument("--export", type=Path, nargs="+", help="export folders (masra export; default: random "
+                      "baseline and MASRA models at QVHighlights' dims, exported to a temporary folder)")
+    onnx.add_argument("--clips", type=int, default=75)
+    onnx.add_argument("--tokens", type=int, default=20)
+    onnx.add_argument("--batch-size", type=int, default=32)
     parser.set_defaults(func=run)
 
 
@@ -127,10 +134,22 @@ def _eval(args: argparse.Namespace, device: torch.device) -> tuple[list[Any], Be
     return rows, eval_table(rows)
 
 
+def _onnx(args: argparse.Namespace, device: torch.device) -> tuple[list[Any], BenchTable]:
+    if device.type != "cpu":
+        raise MasraError("masra bench onnx runs on the CPU (onnxruntime's CPU provider)", field="--device")
+    require_extra("export", "masra bench onnx")
+    require_extra("runtime", "masra bench onnx")
+    from masra.lab.bench.onnx_runtime import bench_onnx, onnx_table
+
+    rows = bench_onnx(args.export, clips=args.clips, tokens=args.tokens, batch=args.batch_size,
+                      repeats=args.repeats, threads=args.threads)
+    return rows, onnx_table(rows)
+
+
 # Each benchmark: run it with the command's arguments -> (result rows for --json, its rendered table).
 BENCHES: dict[str, Callable[[argparse.Namespace, torch.device], tuple[list[Any], BenchTable]]] = {
     "sora": _sora, "model": _model, "floor": _floor, "scale": _scale, "data": _data, "features": _features,
-    "eval": _eval,
+    "eval": _eval, "onnx": _onnx,
 }
 
 

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             description="One frame per clip (the clip centre), CLIP image embeddings.")
     p.add_argument("--videos", required=True,
                    help="folder of video files (.mp4 .mkv .webm .avi), or a text file listing one path per line")
-    p.add_argument("--clip-length", type=float, default=2.0, help="seconds per clip (default 2, QVHighlights)")
+    p.add_argument("--clip-length", type=float, default=2.0, help="seconds per clip (default 2, QVHighlights; at least 0.1)")
     p.add_argument("--shard", help="i/n: only the videos of shard i of n (a stable hash of the vid)")
     _common(p, default_batch=32)
     p.set_defaults(func=run_extract)
@@ -68,14 +68,14 @@ def run_extract(args: argparse.Namespace) -> int:
     from masra.features.extract import extract_videos
     from masra.priors.generate import parse_shard
     from masra.priors.videos import index_videos
+    from masra.video.limits import check_clip_length
 
-    if args.clip_length <= 0:
-        raise MasraError("must be positive", field="--clip-length")
+    clip_length = check_clip_length(args.clip_length, "--clip-length")
     shard = parse_shard(args.shard) if args.shard else None
     videos = index_videos(args.videos)
     if not videos:
         raise MasraError("no video files (.mp4 .mkv .webm .avi)", file=args.videos)
-    summary = extract_videos(videos, args.out, _encoder(args), clip_length=args.clip_length,
+    summary = extract_videos(videos, args.out, _encoder(args), clip_length=clip_length,
                              batch_size=args.batch_size, shard=shard, store=args.store,
                              progress=not args.no_progress)
     return _finish(summary)

@@ -16,7 +16,7 @@ import sys
 from masra import __version__
 from masra.errors import MasraError
 
-SUBCOMMANDS = ("config", "evaluate", "data", "train", "predict", "demo", "priors", "ablate", "results", "bench", "features", "convert", "serve")
+SUBCOMMANDS = ("config", "evaluate", "data", "train", "predict", "demo", "priors", "ablate", "results", "bench", "features", "convert", "export", "serve")
 
 
 def named_command(argv: list[str]) -> str | None:

@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from masra.config import DataConfig
 from masra.data.arrays import check_rows, read_npy, read_npz_array
 from masra.data.paths import child_path
 from masra.data.store import FeatureStore, is_store
 from masra.errors import MasraError
+
+if TYPE_CHECKING:  # masra.config imports torch (the parts' registry); the array helpers here do not need it
+    from masra.config import DataConfig
 
 NORM_EPS = 1e-5
 LENGTH_TOLERANCE_ROWS = 2

@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,21 +120,28 @@ class FeatureStore:
         return f"{self.folder / DATA}[{key}]"
 
 
-def _check_replaceable(out: Path) -> None:
-    """Refuse to let ``--force`` delete ``out`` unless it is a store ``pack_features`` wrote, holding nothing else."""
-    why_not = "--force only replaces a store written by `masra data pack`"
+def replace_problem(out: Path, companions: Sequence[str] = ()) -> str | None:
+    """Why ``out`` may not be replaced by a new store, or None: it is a store ``pack_features`` wrote, holding
+    nothing else but the ``companions`` its caller wrote there (``masra features``: its extraction.json)."""
     if not out.is_dir():
-        raise MasraError(f"not a feature store (not a folder); {why_not}", file=out)
+        return "not a feature store (not a folder)"
     try:
         manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         manifest = None
     if not isinstance(manifest, dict) or manifest.get("format") != STORE_FORMAT:
-        raise MasraError(f"not a feature store (no {STORE_FORMAT} manifest.json); {why_not}", file=out)
-    foreign = sorted(path.name for path in out.iterdir() if path.name not in (MANIFEST, INDEX, DATA))
+        return f"not a feature store (no {STORE_FORMAT} manifest.json)"
+    foreign = sorted(path.name for path in out.iterdir() if path.name not in (MANIFEST, INDEX, DATA, *companions))
     if foreign:
-        raise MasraError(f"the store also holds files `masra data pack` did not write ({', '.join(foreign[:5])}); "
-                         "move them out before replacing it", file=out)
+        return f"the store also holds files masra did not write ({', '.join(foreign[:5])}); move them out before replacing it"
+    return None
+
+
+def _check_replaceable(out: Path, companions: Sequence[str]) -> None:
+    """Refuse to let ``--force`` delete ``out`` unless it is a store ``pack_features`` wrote, holding nothing else."""
+    problem = replace_problem(out, companions)
+    if problem is not None:
+        raise MasraError(f"{problem}; --force only replaces a store written by `masra data pack`", file=out)
 
 
 def _source_files(src: Path) -> dict[str, Path]:
@@ -160,9 +167,11 @@ def pack_features(
     key: str | None = None,
     dtype: str = "float32",
     force: bool = False,
+    companions: Sequence[str] = (),
     progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
 ) -> dict[str, Any]:
     """Pack every ``.npz`` (array ``key``) / ``.npy`` file of ``src`` into a store at ``out``; returns the manifest.
+    ``force`` replaces a store at ``out`` that this function wrote (holding nothing else but ``companions``).
 
     ``kind`` picks the default npz key (video: ``features``, text: ``last_hidden_state``; text may be 1-D,
     stored as one row). ``progress`` wraps the file iteration (e.g. ``tqdm``).
@@ -183,7 +192,7 @@ def pack_features(
     if out.exists() or out.is_symlink():
         if not force:
             raise MasraError("output exists (pass --force to replace it)", file=out)
-        _check_replaceable(out)
+        _check_replaceable(out, companions)
     files = _source_files(src)
     if not files:
         raise MasraError("no .npz or .npy files in the source folder", file=src)

@@ -91,6 +91,7 @@ class ClipEncoder:
     def load(cls, spec: str | EncoderSpec, device: str | torch.device = "cpu") -> ClipEncoder:
         """Load with ``from_pretrained`` (a local folder, or a hub name from the cache / network)."""
         try:
+            from safetensors import SafetensorError
             from transformers import AutoTokenizer, CLIPModel
             from transformers.utils import logging as hf_logging
         except ImportError:
@@ -105,6 +106,10 @@ class ClipEncoder:
         try:
             model = CLIPModel.from_pretrained(source)
             tokenizer = AutoTokenizer.from_pretrained(source)
+        except SafetensorError as err:  # a weights file cut short or overwritten
+            weights = Path(source) / "model.safetensors" if spec.is_local else spec.source
+            raise MasraError(f"the weights file is damaged or incomplete ({str(err).splitlines()[0][:200]}); "
+                             "copy or download it again", file=weights, field="encoder") from None
         except (OSError, ValueError) as err:
             raise MasraError(_missing_weights_message(spec, err), field="encoder") from None
         return cls(model, tokenizer, spec, torch.device(device))

@@ -20,8 +20,9 @@ from masra.data.jsonl import iter_jsonl
 from masra.data.paths import child_path
 from masra.errors import MasraError
 from masra.features.encoder import ClipEncoder
-from masra.extraction_record import ExtractionInfo, check_same_encoder, write_extraction_info
+from masra.extraction_record import INFO_FILE, ExtractionInfo, check_same_encoder, write_extraction_info
 from masra.features.video import extract_video
+from masra.video.limits import check_clip_length
 
 logger = logging.getLogger("masra.features")
 
@@ -47,12 +48,21 @@ class ExtractSummary:
 
 
 def _npz_folder(out: Path, store: bool) -> Path:
-    folder = out.with_name(out.name + ".parts") if store else out
-    if not store:
-        from masra.data.store import is_store
+    """The folder the npz files go to, refusing (before anything is extracted) an ``out`` that is a file, a
+    packed store without ``store``, or with ``store`` anything but a store masra wrote."""
+    from masra.data.store import is_store, replace_problem
 
-        if is_store(out):
-            raise MasraError("output is a packed store; pass --store to add to it, or another --out", file=out)
+    if out.is_file():
+        raise MasraError("--out is a file, not a folder", file=out)
+    if store and (out.exists() or out.is_symlink()):
+        problem = replace_problem(out, companions=(INFO_FILE,))
+        if problem is not None:
+            raise MasraError(f"{problem}; --store only replaces a store masra wrote", file=out)
+    if not store and is_store(out):
+        raise MasraError("output is a packed store; pass --store to add to it, or another --out", file=out)
+    folder = out.with_name(out.name + ".parts") if store else out
+    if folder.is_file():
+        raise MasraError("is a file, not a folder for the npz files of --store", file=folder)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -64,9 +74,17 @@ def _pack(parts: Path, out: Path, kind: str, pending: int, info: ExtractionInfo)
         logger.info("store not packed yet: %d items of the whole list still missing in %s (other shards?); "
                     "rerun with --store when every shard is done", pending, parts)
         return None
-    pack_features(parts, out, kind=kind, force=True)
+    pack_features(parts, out, kind=kind, force=True, companions=(INFO_FILE,))
     write_extraction_info(out, info)
     return out
+
+
+def _feature_file(folder: Path, vid: str) -> Path | None:
+    """``{folder}/{vid}.npz``, or None when the video's name cannot be a file name there (e.g. ``..mp4``)."""
+    try:
+        return child_path(folder, vid, ".npz")
+    except MasraError:
+        return None
 
 
 def extract_videos(
@@ -85,6 +103,7 @@ def extract_videos(
 
     from masra.priors.generate import shard_of
 
+    clip_length = check_clip_length(clip_length)
     out = Path(out)
     folder = _npz_folder(out, store)
     info = ExtractionInfo("video", str(encoder.spec), encoder.fingerprint, encoder.video_dim, clip_length,
@@ -96,7 +115,12 @@ def extract_videos(
     start = time.perf_counter()
     bar = tqdm(total=len(mine), desc="videos", unit="video", disable=not progress, dynamic_ncols=True)
     for vid, path in mine.items():
-        target = child_path(folder, vid, ".npz")
+        target = _feature_file(folder, vid)
+        if target is None:
+            summary.failed[vid] = f"{path.name}: its name cannot be a feature file name (it would leave the folder)"
+            logger.warning("%s", summary.failed[vid])
+            bar.update(1)
+            continue
         if target.is_file():
             summary.skipped += 1
             bar.update(1)
@@ -118,7 +142,7 @@ def extract_videos(
     bar.close()
     summary.seconds = time.perf_counter() - start
     if store:
-        pending = sum(not child_path(folder, vid, ".npz").is_file() for vid in videos)
+        pending = sum(not (target := _feature_file(folder, vid)) or not target.is_file() for vid in videos)
         summary.store = _pack(folder, out, "video", pending, info)
     return summary
 

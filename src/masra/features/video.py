@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -11,7 +12,10 @@ import numpy as np
 
 from masra.errors import MasraError
 from masra.features.encoder import ClipEncoder
-from masra.video.frames import VideoDecodeError, clip_centres, iter_clip_frames, probe_video
+from masra.video.frames import VideoDecodeError, clip_centres, iter_clip_frames, measure_duration, probe_video
+from masra.video.limits import DURATION_TOLERANCE, MAX_VIDEO_SECONDS, check_clip_length
+
+logger = logging.getLogger("masra.features")
 
 # progress(stage, done, total): stages "decode" and "encode" here, "ground" in inference.
 Progress = Callable[[str, int, int], None]
@@ -21,24 +25,32 @@ Progress = Callable[[str, int, int], None]
 class VideoFeatures:
     features: np.ndarray  # [L, D] float32, one row per clip
     clip_length: float  # seconds per clip
-    duration: float  # seconds, from the container
+    duration: float  # seconds of decodable video (masra.features.video.video_duration)
     frame_times: np.ndarray  # [L] seconds: the clip centre each frame was taken at
     path: str  # the video file
 
 
 def video_duration(path: str | Path) -> float:
-    """The duration of a video file in seconds; MasraError when the file is missing or not a video."""
+    """The duration of a video file in seconds: the container's claim when the video stream really lasts
+    that long (within DURATION_TOLERANCE), else the decodable duration, with a warning naming the gap.
+    MasraError when the file is missing, not a video, has no decodable frame or lasts over MAX_VIDEO_SECONDS."""
     path = Path(path)
     if not path.is_file():
         raise MasraError("video file not found", file=path)
     try:
-        info = probe_video(path)
+        claimed = probe_video(path).duration
+        real = measure_duration(path)
     except VideoDecodeError as err:
         raise MasraError(f"not a readable video ({err})", file=path) from None
-    if info.duration is None or info.duration <= 0:
-        raise MasraError("the container reports no duration; remux it (e.g. ffmpeg -i IN -c copy OUT.mp4)",
+    if real > MAX_VIDEO_SECONDS:
+        raise MasraError(f"its video stream lasts {real:.1f} s; masra reads videos of at most {MAX_VIDEO_SECONDS} s",
                          file=path)
-    return info.duration
+    if claimed is not None and abs(claimed - real) <= DURATION_TOLERANCE:
+        return claimed
+    if claimed is not None:
+        logger.warning("%s: the container says %.1f s but the video stream decodes to %.1f s; using %.1f s",
+                       path.name, claimed, real, real)
+    return real
 
 
 def extract_video(
@@ -50,8 +62,7 @@ def extract_video(
     progress: Progress | None = None,
 ) -> VideoFeatures:
     """Decode one frame per clip in chunks of ``batch_size`` clips and encode each chunk as it comes."""
-    if clip_length <= 0:
-        raise MasraError("must be positive", field="clip_length")
+    clip_length = check_clip_length(clip_length)
     if batch_size <= 0:
         raise MasraError("must be positive", field="batch_size")
     duration = video_duration(path)
@@ -79,5 +90,5 @@ def extract_video(
             done += count
             if progress:
                 progress("encode", done, total)
-    return VideoFeatures(features=features, clip_length=float(clip_length), duration=duration, frame_times=times,
+    return VideoFeatures(features=features, clip_length=clip_length, duration=duration, frame_times=times,
                          path=str(path))

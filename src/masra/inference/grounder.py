@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,33 +12,22 @@ import torch
 
 from masra.checkpoint import ModelDims
 from masra.config import Config
-from masra.data.batch import GroundingBatch, pad_sequences
+from masra.data.batch import GroundingBatch
 from masra.errors import MasraError
 from masra.inference.loading import load_model
+from masra.model.feature_inference import InputSpec, Prediction, predict_pairs, prepare_query, prepare_video
 
 if TYPE_CHECKING:  # the video side (masra.features, masra.video) is imported only where it is used
     from masra.features.encoder import ClipEncoder
     from masra.features.video import Progress, VideoFeatures
     from masra.video.predict import VideoPrediction
 
-logger = logging.getLogger("masra.inference")
-
 ArrayLike = np.ndarray | torch.Tensor
 
 
-@dataclass
-class Prediction:
-    windows: list[tuple[float, float, float]]  # (start_s, end_s, score), best first, dataset post-processing applied
-    saliency: np.ndarray  # [L] float32 per-clip saliency (highlight) scores
-
-
-def _as_array(value: ArrayLike, name: str, ndim: int = 2) -> np.ndarray:
-    array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-    if array.ndim != ndim:
-        raise MasraError(f"expected a {ndim}-d array, got shape {tuple(array.shape)}", field=name)
-    if not np.isfinite(array).all():
-        raise MasraError("contains NaN or inf", field=name)
-    return array.astype(np.float32)
+def _host(value: ArrayLike) -> Any:
+    """A tensor as a host array (anything else as it is)."""
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
 
 
 class Grounder:
@@ -50,6 +37,7 @@ class Grounder:
         self.model = model.eval()
         self.cfg = cfg
         self.dims = dims
+        self.inputs = InputSpec.of(cfg, dims)
         self.device = torch.device(device)
         self.checkpoint = "this model"
         # Where the video/query encoder is loaded from (None: the recorded one); loaded on first use.
@@ -82,46 +70,12 @@ class Grounder:
         return self.cfg.data.clip_length
 
     def prepare_video(self, video_feats: ArrayLike) -> np.ndarray:
-        """[L, D] raw features → the model input [L', v_feat_dim]: truncated to max_v_l, each source
-        L2-normalised as in training, TEF appended. Input that already has the full width (TEF included) is
-        used as it is."""
-        from masra.data.features import l2_normalize_rows, temporal_endpoint_feature
-
-        video = _as_array(video_feats, "video_feats")
-        data = self.cfg.data
-        tef = 2 if data.use_tef else 0
-        if data.max_v_l > 0 and video.shape[0] > data.max_v_l:
-            logger.warning("video has %d clips; the model was trained on at most %d, the rest is dropped",
-                           video.shape[0], data.max_v_l)
-            video = video[: data.max_v_l]
-        if video.shape[0] == 0:
-            raise MasraError("video has no clips", field="video_feats")
-        if tef and video.shape[1] == self.dims.v_feat_dim:
-            return video
-        raw_dim = self.dims.v_feat_dim - tef
-        if video.shape[1] != raw_dim:
-            raise MasraError(f"video feature dim {video.shape[1]}; this model expects {raw_dim} (or "
-                             f"{self.dims.v_feat_dim} with TEF)", field="video_feats")
-        if data.normalize_video:
-            bounds = np.cumsum([0, *(self.dims.v_source_dims or [raw_dim])])
-            video = np.concatenate([l2_normalize_rows(video[:, a:b]) for a, b in zip(bounds[:-1], bounds[1:])], 1)
-        if tef:
-            video = np.concatenate([video, temporal_endpoint_feature(video.shape[0])], axis=1)
-        return video.astype(np.float32)
+        """[L, D] raw features → the model input (masra.model.feature_inference.prepare_video)."""
+        return prepare_video(self.inputs, _host(video_feats))
 
     def prepare_query(self, query_feats: ArrayLike) -> np.ndarray:
-        """[N, Dt] token features → truncated to max_q_l and L2-normalised as in training."""
-        from masra.data.features import l2_normalize_rows
-
-        query = _as_array(query_feats, "query_feats")
-        if query.shape[1] != self.dims.t_feat_dim:
-            raise MasraError(f"query feature dim {query.shape[1]}; this model expects {self.dims.t_feat_dim}",
-                             field="query_feats")
-        if self.cfg.data.max_q_l > 0:
-            query = query[: self.cfg.data.max_q_l]
-        if query.shape[0] == 0:
-            raise MasraError("query has no tokens", field="query_feats")
-        return l2_normalize_rows(query).astype(np.float32) if self.cfg.data.normalize_text else query
+        """[N, Dt] token features → the model input (masra.model.feature_inference.prepare_query)."""
+        return prepare_query(self.inputs, _host(query_feats))
 
     def predict(
         self, video_feats: ArrayLike, query_feats: ArrayLike, duration: float | None = None, top_k: int = 10
@@ -137,31 +91,19 @@ class Grounder:
         top_k: int = 10,
     ) -> list[Prediction]:
         """:meth:`predict` for many pairs in one forward pass (padded like the training collate)."""
-        from masra.model.postprocess import query_windows
+        return predict_pairs(self._forward, self.inputs, self.cfg.eval, [_host(v) for v in videos],
+                             [_host(q) for q in queries], durations, top_k=top_k)
 
-        if len(videos) != len(queries):
-            raise MasraError(f"{len(videos)} videos but {len(queries)} queries", field="queries")
-        durations = list(durations) if durations is not None else [None] * len(videos)
-        if len(durations) != len(videos):
-            raise MasraError(f"{len(videos)} videos but {len(durations)} durations", field="durations")
-        if not videos:
-            return []
-        prepared_v = [self.prepare_video(v) for v in videos]
-        prepared_q = [self.prepare_query(q) for q in queries]
-        batch = _pad_batch(prepared_v, prepared_q)
+    def _forward(
+        self, video: np.ndarray, video_mask: np.ndarray, query: np.ndarray, query_mask: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The model on one padded batch (masra.model.feature_inference.Forward)."""
+        meta = [{"qid": i, "vid": str(i), "query": "", "duration": None} for i in range(len(video))]
+        batch = GroundingBatch(video_feats=torch.from_numpy(video), video_mask=torch.from_numpy(video_mask),
+                               query_feats=torch.from_numpy(query), query_mask=torch.from_numpy(query_mask), meta=meta)
         with torch.inference_mode():
             outputs = self.model(batch.to(self.device))
-        logits = outputs["pred_logits"].float().cpu()  # [B, Q, 2]
-        spans = outputs["pred_spans"].float().cpu()  # [B, Q, 2]
-        saliency = outputs["saliency_scores"].float().cpu()  # [B, L]
-        results = []
-        for i, video in enumerate(prepared_v):
-            n_clips = video.shape[0]
-            duration = float(durations[i]) if durations[i] is not None else n_clips * self.clip_length
-            rows = query_windows(logits[i], spans[i], duration, self.cfg.eval, self.clip_length)[:top_k]
-            results.append(Prediction(windows=[(float(s), float(e), float(p)) for s, e, p in rows],
-                                      saliency=saliency[i, :n_clips].numpy().copy()))
-        return results
+        return tuple(outputs[key].float().cpu().numpy() for key in ("pred_logits", "pred_spans", "saliency_scores"))
 
     # ----- from video files (masra.inference.video) --------------------------------------------------------
     @property
@@ -202,10 +144,3 @@ class Grounder:
         if not isinstance(video, VideoFeatures):
             video = self.extract_video(video, progress=progress)
         return ground_video(self, video, query.strip(), query_feats, progress=progress, top_k=top_k)
-
-def _pad_batch(videos: list[np.ndarray], queries: list[np.ndarray]) -> GroundingBatch:
-    """Zero-padded inference batch with float masks (1 = valid), as the data collate builds it."""
-    video, video_mask = pad_sequences([torch.from_numpy(v) for v in videos])
-    query, query_mask = pad_sequences([torch.from_numpy(q) for q in queries])
-    meta = [{"qid": i, "vid": str(i), "query": "", "duration": None} for i in range(len(videos))]
-    return GroundingBatch(video_feats=video, video_mask=video_mask, query_feats=query, query_mask=query_mask, meta=meta)

@@ -54,34 +54,24 @@ def ground_video(
     """Moments and per-clip saliency of one query ([N, Dt] ``query_feats``) over a whole video's features;
     videos longer than the trained length (``data.max_v_l``) are covered by sliding windows
     (masra.video.windows) whose moments are merged and whose saliencies are averaged."""
-    from masra.video.windows import average_saliency, merge_moments, window_starts
+    from masra.model.feature_inference import predict_sliding
 
     clip_length, cfg = grounder.clip_length, grounder.cfg
     if abs(video.clip_length - clip_length) > 1e-6:
         raise MasraError(f"features of {video.clip_length} s clips; this model uses {clip_length} s",
                          file=video.path)
-    n_clips = video.features.shape[0]
-    window = cfg.data.max_v_l
-    starts = window_starts(n_clips, window)
-    size = n_clips if len(starts) == 1 else window
     top_k = top_k if top_k is not None else cfg.eval.max_after_nms
-    per_window, saliencies = [], []
-    for done, start in enumerate(starts, 1):
-        offset = start * clip_length
-        duration = min(size * clip_length, video.duration - offset)
-        pred = grounder.predict(video.features[start : start + size], query_feats, duration=duration,
-                                top_k=cfg.eval.max_before_nms)
-        per_window.append(pred.windows)
-        saliencies.append(pred.saliency)
-        if progress:
-            progress("ground", done, len(starts))
-    offsets = [start * clip_length for start in starts]
+    pred, n_windows = predict_sliding(
+        lambda feats, duration, k: grounder.predict(feats, query_feats, duration=duration, top_k=k),
+        video.features, grounder.inputs, video.duration, cfg.eval, top_k,
+        progress=(lambda done, total: progress("ground", done, total)) if progress else None,
+    )
     return VideoPrediction(
         query=query,
         vid=Path(video.path).stem,
         duration=video.duration,
         clip_length=clip_length,
-        windows=merge_moments(per_window, offsets, video.duration, top_k=top_k),
-        saliency=average_saliency(n_clips, starts, saliencies),
-        n_windows=len(starts),
+        windows=pred.windows,
+        saliency=pred.saliency,
+        n_windows=n_windows,
     )

@@ -202,9 +202,10 @@ class GroundingModel(BaseGroundingModel):
             saliency = self.score_saliency(memory, global_token)  # [B, L]
         outputs = self.decode(memory, video_pos, video_mask)
         outputs.update(extras)
-        outputs["saliency_scores"] = saliency[: len(memory)]
+        # memory.shape[0], not len(memory): len() fixes the batch size of an exported graph (masra export).
+        outputs["saliency_scores"] = saliency[: memory.shape[0]]
         if negative_pairs:
-            outputs["saliency_scores_neg"] = saliency[len(memory) :]
+            outputs["saliency_scores_neg"] = saliency[memory.shape[0] :]
         outputs["video_mask"] = video_mask
         outputs["memory"] = memory
         outputs["global_token"] = global_token

@@ -2,21 +2,54 @@
 
 Per query: score = softmax(logits)[fg]; window = (c ∓ w/2) × duration (float32); optional clamp to
 [0, duration]; rows stable-sorted by score, descending; every number to 4 decimals; then the dataset's
-rounding rule on a float32 tensor; optional temporal NMS; saliency through fp16, first valid_len clips.
+rounding rule on float32 values; optional temporal NMS; saliency through fp16, first valid_len clips.
+
+NumPy only, no torch: the one post-processing of the torch model (training, ``masra predict``, the Grounder)
+and of its ONNX export (``masra.runtime``). Outputs are taken as arrays; a torch caller hands over host arrays.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-import torch
+import numpy as np
 
-from masra.config import QVH_CLIP_LENGTH, EvalConfig
+from masra.datasets import QVH_CLIP_LENGTH
 from masra.errors import MasraError
-from masra.model.span_ops import span_cxw_to_xx
 
 # Upper clamp (seconds) of the rounding rules that clamp: QVHighlights segments are 150 s.
 MAX_TIMESTAMP = 150.0
+ROUNDING_MODES = ("none", "qvhighlights", "round_clip", "round_only")
+# The model outputs the submission rows are made from.
+SUBMISSION_OUTPUTS = ("pred_logits", "pred_spans", "saliency_scores", "video_mask")
+
+
+class WindowSettings(Protocol):
+    """The settings of :func:`query_windows`: ``masra.config.EvalConfig`` has them, and so does
+    :class:`PostprocessSettings` (what an export carries)."""
+
+    clamp_to_duration: bool
+    postprocess: str
+    nms_threshold: float
+    max_before_nms: int
+    max_after_nms: int
+
+
+@dataclass(frozen=True)
+class PostprocessSettings:
+    """:class:`WindowSettings` as plain values (``eval.*`` of the config that trained the model)."""
+
+    clamp_to_duration: bool
+    postprocess: str
+    nms_threshold: float
+    max_before_nms: int
+    max_after_nms: int
+
+    @classmethod
+    def of(cls, settings: WindowSettings) -> "PostprocessSettings":
+        return cls(bool(settings.clamp_to_duration), str(settings.postprocess), float(settings.nms_threshold),
+                   int(settings.max_before_nms), int(settings.max_after_nms))
 
 
 def _four_decimals(values: list[float]) -> list[float]:
@@ -28,19 +61,20 @@ def round_windows(windows: list[list[float]], mode: str, clip_length: float) -> 
 
     qvhighlights: clamp [0, 150], round to multiples of 2 s; round_clip: clamp [0, 150], round to
     multiples of clip_length; round_only: round to multiples of clip_length; none: unchanged.
-    torch.round rounds half to even; windows may become zero-length and are kept.
+    Arithmetic in float32 like the anchors' tensors; rounding half to even (as torch.round); windows may
+    become zero-length and are kept.
     """
     if mode == "none" or not windows:
         return windows
-    if mode not in ("qvhighlights", "round_clip", "round_only"):
+    if mode not in ROUNDING_MODES:
         raise MasraError(f"unknown post-processing {mode!r}", field="eval.postprocess")
-    table = torch.tensor(windows, dtype=torch.float32)  # [K, 3]
+    table = np.asarray(windows, dtype=np.float32)  # [K, 3]
     spans = table[:, :2]
-    step = QVH_CLIP_LENGTH if mode == "qvhighlights" else clip_length
+    step = np.float32(QVH_CLIP_LENGTH if mode == "qvhighlights" else clip_length)
     if mode in ("qvhighlights", "round_clip"):
-        spans = spans.clamp(min=0, max=MAX_TIMESTAMP)
-    spans = torch.round(spans / step) * step
-    rows = torch.cat([spans, table[:, 2:3]], dim=1).tolist()
+        spans = np.clip(spans, np.float32(0), np.float32(MAX_TIMESTAMP))
+    spans = np.round(spans / step) * step
+    rows = np.concatenate([spans, table[:, 2:3]], axis=1).tolist()
     return [row[:2] + [float(f"{row[2]:.4f}")] for row in rows]
 
 
@@ -66,39 +100,49 @@ def temporal_nms(
     return kept
 
 
+def foreground_scores(logits: np.ndarray) -> np.ndarray:
+    """softmax(logits)[..., 0] in float32: [..., Q, 2] -> [..., Q]."""
+    logits = np.asarray(logits, dtype=np.float32)
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return (shifted / shifted.sum(axis=-1, keepdims=True))[..., 0]
+
+
 def query_windows(
-    logits: torch.Tensor, spans: torch.Tensor, duration: float, eval_cfg: EvalConfig, clip_length: float
+    logits: np.ndarray, spans: np.ndarray, duration: float, settings: WindowSettings, clip_length: float
 ) -> list[list[float]]:
     """One query's ranked windows: logits [Q, 2], spans [Q, 2] (cx, w) -> [[st, ed, score], ...]."""
-    scores = logits.float().softmax(-1)[:, 0]  # [Q]
-    windows = span_cxw_to_xx(spans.float()) * duration  # [Q, 2] seconds, float32 like the anchors
-    if eval_cfg.clamp_to_duration:
-        windows = windows.clamp(min=0, max=duration)
-    rows = torch.cat([windows, scores[:, None]], dim=1).tolist()
+    scores = foreground_scores(logits)  # [Q]
+    spans = np.asarray(spans, dtype=np.float32)
+    center, width = spans[:, 0], spans[:, 1]
+    windows = np.stack([center - 0.5 * width, center + 0.5 * width], axis=1) * np.float32(duration)  # [Q, 2] s
+    if settings.clamp_to_duration:
+        windows = np.clip(windows, np.float32(0), np.float32(duration))
+    rows = np.concatenate([windows, scores[:, None]], axis=1).tolist()
     rows = sorted(rows, key=lambda row: row[2], reverse=True)  # Python's sort is stable
     rows = [_four_decimals(row) for row in rows]
-    rows = round_windows(rows, eval_cfg.postprocess, clip_length)
-    if eval_cfg.nms_threshold >= 0:
-        rows = temporal_nms(rows, eval_cfg.nms_threshold, eval_cfg.max_before_nms, eval_cfg.max_after_nms)
+    rows = round_windows(rows, settings.postprocess, clip_length)
+    if settings.nms_threshold >= 0:
+        rows = temporal_nms(rows, settings.nms_threshold, settings.max_before_nms, settings.max_after_nms)
     return rows
 
 
 def outputs_to_submission(
     outputs: dict[str, Any],
     meta: list[dict[str, Any]],
-    eval_cfg: EvalConfig,
+    settings: WindowSettings,
     clip_length: float,
     with_saliency: bool = True,
 ) -> list[dict[str, Any]]:
-    """Model outputs for a batch + per-sample meta (qid, query, vid, duration) -> submission rows.
+    """Model outputs for a batch (``SUBMISSION_OUTPUTS`` as host arrays) + per-sample meta (qid, query, vid,
+    duration) -> submission rows.
 
     Rows carry qid, query, vid, pred_relevant_windows and (with_saliency) pred_saliency_scores:
     the fp16-cast saliency of the first valid_len clips, like the reference inference code.
     """
-    logits = outputs["pred_logits"].detach().float().cpu()  # [B, Q, 2]
-    spans = outputs["pred_spans"].detach().float().cpu()  # [B, Q, 2]
-    valid_lengths = outputs["video_mask"].detach().sum(1).long().tolist()
-    saliency = outputs["saliency_scores"].detach().float().cpu().half()  # [B, L]
+    logits = np.asarray(outputs["pred_logits"], dtype=np.float32)  # [B, Q, 2]
+    spans = np.asarray(outputs["pred_spans"], dtype=np.float32)  # [B, Q, 2]
+    valid_lengths = np.asarray(outputs["video_mask"]).sum(1).astype(np.int64).tolist()
+    saliency = np.asarray(outputs["saliency_scores"], dtype=np.float32).astype(np.float16)  # [B, L]
     rows = []
     for i, info in enumerate(meta):
         for key in ("qid", "vid", "duration"):
@@ -108,7 +152,7 @@ def outputs_to_submission(
             "qid": info["qid"],
             "query": info.get("query", ""),
             "vid": info["vid"],
-            "pred_relevant_windows": query_windows(logits[i], spans[i], float(info["duration"]), eval_cfg, clip_length),
+            "pred_relevant_windows": query_windows(logits[i], spans[i], float(info["duration"]), settings, clip_length),
         }
         if with_saliency:
             row["pred_saliency_scores"] = saliency[i, : valid_lengths[i]].tolist()

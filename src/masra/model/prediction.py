@@ -62,9 +62,10 @@ def predict_rows(
     progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Official submission rows for every sample of ``loader`` (dataset post-processing from ``cfg.eval``)."""
-    from masra.model.postprocess import outputs_to_submission
+    from masra.model.postprocess import SUBMISSION_OUTPUTS, outputs_to_submission
 
     rows: list[dict[str, Any]] = []
     for outputs, batch in iterate_predictions(model, loader, device=device, amp=cfg.train.amp, progress=progress):
-        rows.extend(outputs_to_submission(outputs, batch.meta, cfg.eval, cfg.data.clip_length))
+        host = {key: outputs[key].cpu().numpy() for key in SUBMISSION_OUTPUTS}
+        rows.extend(outputs_to_submission(host, batch.meta, cfg.eval, cfg.data.clip_length))
     return rows

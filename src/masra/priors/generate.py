@@ -48,6 +48,7 @@ from masra.priors.outcomes import (
 from masra.priors.parsing import parse_captions, parse_events
 from masra.priors.prompts import PROMPT_VERSION, caption_messages, event_messages
 from masra.priors.videos import VideoJob
+from masra.video.limits import check_clip_length
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,8 @@ class GenerateOptions:
     show_progress: bool = True
 
     def __post_init__(self) -> None:
+        check_clip_length(self.clip_length)
         limits = {
-            "clip_length": self.clip_length > 0,
             "caption_batch": self.caption_batch >= 1,
             "event_interval": self.event_interval > 0,
             "event_frames": 1 <= self.event_frames <= 64,

@@ -6,6 +6,9 @@ first frame at or after it (or, for clip frames, keeps the last frame before it)
 past the current decode position, decoding simply continues: a seek would land on an earlier keyframe and
 decode the same frames again. Keyframe times come from the packets (a demux pass, no decoding); files
 without them fall back to seeking when the next timestamp is more than ``seek_gap`` seconds ahead.
+Containers whose seeking is unreliable (MPEG-TS, AVI) are decoded sequentially instead; frames are timed and
+turned upright as ffmpeg does, and their area and output size are capped before decoding
+(:mod:`masra.video.decoding`, :mod:`masra.video.limits`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import io
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +26,18 @@ import av
 import numpy as np
 from PIL import Image
 
+from masra.video import limits
+from masra.video.decoding import (
+    VideoDecodeError,
+    decode_timed,
+    is_seekable,
+    open_stream,
+    start_of,
+    time_base_of,
+    upright_image,
+)
+
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi")
-
-
-class VideoDecodeError(Exception):
-    """A video could not be opened or decoded; the message says why (recorded as the video's failure)."""
 
 
 @dataclass(frozen=True)
@@ -57,30 +66,54 @@ def probe_video(path: str | Path) -> VideoInfo:
         raise VideoDecodeError(f"{Path(path).name}: {err}") from None
 
 
-def _scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
-    """(width, height) with the shorter side at most ``short_side`` (never upscaled), both even."""
-    scale = min(1.0, short_side / min(width, height))
-    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+@dataclass(frozen=True)
+class _Packets:
+    keyframes: list[float]  # presentation times of the keyframes, sorted ([] when the packets carry none)
+    end: float | None  # the latest packet end (timestamp + duration), seconds
 
 
-def _exact_short_side(width: int, height: int, short_side: int) -> tuple[int, int]:
-    """(width, height) with the shorter side exactly ``short_side`` (up- or downscaled), the longer side
-    truncated as the HERO extractor's ``int(long * size / short)``."""
-    if height >= width:
-        return short_side, max(short_side, int(height * short_side / width))
-    return max(short_side, int(width * short_side / height)), short_side
+def _scan_packets(container: av.container.InputContainer, stream: av.VideoStream) -> _Packets:
+    """Keyframe times and the end of the packets, from the packets alone (a demux pass, no decoding)."""
+    time_base = time_base_of(stream)
+    keyframes: list[float] = []
+    end: float | None = None
+    for packet in container.demux(stream):
+        stamp = packet.pts if packet.pts is not None else packet.dts
+        if stamp is None:
+            continue
+        if packet.is_keyframe and packet.pts is not None:
+            keyframes.append(float(packet.pts * time_base))
+        end = max(end or -math.inf, float((stamp + (packet.duration or 0)) * time_base))
+    return _Packets(sorted(keyframes), end)
 
 
-def _frame_time(frame: av.VideoFrame, time_base: Fraction) -> float:
-    if frame.pts is not None:
-        return float(frame.pts * time_base)
-    return float(frame.time or 0.0)
+def measure_duration(path: str | Path) -> float:
+    """Seconds from the stream's start to the end of its last decodable frame, whatever the container claims.
 
-
-def _keyframe_times(container: av.container.InputContainer, stream: av.VideoStream, time_base: Fraction) -> list[float]:
-    """Presentation times of the keyframes, from the packets alone (no decoding); [] when they carry none."""
-    times = sorted(float(p.pts * time_base) for p in container.demux(stream) if p.is_keyframe and p.pts is not None)
-    return times
+    The packets are read without decoding; in a seekable container the stream is then decoded from its last
+    keyframe (from an earlier one when that gives no frame: a file cut short) to its end; in other containers,
+    or without keyframe marks, the end of the last packet is taken. Raises VideoDecodeError when no frame decodes.
+    """
+    name = Path(path).name
+    try:
+        with av.open(str(path)) as container:
+            stream = open_stream(container, name)
+            start, time_base = start_of(stream), time_base_of(stream)
+            packets = _scan_packets(container, stream)
+            frame_step = 1 / float(stream.average_rate) if stream.average_rate else 0.0
+            if is_seekable(container) and packets.keyframes:
+                for key in reversed(packets.keyframes[-3:]):
+                    container.seek(int(key / time_base), stream=stream, backward=True, any_frame=False)
+                    end = None
+                    for time, frame in decode_timed(container, stream):
+                        end = time + (float(frame.duration * time_base) if frame.duration else frame_step)
+                    if end is not None:
+                        return end - start
+            elif packets.end is not None:
+                return packets.end - start
+    except av.FFmpegError as err:
+        raise VideoDecodeError(f"{name}: {err}") from None
+    raise VideoDecodeError(f"{name}: no frame could be decoded")
 
 
 def iter_frames(
@@ -97,10 +130,11 @@ def iter_frames(
     ``before``: take the last frame strictly before each timestamp instead of the first one at or after it
     (ffmpeg's fps filter; the first frame when none is before).
 
-    Decoding jumps (seeks) to the last keyframe before a timestamp whenever that keyframe lies past the
-    current decode position, so the frames between are never decoded; otherwise it decodes on. Without
-    keyframe times in the packets, it seeks when the next timestamp is more than ``seek_gap`` s ahead.
-    Only the returned frames are converted to RGB and resized.
+    In a seekable container (:mod:`masra.video.decoding`), decoding jumps (seeks) to the last keyframe before
+    a timestamp whenever that keyframe lies past the current decode position, so the frames between are
+    never decoded; otherwise it decodes on. Without keyframe times in the packets, it seeks when the next
+    timestamp is more than ``seek_gap`` s ahead. Other containers are decoded from the start, sequentially.
+    Only the returned frames are converted to RGB, resized and turned upright.
     """
     name = Path(path).name
     order = sorted(range(len(timestamps)), key=lambda i: timestamps[i])
@@ -108,20 +142,15 @@ def iter_frames(
         return
     try:
         with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise VideoDecodeError(f"{name}: no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            time_base = stream.time_base or Fraction(1, 1_000_000)
-            start = float(stream.start_time * time_base) if stream.start_time is not None else 0.0
-            width, height = stream.codec_context.width, stream.codec_context.height
-            size = (_exact_short_side if exact_short_side else _scaled_size)(width, height, short_side)
-            interpolation = "BICUBIC" if exact_short_side else None
-            keyframes = _keyframe_times(container, stream, time_base) if len(order) > 1 else []
+            stream = open_stream(container, name)
+            time_base = time_base_of(stream)
+            start = start_of(stream)
+            seekable = is_seekable(container)
+            keyframes = _scan_packets(container, stream).keyframes if seekable and len(order) > 1 else []
             # The keyframe a timestamp's frame is decoded from: the last one at (or, ``before``, strictly before) it.
             eps = -1e-6 if before else 1e-6
 
-            decoded = None  # iterator over decoded frames since the last seek
+            decoded = None if seekable else decode_timed(container, stream)  # frames since the last seek
             last_frame: av.VideoFrame | None = None  # the newest decoded frame
             previous: av.VideoFrame | None = None  # the frame decoded before it
             last_time = -math.inf
@@ -132,17 +161,17 @@ def iter_frames(
                 k = bisect.bisect_right(keyframes, target + eps) - 1
                 key = keyframes[k] if k >= 0 else None
                 jump = key > last_time + 1e-6 if key is not None else target - last_time > seek_gap
-                if not exhausted and (decoded is None or jump):
+                if seekable and not exhausted and (decoded is None or jump):
                     seek_to = key if key is not None else target
                     container.seek(int(seek_to / time_base), stream=stream, backward=True, any_frame=False)
-                    decoded = container.decode(stream)
+                    decoded = decode_timed(container, stream)
                     last_frame, previous, last_time = None, None, -math.inf
                 while not exhausted and last_time < target - 1e-6:
-                    frame = next(decoded, None)
-                    if frame is None:
+                    timed = next(decoded, None)
+                    if timed is None:
                         exhausted = True
                         break
-                    previous, last_frame, last_time = last_frame, frame, _frame_time(frame, time_base)
+                    previous, last_frame, last_time = last_frame, timed[1], timed[0]
                     decoded_any = True
                 chosen = last_frame
                 if before and previous is not None and last_time >= target - 1e-6:
@@ -150,9 +179,7 @@ def iter_frames(
                 if chosen is None or (exhausted and target - last_time > tail_tolerance):
                     yield index, None
                     continue
-                yield index, chosen.reformat(
-                    width=size[0], height=size[1], format="rgb24", interpolation=interpolation
-                ).to_image()
+                yield index, upright_image(chosen, short_side, exact=exact_short_side)
             if not decoded_any:
                 raise VideoDecodeError(f"{name}: no frame could be decoded")
     except av.FFmpegError as err:
@@ -173,8 +200,8 @@ def grab_frames(path: str | Path, timestamps: Sequence[float], **options: Any) -
 
 
 def resize_short_side(image: Image.Image, short_side: int) -> Image.Image:
-    """A copy whose shorter side is at most ``short_side`` (never upscaled)."""
-    size = _scaled_size(image.width, image.height, short_side)
+    """A copy whose shorter side is at most ``short_side`` (never upscaled; see ``limits.output_size``)."""
+    size = limits.output_size(image.width, image.height, short_side, exact=False)
     return image if size == image.size else image.resize(size, Image.Resampling.BILINEAR)
 
 

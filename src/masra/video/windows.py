@@ -4,11 +4,13 @@ A video of L clips is covered by windows of W = max_v_l clips starting every W -
 overlap W // 2), the last window aligned to the end, so every clip is seen by at least one window and
 nothing is truncated. Each window is grounded as a video of its own (its own TEF and normalisation, as in
 training); its moments are shifted by the window's start time, all windows' moments are merged by greedy
-temporal NMS, and each clip's saliency is the mean over the windows that contain it.
+temporal NMS (a moment the dataset's rounding left empty is widened to its clip first), and each clip's
+saliency is the mean over the windows that contain it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -46,14 +48,24 @@ def average_saliency(n_clips: int, starts: Sequence[int], saliencies: Sequence[n
     return (total / count).astype(np.float32)
 
 
+def _widened(start: float, end: float, duration: float, clip_length: float) -> tuple[float, float]:
+    """A moment the dataset's rounding made empty (QVHighlights rounds to 2 s: [0, 0.4] becomes [0, 0]) as
+    the clip it lies in, clipped to the video; a non-empty moment as it is."""
+    if end > start:
+        return start, end
+    n_clips = max(1, math.ceil(duration / clip_length - 1e-9))
+    k = min(int(min(start, duration) // clip_length), n_clips - 1)
+    return k * clip_length, min((k + 1) * clip_length, duration)
+
+
 def merge_moments(
     per_window: Sequence[Sequence[Sequence[float]]], offsets: Sequence[float], duration: float,
-    *, threshold: float = MERGE_IOU, top_k: int = 10,
+    *, clip_length: float, threshold: float = MERGE_IOU, top_k: int = 10,
 ) -> list[tuple[float, float, float]]:
-    """Shift each window's [start, end, score] rows by its offset (seconds), clip to [0, duration], NMS."""
-    rows = [[max(0.0, s + off), min(duration, e + off), p]
+    """Shift each window's [start, end, score] rows by its offset (seconds), clip to [0, duration], widen the
+    ones left empty to their clip (so a video shorter than the rounding step still gets moments), NMS."""
+    rows = [[*_widened(max(0.0, s + off), min(duration, e + off), duration, clip_length), p]
             for rows_i, off in zip(per_window, offsets) for s, e, p in rows_i]
-    rows = [row for row in rows if row[1] > row[0]]
     if len(per_window) > 1:
         rows = temporal_nms(rows, threshold, max_before=len(rows), max_after=top_k)
     rows = sorted(rows, key=lambda row: row[2], reverse=True)[:top_k]

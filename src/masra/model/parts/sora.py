@@ -253,6 +253,10 @@ class SORALayer(PartModule):
         covers most of the clips anyway, the dense one is faster (``masra bench sora`` measures both).
         """
         clips = src.shape[1] - context
+        if torch.compiler.is_exporting():
+            # An exported graph (masra export) serves every clip count, so it takes one path: the dense one (the
+            # banded one's block count, ceil(L / w), does not export as a symbolic shape).
+            return self.dense_attention(src, mask, pos, relation_feats, stats, context)
         path = self.dense_attention if clips <= DENSE_MAX_BAND_MULTIPLE * (2 * self.band + 1) else self.banded_attention
         return path(src, mask, pos, relation_feats, stats, context)
 

@@ -1,0 +1,87 @@
+"""masra export: the ONNX graph on onnxruntime against the torch model, export.json, and the output folder rules."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from masra.cli.main import main
+from masra.errors import MasraError
+from masra.export import ExportedForward, example_inputs
+from masra.model.feature_inference import InputSpec
+from masra.runtime.bundle import INFO_FILE, INPUT_NAMES, MODEL_FILE, OUTPUT_NAMES, read_export
+from masra.runtime.session import open_session
+from runtime.conftest import ENCODER, FINGERPRINT, T_DIM, V_DIM, tiny_checkpoint
+
+# The session's exports are made in the first test that uses them: torch.export of the MASRA model takes
+# minutes on a loaded 2-core machine, more than pytest's default timeout (pyproject.toml).
+pytestmark = pytest.mark.timeout(1800)
+
+TOLERANCE = 1e-4
+
+
+@pytest.mark.parametrize("clips", [1, 10, 75, 300])
+@pytest.mark.parametrize("tokens", [1, 32])
+def test_the_graph_gives_the_torch_outputs(exported, clips, tokens):
+    """Alone and in a padded batch (a shorter video and query after it); 300 clips also crosses SORA's switch
+    from its dense to its banded path in torch (the graph always runs the dense one)."""
+    session = open_session(exported.export / MODEL_FILE)
+    forward = ExportedForward(exported.model).eval()
+    batches = [([clips], [tokens])]
+    if clips > 1 or tokens > 1:
+        batches.append(([clips, max(1, clips // 3)], [tokens, max(1, tokens // 4)]))
+    for lengths, words in batches:
+        inputs = example_inputs(V_DIM, T_DIM, lengths, words, seed=clips + tokens)
+        with torch.inference_mode():
+            expected = forward(*(torch.from_numpy(a) for a in inputs))
+        got = session.run(list(OUTPUT_NAMES), dict(zip(INPUT_NAMES, inputs)))
+        for name, e, g in zip(OUTPUT_NAMES, expected, got):
+            assert g.shape == tuple(e.shape), name
+            np.testing.assert_allclose(g, e.numpy(), rtol=0, atol=TOLERANCE, err_msg=f"{name} {lengths} {words}")
+
+
+def test_export_json_carries_what_inference_needs(exported):
+    model_file, info = read_export(exported.export)
+    assert model_file == exported.export / MODEL_FILE
+    assert info.inputs == InputSpec.of(exported.cfg, exported.dims)
+    assert info.postprocess.nms_threshold == exported.cfg.eval.nms_threshold
+    assert info.postprocess.postprocess == exported.cfg.eval.postprocess
+    assert (info.feature_encoder, info.feature_encoder_fingerprint) == (ENCODER, FINGERPRINT)
+    assert info.parts == ([] if exported.name == "baseline" else ["dai", "sora", "sge", "esta", "lrca"])
+    assert info.opset >= 18
+    assert sorted(p.name for p in exported.export.iterdir()) == sorted([MODEL_FILE, INFO_FILE])
+
+
+def test_a_damaged_export_json_names_the_field(exported, tmp_path):
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    (folder / MODEL_FILE).write_bytes((exported.export / MODEL_FILE).read_bytes())
+    raw = json.loads((exported.export / INFO_FILE).read_text())
+    del raw["inputs"]["clip_length"]
+    (folder / INFO_FILE).write_text(json.dumps(raw))
+    with pytest.raises(MasraError) as err:
+        read_export(folder)
+    assert err.value.field == "inputs"
+
+
+def test_export_refuses_a_folder_it_did_not_write(tmp_path, capsys):
+    tiny_checkpoint(tmp_path / "ckpt", masra=False)
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    assert main(["export", "--checkpoint", str(tmp_path / "ckpt"), "--out", str(out), "--force"]) != 0
+    assert "not a masra export" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_export_replaces_its_own_export_only_with_force(exported, tmp_path, capsys):
+    out = tmp_path / "again"
+    out.mkdir()
+    for name in (MODEL_FILE, INFO_FILE):
+        (out / name).write_bytes((exported.export / name).read_bytes())
+    assert main(["export", "--checkpoint", str(exported.checkpoint), "--out", str(out)]) != 0
+    assert "pass --force" in capsys.readouterr().err
+    assert read_export(out)[1].checkpoint == read_export(exported.export)[1].checkpoint

@@ -1,0 +1,45 @@
+"""``python tests/runtime/torch_free.py EXPORT PAIRS.npz``: the runtime's answers with torch unimportable, and
+every other package of masra's core install but NumPy (so the runtime needs NumPy and onnxruntime only).
+
+PAIRS.npz holds ``video_<i>`` / ``query_<i>`` raw features and ``durations``; prints one JSON line:
+``{"predictions": [{"windows": ..., "saliency": ...}, ...]}`` (the pairs one by one,
+all of them in one batch, then each pair over its whole video with sliding windows).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for core_only's import blocker
+
+from core_only import Refuse  # noqa: E402
+
+# masra's core dependencies (pyproject.toml) that the runtime must do without: importing one raises
+# ModuleNotFoundError, and the script fails.
+NOT_IN_THE_RUNTIME = ("torch", "scipy", "yaml", "safetensors", "tqdm", "rich")
+
+
+def main(export: str, pairs_file: str) -> None:
+    sys.meta_path.insert(0, Refuse(NOT_IN_THE_RUNTIME))
+    import numpy as np
+
+    from masra.runtime import OnnxGrounder
+
+    pairs = np.load(pairs_file)
+    count = len(pairs["durations"])
+    videos = [pairs[f"video_{i}"] for i in range(count)]
+    queries = [pairs[f"query_{i}"] for i in range(count)]
+    durations = pairs["durations"].tolist()
+    grounder = OnnxGrounder.from_export(export, threads=1)
+    single = [grounder.predict(v, q, duration=d) for v, q, d in zip(videos, queries, durations)]
+    batched = grounder.predict_batch(videos, queries, durations)
+    whole = [grounder.predict_video_features(v, q) for v, q in zip(videos, queries)]
+    print(json.dumps({
+        "predictions": [{"windows": p.windows, "saliency": p.saliency.tolist()} for p in single + batched + whole],
+    }))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
