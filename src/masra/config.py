@@ -60,6 +60,9 @@ class DataConfig:
 
 @dataclass
 class BaselineModelConfig:
+    # The base grounding model (masra.model.backbones): qd_detr (QD-DETR) | moment_detr (Moment-DETR; no T2V
+    # encoder, no negative pairs, no global token: t2v_layers is read only by a part that brings one, DAI).
+    backbone: str = "qd_detr"
     hidden_dim: int = 256
     nheads: int = 8
     dim_feedforward: int = 1024
@@ -76,6 +79,10 @@ class BaselineModelConfig:
     # Temporal encoder attention: 0 = full (QD-DETR); w > 0 = each clip sees clips within ±w and the global
     # token (linear time in the video length, for long videos; docs/benchmarks.md gives the accuracy cost).
     encoder_window: int = 0
+    # Moment-DETR only: its contrastive alignment of the matched queries with the query tokens (heads of width
+    # contrastive_dim; loss weight loss.contrastive_align). Off in Moment-DETR's released runs.
+    contrastive_align: bool = False
+    contrastive_dim: int = 64
 
 
 @dataclass
@@ -87,6 +94,9 @@ class BaselineLossConfig:
     saliency: float = 1.0
     saliency_margin: float = 0.2
     rank_temperature: float = 0.5
+    # Moment-DETR's contrastive alignment loss (with model.contrastive_align): weight and temperature.
+    contrastive_align: float = 0.02
+    contrastive_temperature: float = 0.07
     aux_loss: bool = True
     # False: no Hungarian matching and no set losses, saliency only (TVSum / YouTube Highlights).
     use_matcher: bool = True
@@ -373,6 +383,9 @@ def validate_config(cfg: Config) -> None:
     for part in PARTS:
         if part.validate is not None:
             part.validate(getattr(cfg.model, part.name))
+    from masra.model.backbones import get_backbone  # here: the backbones' modules import this one
+
+    get_backbone(cfg.model)
     if cfg.eval.postprocess not in ("qvhighlights", "round_clip", "round_only", "none"):
         raise MasraError("must be qvhighlights, round_clip, round_only or none", field="eval.postprocess")
     for name in ("max_q_l", "max_v_l"):

@@ -273,7 +273,7 @@ def test_sora_relates_the_features_lrca_aligns_and_an_lrca_step_changes_r2(small
         calls.clear()
         with torch.no_grad():
             out = model(batch)
-        (src, mask, _, feats, _), _ = calls[0]
+        (src, mask, _, feats, *_), _ = calls[0]
         torch.testing.assert_close(feats, out["lrca_video_proj"])  # the same P·h that LRCA aligns
         return second_order_relation(feats, mask[:, 1:], model.sora.band)
 

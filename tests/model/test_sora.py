@@ -61,11 +61,11 @@ def reference_second_order(h: torch.Tensor, mask: torch.Tensor, band: int) -> to
     return out.float()
 
 
-def reference_attention(layer: SORALayer, src, mask, pos, relation: torch.Tensor) -> torch.Tensor:
-    """docs/method.md's attention, one row at a time: clip i attends to the valid global tokens and the valid
+def reference_attention(layer: SORALayer, src, mask, pos, relation: torch.Tensor, g: int = GLOBAL_TOKENS) -> torch.Tensor:
+    """docs/method.md's attention, one row at a time: clip i attends to the g valid context tokens and the valid
     clips j with |i - j| <= w, softmax_j(q_i·k_j/√dh + β_h·(R2_ij - mean_j' R2_ij')), the mean over the clips
-    j' that row attends to; global rows attend to every valid token."""
-    g, w, heads = GLOBAL_TOKENS, layer.band, layer.nheads
+    j' that row attends to; context rows attend to every valid token."""
+    w, heads = layer.band, layer.nheads
     dh = src.shape[-1] // heads
     qk_in = src + pos
     q = layer.q_proj(qk_in).view(*src.shape[:2], heads, dh)
@@ -146,14 +146,25 @@ def test_relation_features_replace_the_clips_in_the_relation() -> None:
     assert not torch.allclose(with_feats, layer(src, mask, pos))
 
 
-@pytest.mark.parametrize("band", [1, 3])
-def test_both_attention_paths_equal_the_reference_from_the_definition(band: int) -> None:
+@pytest.mark.parametrize("band, context", [(1, 1), (3, 1), (2, 3)])
+def test_both_attention_paths_equal_the_reference_from_the_definition(band: int, context: int) -> None:
+    """context 1: QD-DETR's global token; 3: Moment-DETR's query tokens lead the sequence, the last one padded
+    in the second sample."""
     layer = make_layer(band)
     src, pos, mask = make_inputs()
-    want = reference_attention(layer, src, mask, pos, reference_second_order(src[:, 1:], mask[:, 1:], band))
+    gen = torch.Generator().manual_seed(5)
+    extra = context - 1  # context tokens beyond the first, put in front
+    src = torch.cat([torch.randn(2, extra, D, generator=gen), src], dim=1)
+    pos = torch.cat([torch.zeros(2, extra, D), pos], dim=1)
+    mask = torch.cat([torch.ones(2, extra), mask], dim=1)
+    if extra:
+        mask[-1, extra - 1] = 0
+    clips = slice(context, None)
+    relation = reference_second_order(src[:, clips], mask[:, clips], band)
+    want = reference_attention(layer, src, mask, pos, relation, context)
     valid = mask.bool()
     for path in (layer.banded_attention, layer.dense_attention):
-        torch.testing.assert_close(path(src, mask, pos)[valid], want[valid], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(path(src, mask, pos, context=context)[valid], want[valid], atol=1e-5, rtol=1e-4)
 
 
 def test_attention_moved_by_the_bias_is_recorded_and_zero_without_bias() -> None:

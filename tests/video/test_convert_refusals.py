@@ -1,22 +1,36 @@
-"""`masra convert qd-detr` on crafted checkpoints: every bad file, option or output path is one clear line
-naming the field, refused before any model is allocated; a pickle exploit is named and never executed."""
+"""`masra convert qd-detr` and `moment-detr` on crafted checkpoints: every bad file, option or output path is one
+clear line naming the field, refused before any model is allocated; a pickle exploit is named and never executed."""
 
 from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import pytest
 import torch
 from video_assets import QD_DETR_FIXTURE
 
 from masra.cli.main import main
+from masra.convert.moment_detr import load_moment_detr_checkpoint
 from masra.convert.qd_detr import load_qd_detr_checkpoint
 
+# format -> (a checkpoint made by the anchor's own code, its loader)
+ANCHORS = {
+    "qd-detr": (QD_DETR_FIXTURE / "model_best.ckpt", load_qd_detr_checkpoint),
+    "moment-detr": (Path(__file__).resolve().parents[1] / "fixtures" / "moment_detr" / "model_best.ckpt",
+                    load_moment_detr_checkpoint),
+}
 
-def convert(capsys, checkpoint, out) -> str:
+
+@pytest.fixture(params=ANCHORS)
+def anchor(request) -> str:
+    return request.param
+
+
+def convert(capsys, anchor, checkpoint, out) -> str:
     """The one error line of a refused conversion; nothing is written."""
-    assert main(["convert", "qd-detr", str(checkpoint), "--out", str(out)]) == 1
+    assert main(["convert", anchor, str(checkpoint), "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("masra convert: error: ") and err.count("\n") == 1, err
     assert "\x1b[" not in err and "Traceback" not in err
@@ -39,8 +53,13 @@ def no_model_built(monkeypatch):
     monkeypatch.setattr(masra.model, "build_model", only_on_meta)
 
 
-def crafted(tmp_path, name="crafted.ckpt", model=None, **opt):
-    checkpoint = load_qd_detr_checkpoint(QD_DETR_FIXTURE / "model_best.ckpt")
+def load(anchor):
+    path, loader = ANCHORS[anchor]
+    return loader(path)
+
+
+def crafted(anchor, tmp_path, name="crafted.ckpt", model=None, **opt):
+    checkpoint = load(anchor)
     for key, value in opt.items():
         setattr(checkpoint["opt"], key, value)
     if model is not None:
@@ -63,23 +82,38 @@ def crafted(tmp_path, name="crafted.ckpt", model=None, **opt):
     ({"v_feat_dirs": 7}, "opt.v_feat_dirs", "7 is not a list of folder names"),
     ({"num_queries": 5000}, "model", "tensors do not match masra's model"),  # within the cap, not the weights'
 ])
-def test_bad_options_are_refused_before_any_allocation(capsys, tmp_path, no_model_built, opt, field, message):
-    err = convert(capsys, crafted(tmp_path, **opt), tmp_path / "run")
+def test_bad_options_are_refused_before_any_allocation(capsys, tmp_path, no_model_built, anchor, opt, field, message):
+    err = convert(capsys, anchor, crafted(anchor, tmp_path, **opt), tmp_path / "run")
+    assert f"field '{field}': {message}" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("opt", "field", "message"), [
+    ({"contrastive_align_loss": 1}, "opt.contrastive_align_loss", "1 is not true or false"),
+    ({"contrastive_hdim": 10**9}, "opt.contrastive_hdim", "1000000000 is out of range"),
+    ({"contrastive_align_loss_coef": -1.0}, "opt.contrastive_align_loss_coef", "-1.0 is out of range"),
+    ({"temperature": 0.0}, "opt.temperature", "0.0 is out of range"),
+    ({"temperature": math.inf}, "opt.temperature", "inf is not a finite number"),
+])
+def test_bad_moment_detr_options_are_refused_before_any_allocation(capsys, tmp_path, no_model_built, opt, field,
+                                                                    message):
+    err = convert(capsys, "moment-detr", crafted("moment-detr", tmp_path, **opt), tmp_path / "run")
     assert f"field '{field}': {message}" in err
     assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(("model", "message"), [
     ([1, 2], "'model' has type list, expected a dict of tensors"),
-    ({"global_rep_token": 3}, "'model' entry 'global_rep_token' has type int, expected a tensor"),
+    ({"input_txt_proj.0.LayerNorm.weight": 3},
+     "'model' entry 'input_txt_proj.0.LayerNorm.weight' has type int, expected a tensor"),
 ])
-def test_a_model_that_is_not_tensors_is_refused(capsys, tmp_path, no_model_built, model, message):
-    assert message in convert(capsys, crafted(tmp_path, model=model), tmp_path / "run")
+def test_a_model_that_is_not_tensors_is_refused(capsys, tmp_path, no_model_built, anchor, model, message):
+    assert message in convert(capsys, anchor, crafted(anchor, tmp_path, model=model), tmp_path / "run")
 
 
-def test_an_empty_file_is_refused(capsys, tmp_path):
+def test_an_empty_file_is_refused(capsys, tmp_path, anchor):
     (tmp_path / "empty.ckpt").write_bytes(b"")
-    err = convert(capsys, tmp_path / "empty.ckpt", tmp_path / "run")
+    err = convert(capsys, anchor, tmp_path / "empty.ckpt", tmp_path / "run")
     assert err == f"masra convert: error: {tmp_path / 'empty.ckpt'}: the file is empty\n"
 
 
@@ -95,28 +129,28 @@ class RunsCode:
 
 @pytest.mark.parametrize(("function", "name"), [(exec, "builtins.exec"), (os.system, f"{os.name}.system"),
                                                 (eval, "builtins.eval")])
-def test_a_pickle_exploit_is_named_and_never_run(capsys, tmp_path, function, name):
+def test_a_pickle_exploit_is_named_and_never_run(capsys, tmp_path, anchor, function, name):
     marker = tmp_path / "ran"
     code = {exec: f"open({str(marker)!r}, 'w').close()", eval: f"open({str(marker)!r}, 'w').close()",
             os.system: f"touch {marker}"}[function]
-    checkpoint = load_qd_detr_checkpoint(QD_DETR_FIXTURE / "model_best.ckpt")
-    checkpoint["model"]["global_rep_token"] = RunsCode(function, code)
+    checkpoint = load(anchor)
+    checkpoint["model"]["input_txt_proj.0.LayerNorm.weight"] = RunsCode(function, code)
     torch.save(checkpoint, tmp_path / "exploit.ckpt")
-    err = convert(capsys, tmp_path / "exploit.ckpt", tmp_path / "run")
+    err = convert(capsys, anchor, tmp_path / "exploit.ckpt", tmp_path / "run")
     assert f"refused: loading it would call {name}" in err
     assert "weights_only=False" not in err and "weights_only` set to `False" not in err
     assert not marker.exists()
 
 
-def test_out_must_be_a_real_folder(capsys, tmp_path):
-    ckpt = QD_DETR_FIXTURE / "model_best.ckpt"
+def test_out_must_be_a_real_folder(capsys, tmp_path, anchor):
+    ckpt = ANCHORS[anchor][0]
     (tmp_path / "notes.txt").write_text("not masra's")
-    err = convert(capsys, ckpt, tmp_path / "notes.txt")
+    err = convert(capsys, anchor, ckpt, tmp_path / "notes.txt")
     assert "exists and is not a folder" in err and (tmp_path / "notes.txt").read_text() == "not masra's"
     target = tmp_path / "target"
-    assert main(["convert", "qd-detr", str(ckpt), "--out", str(target)]) == 0  # a converted run...
+    assert main(["convert", anchor, str(ckpt), "--out", str(target)]) == 0  # a converted run...
     (tmp_path / "link").symlink_to(target)
     for force in ([], ["--force"]):  # ...is not replaced through a symlink to it
-        assert main(["convert", "qd-detr", str(ckpt), "--out", str(tmp_path / "link"), *force]) == 1
+        assert main(["convert", anchor, str(ckpt), "--out", str(tmp_path / "link"), *force]) == 1
         assert "is a symlink" in capsys.readouterr().err
     assert (target / "last" / "model.safetensors").is_file()

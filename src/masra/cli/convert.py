@@ -1,4 +1,4 @@
-"""``masra convert qd-detr MODEL.ckpt --out RUN``: a QD-DETR checkpoint as a masra run folder."""
+"""``masra convert qd-detr|moment-detr MODEL.ckpt --out RUN``: an anchor's checkpoint as a masra run folder."""
 
 from __future__ import annotations
 
@@ -8,27 +8,36 @@ from pathlib import Path
 
 log = logging.getLogger("masra.convert")
 
+# format -> (the anchor's converter module, the checkpoint it reads)
+FORMATS = {
+    "qd-detr": ("masra.convert.qd_detr", "a wjun0830/QD-DETR model_*.ckpt"),
+    "moment-detr": ("masra.convert.moment_detr", "a jayleicn/moment_detr model_*.ckpt"),
+}
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "convert", help="turn another code base's checkpoint into a masra run folder",
         description="Import checkpoints of the anchor code bases (docs/video.md).")
     formats = parser.add_subparsers(dest="convert_format", metavar="FORMAT")
-    p = formats.add_parser("qd-detr", help="a wjun0830/QD-DETR model_*.ckpt",
-                           description="Every tensor is mapped onto masra's baseline; dims, clip length and TEF "
-                           "come from the checkpoint's opt. Writes RUN/last and RUN/config.yaml.")
-    p.add_argument("checkpoint", type=Path, help="QD-DETR checkpoint (model_best.ckpt)")
-    p.add_argument("--out", type=Path, required=True, help="run folder to write")
-    p.add_argument("--encoder", metavar="clip:NAME_OR_PATH",
-                   help="encoder of the features it was trained on (default: clip:openai/clip-vit-base-patch32 "
-                   "when opt names CLIP features only; otherwise none is recorded)")
-    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
-    p.set_defaults(func=run_qd_detr)
+    for name, (_, what) in FORMATS.items():
+        p = formats.add_parser(name, help=what,
+                               description="Every tensor is mapped onto masra's backbone of that name; dims, clip "
+                               "length and TEF come from the checkpoint's opt. Writes RUN/last and RUN/config.yaml.")
+        p.add_argument("checkpoint", type=Path, help="the checkpoint (model_best.ckpt)")
+        p.add_argument("--out", type=Path, required=True, help="run folder to write")
+        p.add_argument("--encoder", metavar="clip:NAME_OR_PATH",
+                       help="encoder of the features it was trained on (default: clip:openai/clip-vit-base-patch32 "
+                       "when opt names CLIP features only; otherwise none is recorded)")
+        p.add_argument("--force", action="store_true", help="replace a non-empty --out")
+        p.set_defaults(func=run_convert)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
-def run_qd_detr(args: argparse.Namespace) -> int:
-    from masra.convert.qd_detr import check_output_folder, convert_qd_detr, write_run
+def run_convert(args: argparse.Namespace) -> int:
+    from importlib import import_module
+
+    from masra.convert.anchor import check_output_folder, convert_checkpoint, write_run
 
     check_output_folder(args.out, args.force)  # before the checkpoint is read
     encoder = None
@@ -36,7 +45,8 @@ def run_qd_detr(args: argparse.Namespace) -> int:
         from masra.features.encoder import EncoderSpec
 
         encoder = str(EncoderSpec.parse(args.encoder))
-    converted = convert_qd_detr(args.checkpoint, encoder=encoder)
+    anchor = import_module(FORMATS[args.convert_format][0]).ANCHOR
+    converted = convert_checkpoint(args.checkpoint, anchor, encoder=encoder)
     folder = write_run(converted, args.out, args.checkpoint, force=args.force)
     data = converted.cfg.data
     log.info("%d tensors mapped; dropped %d unused: %s", len(converted.state_dict), len(converted.dropped),

@@ -1,4 +1,4 @@
-"""The grounding model (QD-DETR class baseline + MASRA parts), matcher, criterion and post-processing.
+"""The grounding models (the QD-DETR and Moment-DETR backbones + MASRA parts), matcher, criterion and post-processing.
 
 The names below load on first use: ``masra.config`` assembles its dataclasses from ``masra.model.parts``, so
 importing this package must not import ``masra.config`` back (PEP 562 lazy attributes).
@@ -10,6 +10,7 @@ from typing import Any
 _EXPORTS = {
     "GroundingModel": "masra.model.grounding",
     "HungarianMatcher": "masra.model.matcher",
+    "MomentDETR": "masra.model.moment_detr",
     "SetCriterion": "masra.model.criterion",
     "build_criterion": "masra.model.build",
     "build_model": "masra.model.build",

@@ -40,7 +40,9 @@ Indices = list[tuple[torch.Tensor, torch.Tensor]]
 LossFn = Callable[[dict[str, Any], GroundingBatch, "Indices | None"], dict[str, torch.Tensor]]
 
 # Losses computed on every decoder layer (from Hungarian matching); all others use the final outputs only.
+# The baseline's are SET_LOSSES; Moment-DETR's optional contrastive alignment is one too.
 SET_LOSSES = ("spans", "labels")
+LAYER_LOSSES = (*SET_LOSSES, "contrastive_align")
 FOREGROUND, BACKGROUND = 0, 1
 CHANCE_SUFFIX = "_chance"
 
@@ -80,6 +82,7 @@ class SetCriterion(nn.Module):
         eos_coef: float = 0.1,
         saliency_margin: float = 0.2,
         rank_temperature: float = 0.5,
+        contrastive_temperature: float = 0.07,
         aux_loss: bool = True,
         use_matcher: bool = True,
         parts: list[Part] | None = None,
@@ -97,6 +100,7 @@ class SetCriterion(nn.Module):
         self.losses = list(losses)
         self.saliency_margin = saliency_margin
         self.rank_temperature = rank_temperature
+        self.contrastive_temperature = contrastive_temperature
         self.aux_loss = aux_loss
         self.use_matcher = use_matcher
         self.parts = list(parts or [])
@@ -135,6 +139,21 @@ class SetCriterion(nn.Module):
         loss = F.cross_entropy(logits.transpose(1, 2), target, self.class_weight, reduction="none")  # [B, Q]
         return {"loss_label": loss.mean()}
 
+    def loss_contrastive_align(
+        self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None
+    ) -> dict[str, torch.Tensor]:
+        """Moment-DETR's contrastive alignment: a query's logit is the sum over the token positions of the cosine
+        of its projection with each token's (padded positions included, as Moment-DETR sums them) / τ; InfoNCE of
+        the matched queries against all queries of the sample, averaged over samples."""
+        queries = outputs["proj_queries"].float()  # [B, Q, h], L2-normalised
+        tokens = outputs["proj_txt_mem"].float()  # [B, N, h], L2-normalised
+        logits = torch.einsum("bqh,bnh->bqn", queries, tokens).sum(2) / self.contrastive_temperature  # [B, Q]
+        positive = torch.zeros_like(logits, dtype=torch.bool)
+        positive[_prediction_index(indices)] = True
+        positive_term = logits.masked_fill(~positive, 0).sum(1)  # [B]
+        loss = -positive_term / positive.sum(1) + logits.logsumexp(1)  # [B]
+        return {"loss_contrastive_align": loss.mean()}
+
     # ----- saliency ------------------------------------------------------------------------------------
     def loss_saliency(self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None) -> dict[str, torch.Tensor]:
         """QD-DETR's saliency loss: margin hinge + rank-contrastive + negative-pair term, summed."""
@@ -158,6 +177,15 @@ class SetCriterion(nn.Module):
             # −log(1 − σ(s_neg)) summed over valid clips, averaged over samples; softplus is the stable form.
             loss = loss + (F.softplus(neg_scores) * mask).sum(1).mean()
         return {"loss_saliency": loss}
+
+    def loss_saliency_hinge(
+        self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None
+    ) -> dict[str, torch.Tensor]:
+        """Moment-DETR's saliency loss: the margin hinge alone."""
+        scores = outputs["saliency_scores"].float()  # [B, L]
+        if batch.saliency_pos_idx is None or batch.saliency_neg_idx is None:
+            return {"loss_saliency": scores.new_zeros(())}
+        return {"loss_saliency": self._saliency_hinge(scores, batch.saliency_pos_idx, batch.saliency_neg_idx)}
 
     def _saliency_hinge(self, scores: torch.Tensor, pos_idx: torch.Tensor, neg_idx: torch.Tensor) -> torch.Tensor:
         """2 · mean over (sample, pair) of max(0, margin + s_neg − s_pos)."""
@@ -189,6 +217,8 @@ class SetCriterion(nn.Module):
             "spans": self.loss_spans,
             "labels": self.loss_labels,
             "saliency": self.loss_saliency,
+            "saliency_hinge": self.loss_saliency_hinge,
+            "contrastive_align": self.loss_contrastive_align,
         }
         if name not in loss_map:
             raise MasraError(f"unknown loss {name!r}; known: {', '.join(loss_map)}", field="loss")
@@ -226,7 +256,7 @@ class SetCriterion(nn.Module):
         layer_indices = self.match(outputs, batch) if self.use_matcher else [None]
         indices = layer_indices[0]
         for name in self.losses:
-            if name in SET_LOSSES and not self.use_matcher:
+            if name in LAYER_LOSSES and not self.use_matcher:
                 continue
             terms.update(self.get_loss(name, outputs, batch, indices))
         for part in self.parts:
@@ -234,7 +264,7 @@ class SetCriterion(nn.Module):
         if self.use_matcher and self.aux_loss:
             for i, (aux, aux_indices) in enumerate(zip(outputs.get("aux_outputs", []), layer_indices[1:])):
                 for name in self.losses:
-                    if name in SET_LOSSES:
+                    if name in LAYER_LOSSES:
                         layer_terms = self.get_loss(name, aux, batch, aux_indices)
                         terms.update({f"{key}_{i}": value for key, value in layer_terms.items()})
         total = self.weighted_total(terms)

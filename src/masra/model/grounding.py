@@ -1,4 +1,4 @@
-"""The grounding model: QD-DETR's architecture, forward split into named stages.
+"""The QD-DETR backbone (``model.backbone: qd_detr``, the default): its forward split into named stages.
 
 Stages (each a method, so MASRA parts plug in behind their switches):
 1. ``project_inputs``: LN -> Dropout -> Linear (-> ReLU) stacks for clips and query tokens.
@@ -24,16 +24,16 @@ from torch import nn
 from masra.config import ModelConfig
 from masra.data.batch import GroundingBatch
 from masra.errors import MasraError
+from masra.model.base_model import BaseGroundingModel, xavier_matrices
 from masra.model.decoder import AnchorDecoder
 from masra.model.encoder import TemporalEncoder
-from masra.model.layers import MLP, InputProjection, run_layer
-from masra.model.parts import PARTS, PartContext, PartModule
+from masra.model.layers import MLP
 from masra.model.position_encoding import video_position_encoding
 from masra.model.span_ops import inverse_sigmoid
 from masra.model.t2v_encoder import T2VEncoder, TextCrossAttention
 
 
-class GroundingModel(nn.Module):
+class GroundingModel(BaseGroundingModel):
     """Moment retrieval + highlight detection from clip features and query-token features.
 
     ``forward(batch)`` returns ``pred_logits`` [B, Q, 2] (class 0 = foreground), ``pred_spans`` [B, Q, 2]
@@ -52,22 +52,12 @@ class GroundingModel(nn.Module):
     def __init__(
         self, cfg: ModelConfig, v_feat_dim: int, t_feat_dim: int, semantic_dim: int | None = None
     ) -> None:
-        super().__init__()
+        super().__init__(cfg, v_feat_dim, t_feat_dim, semantic_dim)
         d = cfg.hidden_dim
-        if d % cfg.nheads or d % 4:
-            raise MasraError(
-                f"hidden_dim {d} must be divisible by nheads {cfg.nheads} and by 4", field="model.hidden_dim"
-            )
         if cfg.encoder_window < 0:
             raise MasraError(f"must be 0 (full attention) or a positive clip count, got {cfg.encoder_window}",
                              field="model.encoder_window")
-        self.hidden_dim = d
         self.use_negative_pairs = cfg.use_negative_pairs
-
-        self.video_proj = InputProjection(v_feat_dim, d, cfg.n_input_proj, cfg.input_dropout)
-        self.text_proj = InputProjection(t_feat_dim, d, cfg.n_input_proj, cfg.input_dropout)
-        context = PartContext(d, cfg.nheads, cfg.dim_feedforward, cfg.dropout, cfg.activation, semantic_dim)
-        self.parts = [part for part in PARTS if getattr(cfg, part.name).enabled]
         self.t2v_encoder = T2VEncoder(
             partial(TextCrossAttention, d, cfg.nheads, cfg.dropout),
             cfg.t2v_layers,
@@ -89,29 +79,18 @@ class GroundingModel(nn.Module):
         self.span_head = MLP(d, d, 2, 3)
         self.saliency_proj1 = nn.Linear(d, d)
         self.saliency_proj2 = nn.Linear(d, d)
-        self._build_masra_parts(cfg, context)
+        self._build_masra_parts(cfg)
 
-    def _build_masra_parts(self, cfg: ModelConfig, context: PartContext) -> None:
-        """Created after every baseline module and its initialisation, in registry order, so switching parts on
-        never changes the baseline's initial weights (the ablation's pairing). Each module is the attribute
-        ``part.attribute`` (its checkpoint keys). A part that replaces the T2V attention (DAI) swaps it in here:
-        the baseline's attention was built and initialised first, as without the part, then discarded."""
+    def _build_masra_parts(self, cfg: ModelConfig) -> None:
+        """The parts' modules (``_build_part_modules``); a part that replaces the T2V attention (DAI) swaps it in
+        here: the baseline's attention was built and initialised first, as without the part, then discarded."""
+        self._build_part_modules(cfg)
         for part in self.parts:
-            if part.needs_semantic_dim and context.semantic_dim is None:
-                raise MasraError(
-                    f"{part.name.upper()} needs the prior text dimension: give the training data a prior_dir",
-                    field="data.prior_dir",
-                )
-            setattr(self, part.attribute, part.build(getattr(cfg, part.name), context))
             if part.t2v_attention is not None:
-                make_attention = part.t2v_attention(getattr(cfg, part.name), context)
+                make_attention = part.t2v_attention(getattr(cfg, part.name), self.part_context)
                 for layer in self.t2v_encoder.layers:
                     layer.cross_attn = make_attention()
-                    _xavier_matrices(layer.cross_attn)
-
-    def part_modules(self) -> list[PartModule]:
-        """The enabled parts' modules, in registry order."""
-        return [getattr(self, part.attribute) for part in self.parts]
+                    xavier_matrices(layer.cross_attn)
 
     def _init_transformer_weights(self) -> None:
         """QD-DETR's initialisation: Xavier-uniform for every matrix of the T2V encoder, encoder and decoder,
@@ -119,39 +98,15 @@ class GroundingModel(nn.Module):
         refinement MLP's last layer and then overwrites its weight with this same Xavier pass; we keep the
         effective result: Xavier weight, zero bias.)"""
         for module in (self.t2v_encoder, self.encoder, self.decoder):
-            _xavier_matrices(module)
+            xavier_matrices(module)
         for layer in self.decoder.layers:
             nn.init.zeros_(layer.sa_out_proj.bias)
             nn.init.zeros_(layer.ca_out_proj.bias)
         nn.init.zeros_(self.decoder.anchor_refine.layers[-1].bias)
 
-    # ----- stage 1 -------------------------------------------------------------------------------------
-    def project_inputs(self, video_feats: torch.Tensor, query_feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """[B, L, Dv], [B, N, Dt] -> video [B, L, d], text [B, N, d]."""
-        return run_layer(self.video_proj, video_feats), self.text_proj(query_feats)
+    # ----- stage 1: project_inputs (BaseGroundingModel) ----------------------------------------------
 
-    # ----- stage 2 -------------------------------------------------------------------------------------
-    def interact(
-        self,
-        video: torch.Tensor,
-        video_pos: torch.Tensor,
-        video_mask: torch.Tensor,
-        text: torch.Tensor,
-        text_mask: torch.Tensor,
-        stats: dict[str, torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Text-conditioned clips [B, L, d] and the parts' outputs of the interaction (DAI: relevance per layer
-        and averaged, the codebook C_v). ``stats`` (a dict, or None) receives the parts' diagnostics."""
-        modules = self.part_modules()
-        inputs: dict[str, Any] = {}
-        for module in modules:
-            inputs.update(module.interaction_inputs(video, video_mask, stats))
-        video, relevances = self.t2v_encoder(video, video_pos, text, text_mask, **inputs)
-        extras: dict[str, Any] = {}
-        for module in modules:
-            extras.update(module.after_interaction(relevances, video_mask, inputs, stats))
-        return video, extras
-
+    # ----- stage 2: interact (BaseGroundingModel), through the T2V encoder ------------------------------
     # ----- stage 3 -------------------------------------------------------------------------------------
     def encode_temporal(
         self,
@@ -175,7 +130,7 @@ class GroundingModel(nn.Module):
         for module in modules:
             extras.update(module.relate(memory[:, 1:]))
         for module in modules:
-            memory = module.refine(memory, mask, pos, extras, stats)
+            memory = module.refine(memory, mask, pos, extras, stats, context=1)  # the global token
         return memory[:, 1:], memory[:, 0], extras
 
     def encode(
@@ -259,17 +214,3 @@ class GroundingModel(nn.Module):
         if stats is not None:
             outputs["diagnostics"] = self._diagnostics(stats)
         return outputs
-
-    def _diagnostics(self, stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The pass's statistics plus the parts' scalar parameters, detached: name -> 0-d tensor."""
-        values = dict(stats)
-        for module in self.part_modules():
-            values.update(module.diagnostics())
-        return {name: value.detach().float() for name, value in values.items()}
-
-
-def _xavier_matrices(module: nn.Module) -> None:
-    """Xavier-uniform for every matrix of ``module`` (QD-DETR's transformer initialisation)."""
-    for param in module.parameters():
-        if param.dim() > 1:
-            nn.init.xavier_uniform_(param)

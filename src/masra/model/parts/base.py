@@ -10,7 +10,7 @@ The model runs its stages in order and, at each stage, calls the hook of every e
 
 1. ``interaction_inputs`` / ``after_interaction``: around the text-to-video interaction (DAI's codebook);
 2. ``relate``: on the temporal encoder's clips, before any refinement (LRCA's relation features);
-3. ``refine``: on the encoder sequence [global token ; clips] (SORA's layer);
+3. ``refine``: on the encoder sequence [context tokens ; clips] (SORA's layer);
 4. ``enhance``: on the clip memory (SGE);
 5. ``outputs``: extra outputs for the losses, after the decoder (ESTA, DAI's codebook, LRCA's temperature);
 6. ``diagnostics``: scalar parameters to log in training (β, temperatures).
@@ -61,9 +61,16 @@ class PartModule(nn.Module):
         return {}
 
     def refine(
-        self, sequence: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, extras: Outputs, stats: Stats | None
+        self,
+        sequence: torch.Tensor,
+        mask: torch.Tensor,
+        pos: torch.Tensor,
+        extras: Outputs,
+        stats: Stats | None,
+        context: int,
     ) -> torch.Tensor:
-        """The encoder sequence [B, 1+L, d] ([global token ; clips], mask [B, 1+L], pos [B, 1+L, d]) refined."""
+        """The encoder sequence [B, G+L, d] refined: [context tokens ; clips] with G = ``context`` (QD-DETR: its
+        global token, G = 1; Moment-DETR: its query tokens, G = N), mask [B, G+L], pos [B, G+L, d]."""
         return sequence
 
     def enhance(self, memory: torch.Tensor, video_mask: torch.Tensor, stats: Stats | None) -> tuple[torch.Tensor, Outputs]:

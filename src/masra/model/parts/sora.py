@@ -10,11 +10,13 @@ Second-order relation: R2_ij = cos(Ã_i·|K_ij, Ã_j·|K_ij) for |i - j| <= w, t
 K_ij = {k : |i - k| <= w and |j - k| <= w} of the two windows only (two clips are related when they relate
 the same way to their common neighbours); a row without spread (all neighbours alike) relates 0 to all.
 Both are computed on the band only: O(L·w·d + L·w²) time, O(L·(w + d)) memory, and a clip's output depends on
-clips at most 2w away (plus the global token).
-R2 biases a banded self-attention: clip i attends to the global token(s) and to the clips j with
-|i - j| <= w, softmax(q_i·k_j/√dh + β_h·(R2_ij - R̄2_i)); the global token(s) attend to every valid token,
+clips at most 2w away (plus the leading context tokens).
+The sequence is [context tokens ; clips]: QD-DETR's one global token, or Moment-DETR's query tokens (its joint
+encoder's sequence with the tokens moved in front). R2 biases a banded self-attention: clip i attends to the
+context tokens and to the clips j with
+|i - j| <= w, softmax(q_i·k_j/√dh + β_h·(R2_ij - R̄2_i)); the context tokens attend to every valid token,
 unbiased. R̄2_i is the mean of R2 over the clips row i attends to (``centre_rows``): a bias that is the same
-for every clip would only move mass between the global token (bias 0) and the clips, with no content; the
+for every clip would only move mass between the context tokens (bias 0) and the clips, with no content; the
 centred bias moves attention between clips. The control ``relation="row_mean"`` replaces R2 by its row mean,
 which the centring turns into a zero bias: the layer then equals β = 0 exactly (tests/model/test_sora.py).
 """
@@ -49,7 +51,8 @@ class SORAConfig:
 
 # Below this many band widths of clips the dense path is used (it is faster there on CPU and GPU).
 DENSE_MAX_BAND_MULTIPLE = 3
-# Leading tokens of the encoder sequence that attend to and are attended by every clip (QD-DETR: one).
+# Leading context tokens of QD-DETR's encoder sequence (its global token), the layer's default; Moment-DETR's
+# sequence leads with its N query tokens (``context`` argument).
 GLOBAL_TOKENS = 1
 # What biases the attention: the second-order relation, or (ablation control) its per-row mean.
 RELATIONS = ("second_order", "row_mean")
@@ -140,14 +143,15 @@ def biased_softmax(
     allowed: torch.Tensor,
     stats: dict[str, torch.Tensor] | None = None,
     rows: torch.Tensor | None = None,
+    context: int = GLOBAL_TOKENS,
 ) -> torch.Tensor:
-    """softmax(scores + bias) over the allowed keys; scores [B, H, R, K] with the global key(s) first
-    (``GLOBAL_TOKENS``), bias and allowed broadcastable to it.
+    """softmax(scores + bias) over the allowed keys; scores [B, H, R, K] with the ``context`` context keys
+    first, bias and allowed broadcastable to it.
 
     With ``stats``, records over ``rows`` ([B, 1, R] bool, the clip rows the bias acts on):
     ``sora_attention_moved``, the share of the attention the bias moves (total-variation distance ½Σ|p - p₀|
     to the unbiased softmax); ``sora_attention_moved_clips``, the same between clips only (p and p₀ each
-    renormalised over the clip keys, so a shift of mass to or from the global token does not count); and
+    renormalised over the clip keys, so a shift of mass to or from the context tokens does not count); and
     ``sora_bias_spread``, the spread (std over a row's clip keys) of the bias divided by that of the scores.
     """
     lowest = torch.finfo(scores.dtype).min
@@ -155,16 +159,18 @@ def biased_softmax(
     if stats is not None and rows is not None:
         with torch.no_grad():
             stats.update(_bias_statistics(scores.float(), (scores + bias).float() - scores.float(), probs.float(),
-                                          allowed, rows))
+                                          allowed, rows, context))
     return probs
 
 
-def _bias_statistics(scores: Tensor, bias: Tensor, probs: Tensor, allowed: Tensor, rows: Tensor) -> Stats:
+def _bias_statistics(
+    scores: Tensor, bias: Tensor, probs: Tensor, allowed: Tensor, rows: Tensor, context: int = GLOBAL_TOKENS
+) -> Stats:
     """The diagnostics of :func:`biased_softmax` (see there); scores / bias / probs [B, H, R, K] float."""
     allowed = allowed.expand_as(scores)
     plain = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min).softmax(-1)
     clip_keys = allowed.clone()
-    clip_keys[..., :GLOBAL_TOKENS] = False
+    clip_keys[..., :context] = False
     clip_weight = clip_keys.float()
 
     def on_clips(p: Tensor) -> Tensor:
@@ -191,8 +197,8 @@ def _bias_statistics(scores: Tensor, bias: Tensor, probs: Tensor, allowed: Tenso
 class SORALayer(PartModule):
     """A post-norm encoder layer whose self-attention is banded and biased by β·R2.
 
-    The sequence is [global token ; clips] (QD-DETR's one leading global token, ``GLOBAL_TOKENS``); the global
-    token sees everything. Its matrices are Xavier-initialised like every other transformer layer of the model.
+    The sequence is [context tokens ; clips] (``context`` of them: QD-DETR's one global token by default,
+    Moment-DETR's query tokens); the context tokens see everything. Its matrices are Xavier-initialised like every other transformer layer of the model.
     """
 
     def __init__(
@@ -236,22 +242,23 @@ class SORALayer(PartModule):
                 nn.init.xavier_uniform_(param)
 
     def attention(
-        self, src: Tensor, mask: Tensor, pos: Tensor | None, relation_feats: Tensor | None = None, stats: Stats | None = None
+        self, src: Tensor, mask: Tensor, pos: Tensor | None, relation_feats: Tensor | None = None,
+        stats: Stats | None = None, context: int = GLOBAL_TOKENS,
     ) -> Tensor:
-        """src [B, T, d] = [global ; clips], mask [B, T] float, pos [B, T, d] or None, relation_feats
+        """src [B, T, d] = [context ; clips], mask [B, T] float, pos [B, T, d] or None, relation_feats
         [B, L, D] (the features whose cosine is the first-order relation; default: the clips of src)
         -> [B, T, d]. ``stats`` (a dict, or None) receives the diagnostics of :func:`biased_softmax`.
 
         Both paths compute the same function. The banded one is O(L·w); on short videos, where the band
         covers most of the clips anyway, the dense one is faster (``masra bench sora`` measures both).
         """
-        clips = src.shape[1] - GLOBAL_TOKENS
+        clips = src.shape[1] - context
         if torch.compiler.is_exporting():
             # An exported graph (masra export) serves every clip count, so it takes one path: the dense one (the
             # banded one's block count, ceil(L / w), does not export as a symbolic shape).
-            return self.dense_attention(src, mask, pos, relation_feats, stats)
+            return self.dense_attention(src, mask, pos, relation_feats, stats, context)
         path = self.dense_attention if clips <= DENSE_MAX_BAND_MULTIPLE * (2 * self.band + 1) else self.banded_attention
-        return path(src, mask, pos, relation_feats, stats)
+        return path(src, mask, pos, relation_feats, stats, context)
 
     def _project(self, src: torch.Tensor, pos: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
         """q, k, v as [B, T, H, dh] (positions on queries and keys only)."""
@@ -261,11 +268,12 @@ class SORALayer(PartModule):
         return self.q_proj(qk_in).view(shape), self.k_proj(qk_in).view(shape), self.v_proj(src).view(shape)
 
     def dense_attention(
-        self, src: Tensor, mask: Tensor, pos: Tensor | None, relation_feats: Tensor | None = None, stats: Stats | None = None
+        self, src: Tensor, mask: Tensor, pos: Tensor | None, relation_feats: Tensor | None = None,
+        stats: Stats | None = None, context: int = GLOBAL_TOKENS,
     ) -> Tensor:
         """The attention with full [T, T] score matrices, masked to the band: O(L²)."""
         batch, total, d = src.shape
-        g, w, heads, dh = GLOBAL_TOKENS, self.band, self.nheads, self.head_dim
+        g, w, heads, dh = context, self.band, self.nheads, self.head_dim
         q, k, v = (x.transpose(1, 2) for x in self._project(src, pos))  # [B, H, T, dh]
         scores = q @ k.transpose(-1, -2) / math.sqrt(dh)  # [B, H, T, T]
         feats = src[:, g:] if relation_feats is None else relation_feats
@@ -281,18 +289,19 @@ class SORALayer(PartModule):
         allowed = ((idx[:, None] - idx[None, :]).abs() <= w) | (idx[:, None] < g) | (idx[None, :] < g)  # [T, T]
         allowed = (allowed.unsqueeze(0) & mask.bool().unsqueeze(1)).unsqueeze(1)  # [B, 1, T, T]
         clip_rows = (mask.bool() & (idx >= g)).unsqueeze(1)  # [B, 1, T]: the rows the bias acts on
-        attn = biased_softmax(scores, bias, allowed, stats, clip_rows)
+        attn = biased_softmax(scores, bias, allowed, stats, clip_rows, g)
         out = (self.attn_dropout(attn) @ v).transpose(1, 2).reshape(batch, total, d)
         return self.out_proj(out)
 
     def banded_attention(
-        self, src: Tensor, mask: Tensor, pos: Tensor | None, relation_feats: Tensor | None = None, stats: Stats | None = None
+        self, src: Tensor, mask: Tensor, pos: Tensor | None, relation_feats: Tensor | None = None,
+        stats: Stats | None = None, context: int = GLOBAL_TOKENS,
     ) -> Tensor:
         """The attention computed on the band only, in blocks: the w clips of a block attend to the global
         token(s) and to the 3w clips of the block and its two neighbours, masked to the exact band; the R2
         bias is a scalar per pair in the same layout. O(L·w) time and memory: no [L, 2w+1, d] window."""
         batch, total, d = src.shape
-        g, heads, w, dh = GLOBAL_TOKENS, self.nheads, self.band, self.head_dim
+        g, heads, w, dh = context, self.nheads, self.band, self.head_dim
         clips = total - g
         q, k, v = (x.transpose(1, 2) for x in self._project(src, pos))  # [B, H, T, dh]
         valid = mask.bool()  # [B, T]
@@ -320,7 +329,7 @@ class SORALayer(PartModule):
         bias = F.pad(relation, (g, 0)).unsqueeze(2) * self.beta.view(1, 1, heads, 1, 1).to(q.dtype)  # [nb, B, H, w, G+3w]
         allowed = torch.cat([valid[:, None, None, :g].expand(-1, nb, w, -1), key_in_band], dim=-1)  # [B, nb, w, G+3w]
         rows = (query_blocks(clip_valid, w) > 0).transpose(0, 1).unsqueeze(2)  # [nb, B, 1, w]: the rows the bias acts on
-        attn = self.attn_dropout(biased_softmax(logits, bias, allowed.transpose(0, 1).unsqueeze(2), stats, rows))
+        attn = self.attn_dropout(biased_softmax(logits, bias, allowed.transpose(0, 1).unsqueeze(2), stats, rows, g))
         attn = attn.view(nb, batch * heads, w, g + 3 * w)
         v_global = v[:, :, :g].reshape(1, batch * heads, g, dh)
         clip_out = attn[..., :g] @ v_global  # [nb, B·H, w, dh]
@@ -339,16 +348,18 @@ class SORALayer(PartModule):
 
     def forward(
         self, src: Tensor, mask: Tensor, pos: Tensor | None = None, relation_feats: Tensor | None = None,
-        stats: Stats | None = None,
+        stats: Stats | None = None, context: int = GLOBAL_TOKENS,
     ) -> Tensor:
-        """src [B, T, d], mask [B, T] float (1 = valid), pos [B, T, d] or None -> [B, T, d]."""
-        src = self.norm(src + self.dropout(self.attention(src, mask, pos, relation_feats, stats)))
+        """src [B, T, d] ([context ; clips]), mask [B, T] float (1 = valid), pos [B, T, d] or None -> [B, T, d]."""
+        src = self.norm(src + self.dropout(self.attention(src, mask, pos, relation_feats, stats, context)))
         return self.ffn(src)
 
     # ----- the part's hooks (masra.model.parts.base) -----------------------------------------------------
-    def refine(self, sequence: Tensor, mask: Tensor, pos: Tensor, extras: Outputs, stats: Stats | None) -> Tensor:
+    def refine(
+        self, sequence: Tensor, mask: Tensor, pos: Tensor, extras: Outputs, stats: Stats | None, context: int
+    ) -> Tensor:
         """The relation features are LRCA's projection when LRCA is on (``lrca_video_proj``), else the clips."""
-        return run_layer(self, sequence, mask, pos, extras.get("lrca_video_proj"), stats)
+        return run_layer(self, sequence, mask, pos, extras.get("lrca_video_proj"), stats, context)
 
     def diagnostics(self) -> dict[str, Tensor]:
         return {f"sora_beta_h{h}": beta for h, beta in enumerate(self.beta)}
