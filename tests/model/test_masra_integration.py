@@ -367,3 +367,16 @@ def test_switching_parts_on_leaves_every_baseline_weight_at_its_initial_value(sm
         assert len(shared) >= len(baseline) - 4 * small_config().model.t2v_layers  # only the replaced attention
         for name in shared:
             assert torch.equal(baseline[name], weights[name]), (parts, name)
+
+
+def test_each_part_is_initialised_from_the_same_random_stream_whatever_parts_follow(small_config):
+    """Parts are built in registry order, each with what it attaches to the backbone (DAI's T2V attention)
+    before the next part draws its weights: DAI's weights, its attention included, are the same with DAI alone
+    as with every part on, so adding a later part never re-initialises an earlier one."""
+    dai_alone, _ = build(small_config, "dai", seed=5)
+    every_part, _ = build(small_config, "all", seed=5)
+    alone = dai_alone.state_dict()
+    shared = [k for k in alone if k.startswith(("dai.", "t2v_encoder."))]
+    assert any(".cross_attn." in k for k in shared)
+    for key in shared:
+        assert torch.equal(alone[key], every_part.state_dict()[key]), key

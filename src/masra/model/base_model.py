@@ -7,6 +7,7 @@ their hooks (masra.model.parts.base); docs/method.md says where each part sits o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -48,6 +49,14 @@ class BaseGroundingModel(nn.Module):
                     field="data.prior_dir",
                 )
             setattr(self, part.attribute, part.build(getattr(cfg, part.name), context))
+            if part.t2v_attention is not None:
+                self._attach_t2v_attention(part.t2v_attention(getattr(cfg, part.name), context), cfg)
+
+    def _attach_t2v_attention(self, make_attention: Callable[[], nn.Module], cfg: ModelConfig) -> None:
+        """Give the backbone's text-to-video stage the attention of a part that replaces it (DAI). Called right
+        after that part's module is built, before the next part's: the random stream, hence every later part's
+        initial weights, is the same on every backbone and as before backbones existed."""
+        raise MasraError("this backbone has no text-to-video stage for a part's attention", field="model.backbone")
 
     def part_modules(self) -> list[PartModule]:
         """The enabled parts' modules, in registry order."""

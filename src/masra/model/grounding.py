@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -79,18 +80,14 @@ class GroundingModel(BaseGroundingModel):
         self.span_head = MLP(d, d, 2, 3)
         self.saliency_proj1 = nn.Linear(d, d)
         self.saliency_proj2 = nn.Linear(d, d)
-        self._build_masra_parts(cfg)
-
-    def _build_masra_parts(self, cfg: ModelConfig) -> None:
-        """The parts' modules (``_build_part_modules``); a part that replaces the T2V attention (DAI) swaps it in
-        here: the baseline's attention was built and initialised first, as without the part, then discarded."""
         self._build_part_modules(cfg)
-        for part in self.parts:
-            if part.t2v_attention is not None:
-                make_attention = part.t2v_attention(getattr(cfg, part.name), self.part_context)
-                for layer in self.t2v_encoder.layers:
-                    layer.cross_attn = make_attention()
-                    xavier_matrices(layer.cross_attn)
+
+    def _attach_t2v_attention(self, make_attention: Callable[[], nn.Module], cfg: ModelConfig) -> None:
+        """The part's attention swapped into every T2V layer: the baseline's attention was built and initialised
+        first, as without the part, then discarded."""
+        for layer in self.t2v_encoder.layers:
+            layer.cross_attn = make_attention()
+            xavier_matrices(layer.cross_attn)
 
     def _init_transformer_weights(self) -> None:
         """QD-DETR's initialisation: Xavier-uniform for every matrix of the T2V encoder, encoder and decoder,

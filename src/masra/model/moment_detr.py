@@ -21,6 +21,7 @@ the clip memory (``contrastive_align_projection_vid``: an output that no loss re
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -60,19 +61,15 @@ class MomentDETR(BaseGroundingModel):
         if cfg.contrastive_align:
             self.contrastive_query = nn.Linear(d, cfg.contrastive_dim)
             self.contrastive_text = nn.Linear(d, cfg.contrastive_dim)
-        self._build_masra_parts(cfg)
-
-    def _build_masra_parts(self, cfg: ModelConfig) -> None:
-        """The parts' modules; a part with a text-to-video attention (DAI) also brings the T2V encoder it needs:
-        ``model.t2v_layers`` QD-DETR T2V layers with the part's attention, run before the joint encoder."""
         self._build_part_modules(cfg)
-        for part in self.parts:
-            if part.t2v_attention is not None:
-                make_attention = part.t2v_attention(getattr(cfg, part.name), self.part_context)
-                self.t2v_encoder = T2VEncoder(
-                    make_attention, cfg.t2v_layers, self.hidden_dim, cfg.dim_feedforward, cfg.dropout, cfg.activation
-                )
-                xavier_matrices(self.t2v_encoder)
+
+    def _attach_t2v_attention(self, make_attention: Callable[[], nn.Module], cfg: ModelConfig) -> None:
+        """A part with a text-to-video attention (DAI) brings the T2V encoder Moment-DETR lacks:
+        ``model.t2v_layers`` QD-DETR T2V layers with the part's attention, run before the joint encoder."""
+        self.t2v_encoder = T2VEncoder(
+            make_attention, cfg.t2v_layers, self.hidden_dim, cfg.dim_feedforward, cfg.dropout, cfg.activation
+        )
+        xavier_matrices(self.t2v_encoder)
 
     # ----- stage 2: interact (BaseGroundingModel), only when a part brought a T2V encoder ---------------
 
