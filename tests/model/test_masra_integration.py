@@ -146,8 +146,8 @@ def test_inference_needs_no_priors(small_config, random_batch, parts):
     assert not any(key.startswith("esta_") for key in out) and "diagnostics" not in out
 
 
-def test_padding_never_changes_valid_outputs_with_all_parts(small_config, random_batch):
-    model, _ = build(small_config, "all")
+def assert_padding_leaves_valid_outputs(model, random_batch) -> None:
+    """A padded batch's last sample gives the outputs (heads, saliency, DAI relevance) it gives alone."""
     model.eval()
     pair = random_batch([9, 5], [5, 2], seed=2)
     alone = last_sample_alone(pair, clips=5, tokens=2)
@@ -157,6 +157,10 @@ def test_padding_never_changes_valid_outputs_with_all_parts(small_config, random
         torch.testing.assert_close(padded_out[key][1], alone_out[key][0], atol=1e-5, rtol=1e-4)
     for key in ("saliency_scores", "dai_relevance"):
         torch.testing.assert_close(padded_out[key][1, :5], alone_out[key][0], atol=1e-5, rtol=1e-4)
+
+
+def test_padding_never_changes_valid_outputs_with_all_parts(small_config, random_batch):
+    assert_padding_leaves_valid_outputs(build(small_config, "all")[0], random_batch)
 
 
 def test_loss_weights_are_applied_once(small_config, random_batch):

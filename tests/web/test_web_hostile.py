@@ -4,32 +4,21 @@ keeps its upload and its status, every error is ``{"error": ...}``, and URLs are
 
 from __future__ import annotations
 
-import dataclasses
-
 import asyncio
+import dataclasses
 import logging
 import shutil
 import threading
-import time
 from types import SimpleNamespace
 
 import pytest
 
 from masra.web.errors import RequestError
+from test_web_grounding import finished
 
 
 def upload(client, name: str, data: bytes):
     return client.post("/api/uploads", params={"name": name}, content=data)
-
-
-def finished(client, job_id: str, timeout: float = 20) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = client.get(f"/api/jobs/{job_id}").json()
-        if status["state"] in ("done", "failed"):
-            return status
-        time.sleep(0.01)
-    raise AssertionError(f"job {job_id} did not finish: {status}")
 
 
 class GatedService:
