@@ -133,6 +133,7 @@ def test_the_packaged_config_sets_cg_detrs_model():
     ({"backbone": "cg_detr", "hidden_dim": 36, "nheads": 4}, "model.hidden_dim"),
     ({"backbone": "cg_detr", "cg_detr": {"prompts": 11}}, "model.cg_detr.prompts"),
     ({"backbone": "cg_detr", "cg_detr": {"num_dummies": 0}}, "model.cg_detr.num_dummies"),
+    ({"backbone": "cg_detr", "dai": {"enabled": True, "codebook_values": True}}, "model.dai.codebook_values"),
 ])
 def test_settings_cg_detr_lacks_are_refused_by_name(tmp_path, overrides, field):
     import yaml

@@ -54,6 +54,9 @@ def _validate_cg_detr(cfg: ModelConfig) -> None:
     if cfg.hidden_dim % AUXILIARY_ENCODER_HEADS:
         raise MasraError(f"CG-DETR's dummy and sentence encoders have {AUXILIARY_ENCODER_HEADS} heads: hidden_dim "
                          f"{cfg.hidden_dim} must be a multiple of {AUXILIARY_ENCODER_HEADS}", field="model.hidden_dim")
+    if cfg.dai.enabled and cfg.dai.codebook_values:
+        raise MasraError("on CG-DETR, DAI's codebook joins the dummy tokens, which add no value to the clips: set "
+                         "model.dai.codebook_values=false", field="model.dai.codebook_values")
     own = cfg.cg_detr
     for name in ("num_dummies", "dummy_layers", "sentence_layers", "moment_layers", "prompt_bank"):
         if getattr(own, name) < 1:

@@ -19,8 +19,9 @@ comes from another video), a sentence token encoded with the query tokens and wi
 encoded with the clips inside and outside the ground-truth moments.
 
 What CG-DETR builds and never uses is not built here (masra.convert.cg_detr drops it): the text position
-embedding (read only with ``use_txt_pos``) and ``txt_proj_linear`` (never called). Its DropPath (per-sample
-dropout of a residual branch) is masra's element-wise dropout here, as on QD-DETR; eval outputs are unaffected.
+embedding (read only with ``use_txt_pos``) and ``txt_proj_linear`` (never called). Its DropPath (a residual
+branch dropped per sample) is masra's element-wise dropout here, as in every masra layer: a training-time
+difference only, eval outputs are unaffected.
 
 MASRA parts (docs/method.md, "Parts on each backbone"): DAI's codebook C_v joins the dummies as more keys of the
 adaptive attention (no second attention is built), LRCA relates and SORA refines the encoder's [token ; clips],
@@ -126,8 +127,8 @@ class CGDETR(BaseGroundingModel):
         )
         self.encoder = TemporalEncoder(cfg.enc_layers, d, cfg.nheads, *layer)
         self.decoder = AnchorDecoder(cfg.dec_layers, d, cfg.nheads, *layer)
-        GroundingModel._init_transformer_weights(self)
-        xavier_matrices(self.moment_encoder)
+        GroundingModel._init_transformer_weights(self)  # CG-DETR's transformer is initialised as QD-DETR's,
+        xavier_matrices(self.moment_encoder)  # its moment encoder included
 
         self.anchors = nn.Embedding(cfg.num_queries, 2)  # (center, width) in logit space
         self.class_head = nn.Linear(d, 2)  # index 0 = foreground
@@ -155,6 +156,7 @@ class CGDETR(BaseGroundingModel):
 
     # ----- stage 1 -------------------------------------------------------------------------------------
     def project_inputs(self, video_feats: torch.Tensor, query_feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """QD-DETR's projections + the token-type embeddings: video [B, L, d], text [B, N, d]."""
         video, text = super().project_inputs(video_feats, query_feats)
         return video + self.token_type.weight[1], text + self.token_type.weight[0]
 
