@@ -1,6 +1,6 @@
 """The backbones (``model.backbone``): the base grounding models MASRA's parts attach to, each equal to its
-anchor's own code (docs/model.md, "Backbones"). One declaration each: the model class, its saliency loss and
-the checks of the settings it cannot honour.
+anchor's own code (docs/model.md, "Backbones"). One declaration each: the model class, its saliency loss, its
+further losses and the checks of the settings it cannot honour.
 """
 
 from __future__ import annotations
