@@ -181,6 +181,24 @@ def test_dais_codebook_joins_the_dummies_as_absorbing_keys(small_config, random_
         assert not torch.allclose(base.eval()(batch)["saliency_scores"], out["saliency_scores"])
 
 
+def test_dais_relevance_joins_cg_detrs_saliency_on_both_passes(small_config, random_batch):
+    """s_i = CG-DETR's score + w · logit(a_i), a_i the last T2V layer's mass on the tokens, on the positive pass
+    and on the negative pass (its rows only)."""
+    batch = with_vids(random_batch([7, 5], [4, 2], seed=3), ["a", "b"])
+    model, _ = cg_with_parts(lambda **kw: small_config(dropout=0.0, input_dropout=0.0, **kw), "dai")
+    weight = model.dai_codebook.relevance_weight
+    with torch.no_grad():
+        fused, fused_train = model.eval()(batch), model.train()(batch)
+        weight.fill_(0.0)
+        backbone_only, backbone_only_train = model.eval()(batch), model.train()(batch)
+    valid = batch.video_mask.bool()
+    log_odds = torch.logit(fused["dai_relevance_layers"][:, -1], eps=1e-6)
+    torch.testing.assert_close(fused["saliency_scores"][valid], (backbone_only["saliency_scores"] + log_odds)[valid])
+    assert fused_train["negative_rows"].all()
+    shift = (fused_train["saliency_scores_neg"] - backbone_only_train["saliency_scores_neg"])[valid]
+    assert shift.abs().min() > 0.1  # the negative pass's relevance joins its saliency too
+
+
 def test_padding_never_changes_valid_outputs_with_all_parts(small_config, random_batch):
     assert_padding_leaves_valid_outputs(cg_with_parts(small_config, "all")[0], random_batch)
 

@@ -283,8 +283,10 @@ class CGDETR(BaseGroundingModel):
             return outputs
         dummies, text, text_mask = (key.roll(-1, dims=0)[rows] for key in keys)
         video_mask = batch.video_mask[rows]
-        memory, global_token, attention, _ = self.encode(video[rows], video_pos[rows], video_mask, (dummies, text, text_mask))
-        outputs["saliency_scores_neg"] = self.score_saliency(memory, global_token)
+        memory, global_token, attention, extras = self.encode(
+            video[rows], video_pos[rows], video_mask, (dummies, text, text_mask)
+        )
+        outputs["saliency_scores_neg"] = self.rescore_saliency(self.score_saliency(memory, global_token), extras)
         outputs["t2v_text_attention_neg"] = self.text_attention(attention, text_mask)
         return outputs
 
@@ -344,7 +346,7 @@ class CGDETR(BaseGroundingModel):
         outputs = self.decode(memory, video_pos, video_mask)
         outputs.update(extras)
         outputs.update(
-            saliency_scores=self.score_saliency(memory, global_token),
+            saliency_scores=self.rescore_saliency(self.score_saliency(memory, global_token), extras),
             video_mask=video_mask,
             memory=memory,
             global_token=global_token,
