@@ -59,6 +59,7 @@ def test_variants_come_in_table_order_and_qd_detr_needs_its_checkout(tmp_path):
         compared_specs(2, 8, torch.device("cpu"), 1, variants=("qd-detr",))
 
 
+@pytest.mark.slow
 def test_one_variant_and_one_job_are_timed_alone():
     (row,) = bench_model(batch_size=2, clips=8, device=torch.device("cpu"), repeats=1, threads=1,
                          variants=("masra",), jobs=("train_step",))

@@ -155,11 +155,7 @@ def bench_steps(
     results = {}
     for spec in specs:
         peaks = in_fresh_process(peak_bytes_of, spec, jobs)
-        results[spec] = {
-            job: Measurement(timings[job][spec].seconds, peaks[job], timings[job][spec].user_seconds,
-                             timings[job][spec].system_seconds)
-            for job in jobs
-        }
+        results[spec] = {job: Measurement(peak_bytes=peaks[job], **dataclasses.asdict(timings[job][spec])) for job in jobs}
     return parameters, results
 
 
