@@ -23,7 +23,6 @@ from masra.data.jsonl import write_json, write_jsonl
 from masra.data.splits import ground_truth_rows, load_records
 from masra.errors import MasraError
 from masra.extraction_record import feature_encoder_record
-from masra.train.allocator import retain_freed_memory
 from masra.train.distributed import (
     DistContext,
     barrier,
@@ -179,9 +178,7 @@ def train(
     Under torchrun every process calls this; only rank 0 writes files and evaluates (and calls ``on_epoch``
     after every epoch, e.g. to show progress). ``tensorboard``: False writes no TensorBoard scalars, and says
     nothing about it (True writes them when the tensorboard package is installed, masra.train.run_log).
-    The process's malloc keeps freed memory for the next step (masra.train.allocator).
     """
-    retain_freed_memory()
     ctx = init_distributed(cfg.train.device)
     try:
         result = _train(cfg, ctx, resume=resume, force=force, progress=progress, init_from=init_from,

@@ -31,7 +31,6 @@ from masra.config import Config, set_masra_parts
 from masra.data.batch import GroundingBatch
 from masra.model import build_model
 from masra.model.prediction import autocast, to_float32
-from masra.train.allocator import retain_freed_memory
 from masra.train.trainer import build_optimizer
 
 V_DIM, T_DIM, TOKENS, PRIOR_DIM = 2818, 512, 24, 384  # QVHighlights SlowFast + CLIP (+ TEF), CLIP text, MiniLM priors
@@ -81,9 +80,7 @@ def _batches(spec: StepSpec) -> tuple[GroundingBatch, GroundingBatch, GroundingB
 
 
 def build_steps(spec: StepSpec) -> tuple[torch.nn.Module, dict[str, Callable[[], None]]]:
-    """(model, {job name: callable}) for one model, built with seed 0, in a process whose malloc keeps freed
-    memory as the trainer's does (every variant, QD-DETR's included)."""
-    retain_freed_memory()
+    """(model, {job name: callable}) for one model, built with seed 0."""
     device = torch.device(spec.device)
     batch, query_only, single = _batches(spec)
     if spec.variant == QD_DETR:
