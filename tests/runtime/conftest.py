@@ -1,5 +1,6 @@
-"""Tiny checkpoints built from config (no training: weights are the seeded initialisation) and their exports,
-baseline and MASRA (every part on), shared by the export and runtime tests."""
+"""Tiny checkpoints and their exports, shared by the export and runtime tests: built from config (no training:
+weights are the seeded initialisation), baseline and MASRA (every part on), and the QD-DETR fixture's checkpoint
+(made by QD-DETR's own code, tests/fixtures/qd_detr) converted by ``masra convert qd-detr``."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import pytest
 import torch
 
 from masra.checkpoint import ModelDims, save_checkpoint
+from masra.cli.main import main
 from masra.config import Config
+from masra.inference.loading import load_model
 from masra.model import build_model
 from masra.model.parts import PARTS
+from video.video_assets import QD_DETR_FIXTURE
 
 V_DIM, T_DIM, SEMANTIC_DIM = 18, 8, 12  # V_DIM: 16 raw + 2 TEF
 ENCODER, FINGERPRINT = "clip:tiny-test-encoder", "0123456789abcdef"
@@ -26,6 +30,11 @@ class Exported:
     model: torch.nn.Module
     cfg: Config
     dims: ModelDims
+
+    @property
+    def raw_video_dim(self) -> int:
+        """The video feature dim a caller gives (before TEF)."""
+        return self.dims.v_feat_dim - (2 if self.cfg.data.use_tef else 0)
 
 
 def tiny_checkpoint(folder: Path, masra: bool, seed: int = 0) -> tuple[torch.nn.Module, Config, ModelDims]:
@@ -48,12 +57,22 @@ def tiny_checkpoint(folder: Path, masra: bool, seed: int = 0) -> tuple[torch.nn.
     return model.eval(), cfg, dims
 
 
-@pytest.fixture(scope="session", params=["baseline", "masra"])
+def converted_qd_detr(folder: Path) -> tuple[torch.nn.Module, Config, ModelDims]:
+    """The QD-DETR fixture converted into the run folder ``folder`` (its checkpoint: ``folder/last``)."""
+    assert main(["convert", "qd-detr", str(QD_DETR_FIXTURE / "model_best.ckpt"), "--out", str(folder)]) == 0
+    model, cfg, dims = load_model(folder, "cpu")
+    return model.eval(), cfg, dims
+
+
+@pytest.fixture(scope="session", params=["baseline", "masra", "qd-detr"])
 def exported(request, tmp_path_factory) -> Exported:
     from masra.export import export_checkpoint
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp(f"export_{request.param}")
-    model, cfg, dims = tiny_checkpoint(root / "ckpt", masra=request.param == "masra")
+    if request.param == "qd-detr":
+        model, cfg, dims = converted_qd_detr(root / "ckpt")
+    else:
+        model, cfg, dims = tiny_checkpoint(root / "ckpt", masra=request.param == "masra")
     export_checkpoint(root / "ckpt", root / "export")
     return Exported(request.param, root / "ckpt", root / "export", model, cfg, dims)
