@@ -4,11 +4,14 @@ weights are the seeded initialisation), baseline and MASRA (every part on), and 
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+from required import in_ci
 
 from masra.checkpoint import ModelDims, save_checkpoint
 from masra.cli.main import main
@@ -37,14 +40,19 @@ class Exported:
         return self.dims.v_feat_dim - (2 if self.cfg.data.use_tef else 0)
 
 
-def tiny_checkpoint(folder: Path, masra: bool, seed: int = 0) -> tuple[torch.nn.Module, Config, ModelDims]:
-    """A checkpoint of a hidden-32 model (every MASRA part on when ``masra``) with seeded random weights."""
+def tiny_checkpoint(
+    folder: Path, masra: bool, seed: int = 0, *, dims: ModelDims | None = None, max_v_l: int | None = None
+) -> tuple[torch.nn.Module, Config, ModelDims]:
+    """A checkpoint of a hidden-32 model (every MASRA part on when ``masra``) with seeded random weights; ``dims``
+    default to V_DIM / T_DIM and a made-up encoder record, ``max_v_l`` to the config's."""
     cfg = Config()
     cfg.model.hidden_dim, cfg.model.nheads, cfg.model.dim_feedforward = 32, 4, 64
     cfg.eval.nms_threshold = 0.7  # NMS on, so the runtime's answers go through it too
+    if max_v_l is not None:
+        cfg.data.max_v_l = max_v_l
     for part in PARTS:
         getattr(cfg.model, part.name).enabled = masra
-    dims = ModelDims(V_DIM, T_DIM, SEMANTIC_DIM if masra else None, None, ENCODER, FINGERPRINT)
+    dims = dims or ModelDims(V_DIM, T_DIM, SEMANTIC_DIM if masra else None, None, ENCODER, FINGERPRINT)
     torch.manual_seed(seed)
     model, _ = build_model(cfg, dims.v_feat_dim, dims.t_feat_dim, dims.semantic_dim)
     with torch.no_grad():
@@ -55,6 +63,19 @@ def tiny_checkpoint(folder: Path, masra: bool, seed: int = 0) -> tuple[torch.nn.
         model.class_head.weight.mul_(8.0)
     save_checkpoint(folder, model=model, cfg=cfg, dims=dims, state={})
     return model.eval(), cfg, dims
+
+
+def runtime_python() -> str:
+    """The interpreter the torch-free scripts run in: MASRA_RUNTIME_PYTHON, the venv without torch that `make
+    test` builds (Makefile runtime-venv), else this one (the scripts make torch unimportable). Under CI=true
+    the torch-free venv is required."""
+    python = os.environ.get("MASRA_RUNTIME_PYTHON")
+    if python:
+        return python
+    if in_ci():
+        pytest.fail("MASRA_RUNTIME_PYTHON is not set; CI=true, so the torch-free venv is required (`make test` "
+                    "builds it)", pytrace=False)
+    return sys.executable
 
 
 def converted_qd_detr(folder: Path) -> tuple[torch.nn.Module, Config, ModelDims]:

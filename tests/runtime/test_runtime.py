@@ -15,6 +15,7 @@ from masra.errors import MasraError
 from masra.inference import Grounder
 from masra.model.feature_inference import predict_sliding
 from masra.runtime import OnnxGrounder
+from runtime.conftest import runtime_python
 
 # The session's exports are made in the first test that uses them: torch.export of the MASRA model takes
 # minutes on a loaded 2-core machine, more than pytest's default timeout (pyproject.toml).
@@ -55,7 +56,7 @@ def test_the_runtime_answers_as_the_torch_grounder_without_torch(exported, tmp_p
     pairs_file = tmp_path / "pairs.npz"
     np.savez(pairs_file, durations=np.array(durations), **{f"video_{i}": v for i, v in enumerate(videos)},
              **{f"query_{i}": q for i, q in enumerate(queries)})
-    done = subprocess.run([sys.executable, str(SCRIPT), str(exported.export), str(pairs_file)],
+    done = subprocess.run([runtime_python(), str(SCRIPT), str(exported.export), str(pairs_file)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout.strip().splitlines()[-1])
@@ -82,3 +83,12 @@ def test_the_runtime_checks_its_inputs_like_the_grounder(exported):
 def test_a_folder_without_an_export_is_refused(tmp_path):
     with pytest.raises(MasraError, match="not a masra export"):
         OnnxGrounder.from_export(tmp_path)
+
+
+def test_the_torch_free_interpreter_has_no_torch_installed():
+    """The venv the torch-free scripts run in (MASRA_RUNTIME_PYTHON) has no torch at all, not only a refused one."""
+    python = runtime_python()
+    if python == sys.executable:
+        pytest.skip("MASRA_RUNTIME_PYTHON is not set: the scripts run here, torch refused by an import blocker")
+    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)"
+    assert subprocess.run([python, "-c", probe], timeout=60).returncode == 0

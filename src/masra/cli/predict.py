@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import Any
 
 from masra.cli.options import add_overrides_argument
 from masra.errors import MasraError
@@ -24,7 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "With --video FILE and --query/--queries: extract, ground, print the top moments, write the JSONL "
         "and one PNG per query.",
     )
-    parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (RUN/best, RUN/last)")
+    parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (RUN/best, RUN/last); "
+                        "with --runtime onnx, an export folder (masra export --encoder)")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="torch", help="with --video: torch (default) or "
+                        "onnx (the export on onnxruntime, no torch needed; docs/deploy.md)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--split", choices=("val", "test"), help="the checkpoint config's val or test file")
     source.add_argument("--annotations", type=Path, help="any annotation JSONL of the checkpoint's dataset")
@@ -46,14 +50,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+RUNTIMES = ("torch", "onnx")
+
+
 def metrics_path(out: Path) -> Path:
     return out.with_name(out.stem + "_metrics.json")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.video is not None:
-        require_extra("video", "masra predict --video")
+        if args.runtime == "onnx":
+            require_extra("runtime", "masra predict --runtime onnx")
+        else:
+            require_extra("video", "masra predict --video")
         return run_video(args)
+    if args.runtime != "torch":
+        raise MasraError("--runtime onnx goes with --video", field="--runtime")
     if args.plots is not None:
         require_extra("plots", "masra predict --plots")
     from masra.data.jsonl import write_json, write_jsonl
@@ -148,8 +160,6 @@ def run_video(args: argparse.Namespace) -> int:
     from masra.data.jsonl import write_jsonl
     from masra.data.paths import child_path
     from masra.data.paths import refuse_existing
-    from masra.inference import Grounder
-    from masra.device import resolve_device
     from masra.video.report import moments_table, plot_video_prediction
 
     if args.query is None and args.queries is None:
@@ -166,8 +176,7 @@ def run_video(args: argparse.Namespace) -> int:
     check_plot_folder(plots, args.force)
     # qids come from a file: every PNG name is checked to stay inside the plot folder before anything runs.
     pngs = [child_path(plots, f"qid{qid}", ".png") for qid, _ in queries]
-    grounder = Grounder.from_checkpoint(args.checkpoint, resolve_device(args.device, field="--device"),
-                                        video_encoder=args.encoder)
+    grounder = load_grounder(args.runtime, args.checkpoint, args.device, args.encoder)
     bars: dict[str, tqdm] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -193,3 +202,20 @@ def run_video(args: argparse.Namespace) -> int:
     logger.info("%s: %d clips of %.1f s; wrote %d predictions to %s and %d PNG to %s", args.video,
                 len(video.features), video.clip_length, len(rows), args.out, len(rows), plots)
     return 0
+
+
+def load_grounder(runtime: str, checkpoint: Path, device: str, encoder: str | None) -> Any:
+    """A grounder of video files: masra.inference.Grounder on ``checkpoint`` (torch), or
+    masra.runtime.OnnxGrounder on the export folder ``checkpoint`` (onnx: its own encoder, the CPU)."""
+    if runtime == "onnx":
+        if encoder is not None:
+            raise MasraError("an export holds its own encoder (masra export --encoder)", field="--encoder")
+        if device not in ("auto", "cpu"):
+            raise MasraError("the onnx runtime runs on the CPU", field="--device")
+        from masra.runtime import OnnxGrounder
+
+        return OnnxGrounder.from_export(checkpoint)
+    from masra.device import resolve_device
+    from masra.inference import Grounder
+
+    return Grounder.from_checkpoint(checkpoint, resolve_device(device, field="--device"), video_encoder=encoder)
