@@ -7,9 +7,8 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any
 
-from masra.cli.options import add_overrides_argument
+from masra.cli.options import add_overrides_argument, add_runtime_argument, load_grounder
 from masra.errors import MasraError
 from masra.extras import require_extra
 
@@ -27,8 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (RUN/best, RUN/last); "
                         "with --runtime onnx, an export folder (masra export --encoder)")
-    parser.add_argument("--runtime", choices=RUNTIMES, default="torch", help="with --video: torch (default) or "
-                        "onnx (the export on onnxruntime, no torch needed; docs/deploy.md)")
+    add_runtime_argument(parser, "with --video: ")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--split", choices=("val", "test"), help="the checkpoint config's val or test file")
     source.add_argument("--annotations", type=Path, help="any annotation JSONL of the checkpoint's dataset")
@@ -48,9 +46,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
     add_overrides_argument(parser)
     parser.set_defaults(func=run)
-
-
-RUNTIMES = ("torch", "onnx")
 
 
 def metrics_path(out: Path) -> Path:
@@ -203,19 +198,3 @@ def run_video(args: argparse.Namespace) -> int:
                 len(video.features), video.clip_length, len(rows), args.out, len(rows), plots)
     return 0
 
-
-def load_grounder(runtime: str, checkpoint: Path, device: str, encoder: str | None) -> Any:
-    """A grounder of video files: masra.inference.Grounder on ``checkpoint`` (torch), or
-    masra.runtime.OnnxGrounder on the export folder ``checkpoint`` (onnx: its own encoder, the CPU)."""
-    if runtime == "onnx":
-        if encoder is not None:
-            raise MasraError("an export holds its own encoder (masra export --encoder)", field="--encoder")
-        if device not in ("auto", "cpu"):
-            raise MasraError("the onnx runtime runs on the CPU", field="--device")
-        from masra.runtime import OnnxGrounder
-
-        return OnnxGrounder.from_export(checkpoint)
-    from masra.device import resolve_device
-    from masra.inference import Grounder
-
-    return Grounder.from_checkpoint(checkpoint, resolve_device(device, field="--device"), video_encoder=encoder)
