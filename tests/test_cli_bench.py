@@ -71,3 +71,14 @@ def test_bench_floor_reports_each_step_and_its_products_alone(tmp_path, capsys):
         assert row["products"] > 0 and row["gflop"] > 0
         assert row["step_seconds"] > 0 and row["products_seconds"] > 0
     assert "products alone" in printed
+
+
+def test_bench_model_names_the_cpu_and_refuses_qd_detr_without_its_checkout(tmp_path, capsys):
+    assert main(["bench", "model", "--variants", "qd-detr", "--jobs", "inference_single"]) == 1
+    assert "--qd-detr-repo" in capsys.readouterr().err
+    result, printed = _bench(tmp_path, capsys, "model", "--batch-size", "2", "--clips", "8", "--variants", "baseline",
+                             "--jobs", "inference_single")
+    assert printed.lstrip().startswith("CPU: ") and "torch ISA" in printed
+    assert set(result["cpu"]) == {"model", "isa", "native_bf16", "amx"}
+    (row,) = result["rows"]
+    assert row["variant"] == "baseline" and row["train_step"] is None and row["inference_single"]["seconds"] > 0

@@ -59,9 +59,22 @@ class DataConfig:
 
 
 @dataclass
+class CGDETRConfig:
+    """CG-DETR's own modules (read only with ``model.backbone: cg_detr``; defaults: its QVHighlights run)."""
+
+    num_dummies: int = 45  # dummy tokens next to the query tokens in the T2V attention
+    dummy_layers: int = 2  # self-attention layers over [dummies ; query tokens] making the dummies query-aware
+    sentence_layers: int = 1  # training: the sentence-token encoder (moment-sentence alignment)
+    moment_layers: int = 1  # training: the moment-token encoder
+    prompt_bank: int = 10  # the saliency token's learned prototypes (CG-DETR's total_prompts)
+    prompts: int = 1  # how many of them the saliency token mixes (its num_prompts, top-k)
+
+
+@dataclass
 class BaselineModelConfig:
     # The base grounding model (masra.model.backbones): qd_detr (QD-DETR) | moment_detr (Moment-DETR; no T2V
-    # encoder, no negative pairs, no global token: t2v_layers is read only by a part that brings one, DAI).
+    # encoder, no negative pairs, no global token: t2v_layers is read only by a part that brings one, DAI) |
+    # cg_detr (CG-DETR: adaptive T2V attention with dummy tokens, settings in model.cg_detr).
     backbone: str = "qd_detr"
     hidden_dim: int = 256
     nheads: int = 8
@@ -83,6 +96,7 @@ class BaselineModelConfig:
     # contrastive_dim; loss weight loss.contrastive_align). Off in Moment-DETR's released runs.
     contrastive_align: bool = False
     contrastive_dim: int = 64
+    cg_detr: CGDETRConfig = field(default_factory=CGDETRConfig)
 
 
 @dataclass
@@ -97,6 +111,14 @@ class BaselineLossConfig:
     # Moment-DETR's contrastive alignment loss (with model.contrastive_align): weight and temperature.
     contrastive_align: float = 0.02
     contrastive_temperature: float = 0.07
+    # CG-DETR's losses (model.backbone cg_detr; docs/model.md, "Backbones"): the saliency losses on the T2V
+    # attention's text mass, added to loss_saliency with this factor (its lw_wattn); the moment-sentence
+    # alignment (lw_ms_align); the distillation of the moment-to-words similarity into the T2V attention
+    # (lw_distill); the orthogonality of the dummies and of the prototypes (weighted with lw_distill in CG-DETR).
+    saliency_attention: float = 1.0
+    moment_sentence: float = 1.0
+    distill: float = 1.0
+    orthogonal_dummy: float = 1.0
     aux_loss: bool = True
     # False: no Hungarian matching and no set losses, saliency only (TVSum / YouTube Highlights).
     use_matcher: bool = True

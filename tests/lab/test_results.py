@@ -105,6 +105,23 @@ def test_an_entry_is_never_overwritten_without_replace(checkout, tmp_path, capsy
     assert not (entry / "curves.png").exists()  # the entry is the new result only
 
 
+def test_a_superseded_entry_stays_on_the_page_marked_and_leaves_the_headline(checkout, tmp_path):
+    assert _add(checkout, _ablation_dir(tmp_path / "a"), "bar_v1") == 0
+    source = _ablation_dir(tmp_path / "b")
+    assert _add(checkout, source, "bar", "--supersedes", "missing") == 1
+    assert not (checkout / "docs" / "results" / "ablations" / "bar").exists()  # refused before writing anything
+    assert _add(checkout, source, "bar", "--supersedes", "bar_v1") == 0
+    old = json.loads((checkout / "docs" / "results" / "ablations" / "bar_v1" / "entry.json").read_text())
+    assert old["superseded_by"] == "bar" and old["command"] == "masra ablate --out bar_v1"
+    assert main(["results", "--root", str(checkout)]) == 0
+    page = (checkout / "docs" / "results.md").read_text()
+    old_section = page[page.index("#### bar_v1"):]
+    assert old_section.index("Superseded by [bar](#bar)") < old_section.index("Command:")
+    assert "Superseded" not in page[page.index("#### bar\n"):page.index("#### bar_v1")]
+    rows = [line.split("|")[1].strip() for line in headline(checkout).splitlines()[2:] if line.startswith("| ")]
+    assert rows == ["bar"]
+
+
 def test_bad_results_are_refused_with_their_file(checkout, tmp_path):
     (tmp_path / "old").mkdir()
     write_json(tmp_path / "old" / "ablation.json", {"metrics": list(KEY_METRICS), "variants": []})

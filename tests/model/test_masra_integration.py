@@ -340,6 +340,43 @@ def test_the_relevance_loss_alone_trains_the_decoupled_attention_and_the_codeboo
     assert model.dai_codebook.codebook.grad.abs().sum() > 0
 
 
+def test_dai_relevance_log_odds_join_the_saliency_of_both_passes(small_config, random_batch):
+    """Each clip's saliency is the backbone's score plus w · logit(a) of the last T2V layer, on the positive and on
+    the negative pairs, and the saliency loss trains w. A model without DAI's ``rescore`` hook fails here."""
+    batch = random_batch([7, 5], [4, 2])
+    model, criterion = build(lambda: small_config(dropout=0.0, input_dropout=0.0), "dai")  # deterministic
+    weight = model.dai_codebook.relevance_weight
+    outputs = model.train()(batch)
+    model.zero_grad()
+    criterion(outputs, batch)["loss_saliency"].backward()
+    assert weight.grad is not None and weight.grad.abs() > 0
+    with torch.no_grad():
+        weight.fill_(0.0)
+        backbone_only = model(batch)
+    valid = batch.video_mask.bool()
+    for scores, relevance in (("saliency_scores", "dai_relevance_layers"), ("saliency_scores_neg", "dai_relevance_layers_neg")):
+        log_odds = torch.logit(outputs[relevance][:, -1].detach(), eps=1e-6)
+        assert log_odds[valid].std() > 0, "the relevance differs between clips"
+        torch.testing.assert_close(outputs[scores].detach()[valid], (backbone_only[scores] + log_odds)[valid])
+
+
+def test_dai_without_relevance_to_saliency_leaves_the_saliency_to_the_backbone(small_config, random_batch):
+    """``model.dai.relevance_to_saliency: false`` builds no weight and scores as the fused model with w = 0."""
+
+    def config(fused: bool):
+        cfg = small_config(dropout=0.0, input_dropout=0.0)
+        cfg.model.dai.relevance_to_saliency = fused
+        return cfg
+
+    batch = random_batch([7, 5], [4, 2])
+    plain, _ = build(lambda: config(False), "dai")
+    fused, _ = build(lambda: config(True), "dai")
+    assert plain.dai_codebook.relevance_weight is None and "dai_relevance_weight" not in plain.dai_codebook.diagnostics()
+    with torch.no_grad():
+        fused.dai_codebook.relevance_weight.fill_(0.0)
+        torch.testing.assert_close(plain.eval()(batch)["saliency_scores"], fused.eval()(batch)["saliency_scores"])
+
+
 def test_part_outputs_and_auxiliary_losses_see_exactly_the_positive_pass(small_config, random_batch):
     """With negative pairs the model encodes [positives; negatives] in one call; every part output (and so
     every auxiliary loss) must be the positive half. Reading the negative half instead fails here."""

@@ -93,7 +93,7 @@ def test_the_packaged_config_sets_moment_detrs_model():
 
 
 @pytest.mark.parametrize("overrides, field", [
-    ({"backbone": "cg_detr"}, "model.backbone"),
+    ({"backbone": "uvcom"}, "model.backbone"),
     ({"contrastive_align": True}, "model.contrastive_align"),
     ({"backbone": "moment_detr"}, "model.use_negative_pairs"),
     ({"backbone": "moment_detr", "use_negative_pairs": False, "encoder_window": 8}, "model.encoder_window"),

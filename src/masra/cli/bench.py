@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import platform
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from masra.errors import MasraError
 from masra.extras import require_extra
+from masra.lab.bench.model_jobs import JOBS, VARIANTS
 from masra.lab.bench.table import BenchTable
 
 if TYPE_CHECKING:
@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--clips", type=int, default=75)
     model.add_argument("--amp", choices=("none", "bf16"), default="none", help="autocast the masra forwards")
     model.add_argument("--qd-detr-repo", type=Path, help="a checkout of wjun0830/QD-DETR: time its own step as reference")
+    model.add_argument("--variants", nargs="+", choices=VARIANTS, help="time only these (default: baseline and "
+                       "masra, and qd-detr with --qd-detr-repo; qd-detr needs it)")
+    model.add_argument("--jobs", nargs="+", choices=JOBS, default=list(JOBS), help="time only these (default: all)")
     floor = which.add_parser(
         "floor", help="each training step vs its matrix products replayed alone (a lower bound for the step)"
     )
@@ -77,11 +80,17 @@ def _sora(args: argparse.Namespace, device: torch.device) -> tuple[list[Any], Be
 
 
 def _model(args: argparse.Namespace, device: torch.device) -> tuple[list[Any], BenchTable]:
+    from masra.lab.bench.cpu import cpu_capability
+    from masra.lab.bench.model_jobs import QD_DETR
     from masra.lab.bench.model_step import bench_model, model_table
 
+    if args.variants is not None and (QD_DETR in args.variants) != (args.qd_detr_repo is not None):
+        raise MasraError("qd-detr is timed from a QD-DETR checkout: name both --qd-detr-repo and qd-detr in "
+                         "--variants, or neither", field="--variants")
     rows = bench_model(batch_size=args.batch_size, clips=args.clips, device=device, repeats=args.repeats,
-                       threads=args.threads, amp=args.amp, qd_detr_repo=args.qd_detr_repo)
-    return rows, model_table(rows)
+                       threads=args.threads, amp=args.amp, qd_detr_repo=args.qd_detr_repo,
+                       variants=None if args.variants is None else tuple(args.variants), jobs=tuple(args.jobs))
+    return rows, model_table(rows, bf16_emulated=device.type == "cpu" and cpu_capability().bf16_emulated)
 
 
 def _floor(args: argparse.Namespace, device: torch.device) -> tuple[list[Any], BenchTable]:
@@ -158,21 +167,27 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from masra.lab.bench.cpu import cpu_capability
+
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise MasraError("CUDA is not available on this machine", field="--device")
-    title = f"masra bench {args.bench} ({device}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
+    capability = cpu_capability()
+    title = f"masra bench {args.bench} ({device}, {torch.get_num_threads()} threads)"
     rows, rendered = BENCHES[args.bench](args, device)
+    console = Console(width=160)
+    console.print(capability.describe(), markup=False, highlight=False)
     table = Table(title=title, caption=rendered.caption)
     for column in rendered.columns:
         table.add_column(column, justify="right")
     for cells in rendered.rows:
         table.add_row(*cells)
-    Console(width=160).print(table)
+    console.print(table)
     if args.json:
         from masra.data.jsonl import write_json
 
-        write_json(args.json, {"bench": args.bench, "device": str(device), "rows": [asdict(r) for r in rows]})
+        write_json(args.json, {"bench": args.bench, "device": str(device), "cpu": asdict(capability),
+                               "rows": [asdict(r) for r in rows]})
     return 0

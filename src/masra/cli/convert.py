@@ -1,4 +1,4 @@
-"""``masra convert qd-detr|moment-detr MODEL.ckpt --out RUN``: an anchor's checkpoint as a masra run folder."""
+"""``masra convert qd-detr|moment-detr|cg-detr MODEL.ckpt --out RUN``: an anchor's checkpoint as a masra run folder."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ log = logging.getLogger("masra.convert")
 FORMATS = {
     "qd-detr": ("masra.convert.qd_detr", "a wjun0830/QD-DETR model_*.ckpt"),
     "moment-detr": ("masra.convert.moment_detr", "a jayleicn/moment_detr model_*.ckpt"),
+    "cg-detr": ("masra.convert.cg_detr", "a wjun0830/CGDETR model_*.ckpt"),
 }
 
 

@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         add.add_argument("--command", required=True, help="the exact command that produced it")
         add.add_argument("--machine", required=True, help="the machine it ran on (CPU/GPU, cores, load)")
         add.add_argument("--replace", action="store_true", help="overwrite an existing entry of this name")
+        add.add_argument("--supersedes", metavar="OLD", help="an entry this one replaces as the current result (OLD "
+                         "stays on the page, marked, and leaves the README's headline)")
         add.set_defaults(func=run_add, kind=kind)
     parser.set_defaults(func=run)
 
@@ -51,6 +53,6 @@ def run_add(args: argparse.Namespace) -> int:
     from masra.lab.results import add_result
 
     entry = add_result(args.root, args.kind, args.source, name=args.name, command=args.command,
-                       machine=args.machine, replace=args.replace)
+                       machine=args.machine, replace=args.replace, supersedes=args.supersedes)
     print(f"recorded {entry.folder}; now run masra results")
     return 0

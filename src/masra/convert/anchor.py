@@ -1,4 +1,4 @@
-"""What ``masra convert`` does for every anchor code base (QD-DETR, Moment-DETR): read the checkpoint safely, map
+"""What ``masra convert`` does for every anchor code base (QD-DETR, Moment-DETR, CG-DETR): read the checkpoint safely, map
 every tensor onto the masra backbone by name, take the config from the checkpoint's ``opt``, write a run folder.
 
 An :class:`Anchor` declares what differs: its name and ``masra convert`` format, the renaming rules, the
@@ -171,8 +171,7 @@ def config_from_opt(opt: dict[str, Any], anchor: Anchor, path: Path) -> Config:
     model.num_queries = read.integer("num_queries", 1, MAX_QUERIES)
     model.dropout = read.number("dropout", 0.0, 1.0, below_high=True)
     model.input_dropout = read.number("input_dropout", 0.0, 1.0, below_high=True)
-    model.n_input_proj = read.integer("n_input_proj", 1, 3)  # both anchors build 1 to 3 projection layers
-    anchor.configure(cfg, read)
+    model.n_input_proj = read.integer("n_input_proj", 1, 3)  # the anchors build 1 to 3 projection layers
     weight = lambda name: read.number(name, 0.0, math.inf)  # noqa: E731 - a loss weight: finite, >= 0
     loss.span, loss.giou, loss.label = weight("span_loss_coef"), weight("giou_loss_coef"), weight("label_loss_coef")
     loss.eos_coef, loss.saliency, loss.saliency_margin = weight("eos_coef"), weight("lw_saliency"), weight("saliency_margin")
@@ -191,6 +190,7 @@ def config_from_opt(opt: dict[str, Any], anchor: Anchor, path: Path) -> Config:
     ev.nms_threshold = read.number("nms_thd", -1.0, 1.0, -1)
     ev.max_before_nms = read.integer("max_before_nms", 1, MAX_QUERIES, 10)
     ev.max_after_nms = read.integer("max_after_nms", 1, MAX_QUERIES, 10)
+    anchor.configure(cfg, read)  # last: what the anchor's code fixes overrides the shared defaults above
     validate_config(cfg)
     return cfg
 

@@ -4,14 +4,15 @@ Results are data: ``masra ablate`` writes ``ablation.json`` and ``masra bench ..
 one that the docs report is copied under ``docs/results/`` with an entry file naming the exact command and the
 machine that produced it::
 
-    docs/results/ablations/NAME/entry.json      {"name", "kind": "ablation", "command", "machine"}
+    docs/results/ablations/NAME/entry.json      {"name", "kind": "ablation", "command", "machine"[, "superseded_by"]}
     docs/results/ablations/NAME/ablation.json   the ablation's table (masra.lab.demo.ablation_table)
     docs/results/ablations/NAME/curves.{json,png}   its learning curves, when it has them
     docs/results/bench/NAME/entry.json          {"name", "kind": "bench", "command", "machine"}
     docs/results/bench/NAME/bench.json          the output of masra bench --json
 
 From those files alone this module writes ``docs/results.md`` (every table) and the README's headline table
-between its two markers; ``check`` says which of those files differ from what the JSON gives, so a number
+between its two markers (leaving out entries ``superseded_by`` a later one: results of code before a method
+change, kept on the page for comparison); ``check`` says which of those files differ from what the JSON gives, so a number
 edited by hand fails.
 """
 
@@ -48,6 +49,7 @@ class Entry:
     folder: Path
     command: str
     machine: str
+    superseded_by: str | None = None
 
     @property
     def data_file(self) -> Path:
@@ -55,14 +57,28 @@ class Entry:
 
 
 def add_result(
-    root: Path, kind: str, source: Path, *, name: str, command: str, machine: str, replace: bool = False
+    root: Path,
+    kind: str,
+    source: Path,
+    *,
+    name: str,
+    command: str,
+    machine: str,
+    replace: bool = False,
+    supersedes: str | None = None,
 ) -> Entry:
     """Copy a result into ``root/docs/results``: for an ablation, ``source`` is its output folder (its table and
     curves are copied, never its runs or data); for a benchmark, the JSON file ``masra bench --json`` wrote.
-    An existing entry of that name is an error unless ``replace``."""
+    An existing entry of that name is an error unless ``replace``. ``supersedes``: an existing entry of the same
+    kind that this one replaces as the current result (it stays on the page, marked, and leaves the headline)."""
     folder_name, data_name, companions = KINDS[kind]
     if not _NAME.fullmatch(name):
         raise MasraError("use letters, digits, '_', '-' and '.' (starting with a letter or digit)", field="name")
+    old = None
+    if supersedes is not None:
+        if supersedes == name:
+            raise MasraError("an entry cannot supersede itself", field="supersedes")
+        old = _read_entry(kind, root / RESULTS_DIR / folder_name / supersedes)
     for field, value in (("command", command), ("machine", machine)):
         if not value.strip():
             raise MasraError("say how the result was produced", field=field)
@@ -80,6 +96,9 @@ def add_result(
         if (source_dir / companion).is_file():
             shutil.copyfile(source_dir / companion, folder / companion)
     write_json(folder / ENTRY_FILE, {"name": name, "kind": kind, "command": command.strip(), "machine": machine.strip()})
+    if old is not None:
+        values = json.loads((old.folder / ENTRY_FILE).read_text())
+        write_json(old.folder / ENTRY_FILE, values | {"superseded_by": name})
     return _read_entry(kind, folder)
 
 
@@ -104,7 +123,10 @@ def _read_entry(kind: str, folder: Path) -> Entry:
             raise MasraError("missing or empty", file=path, field=key)
     if values["name"] != folder.name or values.get("kind") != kind:
         raise MasraError(f"names {values['name']!r} of kind {values.get('kind')!r}, but lies in {folder}", file=path)
-    entry = Entry(kind, values["name"], folder, values["command"], values["machine"])
+    superseded_by = values.get("superseded_by")
+    if superseded_by is not None and not (isinstance(superseded_by, str) and superseded_by):
+        raise MasraError("must name the entry that supersedes this one", file=path, field="superseded_by")
+    entry = Entry(kind, values["name"], folder, values["command"], values["machine"], superseded_by)
     if not entry.data_file.is_file():
         raise MasraError("entry without its data file", file=entry.data_file)
     return entry
@@ -127,7 +149,11 @@ def _read_data(kind: str, path: Path) -> dict[str, Any]:
 
 
 def _provenance(entry: Entry) -> list[str]:
-    return [f"Command: `{entry.command}`  ", f"Machine: {entry.machine}  ",
+    superseded = []
+    if entry.superseded_by is not None:
+        superseded = [f"Superseded by [{entry.superseded_by}](#{entry.superseded_by.lower().replace('.', '')}): measured "
+                      "on the code before a later method change, kept for comparison (not in the README's headline).", ""]
+    return [*superseded, f"Command: `{entry.command}`  ", f"Machine: {entry.machine}  ",
             f"Data: [{entry.data_file.name}](results/{entry.data_file.relative_to(entry.folder.parents[1]).as_posix()})",
             ""]
 
@@ -205,9 +231,11 @@ def results_page(root: Path) -> str:
 
 
 def headline(root: Path) -> str:
-    """The README's headline table: baseline against MASRA (all parts) in every recorded ablation with both."""
+    """The README's headline table: baseline against MASRA (all parts) in every current recorded ablation with both."""
     rows = []
     for entry in entries(root, "ablation"):
+        if entry.superseded_by is not None:
+            continue
         table = read_table(entry.data_file)
         base, full = row_of(table, "baseline"), row_of(table, "all")
         if base is None or full is None:

@@ -1,4 +1,4 @@
-"""The grounding models (the QD-DETR and Moment-DETR backbones + MASRA parts), matcher, criterion and post-processing.
+"""The grounding models (the QD-DETR, Moment-DETR and CG-DETR backbones + MASRA parts), matcher, criterion and post-processing.
 
 The names below load on first use: ``masra.config`` assembles its dataclasses from ``masra.model.parts``, so
 importing this package must not import ``masra.config`` back (PEP 562 lazy attributes).

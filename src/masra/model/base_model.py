@@ -90,6 +90,12 @@ class BaseGroundingModel(nn.Module):
             extras.update(module.after_interaction(relevances, video_mask, inputs, stats))
         return video, extras
 
+    def rescore_saliency(self, saliency: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
+        """The backbone's saliency scores [B, L] through every enabled part's ``rescore`` hook."""
+        for module in self.part_modules():
+            saliency = module.rescore(saliency, extras)
+        return saliency
+
     def _diagnostics(self, stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The pass's statistics plus the parts' scalar parameters, detached: name -> 0-d tensor."""
         values = dict(stats)

@@ -20,7 +20,12 @@ def build_criterion(loss_cfg: LossConfig, dec_layers: int, model_cfg: ModelConfi
         "loss_saliency": loss_cfg.saliency,
     }
     model_cfg = model_cfg or ModelConfig()
-    losses = [*SET_LOSSES, get_backbone(model_cfg).saliency_loss]
+    backbone = get_backbone(model_cfg)
+    # Without matching (saliency-only datasets) the anchors compute the saliency loss alone.
+    extra = backbone.losses if loss_cfg.use_matcher else {}
+    losses = [*SET_LOSSES, backbone.saliency_loss, *extra]
+    for terms in extra.values():
+        weight_dict.update({term: getattr(loss_cfg, name) for term, name in terms.items()})
     layer_terms = ["loss_span", "loss_giou", "loss_label"]
     if model_cfg.contrastive_align:
         losses.append("contrastive_align")

@@ -187,6 +187,106 @@ class SetCriterion(nn.Module):
             return {"loss_saliency": scores.new_zeros(())}
         return {"loss_saliency": self._saliency_hinge(scores, batch.saliency_pos_idx, batch.saliency_neg_idx)}
 
+    def loss_saliency_cg_detr(
+        self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None
+    ) -> dict[str, torch.Tensor]:
+        """CG-DETR's saliency loss: QD-DETR's terms on the saliency scores, plus ``saliency_attention`` times the
+        same terms on the T2V attention's text mass a_i (its negative-pair term −log(1 − a_i)) and the BCE of
+        a_i with the moment mask. Only the real negative pairs (``negative_rows``) join the ranking; the samples
+        paired with a window of their own video (two or more of them) are ranked alone, on the scores only
+        (CG-DETR adds that term of the attention to a sum it has already used)."""
+        scores = outputs["saliency_scores"].float()  # [B, L]
+        if batch.saliency_pos_idx is None or batch.saliency_neg_idx is None or batch.saliency_all_labels is None:
+            return {"loss_saliency": scores.new_zeros(())}
+        attention = outputs["t2v_text_attention"].float()  # [B, L], in [0, 1]
+        labels = batch.saliency_all_labels.float()
+        rows = outputs.get("negative_rows")
+        loss = self._cg_detr_saliency(scores, outputs.get("saliency_scores_neg"), rows, labels, outputs["video_mask"],
+                                      batch, F.softplus, rank_false_negatives=True)  # softplus = −log(1 − σ(s))
+        attention_loss = self._cg_detr_saliency(
+            attention, outputs.get("t2v_text_attention_neg"), rows, labels, outputs["video_mask"], batch,
+            lambda a: -torch.log(1.0 - a), rank_false_negatives=False)
+        attention_loss = attention_loss + F.binary_cross_entropy(attention, labels.clamp(0, 1))
+        return {"loss_saliency": loss + attention_loss * self.loss_cfg.saliency_attention}
+
+    def _cg_detr_saliency(
+        self,
+        scores: torch.Tensor,
+        neg_scores: torch.Tensor | None,
+        rows: torch.Tensor | None,
+        labels: torch.Tensor,
+        video_mask: torch.Tensor,
+        batch: GroundingBatch,
+        negative_pair: Callable[[torch.Tensor], torch.Tensor],
+        rank_false_negatives: bool,
+    ) -> torch.Tensor:
+        """Hinge + rank-contrastive (with the negative pairs' clips as label 0 where there are any) + the
+        negative-pair term; scores [B, L], neg_scores [R, L] for the R true ``rows`` [B]."""
+        mask = video_mask.float()
+        loss = self._saliency_hinge(scores, batch.saliency_pos_idx, batch.saliency_neg_idx)
+        if neg_scores is None:
+            return loss + self._rank_contrastive(scores, labels, mask)
+        neg_scores = neg_scores.float()
+        real = mask[rows]
+        loss = loss + self._rank_contrastive(torch.cat([scores[rows], neg_scores], dim=1),
+                                             torch.cat([labels[rows], torch.zeros_like(labels[rows])], dim=1),
+                                             real.repeat(1, 2))
+        loss = loss + (negative_pair(neg_scores) * real).sum(1).mean()
+        # CG-DETR ranks a lone false-negative sample over a tensor with an extra dimension, where each softmax
+        # spans one entry: its term is log(1 + 1e-6) ≈ 1e-6 per rank, left out here.
+        if rank_false_negatives and (~rows).sum() > 1:
+            loss = loss + self._rank_contrastive(scores[~rows], labels[~rows], mask[~rows])
+        return loss
+
+    # ----- CG-DETR's alignment losses (model.backbone cg_detr, training outputs) ------------------------------
+    def loss_moment_sentence(
+        self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None
+    ) -> dict[str, torch.Tensor]:
+        """The moment token matches its own sentence token against the other samples' and the non-moment tokens
+        (cross-entropy over cosines); the dummies' sentence token is pushed to another sample's moment (CG-DETR's
+        labels: the first column that is not the sample's own); and the moment token classifies the clips inside
+        the moment (BCE of σ(<token, frame>), averaged over all B·L entries with the padded ones zeroed)."""
+        if "moment_token" not in outputs:
+            return {"loss_ms_align": outputs["saliency_scores"].new_zeros((), dtype=torch.float32)}
+        moment = F.normalize(outputs["moment_token"].float(), dim=1)  # [B, d]
+        non_moment = F.normalize(outputs["non_moment_token"].float(), dim=1)
+        sentence = F.normalize(outputs["sentence_token"].float(), dim=1)
+        dummy_sentence = F.normalize(outputs["sentence_dummy_token"].float(), dim=1)
+        own = torch.arange(len(moment), device=moment.device)
+        loss = F.cross_entropy(torch.cat([moment @ sentence.T, non_moment @ sentence.T], dim=1), own)
+        loss = loss + F.cross_entropy(torch.cat([moment @ dummy_sentence.T, non_moment @ dummy_sentence.T], dim=1),
+                                      (own == 0).long())
+        logits = torch.einsum("bd,bld->bl", outputs["moment_token"].float(), outputs["moment_frames"].float())
+        bce = F.binary_cross_entropy(logits.sigmoid(), outputs["moment_mask"].float(), reduction="none")
+        return {"loss_ms_align": loss + (bce * outputs["video_mask"].float()).mean()}
+
+    def loss_distill(self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None) -> dict[str, torch.Tensor]:
+        """KL(softmax(moment-clip · word similarity) ‖ T2V attention) over [dummies ; tokens], per clip inside
+        a moment (mean over the keys, then over those clips); the similarity is the teacher (no gradient)."""
+        if "moment_text_similarity" not in outputs:
+            return {"loss_distill": outputs["saliency_scores"].new_zeros((), dtype=torch.float32)}
+        attention = outputs["t2v_attention"].float()  # [B, L, nd+N]
+        teacher = outputs["moment_text_similarity"].float().softmax(dim=-1).detach()
+        kl = F.kl_div(torch.log(attention + 1e-6), teacher, reduction="none").mean(-1)  # [B, L]
+        moment = outputs["moment_mask"].float()
+        return {"loss_distill": (kl * moment).sum() / moment.sum().clamp_min(1.0)}
+
+    def loss_orthogonal_dummy(
+        self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None
+    ) -> dict[str, torch.Tensor]:
+        """Mean |cos| between different dummies of a sample (none with one dummy) plus between different
+        prototypes of the saliency token (diagonal zeroed, mean over all pairs; one side detached, as CG-DETR)."""
+
+        def off_diagonal_cosine(x: torch.Tensor) -> torch.Tensor:  # [..., n, d] -> mean |cos| over i != j
+            x = x / x.norm(dim=-1, keepdim=True)
+            similarity = x @ x.detach().transpose(-1, -2)
+            eye = torch.eye(x.shape[-2], dtype=torch.bool, device=x.device)
+            return similarity.masked_fill(eye, 0).abs().mean()
+
+        dummies = outputs["dummy_tokens"].float()  # [B, nd, d]
+        loss = off_diagonal_cosine(dummies) if dummies.shape[1] > 1 else dummies.new_zeros(())
+        return {"loss_orthogonal_dummy": loss + off_diagonal_cosine(outputs["prompt_tokens"].float())}
+
     def _saliency_hinge(self, scores: torch.Tensor, pos_idx: torch.Tensor, neg_idx: torch.Tensor) -> torch.Tensor:
         """2 · mean over (sample, pair) of max(0, margin + s_neg − s_pos)."""
         pos = scores.gather(1, pos_idx.to(scores.device))  # [B, P]
@@ -219,6 +319,10 @@ class SetCriterion(nn.Module):
             "saliency": self.loss_saliency,
             "saliency_hinge": self.loss_saliency_hinge,
             "contrastive_align": self.loss_contrastive_align,
+            "saliency_cg_detr": self.loss_saliency_cg_detr,
+            "moment_sentence": self.loss_moment_sentence,
+            "distill": self.loss_distill,
+            "orthogonal_dummy": self.loss_orthogonal_dummy,
         }
         if name not in loss_map:
             raise MasraError(f"unknown loss {name!r}; known: {', '.join(loss_map)}", field="loss")

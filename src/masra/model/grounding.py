@@ -188,7 +188,7 @@ class GroundingModel(BaseGroundingModel):
                 torch.cat([text_mask, text_mask.roll(-1, dims=0)]),
                 stats,
             )  # [2B, ...]: positives first
-            saliency = self.score_saliency(memory, global_token)  # [2B, L]
+            saliency = self.rescore_saliency(self.score_saliency(memory, global_token), extras)  # [2B, L]
             memory, global_token = memory[:n], global_token[:n]
             negatives = {
                 f"{key}_neg": extras[key][n:] for part in self.parts for key in part.negative_pass_outputs if key in extras
@@ -196,7 +196,7 @@ class GroundingModel(BaseGroundingModel):
             extras = {key: value[:n] for key, value in extras.items()} | negatives
         else:
             memory, global_token, extras = self.encode(video, video_pos, video_mask, text, text_mask, stats)
-            saliency = self.score_saliency(memory, global_token)  # [B, L]
+            saliency = self.rescore_saliency(self.score_saliency(memory, global_token), extras)  # [B, L]
         outputs = self.decode(memory, video_pos, video_mask)
         outputs.update(extras)
         # memory.shape[0], not len(memory): len() fixes the batch size of an exported graph (masra export).

@@ -147,7 +147,7 @@ class MomentDETR(BaseGroundingModel):
             tokens,
         )
         outputs.update(extras)
-        outputs["saliency_scores"] = self.score_saliency(clips)
+        outputs["saliency_scores"] = self.rescore_saliency(self.score_saliency(clips), extras)
         outputs["video_mask"] = video_mask
         outputs["memory"] = clips
         for module in self.part_modules():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from masra.lab.bench.measure import in_fresh_process, process_peak_bytes, reset_process_peak
-from masra.lab.bench.model_step import StepSpec, build_steps
+from masra.lab.bench.model_step import StepSpec, bench_model, build_steps, compared_specs
 from masra.errors import MasraError
 
 MB = 2**20
@@ -48,3 +48,24 @@ def test_the_train_step_clips_and_updates_the_parameters_like_the_trainer():
 def test_a_folder_that_is_not_a_qd_detr_checkout_is_refused(tmp_path):
     with pytest.raises(MasraError, match="not a QD-DETR checkout"):
         build_steps(StepSpec("qd-detr", batch_size=2, clips=8, qd_detr_repo=str(tmp_path)))
+
+
+def test_variants_come_in_table_order_and_qd_detr_needs_its_checkout(tmp_path):
+    specs = compared_specs(2, 8, torch.device("cpu"), 1, variants=("masra", "baseline", "masra"))
+    assert [s.variant for s in specs] == ["baseline", "masra"]
+    assert [s.variant for s in compared_specs(2, 8, torch.device("cpu"), 1, qd_detr_repo=tmp_path)] == [
+        "baseline", "masra", "qd-detr"]
+    with pytest.raises(ValueError, match="needs qd_detr_repo"):
+        compared_specs(2, 8, torch.device("cpu"), 1, variants=("qd-detr",))
+
+
+@pytest.mark.slow
+def test_one_variant_and_one_job_are_timed_alone():
+    (row,) = bench_model(batch_size=2, clips=8, device=torch.device("cpu"), repeats=1, threads=1,
+                         variants=("masra",), jobs=("train_step",))
+    assert row.variant == "masra" and row.inference is None and row.inference_single is None
+    step = row.train_step
+    assert step.seconds > 0 and step.peak_bytes > 0
+    assert step.user_seconds > 0 and step.system_seconds >= 0
+    with pytest.raises(ValueError, match="jobs must be some of"):
+        bench_model(device=torch.device("cpu"), jobs=("backward",))

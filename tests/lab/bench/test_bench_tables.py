@@ -15,20 +15,30 @@ def _model_rows(reference: bool) -> list[ModelRow]:
     rows = []
     for variant, seconds in (("baseline", 0.2), ("masra", 0.3)):
         ratios = {"train_step": seconds / 0.1, "inference": seconds / 0.05, "inference_single": 1.5} if reference else {}
-        rows.append(ModelRow(variant, 1000, Measurement(seconds, 2**20), Measurement(seconds / 4, None),
-                             Measurement(seconds / 8, None), ratios))
+        rows.append(ModelRow(variant, 1000, Measurement(seconds, 2**20, seconds * 1.5, seconds / 2),
+                             Measurement(seconds / 4, None), Measurement(seconds / 8, None), ratios))
     return rows
 
 
 def test_model_table_compares_with_the_baseline_and_adds_qd_detr_columns_only_with_a_reference() -> None:
     plain = model_table(_model_rows(reference=False))
-    assert len(plain.columns) == 9 and all(len(row) == 9 for row in plain.rows)
-    assert plain.rows[0][:5] == ["baseline", "1,000", "200.0 ms", "1.00x time", "1.0 MB"]
-    assert plain.rows[1][3] == f"{0.3 / 0.2:.2f}x time" and plain.rows[1][8] == "n/a"
+    assert plain.columns == ["variant", "parameters", "train step", "user / sys", "vs baseline", "train peak",
+                             "inference", "vs baseline", "infer peak", "1 query"]
+    assert all(len(row) == 10 for row in plain.rows)
+    assert plain.rows[0][:6] == ["baseline", "1,000", "200.0 ms", "0.30 / 0.10 s", "1.00x time", "1.0 MB"]
+    assert plain.rows[1][4] == f"{0.3 / 0.2:.2f}x time" and plain.rows[1][8] == "n/a"
     referenced = model_table(_model_rows(reference=True))
-    assert referenced.columns[9:] == ["step / QD-DETR", "infer / QD-DETR", "1 query / QD-DETR"]
-    assert referenced.rows[1][9:] == [f"{0.3 / 0.1:.2f}x", f"{0.3 / 0.05:.2f}x", "1.50x"]
-    assert plain.caption == referenced.caption and "peaks" in plain.caption
+    assert referenced.columns[10:] == ["step / QD-DETR", "infer / QD-DETR", "1 query / QD-DETR"]
+    assert referenced.rows[1][10:] == [f"{0.3 / 0.1:.2f}x", f"{0.3 / 0.05:.2f}x", "1.50x"]
+    assert plain.caption == referenced.caption and "peaks" in plain.caption and "user / sys" in plain.caption
+
+
+def test_model_table_shows_only_the_timed_jobs_and_no_baseline_ratio_without_a_baseline() -> None:
+    masra = _model_rows(reference=False)[1]
+    masra.inference = masra.inference_single = None
+    table = model_table([masra])
+    assert table.columns == ["variant", "parameters", "train step", "user / sys", "train peak"]
+    assert table.rows == [["masra", "1,000", "300.0 ms", "0.45 / 0.15 s", "1.0 MB"]]
 
 
 def test_floor_table_shows_the_share_of_the_step() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,19 @@ def test_a_finished_run_of_another_config_is_refused_not_reused(tiny_dataset_cop
     unchanged = EvalWritingTrainer()
     run_ablation(out, trainer=unchanged, **common)
     assert unchanged.configs == []
+
+
+def test_runs_copied_with_their_generated_data_into_another_out_are_reused(tiny_dataset_copy, tmp_path):
+    """The generated dataset's identity stands for its paths: an ablation copied elsewhere (to extend it with more
+    variants, say) reuses its finished runs instead of refusing them for their old data paths."""
+    out = tiny_dataset_copy.parent
+    common = {"seeds": [0], "epochs": 2, "n_train": TINY_TRAIN, "n_val": TINY_VAL, "variants": ["all"]}
+    run_ablation(out, trainer=EvalWritingTrainer(), **common)
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    again = EvalWritingTrainer()
+    run_ablation(moved, trainer=again, **common)
+    assert again.configs == []
 
 
 def test_ablate_takes_a_users_training_config(tmp_path, tiny_dataset_dir):

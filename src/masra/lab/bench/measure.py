@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import multiprocessing
+import os
 import re
 import resource
 import statistics
@@ -23,6 +24,15 @@ import torch
 class Measurement:
     seconds: float  # median wall time of one call
     peak_bytes: int | None  # peak memory allocated during one call (None where it cannot be measured)
+    user_seconds: float | None = None  # median CPU time of one call in user mode, all threads (None: not timed)
+    system_seconds: float | None = None  # the same in the kernel (page faults, memory mapping, ...)
+
+
+@dataclass
+class Timing:
+    seconds: float  # median wall time of one call
+    user_seconds: float  # median CPU time of the whole process (all threads) in user mode during one call
+    system_seconds: float  # the same in the kernel: large values mean page faults (memory mapped and zeroed)
 
 
 def _sync(device: torch.device) -> None:
@@ -69,23 +79,36 @@ def measure(
     return Measurement(statistics.median(times), peak_memory_bytes(fn, device) if memory else None)
 
 
-def alternating_median_seconds(
+def alternating_timings(
     fns: dict[str, Callable[[], object]], device: torch.device, *, repeats: int = 5, warmup: int = 1
-) -> dict[str, float]:
-    """Median wall time of each function, timed in alternating rounds (a, b, c, a, b, c, ...), so that a load
-    change on the machine hits every function alike and the ratios between them stay meaningful."""
+) -> dict[str, Timing]:
+    """Median wall, user and system time of each function, timed in alternating rounds (a, b, c, a, b, c, ...),
+    so that a load change on the machine hits every function alike and the ratios between them stay meaningful.
+    User and system times are the process's own (os.times), so other processes' load does not count in them."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     _sync(device)
-    times: dict[str, list[float]] = {name: [] for name in fns}
+    samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            cpu, start = os.times(), time.perf_counter()
             fn()
             _sync(device)
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+            wall, cpu_end = time.perf_counter() - start, os.times()
+            samples[name].append((wall, cpu_end.user - cpu.user, cpu_end.system - cpu.system))
+    return {
+        name: Timing(*(statistics.median(column) for column in zip(*values, strict=True)))
+        for name, values in samples.items()
+    }
+
+
+def alternating_median_seconds(
+    fns: dict[str, Callable[[], object]], device: torch.device, *, repeats: int = 5, warmup: int = 1
+) -> dict[str, float]:
+    """The median wall times of :func:`alternating_timings`."""
+    timings = alternating_timings(fns, device, repeats=repeats, warmup=warmup)
+    return {name: timing.seconds for name, timing in timings.items()}
 
 
 def reset_process_peak(device: torch.device) -> None:

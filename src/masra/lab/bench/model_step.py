@@ -1,9 +1,11 @@
 """``masra bench model``: the trainer's step (forward, loss with matching, backward, grad-norm clipping,
 AdamW) and inference (a batch, and one query) of the baseline versus MASRA with all parts on, same data.
 
-Times are medians over rounds that alternate the variants in this process (robust to machine load); each
-peak memory is measured in a fresh process that runs only that job (whole-process RSS high-water on CPU,
-so memory outside torch's allocator counts too). ``--qd-detr-repo`` adds QD-DETR's own code as reference.
+Times are medians over rounds that alternate the variants in this process (robust to machine load), wall
+time and the process's user and system CPU time; each peak memory is measured in a fresh process that runs
+only that job (whole-process RSS high-water on CPU, so memory outside torch's allocator counts too).
+``--qd-detr-repo`` adds QD-DETR's own code as reference. ``--variants`` and ``--jobs`` pick what is timed, so
+that one long-video row can run alone.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import torch
 from masra.lab.bench.batches import synthetic_batch
 from masra.lab.bench.measure import (
     Measurement,
-    alternating_median_seconds,
+    alternating_timings,
     in_fresh_process,
     process_peak_bytes,
     reset_process_peak,
 )
+from masra.lab.bench.model_jobs import JOBS, QD_DETR, VARIANTS, in_order
 from masra.lab.bench.table import BenchTable, mb, ms, times
 from masra.config import Config, set_masra_parts
 from masra.data.batch import GroundingBatch
@@ -31,8 +34,6 @@ from masra.model.prediction import autocast, to_float32
 from masra.train.trainer import build_optimizer
 
 V_DIM, T_DIM, TOKENS, PRIOR_DIM = 2818, 512, 24, 384  # QVHighlights SlowFast + CLIP (+ TEF), CLIP text, MiniLM priors
-QD_DETR = "qd-detr"
-JOBS = ("inference_single", "inference", "train_step")  # smallest first (peaks are read in this order)
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,11 @@ class StepSpec:
 class ModelRow:
     variant: str  # "baseline", "masra" or "qd-detr"
     parameters: int
-    train_step: Measurement  # forward + loss with matching + backward + clip + AdamW step
-    inference: Measurement  # one forward of the whole batch, no priors
-    inference_single: Measurement  # one forward of a single query
+    train_step: Measurement | None  # forward + loss with matching + backward + clip + AdamW step
+    inference: Measurement | None  # one forward of the whole batch, no priors
+    inference_single: Measurement | None  # one forward of a single query (None: a job not asked for)
     vs_qd_detr: dict[str, float] = field(default_factory=dict)  # time ratio to QD-DETR per job (with a reference)
+    amp: str = "none"  # "bf16": the forwards ran under bf16 autocast
 
 
 def _batches(spec: StepSpec) -> tuple[GroundingBatch, GroundingBatch, GroundingBatch]:
@@ -142,15 +144,15 @@ def bench_steps(
     built = {spec: build_steps(spec) for spec in specs}
     parameters = {spec: sum(p.numel() for p in model.parameters()) for spec, (model, _) in built.items()}
     device = torch.device(specs[0].device)
-    seconds = {
-        job: alternating_median_seconds({spec: steps[job] for spec, (_, steps) in built.items()}, device, repeats=repeats)
+    timings = {
+        job: alternating_timings({spec: steps[job] for spec, (_, steps) in built.items()}, device, repeats=repeats)
         for job in jobs
     }
     del built  # the peak processes get the machine's memory to themselves
     results = {}
     for spec in specs:
         peaks = in_fresh_process(peak_bytes_of, spec, jobs)
-        results[spec] = {job: Measurement(seconds[job][spec], peaks[job]) for job in jobs}
+        results[spec] = {job: Measurement(peak_bytes=peaks[job], **dataclasses.asdict(timings[job][spec])) for job in jobs}
     return parameters, results
 
 
@@ -161,14 +163,24 @@ def compared_specs(
     threads: int | None,
     amp: str = "none",
     qd_detr_repo: Path | str | None = None,
+    variants: tuple[str, ...] | None = None,
 ) -> list[StepSpec]:
-    """The models a step benchmark compares on one batch shape: the baseline, MASRA (all parts) and, with
-    ``qd_detr_repo``, QD-DETR's own code last (never autocast: ``amp`` applies to masra only)."""
+    """The models a step benchmark compares on one batch shape, in the order of ``VARIANTS``: the baseline, MASRA
+    (all parts) and QD-DETR's own code (never autocast: ``amp`` applies to masra only). ``variants`` (default:
+    all three with ``qd_detr_repo``, the first two without) picks some; QD-DETR needs ``qd_detr_repo``."""
+    if variants is None:
+        variants = VARIANTS if qd_detr_repo is not None else VARIANTS[:2]
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        raise ValueError(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
+    if QD_DETR in variants and qd_detr_repo is None:
+        raise ValueError("the QD-DETR reference needs qd_detr_repo")
     base = StepSpec("baseline", batch_size, clips, str(device), threads, amp)
-    specs = [base, dataclasses.replace(base, variant="masra")]
-    if qd_detr_repo is not None:
-        specs.append(dataclasses.replace(base, variant=QD_DETR, amp="none", qd_detr_repo=str(qd_detr_repo)))
-    return specs
+    return [
+        dataclasses.replace(base, variant=QD_DETR, amp="none", qd_detr_repo=str(qd_detr_repo))
+        if variant == QD_DETR else dataclasses.replace(base, variant=variant)
+        for variant in in_order(variants, VARIANTS)
+    ]
 
 
 def bench_model(
@@ -180,37 +192,70 @@ def bench_model(
     threads: int | None = None,
     amp: str = "none",
     qd_detr_repo: Path | None = None,
+    variants: tuple[str, ...] | None = None,
+    jobs: tuple[str, ...] = JOBS,
 ) -> list[ModelRow]:
-    """Rows for the baseline, MASRA (all parts, priors in the training batch) and, with ``qd_detr_repo``, QD-DETR."""
-    specs = compared_specs(batch_size, clips, device, threads, amp, qd_detr_repo)
-    parameters, measured = bench_steps(specs, JOBS, repeats)
-    reference = measured.get(specs[-1]) if qd_detr_repo is not None else None
+    """Rows for the baseline, MASRA (all parts, priors in the training batch) and, with ``qd_detr_repo``,
+    QD-DETR, or for ``variants`` only (see :func:`compared_specs`); ``jobs`` (names in ``JOBS``) picks what is
+    timed, the others are None in the rows. Ratios to QD-DETR need its row."""
+    unknown = set(jobs) - set(JOBS)
+    if not jobs or unknown:
+        raise ValueError(f"jobs must be some of {', '.join(JOBS)}, got {list(jobs)}")
+    jobs = in_order(jobs, JOBS)
+    specs = compared_specs(batch_size, clips, device, threads, amp, qd_detr_repo, variants)
+    parameters, measured = bench_steps(specs, jobs, repeats)
+    reference = next((measured[spec] for spec in specs if spec.variant == QD_DETR), None)
     rows = []
     for spec in specs:
-        jobs = measured[spec]
-        ratios = {job: jobs[job].seconds / reference[job].seconds for job in JOBS} if reference else {}
-        rows.append(ModelRow(spec.variant, parameters[spec], jobs["train_step"], jobs["inference"],
-                             jobs["inference_single"], ratios))
+        done = measured[spec]
+        ratios = {job: done[job].seconds / reference[job].seconds for job in jobs} if reference else {}
+        rows.append(ModelRow(spec.variant, parameters[spec], done.get("train_step"), done.get("inference"),
+                             done.get("inference_single"), ratios, spec.amp))
     return rows
 
 
-def model_table(rows: list[ModelRow]) -> BenchTable:
-    """One row per variant; with a QD-DETR reference (rows carry ``vs_qd_detr``) three ratio columns more."""
-    base = rows[0]
-    with_reference = any(r.vs_qd_detr for r in rows)
-    columns = ["variant", "parameters", "train step", "vs baseline", "train peak", "inference", "vs baseline",
-               "1 query", "infer peak"]
-    if with_reference:
-        columns += ["step / QD-DETR", "infer / QD-DETR", "1 query / QD-DETR"]
-    cells = []
-    for r in rows:
-        row = [
-            r.variant, f"{r.parameters:,}", ms(r.train_step.seconds), times(r.train_step.seconds, base.train_step.seconds),
-            mb(r.train_step.peak_bytes), ms(r.inference.seconds), times(r.inference.seconds, base.inference.seconds),
-            ms(r.inference_single.seconds), mb(r.inference.peak_bytes),
-        ]
-        if r.vs_qd_detr:
-            row += [f"{r.vs_qd_detr[job]:.2f}x" for job in ("train_step", "inference", "inference_single")]
-        cells.append(row)
-    caption = "peaks: whole-process resident-memory high-water during the job, in a fresh process per variant (CPU)"
-    return BenchTable(columns, cells, caption)
+def variant_label(row: ModelRow, bf16_emulated: bool) -> str:
+    """The variant as the table shows it: bf16 rows say so, and say when the CPU only emulates bf16."""
+    if row.amp != "bf16":
+        return row.variant
+    return f"{row.variant} (bf16, emulated)" if bf16_emulated else f"{row.variant} (bf16)"
+
+
+def _cpu_times(m: Measurement) -> str:
+    if m.user_seconds is None or m.system_seconds is None:
+        return "n/a"
+    return f"{m.user_seconds:.2f} / {m.system_seconds:.2f} s"
+
+
+Column = tuple[str, Callable[[ModelRow], str]]
+
+
+def _job_columns(job: str, base: ModelRow | None) -> list[Column]:
+    """The columns of one timed job: its time, the train step's CPU times, the ratio to the baseline (with a
+    baseline row; not for one query) and its peak (not for one query)."""
+    label = {"train_step": "train step", "inference": "inference", "inference_single": "1 query"}[job]
+    columns: list[Column] = [(label, lambda r: ms(getattr(r, job).seconds))]
+    if job == "train_step":
+        columns.append(("user / sys", lambda r: _cpu_times(r.train_step)))
+    if job == "inference_single":
+        return columns
+    if base is not None:
+        columns.append(("vs baseline", lambda r: times(getattr(r, job).seconds, getattr(base, job).seconds)))
+    columns.append(({"train_step": "train peak", "inference": "infer peak"}[job], lambda r: mb(getattr(r, job).peak_bytes)))
+    return columns
+
+
+def model_table(rows: list[ModelRow], bf16_emulated: bool = False) -> BenchTable:
+    """One row per variant, columns for the jobs that were timed; with a QD-DETR reference (rows carry
+    ``vs_qd_detr``) a ratio column per job. ``bf16_emulated``: the CPU lacks bf16 instructions (bf16 rows say so)."""
+    base = next((r for r in rows if r.variant == "baseline"), None)
+    timed = [job for job in ("train_step", "inference", "inference_single") if getattr(rows[0], job) is not None]
+    columns: list[Column] = [("variant", lambda r: variant_label(r, bf16_emulated)), ("parameters", lambda r: f"{r.parameters:,}")]
+    for job in timed:
+        columns += _job_columns(job, base)
+    reference_names = {"train_step": "step / QD-DETR", "inference": "infer / QD-DETR", "inference_single": "1 query / QD-DETR"}
+    if any(r.vs_qd_detr for r in rows):
+        columns += [(reference_names[job], lambda r, job=job: f"{r.vs_qd_detr[job]:.2f}x") for job in timed]
+    caption = ("user / sys: CPU time of the whole process in user mode and in the kernel; peaks: whole-process "
+               "resident-memory high-water during the job, in a fresh process per variant (CPU)")
+    return BenchTable([name for name, _ in columns], [[cell(r) for _, cell in columns] for r in rows], caption)

@@ -79,11 +79,18 @@ def run_path(out: Path, variant: str, seed: int) -> Path:
     return out / "runs" / variant / f"seed{seed}"
 
 
+# Where the generated dataset's files lie: its identity (``data_key``) stands for them, so a run copied into another
+# ``--out`` together with the same generated dataset is still the same run.
+GENERATED_DATA_PATHS = ("train_path", "eval_path", "test_path", "v_feat_dirs", "t_feat_dir", "prior_dir")
+
+
 def run_fingerprint(cfg: Config, data_key: dict[str, Any] | None) -> dict[str, Any]:
     """What makes two runs the same run: the config except where it is written and how long it trains,
-    and the generated dataset's identity (None for a user's config)."""
+    and the generated dataset's identity (None for a user's config, whose data paths then count)."""
     values = config_to_dict(cfg)
     values["train"] = {k: v for k, v in values["train"].items() if k not in ("output_dir", "epochs")}
+    if data_key is not None:
+        values["data"] = {k: v for k, v in values["data"].items() if k not in GENERATED_DATA_PATHS}
     return {"config": values, "data": data_key}
 
 

@@ -12,8 +12,9 @@ The model runs its stages in order and, at each stage, calls the hook of every e
 2. ``relate``: on the temporal encoder's clips, before any refinement (LRCA's relation features);
 3. ``refine``: on the encoder sequence [context tokens ; clips] (SORA's layer);
 4. ``enhance``: on the clip memory (SGE);
-5. ``outputs``: extra outputs for the losses, after the decoder (ESTA, DAI's codebook, LRCA's temperature);
-6. ``diagnostics``: scalar parameters to log in training (β, temperatures).
+5. ``rescore``: on the saliency scores (DAI adds its relevance log-odds);
+6. ``outputs``: extra outputs for the losses, after the decoder (ESTA, DAI's codebook, LRCA's temperature);
+7. ``diagnostics``: scalar parameters to log in training (β, temperatures).
 """
 
 from __future__ import annotations
@@ -76,6 +77,10 @@ class PartModule(nn.Module):
     def enhance(self, memory: torch.Tensor, video_mask: torch.Tensor, stats: Stats | None) -> tuple[torch.Tensor, Outputs]:
         """The clip memory [B, L, d] enhanced, and outputs."""
         return memory, {}
+
+    def rescore(self, saliency: torch.Tensor, extras: Outputs) -> torch.Tensor:
+        """The saliency scores [B, L] given this pass's part outputs ``extras`` (same batch rows)."""
+        return saliency
 
     def outputs(self, memory: torch.Tensor, video_mask: torch.Tensor, batch: GroundingBatch) -> Outputs:
         """Outputs for the losses from the final clip memory [B, L, d] (both modes; see ``Part.training_only``)."""

@@ -38,6 +38,9 @@ class DAIConfig:
     context: str = "slots"
     # Whether the codebook entries carry values (the absorbed mass then adds their values to the output).
     codebook_values: bool = False
+    # Whether each clip's saliency score adds w · logit(a_i), a_i the last T2V layer's relevance (w learned,
+    # starts at RELEVANCE_WEIGHT_INIT): the relevance the BCE trains becomes evidence for highlight detection.
+    relevance_to_saliency: bool = True
 
 
 @dataclass
@@ -47,6 +50,9 @@ class DAILossConfig:
 # The slot attention's logits are cosines between entries and clips divided by a learned temperature that
 # starts here: sharp enough that the competition between entries separates them from the first step.
 SLOT_TEMPERATURE_INIT = 0.05
+# The weight of the relevance log-odds in the saliency score starts here: at initialisation the relevance is
+# about the same for every clip, so the term is a near-constant offset that leaves the clips' ranking unchanged.
+RELEVANCE_WEIGHT_INIT = 1.0
 
 
 class ContextCodebook(PartModule):
@@ -61,7 +67,14 @@ class ContextCodebook(PartModule):
     The last layer of f starts at zero, so C_v = C at initialisation.
     """
 
-    def __init__(self, d_model: int, codebook_size: int = 32, context: str = "xattn", nheads: int = 8) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        codebook_size: int = 32,
+        context: str = "xattn",
+        nheads: int = 8,
+        relevance_to_saliency: bool = False,
+    ) -> None:
         super().__init__()
         if context not in CONTEXT_MODES:
             raise MasraError(f"must be one of {', '.join(CONTEXT_MODES)}, got {context!r}", field="model.dai.context")
@@ -84,6 +97,8 @@ class ContextCodebook(PartModule):
             last = self.context_attn.out_proj
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
+        # Created after every randomly initialised parameter: it draws nothing from the random stream.
+        self.relevance_weight = nn.Parameter(torch.tensor(RELEVANCE_WEIGHT_INIT)) if relevance_to_saliency else None
 
     def forward(
         self, video: torch.Tensor, video_mask: torch.Tensor, stats: dict[str, torch.Tensor] | None = None
@@ -149,8 +164,19 @@ class ContextCodebook(PartModule):
             "dai_codebook": codebook,
         }
 
+    def rescore(self, saliency: torch.Tensor, extras: Outputs) -> torch.Tensor:
+        """s_i + w · logit(a_i) with a_i the last T2V layer's mass on the query tokens: saliency [B, L]."""
+        if self.relevance_weight is None:
+            return saliency
+        relevance = extras["dai_relevance_layers"][:, -1].float()  # [B, L]
+        log_odds = torch.logit(relevance, eps=1e-6)
+        return saliency + (self.relevance_weight * log_odds).to(saliency.dtype)
+
     def outputs(self, memory: torch.Tensor, video_mask: torch.Tensor, batch: GroundingBatch) -> Outputs:
         return {"dai_codebook_entries": self.codebook}  # [K, d]
+
+    def diagnostics(self) -> dict[str, torch.Tensor]:
+        return {} if self.relevance_weight is None else {"dai_relevance_weight": self.relevance_weight}
 
 
 class DecoupledCrossAttention(nn.Module):
@@ -337,7 +363,9 @@ def validate(cfg: DAIConfig) -> None:
 PART = Part(
     name="dai",
     config=DAIConfig,
-    build=lambda cfg, ctx: ContextCodebook(ctx.hidden_dim, cfg.codebook_size, cfg.context, ctx.nheads),
+    build=lambda cfg, ctx: ContextCodebook(
+        ctx.hidden_dim, cfg.codebook_size, cfg.context, ctx.nheads, cfg.relevance_to_saliency
+    ),
     loss=dai_loss,
     loss_config=DAILossConfig,
     weights={"loss_dai_relevance": "dai_relevance", "loss_dai_diversity": "dai_diversity"},
