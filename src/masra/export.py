@@ -24,7 +24,16 @@ from masra.data.batch import GroundingBatch
 from masra.errors import MasraError
 from masra.model.feature_inference import InputSpec
 from masra.model.postprocess import PostprocessSettings
-from masra.runtime.bundle import INFO_FILE, INPUT_NAMES, MODEL_FILE, OUTPUT_NAMES, ExportInfo, is_export, write_export_info
+from masra.runtime.bundle import (
+    EXPORT_FILES,
+    INFO_FILE,
+    INPUT_NAMES,
+    MODEL_FILE,
+    OUTPUT_NAMES,
+    ExportInfo,
+    is_export,
+    write_export_info,
+)
 
 log = logging.getLogger("masra.export")
 
@@ -69,12 +78,26 @@ def example_inputs(
     return video, video_mask, query, query_mask
 
 
+def write_graph(
+    module: nn.Module, example: tuple[torch.Tensor, ...], dynamic: dict[str, dict[int, Any]],
+    input_names: tuple[str, ...], output_names: tuple[str, ...], path: str | Path,
+) -> int:
+    """Write ``module``'s eval-mode forward, traced on ``example``, as one ONNX file; returns its opset."""
+    import onnx
+
+    with torch.no_grad():
+        program = torch.onnx.export(module.eval(), example, dynamo=True, dynamic_shapes=dynamic,
+                                    input_names=list(input_names), output_names=list(output_names),
+                                    external_data=False, verbose=False)
+    program.save(str(path), external_data=False)
+    return next(entry.version for entry in onnx.load(str(path), load_external_data=False).opset_import
+                if entry.domain in ("", "ai.onnx"))
+
+
 def export_model(model: nn.Module, v_feat_dim: int, t_feat_dim: int, path: str | Path) -> int:
     """Write ``model`` (a GroundingModel) as an ONNX file at ``path``; returns its opset."""
-    import onnx
     from torch.export import Dim
 
-    forward = ExportedForward(model).eval()
     shape = EXAMPLE_SHAPE
     lengths = [shape["clips"], shape["clips"] - 3]
     tokens = [shape["tokens"], shape["tokens"] - 2]
@@ -82,19 +105,19 @@ def export_model(model: nn.Module, v_feat_dim: int, t_feat_dim: int, path: str |
     batch, clips, words = Dim("batch", min=1), Dim("clips", min=1), Dim("tokens", min=1)
     dynamic = {"video_feats": {0: batch, 1: clips}, "video_mask": {0: batch, 1: clips},
                "query_feats": {0: batch, 1: words}, "query_mask": {0: batch, 1: words}}
-    with torch.no_grad():
-        program = torch.onnx.export(forward, example, dynamo=True, dynamic_shapes=dynamic, input_names=list(INPUT_NAMES),
-                                    output_names=list(OUTPUT_NAMES), external_data=False, verbose=False)
-    program.save(str(path), external_data=False)
-    return next(entry.version for entry in onnx.load(str(path), load_external_data=False).opset_import
-                if entry.domain in ("", "ai.onnx"))
+    return write_graph(ExportedForward(model), example, dynamic, INPUT_NAMES, OUTPUT_NAMES, path)
 
 
-def largest_difference(model: nn.Module, session: Any, inputs: tuple[np.ndarray, ...]) -> float:
-    """max |torch - onnxruntime| over the three outputs, on host arrays ``inputs`` (INPUT_NAMES order)."""
+def largest_difference(
+    module: nn.Module, session: Any, inputs: tuple[np.ndarray, ...], input_names: tuple[str, ...],
+    output_names: tuple[str, ...],
+) -> float:
+    """max |torch - onnxruntime| over the outputs of ``module`` (its forward takes ``input_names`` and returns
+    ``output_names``, as the graph's) on host arrays ``inputs``."""
     with torch.inference_mode():
-        expected = ExportedForward(model).eval()(*(torch.from_numpy(a) for a in inputs))
-    got = session.run(list(OUTPUT_NAMES), dict(zip(INPUT_NAMES, inputs)))
+        expected = module.eval()(*(torch.from_numpy(a) for a in inputs))
+    expected = (expected,) if isinstance(expected, torch.Tensor) else expected
+    got = session.run(list(output_names), dict(zip(input_names, inputs)))
     return max(float(np.abs(e.float().numpy() - g).max()) for e, g in zip(expected, got))
 
 
@@ -107,19 +130,23 @@ def _prepare_out(out: Path, force: bool) -> None:
     if not any(out.iterdir()):
         out.rmdir()
         return
-    if not is_export(out) or {p.name for p in out.iterdir()} - {MODEL_FILE, INFO_FILE}:
-        raise MasraError(f"output folder is not empty and is not a masra export (only {MODEL_FILE} and "
-                         f"{INFO_FILE}); masra replaces only its own exports", file=out)
+    if not is_export(out) or {p.name for p in out.iterdir()} - set(EXPORT_FILES):
+        raise MasraError(f"output folder is not empty and is not a masra export (only {', '.join(EXPORT_FILES)}); "
+                         "masra replaces only its own exports", file=out)
     if not force:
         raise MasraError("output folder holds an export; pass --force to replace it", file=out)
     shutil.rmtree(out)
 
 
-def export_checkpoint(checkpoint: str | Path, out: str | Path, *, force: bool = False) -> Path:
-    """Export a checkpoint folder (or a run folder: its last checkpoint) into the folder ``out``.
+def export_checkpoint(
+    checkpoint: str | Path, out: str | Path, *, encoder: str | None = None, force: bool = False
+) -> Path:
+    """Export a checkpoint folder (or a run folder: its last checkpoint) into the folder ``out``; with
+    ``encoder`` ("clip:NAME_OR_PATH", checked to be the one the checkpoint records) its CLIP towers and
+    tokenizer too (masra.export_clip), for video files.
 
-    Written under ``out.tmp`` and renamed into place, after the export was run on onnxruntime (when
-    installed) against the torch model on a padded random batch (a difference above TOLERANCE is refused).
+    Written under ``out.tmp`` and renamed into place, after each graph was run on onnxruntime (when
+    installed) against its torch module (a difference above TOLERANCE is refused).
     """
     from masra.checkpoint import find_checkpoint
     from masra.inference.loading import load_model
@@ -127,19 +154,29 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, force: bool = 
     out = Path(out)
     folder = find_checkpoint(checkpoint)
     model, cfg, dims = load_model(folder, "cpu")
+    clip_encoder = None
+    if encoder is not None:
+        from masra.inference.video import load_checked_encoder
+
+        clip_encoder = load_checked_encoder(encoder, torch.device("cpu"), dims, cfg.data.use_tef, where=str(folder))
     _prepare_out(out, force)
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     opset = export_model(model, dims.v_feat_dim, dims.t_feat_dim, tmp / MODEL_FILE)
+    check_export(model, tmp / MODEL_FILE, dims.v_feat_dim, dims.t_feat_dim)
+    clip = None
+    if clip_encoder is not None:
+        from masra.export_clip import export_clip
+
+        clip = export_clip(clip_encoder, tmp)
     parts = [part.name for part in model.parts]
     info = ExportInfo(opset=opset, dataset=cfg.data.dataset, parts=parts, inputs=InputSpec.of(cfg, dims),
                       postprocess=PostprocessSettings.of(cfg.eval), feature_encoder=dims.feature_encoder,
                       feature_encoder_fingerprint=dims.feature_encoder_fingerprint, checkpoint=str(folder.resolve()),
-                      masra_version=__version__)
+                      masra_version=__version__, clip=clip)
     write_export_info(tmp, info)
-    check_export(model, tmp / MODEL_FILE, dims.v_feat_dim, dims.t_feat_dim)
     tmp.rename(out)
     return out
 
@@ -147,17 +184,25 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, force: bool = 
 def check_export(model: nn.Module, onnx_path: Path, v_feat_dim: int, t_feat_dim: int) -> float | None:
     """The largest difference of the export from the torch model on a padded random batch (None without
     onnxruntime); a MasraError above TOLERANCE."""
+    inputs = example_inputs(v_feat_dim, t_feat_dim, [40, 17], [9, 3], seed=1)
+    return check_graph(ExportedForward(model), onnx_path, inputs, INPUT_NAMES, OUTPUT_NAMES)
+
+
+def check_graph(
+    module: nn.Module, onnx_path: Path, inputs: tuple[np.ndarray, ...], input_names: tuple[str, ...],
+    output_names: tuple[str, ...],
+) -> float | None:
+    """:func:`largest_difference` of the ONNX file from ``module`` on ``inputs`` (None without onnxruntime);
+    a MasraError above TOLERANCE."""
     from masra.extras import missing_modules
 
-    if missing_modules("runtime"):
-        log.warning("onnxruntime is not installed: the export was not checked against the torch model")
+    if missing_modules("runtime", ("onnxruntime",)):
+        log.warning("onnxruntime is not installed: %s was not checked against torch", onnx_path.name)
         return None
     from masra.runtime.session import open_session
 
-    inputs = example_inputs(v_feat_dim, t_feat_dim, [40, 17], [9, 3], seed=1)
-    difference = largest_difference(model, open_session(onnx_path), inputs)
+    difference = largest_difference(module, open_session(onnx_path), inputs, input_names, output_names)
     if difference > TOLERANCE:
-        raise MasraError(f"the export differs from the torch model by {difference:.2e} (> {TOLERANCE})",
-                         file=onnx_path)
-    log.info("checked on onnxruntime: largest difference from torch %.1e", difference)
+        raise MasraError(f"the export differs from torch by {difference:.2e} (> {TOLERANCE})", file=onnx_path)
+    log.info("%s checked on onnxruntime: largest difference from torch %.1e", onnx_path.name, difference)
     return difference

@@ -25,7 +25,8 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "web": ("fastapi", "starlette", "uvicorn", *_VIDEO),
     "lab": (*_VIDEO, *_MINILM, "tensorboard"),
     "export": ("onnx", "onnxscript"),
-    "runtime": ("onnxruntime",),
+    # The torch-free install beside `pip install --no-deps masra` (masra.runtime, predict --video --runtime onnx).
+    "runtime": ("onnxruntime", "tokenizers", "av", "PIL", "matplotlib", "tqdm", "numpy"),
 }
 
 

@@ -1,18 +1,25 @@
-"""Tiny checkpoints built from config (no training: weights are the seeded initialisation) and their exports,
-baseline and MASRA (every part on), shared by the export and runtime tests."""
+"""Tiny checkpoints and their exports, shared by the export and runtime tests: built from config (no training:
+weights are the seeded initialisation), baseline and MASRA (every part on), and the QD-DETR fixture's checkpoint
+(made by QD-DETR's own code, tests/fixtures/qd_detr) converted by ``masra convert qd-detr``."""
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+from required import in_ci
 
 from masra.checkpoint import ModelDims, save_checkpoint
+from masra.cli.main import main
 from masra.config import Config
+from masra.inference.loading import load_model
 from masra.model import build_model
 from masra.model.parts import PARTS
+from video.video_assets import QD_DETR_FIXTURE
 
 V_DIM, T_DIM, SEMANTIC_DIM = 18, 8, 12  # V_DIM: 16 raw + 2 TEF
 ENCODER, FINGERPRINT = "clip:tiny-test-encoder", "0123456789abcdef"
@@ -27,15 +34,25 @@ class Exported:
     cfg: Config
     dims: ModelDims
 
+    @property
+    def raw_video_dim(self) -> int:
+        """The video feature dim a caller gives (before TEF)."""
+        return self.dims.v_feat_dim - (2 if self.cfg.data.use_tef else 0)
 
-def tiny_checkpoint(folder: Path, masra: bool, seed: int = 0) -> tuple[torch.nn.Module, Config, ModelDims]:
-    """A checkpoint of a hidden-32 model (every MASRA part on when ``masra``) with seeded random weights."""
+
+def tiny_checkpoint(
+    folder: Path, masra: bool, seed: int = 0, *, dims: ModelDims | None = None, max_v_l: int | None = None
+) -> tuple[torch.nn.Module, Config, ModelDims]:
+    """A checkpoint of a hidden-32 model (every MASRA part on when ``masra``) with seeded random weights; ``dims``
+    default to V_DIM / T_DIM and a made-up encoder record, ``max_v_l`` to the config's."""
     cfg = Config()
     cfg.model.hidden_dim, cfg.model.nheads, cfg.model.dim_feedforward = 32, 4, 64
     cfg.eval.nms_threshold = 0.7  # NMS on, so the runtime's answers go through it too
+    if max_v_l is not None:
+        cfg.data.max_v_l = max_v_l
     for part in PARTS:
         getattr(cfg.model, part.name).enabled = masra
-    dims = ModelDims(V_DIM, T_DIM, SEMANTIC_DIM if masra else None, None, ENCODER, FINGERPRINT)
+    dims = dims or ModelDims(V_DIM, T_DIM, SEMANTIC_DIM if masra else None, None, ENCODER, FINGERPRINT)
     torch.manual_seed(seed)
     model, _ = build_model(cfg, dims.v_feat_dim, dims.t_feat_dim, dims.semantic_dim)
     with torch.no_grad():
@@ -48,12 +65,35 @@ def tiny_checkpoint(folder: Path, masra: bool, seed: int = 0) -> tuple[torch.nn.
     return model.eval(), cfg, dims
 
 
-@pytest.fixture(scope="session", params=["baseline", "masra"])
+def runtime_python() -> str:
+    """The interpreter the torch-free scripts run in: MASRA_RUNTIME_PYTHON, the venv without torch that `make
+    test` builds (Makefile runtime-venv), else this one (the scripts make torch unimportable). Under CI=true
+    the torch-free venv is required."""
+    python = os.environ.get("MASRA_RUNTIME_PYTHON")
+    if python:
+        return python
+    if in_ci():
+        pytest.fail("MASRA_RUNTIME_PYTHON is not set; CI=true, so the torch-free venv is required (`make test` "
+                    "builds it)", pytrace=False)
+    return sys.executable
+
+
+def converted_qd_detr(folder: Path) -> tuple[torch.nn.Module, Config, ModelDims]:
+    """The QD-DETR fixture converted into the run folder ``folder`` (its checkpoint: ``folder/last``)."""
+    assert main(["convert", "qd-detr", str(QD_DETR_FIXTURE / "model_best.ckpt"), "--out", str(folder)]) == 0
+    model, cfg, dims = load_model(folder, "cpu")
+    return model.eval(), cfg, dims
+
+
+@pytest.fixture(scope="session", params=["baseline", "masra", "qd-detr"])
 def exported(request, tmp_path_factory) -> Exported:
     from masra.export import export_checkpoint
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp(f"export_{request.param}")
-    model, cfg, dims = tiny_checkpoint(root / "ckpt", masra=request.param == "masra")
+    if request.param == "qd-detr":
+        model, cfg, dims = converted_qd_detr(root / "ckpt")
+    else:
+        model, cfg, dims = tiny_checkpoint(root / "ckpt", masra=request.param == "masra")
     export_checkpoint(root / "ckpt", root / "export")
     return Exported(request.param, root / "ckpt", root / "export", model, cfg, dims)

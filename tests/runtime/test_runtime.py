@@ -15,7 +15,7 @@ from masra.errors import MasraError
 from masra.inference import Grounder
 from masra.model.feature_inference import predict_sliding
 from masra.runtime import OnnxGrounder
-from runtime.conftest import T_DIM, V_DIM
+from runtime.conftest import runtime_python
 
 # The session's exports are made in the first test that uses them: torch.export of the MASRA model takes
 # minutes on a loaded 2-core machine, more than pytest's default timeout (pyproject.toml).
@@ -28,10 +28,11 @@ TOLERANCE = 1e-4
 PAIRS = [(1, 1, 2.0), (10, 32, 20.0), (75, 7, 150.0), (90, 3, 180.0), (200, 5, 400.0)]
 
 
-def raw_pairs(seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray], list[float]]:
+def raw_pairs(video_dim: int, query_dim: int, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray], list[float]]:
+    """PAIRS as random raw features: video [clips, video_dim] (before TEF), query [tokens, query_dim]."""
     rng = np.random.default_rng(seed)
-    videos = [rng.standard_normal((clips, V_DIM - 2)).astype(np.float32) for clips, _, _ in PAIRS]
-    queries = [rng.standard_normal((tokens, T_DIM)).astype(np.float32) for _, tokens, _ in PAIRS]
+    videos = [rng.standard_normal((clips, video_dim)).astype(np.float32) for clips, _, _ in PAIRS]
+    queries = [rng.standard_normal((tokens, query_dim)).astype(np.float32) for _, tokens, _ in PAIRS]
     return videos, queries, [duration for _, _, duration in PAIRS]
 
 
@@ -51,11 +52,11 @@ def assert_same_answers(got, expected) -> None:
 
 
 def test_the_runtime_answers_as_the_torch_grounder_without_torch(exported, tmp_path):
-    videos, queries, durations = raw_pairs()
+    videos, queries, durations = raw_pairs(exported.raw_video_dim, exported.dims.t_feat_dim)
     pairs_file = tmp_path / "pairs.npz"
     np.savez(pairs_file, durations=np.array(durations), **{f"video_{i}": v for i, v in enumerate(videos)},
              **{f"query_{i}": q for i, q in enumerate(queries)})
-    done = subprocess.run([sys.executable, str(SCRIPT), str(exported.export), str(pairs_file)],
+    done = subprocess.run([runtime_python(), str(SCRIPT), str(exported.export), str(pairs_file)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout.strip().splitlines()[-1])
@@ -71,13 +72,23 @@ def test_the_runtime_answers_as_the_torch_grounder_without_torch(exported, tmp_p
 
 def test_the_runtime_checks_its_inputs_like_the_grounder(exported):
     grounder = OnnxGrounder.from_export(exported.export, threads=1)
+    video_dim, query_dim = exported.raw_video_dim, exported.dims.t_feat_dim
     with pytest.raises(MasraError) as err:
-        grounder.predict(np.zeros((5, 7), np.float32), np.zeros((2, T_DIM), np.float32))
+        grounder.predict(np.zeros((5, 7), np.float32), np.zeros((2, query_dim), np.float32))
     assert err.value.field == "video_feats"
     with pytest.raises(MasraError, match="no tokens"):
-        grounder.predict(np.zeros((5, V_DIM - 2), np.float32), np.zeros((0, T_DIM), np.float32))
+        grounder.predict(np.zeros((5, video_dim), np.float32), np.zeros((0, query_dim), np.float32))
 
 
 def test_a_folder_without_an_export_is_refused(tmp_path):
     with pytest.raises(MasraError, match="not a masra export"):
         OnnxGrounder.from_export(tmp_path)
+
+
+def test_the_torch_free_interpreter_has_no_torch_installed():
+    """The venv the torch-free scripts run in (MASRA_RUNTIME_PYTHON) has no torch at all, not only a refused one."""
+    python = runtime_python()
+    if python == sys.executable:
+        pytest.skip("MASRA_RUNTIME_PYTHON is not set: the scripts run here, torch refused by an import blocker")
+    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)"
+    assert subprocess.run([python, "-c", probe], timeout=60).returncode == 0

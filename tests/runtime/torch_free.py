@@ -1,9 +1,13 @@
-"""``python tests/runtime/torch_free.py EXPORT PAIRS.npz``: the runtime's answers with torch unimportable, and
-every other package of masra's core install but NumPy (so the runtime needs NumPy and onnxruntime only).
+"""The runtime with torch unimportable (in the torch-free venv too: tests/runtime/conftest.runtime_python).
 
+``python tests/runtime/torch_free.py EXPORT PAIRS.npz``: the runtime's answers on features, with every other
+package of masra's core install but NumPy unimportable too (so the runtime needs NumPy and onnxruntime only).
 PAIRS.npz holds ``video_<i>`` / ``query_<i>`` raw features and ``durations``; prints one JSON line:
 ``{"predictions": [{"windows": ..., "saliency": ...}, ...]}`` (the pairs one by one,
 all of them in one batch, then each pair over its whole video with sliding windows).
+
+``python tests/runtime/torch_free.py masra ARGS...``: the ``masra`` command (e.g. ``predict --video V --query Q
+--runtime onnx``) with torch and the training stack unimportable (the runtime extra's tqdm allowed).
 """
 
 from __future__ import annotations
@@ -19,6 +23,15 @@ from core_only import Refuse  # noqa: E402
 # masra's core dependencies (pyproject.toml) that the runtime must do without: importing one raises
 # ModuleNotFoundError, and the script fails.
 NOT_IN_THE_RUNTIME = ("torch", "scipy", "yaml", "safetensors", "tqdm", "rich")
+# What `masra predict --video --runtime onnx` must do without: the training stack and the torch-side encoder.
+NOT_IN_THE_COMMAND = ("torch", "scipy", "yaml", "safetensors", "rich", "transformers", "torchvision")
+
+
+def masra(args: list[str]) -> int:
+    sys.meta_path.insert(0, Refuse(NOT_IN_THE_COMMAND))
+    from masra.cli.main import main as masra_main
+
+    return masra_main(args)
 
 
 def main(export: str, pairs_file: str) -> None:
@@ -42,4 +55,6 @@ def main(export: str, pairs_file: str) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["masra"]:
+        sys.exit(masra(sys.argv[2:]))
     main(*sys.argv[1:])

@@ -34,7 +34,16 @@ def test_a_different_encoder_stops_the_server_at_start(capsys, web_checkpoint, t
     (["--max-upload-mb", "-1"], "field '--max-upload-mb': must be > 0"),
     (["--max-concurrent-uploads", "0"], "field '--max-concurrent-uploads': must be > 0"),
     (["--max-queued-jobs", "0"], "field '--max-queued-jobs': must be > 0"),
+    (["--runtime", "onnx", "--video-encoder", "clip:/models/clip"],
+     "field '--video-encoder': an export holds its own encoder (masra export --encoder)"),
+    (["--runtime", "onnx", "--device", "cuda"], "field '--device': the onnx runtime runs on the CPU"),
 ])
 def test_bad_settings_are_refused(capsys, tmp_path, args, message):
     err = serve(capsys, "--checkpoint", str(tmp_path / "no_run"), *args)
     assert err == f"masra serve: error: {message}\n"
+
+
+def test_an_export_without_its_encoder_stops_the_server_at_start(capsys, web_checkpoint, tmp_path):
+    assert main(["export", "--checkpoint", str(web_checkpoint.checkpoint), "--out", str(tmp_path / "export")]) == 0
+    err = serve(capsys, "--runtime", "onnx", "--checkpoint", str(tmp_path / "export"))
+    assert "this export has no video encoder" in err.strip().splitlines()[-1]

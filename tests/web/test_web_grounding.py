@@ -8,7 +8,6 @@ import time
 import pytest
 
 
-
 def test_each_window_is_listed_once_at_its_best_score():
     from masra.video.report import distinct_windows
 
@@ -58,3 +57,27 @@ def test_the_page_gets_the_python_api_result_and_features_are_reused(make_client
         assert result["duration"] == pytest.approx(10.0)
         assert result["saliency_times"] == pytest.approx([1.0, 3.0, 5.0, 7.0, 9.0])
         assert result["video"]["name"] == "bikes.mp4"
+
+
+def test_the_page_on_the_onnx_runtime_gets_the_torch_moments(make_client, grounder, web_checkpoint, bikes,
+                                                              tmp_path):
+    """`masra serve --runtime onnx`'s service: the export (with its encoder) answers as the torch grounder."""
+    from masra.cli.main import main
+    from masra.runtime import OnnxGrounder
+    from masra.video.report import distinct_windows
+    from masra.web.service import GroundingService
+
+    export = tmp_path / "export"
+    assert main(["export", "--checkpoint", str(web_checkpoint.checkpoint), "--out", str(export), "--encoder",
+                 web_checkpoint.encoder]) == 0
+    client = make_client(service=GroundingService(OnnxGrounder.from_export(export, threads=1), top_k=5),
+                         max_duration=12)
+    video = client.post("/api/uploads", params={"name": "bikes.mp4"}, content=bikes.read_bytes()).json()
+    status = finished(client, client.post("/api/jobs", json={"video": video["ref"], "query": "a cyclist"}).json()["job"])
+    assert status["state"] == "done", status["error"]
+    expected = grounder.predict_video(bikes, "a cyclist", top_k=5)
+    moments = status["result"]["moments"]
+    assert [(m["start"], m["end"]) for m in moments] == [(s, e) for s, e, _ in distinct_windows(expected.windows)]
+    assert [m["score"] for m in moments] == pytest.approx([p for _, _, p in distinct_windows(expected.windows)],
+                                                         abs=1e-4)
+    assert status["result"]["saliency"] == pytest.approx(expected.saliency.tolist(), abs=1e-4)

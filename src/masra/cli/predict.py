@@ -8,7 +8,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from masra.cli.options import add_overrides_argument
+from masra.cli.options import add_overrides_argument, add_runtime_argument, load_grounder
 from masra.errors import MasraError
 from masra.extras import require_extra
 
@@ -24,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "With --video FILE and --query/--queries: extract, ground, print the top moments, write the JSONL "
         "and one PNG per query.",
     )
-    parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (RUN/best, RUN/last)")
+    parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (RUN/best, RUN/last); "
+                        "with --runtime onnx, an export folder (masra export --encoder)")
+    add_runtime_argument(parser, "with --video: ")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--split", choices=("val", "test"), help="the checkpoint config's val or test file")
     source.add_argument("--annotations", type=Path, help="any annotation JSONL of the checkpoint's dataset")
@@ -52,8 +54,13 @@ def metrics_path(out: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     if args.video is not None:
-        require_extra("video", "masra predict --video")
+        if args.runtime == "onnx":
+            require_extra("runtime", "masra predict --runtime onnx")
+        else:
+            require_extra("video", "masra predict --video")
         return run_video(args)
+    if args.runtime != "torch":
+        raise MasraError("--runtime onnx goes with --video", field="--runtime")
     if args.plots is not None:
         require_extra("plots", "masra predict --plots")
     from masra.data.jsonl import write_json, write_jsonl
@@ -148,8 +155,6 @@ def run_video(args: argparse.Namespace) -> int:
     from masra.data.jsonl import write_jsonl
     from masra.data.paths import child_path
     from masra.data.paths import refuse_existing
-    from masra.inference import Grounder
-    from masra.device import resolve_device
     from masra.video.report import moments_table, plot_video_prediction
 
     if args.query is None and args.queries is None:
@@ -166,8 +171,7 @@ def run_video(args: argparse.Namespace) -> int:
     check_plot_folder(plots, args.force)
     # qids come from a file: every PNG name is checked to stay inside the plot folder before anything runs.
     pngs = [child_path(plots, f"qid{qid}", ".png") for qid, _ in queries]
-    grounder = Grounder.from_checkpoint(args.checkpoint, resolve_device(args.device, field="--device"),
-                                        video_encoder=args.encoder)
+    grounder = load_grounder(args.runtime, args.checkpoint, args.device, args.encoder)
     bars: dict[str, tqdm] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -193,3 +197,4 @@ def run_video(args: argparse.Namespace) -> int:
     logger.info("%s: %d clips of %.1f s; wrote %d predictions to %s and %d PNG to %s", args.video,
                 len(video.features), video.clip_length, len(rows), args.out, len(rows), plots)
     return 0
+

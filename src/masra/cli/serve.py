@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from masra.cli.options import add_runtime_argument, load_grounder
 from masra.errors import MasraError
 from masra.extras import require_extra
 
@@ -19,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Serve a page where a person uploads a video (or picks one from --videos), types a query, "
         "and gets the top moments on a timeline under the saliency curve. Needs: pip install 'masra[web]'.",
     )
-    parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (RUN/best, RUN/last)")
+    parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (RUN/best, RUN/last); "
+                        "with --runtime onnx, an export folder (masra export --encoder)")
+    add_runtime_argument(parser)
     parser.add_argument("--videos", type=Path, help="folder of videos the page offers by name")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
@@ -44,13 +47,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    require_extra("web", "masra serve")
+    if args.runtime == "onnx":  # the page and the torch-free runtime, without the video extra's transformers
+        require_extra("web", "masra serve", modules=("fastapi", "starlette", "uvicorn"))
+        require_extra("runtime", "masra serve --runtime onnx")
+    else:
+        require_extra("web", "masra serve")
     import uvicorn
 
     from masra.web.app import create_app
     from masra.web.hosts import host_names, is_loopback
-    from masra.inference import Grounder
-    from masra.device import resolve_device
     from masra.web.limits import ServeLimits
     from masra.web.media import VideoLibrary
     from masra.web.service import GroundingService
@@ -63,10 +68,9 @@ def run(args: argparse.Namespace) -> int:
         raise MasraError(f"{args.port} is not a port number", field="--port")
     if args.videos is not None and not args.videos.is_dir():
         raise MasraError("not a folder", file=args.videos, field="--videos")
-    grounder = Grounder.from_checkpoint(args.checkpoint, device=resolve_device(args.device, field="--device"),
-                                        video_encoder=args.video_encoder)
-    logger.info("loading the encoder %s", grounder.encoder_spec)
-    _ = grounder.encoder  # load and check it now: a missing or wrong encoder stops here, not on the first query
+    grounder = load_grounder(args.runtime, args.checkpoint, args.device, args.video_encoder, "--video-encoder")
+    # Loaded and checked now: a missing or wrong encoder stops here, not on the first query.
+    logger.info("encoder %s loaded", grounder.encoder.spec)
     hosts = host_names(args.host, args.allowed_host)
     if not is_loopback(args.host):
         logger.warning("binding %s: anyone who can reach this address can upload videos and run queries; the server "

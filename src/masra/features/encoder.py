@@ -25,13 +25,10 @@ import numpy as np
 import torch
 
 from masra.errors import MasraError
+from masra.features.clip_inputs import QueryFeatures, pixel_values, set_up_tokenizer, split_queries, token_ids
 
 logger = logging.getLogger("masra.features")
 
-# OpenAI CLIP's image normalisation (also the HERO extractor's and Moment-DETR's).
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-CONTEXT_LENGTH = 77
 ENCODER_KINDS = ("clip",)
 
 
@@ -59,12 +56,6 @@ class EncoderSpec:
         return Path(self.source).expanduser().is_dir()
 
 
-@dataclass
-class QueryFeatures:
-    last_hidden_state: np.ndarray  # [N, width] float32, tokens SOT..EOT
-    pooler_output: np.ndarray  # [projection_dim] float32
-
-
 def _missing_weights_message(spec: EncoderSpec, err: Exception) -> str:
     return (
         f"cannot load CLIP weights {spec.source!r} ({type(err).__name__}: {str(err).splitlines()[0][:200]}). "
@@ -76,16 +67,14 @@ def _missing_weights_message(spec: EncoderSpec, err: Exception) -> str:
 
 
 class ClipEncoder:
-    """A transformers CLIPModel + its tokenizer, in eval mode on one device."""
+    """A transformers CLIPModel + its tokenizer (a ``tokenizers.Tokenizer`` set up by
+    masra.features.clip_inputs), in eval mode on one device."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, spec: EncoderSpec, device: torch.device) -> None:
         self.model = model.eval().to(device)
         self.tokenizer = tokenizer
         self.spec = spec
         self.device = device
-        mean = torch.tensor(CLIP_MEAN, device=device).view(1, 3, 1, 1)
-        std = torch.tensor(CLIP_STD, device=device).view(1, 3, 1, 1)
-        self._mean, self._std = mean, std
 
     @classmethod
     def load(cls, spec: str | EncoderSpec, device: str | torch.device = "cpu") -> ClipEncoder:
@@ -105,13 +94,19 @@ class ClipEncoder:
         hf_logging.disable_progress_bar()
         try:
             model = CLIPModel.from_pretrained(source)
-            tokenizer = AutoTokenizer.from_pretrained(source)
+            loaded = AutoTokenizer.from_pretrained(source)
         except SafetensorError as err:  # a weights file cut short or overwritten
             weights = Path(source) / "model.safetensors" if spec.is_local else spec.source
             raise MasraError(f"the weights file is damaged or incomplete ({str(err).splitlines()[0][:200]}); "
                              "copy or download it again", file=weights, field="encoder") from None
         except (OSError, ValueError) as err:
             raise MasraError(_missing_weights_message(spec, err), field="encoder") from None
+        if not getattr(loaded, "is_fast", False):
+            raise MasraError(f"{spec.source}: its tokenizer has no tokenizers (fast) version; masra tokenizes with "
+                             "the tokenizers library (save the tokenizer with tokenizer.json)", field="encoder")
+        # A copy of the fast tokenizer's backend, so that its truncation and padding settings stay ours.
+        tokenizer = set_up_tokenizer(type(loaded.backend_tokenizer).from_str(loaded.backend_tokenizer.to_str()),
+                                     loaded.pad_token_id, loaded.pad_token)
         return cls(model, tokenizer, spec, torch.device(device))
 
     @property
@@ -137,30 +132,21 @@ class ClipEncoder:
     @torch.inference_mode()
     def encode_frames(self, frames: np.ndarray) -> np.ndarray:
         """uint8 RGB frames [n, S, S, 3] -> image embeddings [n, video_dim] float32."""
-        pixels = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)  # [n, S, S, 3]
-        pixels = pixels.permute(0, 3, 1, 2).float().div_(255.0)  # [n, 3, S, S]
-        pixels = (pixels - self._mean) / self._std
+        pixels = torch.from_numpy(pixel_values(frames)).to(self.device)  # [n, 3, S, S]
         pooled = self.model.vision_model(pixel_values=pixels.to(self.model.dtype)).pooler_output  # [n, width]
         return self.model.visual_projection(pooled).float().cpu().numpy()  # [n, video_dim]
-
-    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        """input_ids / attention_mask [n, T], padded to the longest, truncated at CLIP's 77 tokens."""
-        encoded = self.tokenizer(list(texts), padding=True, truncation=True, max_length=CONTEXT_LENGTH,
-                                 return_tensors="pt")
-        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
     @torch.inference_mode()
     def encode_queries(self, texts: Sequence[str]) -> list[QueryFeatures]:
         """Token states and pooled embedding of each text (see the module docstring)."""
         if not texts:
             return []
-        tokens = {k: v.to(self.device) for k, v in self.tokenize(texts).items()}
-        out = self.model.text_model(**tokens)
+        ids, mask = token_ids(self.tokenizer, texts)
+        out = self.model.text_model(input_ids=torch.from_numpy(ids).to(self.device),
+                                    attention_mask=torch.from_numpy(mask).to(self.device))
         states = out.last_hidden_state.float()  # [n, T, width], after the final LayerNorm
         pooled = self.model.text_projection(out.pooler_output).float()  # [n, projection_dim]
-        lengths = tokens["attention_mask"].sum(1).tolist()
-        return [QueryFeatures(states[i, : int(n)].cpu().numpy(), pooled[i].cpu().numpy())
-                for i, n in enumerate(lengths)]
+        return split_queries(states.cpu().numpy(), pooled.cpu().numpy(), mask)
 
 
 def check_encoder_identity(

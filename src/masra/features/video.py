@@ -7,13 +7,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from masra.errors import MasraError
-from masra.features.encoder import ClipEncoder
 from masra.video.frames import VideoDecodeError, clip_centres, iter_clip_frames, measure_duration, probe_video
 from masra.video.limits import DURATION_TOLERANCE, MAX_VIDEO_SECONDS, check_clip_length
+
+if TYPE_CHECKING:  # or masra.runtime.clip.OnnxClipEncoder: anything with encode_frames, video_dim, image_size
+    from masra.features.encoder import ClipEncoder
 
 logger = logging.getLogger("masra.features")
 
@@ -54,7 +57,7 @@ def video_duration(path: str | Path) -> float:
 
 
 def extract_video(
-    encoder: ClipEncoder,
+    encoder: "ClipEncoder",
     path: str | Path,
     clip_length: float,
     *,
@@ -71,7 +74,7 @@ def extract_video(
     times = np.zeros(total, dtype=np.float64)
     chunks = iter_clip_frames(path, duration, clip_length, chunk=batch_size, size=encoder.image_size)
     done = 0
-    # The next chunk is decoded in a worker thread while this one is encoded (PyAV and torch release the GIL).
+    # The next chunk is decoded in a worker thread while this one is encoded (PyAV and the encoder's back end release the GIL).
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(next, chunks, None)
         while True:

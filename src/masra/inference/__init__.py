@@ -2,7 +2,8 @@
 
 - :mod:`~masra.inference.loading`: ``load_model`` rebuilds a checkpoint's model (config + dims + weights);
 - :mod:`~masra.inference.grounder`: :class:`Grounder`, the tensor API on features the caller provides;
-- :mod:`~masra.inference.video`: a query over a video file (the checkpoint's encoder, sliding windows);
+- :mod:`~masra.inference.video`: the checkpoint's encoder, loaded and checked (a query over a video file:
+  :mod:`masra.model.video_inference`, shared with masra.runtime);
 - :mod:`~masra.inference.split`: ``predict_split`` / ``evaluate_checkpoint`` over an annotation split.
 
 No priors and no MLLM are needed here: a MASRA model runs on video features + query features alone. Nothing

@@ -1,5 +1,5 @@
 """The tensor API: :class:`Grounder` runs a trained model on features the caller provides (and, through
-:mod:`masra.inference.video`, on video files)."""
+:mod:`masra.model.video_inference`, on video files)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,10 @@ from masra.data.batch import GroundingBatch
 from masra.errors import MasraError
 from masra.inference.loading import load_model
 from masra.model.feature_inference import InputSpec, Prediction, predict_pairs, prepare_query, prepare_video
+from masra.model.video_inference import VideoGrounding
 
-if TYPE_CHECKING:  # the video side (masra.features, masra.video) is imported only where it is used
+if TYPE_CHECKING:  # the video side (masra.features) is imported only where it is used
     from masra.features.encoder import ClipEncoder
-    from masra.features.video import Progress, VideoFeatures
-    from masra.video.predict import VideoPrediction
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -30,8 +29,9 @@ def _host(value: ArrayLike) -> Any:
     return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
 
 
-class Grounder:
-    """Moment retrieval + highlight detection with a trained model, on features the caller provides."""
+class Grounder(VideoGrounding):
+    """Moment retrieval + highlight detection with a trained model, on features the caller provides, and on
+    video files (masra.model.video_inference: ``extract_video``, ``encode_query``, ``predict_video``)."""
 
     def __init__(self, model: torch.nn.Module, cfg: Config, dims: ModelDims, device: str | torch.device = "cpu"):
         self.model = model.eval()
@@ -66,8 +66,9 @@ class Grounder:
         return grounder
 
     @property
-    def clip_length(self) -> float:
-        return self.cfg.data.clip_length
+    def postprocess(self) -> Any:
+        """The post-processing settings (masra.model.postprocess.WindowSettings): the checkpoint's ``eval.*``."""
+        return self.cfg.eval
 
     def prepare_video(self, video_feats: ArrayLike) -> np.ndarray:
         """[L, D] raw features → the model input (masra.model.feature_inference.prepare_video)."""
@@ -105,7 +106,6 @@ class Grounder:
             outputs = self.model(batch.to(self.device))
         return tuple(outputs[key].float().cpu().numpy() for key in ("pred_logits", "pred_spans", "saliency_scores"))
 
-    # ----- from video files (masra.inference.video) --------------------------------------------------------
     @property
     def encoder(self) -> "ClipEncoder":
         """The video/query encoder, loaded on first use and checked against the checkpoint's record."""
@@ -115,32 +115,3 @@ class Grounder:
             self._encoder = load_checked_encoder(self.encoder_spec, self.device, self.dims, self.cfg.data.use_tef,
                                                  where=self.checkpoint)
         return self._encoder
-
-    def extract_video(self, path: str | Path, progress: Progress | None = None) -> VideoFeatures:
-        """Clip features of a video file on this checkpoint's clip grid (reusable for many queries)."""
-        from masra.features.video import extract_video
-
-        return extract_video(self.encoder, path, self.clip_length, progress=progress)
-
-    def encode_query(self, query: str) -> np.ndarray:
-        """[N, Dt] token features of one query text."""
-        if not isinstance(query, str) or not query.strip():
-            raise MasraError("query is empty", field="query")
-        return self.encoder.encode_queries([query.strip()])[0].last_hidden_state
-
-    def predict_video(
-        self,
-        video: str | Path | VideoFeatures,
-        query: str,
-        progress: Progress | None = None,
-        top_k: int | None = None,
-    ) -> VideoPrediction:
-        """Moments and per-clip saliency of ``query`` over a whole video (a path or :meth:`extract_video`'s
-        result). Videos longer than the trained length are covered by sliding windows (masra.video.windows)."""
-        from masra.features.video import VideoFeatures
-        from masra.inference.video import ground_video
-
-        query_feats = self.encode_query(query)
-        if not isinstance(video, VideoFeatures):
-            video = self.extract_video(video, progress=progress)
-        return ground_video(self, video, query.strip(), query_feats, progress=progress, top_k=top_k)

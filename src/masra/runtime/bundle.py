@@ -6,11 +6,18 @@ the runtime reads through :func:`read_export`. No torch.
 ``dataset``, ``parts`` (the MASRA parts the graph contains), ``inputs`` (:class:`InputSpec`: dims, TEF,
 normalisation, max_v_l / max_q_l, clip length), ``postprocess`` (:class:`PostprocessSettings`, the
 checkpoint's ``eval.*``), ``encoder`` (``name`` and ``fingerprint`` of the encoder that made the training
-features, or nulls) and ``source`` (the checkpoint and the masra version that exported it).
+features, or nulls), ``source`` (the checkpoint and the masra version that exported it) and ``clip``
+(:class:`ClipInfo`, or null when the CLIP encoder was not exported).
 
 The graph: inputs ``video_feats`` [B, L, Dv], ``video_mask`` [B, L], ``query_feats`` [B, N, Dt],
 ``query_mask`` [B, N] (float32, masks 1 = valid, batch / clip count / query length dynamic); outputs
 ``pred_logits`` [B, Q, 2], ``pred_spans`` [B, Q, 2], ``saliency_scores`` [B, L].
+
+With the CLIP encoder (``masra export --encoder``): ``image_encoder.onnx`` (``pixel_values`` [n, 3, S, S] float32,
+normalised by masra.features.clip_inputs -> ``image_embeds`` [n, video_dim]), ``text_encoder.onnx``
+(``input_ids``, ``attention_mask`` [n, T] int64 -> ``last_hidden_state`` [n, T, text_dim], ``text_embeds``
+[n, projection_dim]; n and T dynamic) and ``tokenizer.json`` (a ``tokenizers.Tokenizer``, truncation and
+padding set).
 """
 
 from __future__ import annotations
@@ -32,6 +39,24 @@ MODEL_FILE = "model.onnx"
 INFO_FILE = "export.json"
 INPUT_NAMES = ("video_feats", "video_mask", "query_feats", "query_mask")
 OUTPUT_NAMES = ("pred_logits", "pred_spans", "saliency_scores")
+IMAGE_MODEL_FILE = "image_encoder.onnx"
+TEXT_MODEL_FILE = "text_encoder.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+IMAGE_INPUT_NAMES, IMAGE_OUTPUT_NAMES = ("pixel_values",), ("image_embeds",)
+TEXT_INPUT_NAMES, TEXT_OUTPUT_NAMES = ("input_ids", "attention_mask"), ("last_hidden_state", "text_embeds")
+# Every file an export folder may hold (masra export replaces a folder holding only these).
+EXPORT_FILES = (MODEL_FILE, INFO_FILE, IMAGE_MODEL_FILE, TEXT_MODEL_FILE, TOKENIZER_FILE)
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    """The exported CLIP encoder (``clip`` in ``export.json``)."""
+
+    spec: str  # clip:NAME_OR_PATH it was exported from
+    fingerprint: str  # masra.features.encoder.ClipEncoder.fingerprint
+    image_size: int
+    video_dim: int
+    text_dim: int
 
 
 @dataclass(frozen=True)
@@ -47,6 +72,7 @@ class ExportInfo:
     feature_encoder_fingerprint: str | None
     checkpoint: str
     masra_version: str
+    clip: ClipInfo | None = None
 
 
 def is_export(folder: str | Path) -> bool:
@@ -72,6 +98,7 @@ def write_export_info(folder: str | Path, info: ExportInfo) -> Path:
         "postprocess": dataclasses.asdict(info.postprocess),
         "encoder": {"name": info.feature_encoder, "fingerprint": info.feature_encoder_fingerprint},
         "source": {"checkpoint": info.checkpoint, "masra_version": info.masra_version},
+        "clip": None if info.clip is None else dataclasses.asdict(info.clip),
     }, indent=2)
     return path
 
@@ -107,6 +134,10 @@ def read_export(folder: str | Path) -> tuple[Path, ExportInfo]:
     model = folder / str(raw.get("model", MODEL_FILE))
     if not model.is_file():
         raise MasraError("the ONNX model is missing", file=model)
+    clip = None if raw.get("clip") is None else _section(raw, "clip", ClipInfo, path)
+    for name in (IMAGE_MODEL_FILE, TEXT_MODEL_FILE, TOKENIZER_FILE) if clip is not None else ():
+        if not (folder / name).is_file():
+            raise MasraError("the export's CLIP encoder is missing this file", file=folder / name)
     info = ExportInfo(
         opset=int(raw.get("opset", 0)),
         dataset=str(raw.get("dataset", "")),
@@ -117,5 +148,6 @@ def read_export(folder: str | Path) -> tuple[Path, ExportInfo]:
         feature_encoder_fingerprint=encoder.get("fingerprint"),
         checkpoint=str(source.get("checkpoint", "")),
         masra_version=str(source.get("masra_version", "")),
+        clip=clip,
     )
     return model, info

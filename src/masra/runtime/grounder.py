@@ -1,5 +1,6 @@
-""":class:`OnnxGrounder`: an export folder on onnxruntime, the torch-free twin of masra.inference.Grounder's
-feature API (the same preparation, padding and post-processing code: masra.model.feature_inference)."""
+""":class:`OnnxGrounder`: an export folder on onnxruntime, the torch-free twin of masra.inference.Grounder
+(the same preparation, padding and post-processing code: masra.model.feature_inference; the same video-file
+methods: masra.model.video_inference, on the export's CLIP encoder)."""
 
 from __future__ import annotations
 
@@ -17,27 +18,46 @@ from masra.model.feature_inference import (
     prepare_query,
     prepare_video,
 )
+from masra.errors import MasraError
+from masra.model.postprocess import PostprocessSettings
 from masra.runtime.bundle import INPUT_NAMES, OUTPUT_NAMES, ExportInfo, read_export
 from masra.runtime.session import open_session
+from masra.model.video_inference import VideoGrounding
 
 
-class OnnxGrounder:
-    """Moment retrieval + highlight detection with an exported model, on features the caller provides."""
+class OnnxGrounder(VideoGrounding):
+    """Moment retrieval + highlight detection with an exported model, on features the caller provides, and on
+    video files when the export holds the CLIP encoder (``extract_video``, ``encode_query``, ``predict_video``)."""
 
-    def __init__(self, session: Any, info: ExportInfo) -> None:
+    def __init__(self, session: Any, info: ExportInfo, folder: str | Path, threads: int | None = None) -> None:
         self.session = session
         self.info = info
         self.inputs = info.inputs
+        self.folder = Path(folder)
+        self.threads = threads
+        self._encoder: Any = None
 
     @classmethod
     def from_export(cls, folder: str | Path, threads: int | None = None) -> "OnnxGrounder":
         """Load the export folder ``folder`` (``masra export --out``); ``threads``: onnxruntime's intra-op threads."""
         model, info = read_export(folder)
-        return cls(open_session(model, threads), info)
+        return cls(open_session(model, threads), info, folder, threads)
 
     @property
-    def clip_length(self) -> float:
-        return self.inputs.clip_length
+    def postprocess(self) -> PostprocessSettings:
+        return self.info.postprocess
+
+    @property
+    def encoder(self) -> Any:
+        """The export's CLIP encoder (masra.runtime.clip.OnnxClipEncoder), loaded on first use."""
+        if self._encoder is None:
+            if self.info.clip is None:
+                raise MasraError("this export has no video encoder; export it with masra export --encoder "
+                                 "clip:NAME_OR_PATH to ground video files", file=self.folder, field="encoder")
+            from masra.runtime.clip import OnnxClipEncoder
+
+            self._encoder = OnnxClipEncoder.from_export(self.folder, self.info.clip, self.threads)
+        return self._encoder
 
     def prepare_video(self, video_feats: Any) -> np.ndarray:
         """[L, D] raw features → the model input (masra.model.feature_inference.prepare_video)."""
@@ -59,7 +79,7 @@ class OnnxGrounder:
         top_k: int = 10,
     ) -> list[Prediction]:
         """:meth:`predict` for many pairs in one run of the graph (padded like the training collate)."""
-        return predict_pairs(self._forward, self.inputs, self.info.postprocess, videos, queries, durations, top_k=top_k)
+        return predict_pairs(self._forward, self.inputs, self.postprocess, videos, queries, durations, top_k=top_k)
 
     def predict_video_features(
         self, video_feats: Any, query_feats: Any, duration: float | None = None, top_k: int | None = None
@@ -68,9 +88,9 @@ class OnnxGrounder:
         (masra.video.windows), as ``Grounder.predict_video`` does; ``top_k`` defaults to eval.max_after_nms."""
         video = as_features(video_feats, "video_feats")
         duration = float(duration) if duration is not None else video.shape[0] * self.clip_length
-        top_k = top_k if top_k is not None else self.info.postprocess.max_after_nms
+        top_k = top_k if top_k is not None else self.postprocess.max_after_nms
         pred, _ = predict_sliding(lambda feats, length, k: self.predict(feats, query_feats, duration=length, top_k=k),
-                                  video, self.inputs, duration, self.info.postprocess, top_k)
+                                  video, self.inputs, duration, self.postprocess, top_k)
         return pred
 
     def _forward(

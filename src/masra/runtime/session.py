@@ -12,7 +12,7 @@ from masra.extras import require_extra
 def open_session(path: str | Path, threads: int | None = None) -> Any:
     """An ``onnxruntime.InferenceSession`` of the ONNX file ``path`` (``threads``: intra-op threads, None =
     onnxruntime's choice)."""
-    require_extra("runtime", "the ONNX runtime (masra.runtime)")
+    require_extra("runtime", "the ONNX runtime (masra.runtime)", modules=("onnxruntime",))
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
