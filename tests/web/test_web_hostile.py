@@ -137,7 +137,7 @@ def test_masra_serve_checks_the_host_on_every_bind_address(monkeypatch, caplog, 
 
     served = {}
     monkeypatch.setattr(Grounder, "from_checkpoint",
-                        classmethod(lambda cls, *a, **k: SimpleNamespace(encoder_spec="stub", encoder=None)))
+                        classmethod(lambda cls, *a, **k: SimpleNamespace(encoder=SimpleNamespace(spec="stub"))))
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: served.update(app=app, **kwargs))
     with caplog.at_level(logging.WARNING, logger="masra.serve"):
         assert main(["serve", "--checkpoint", str(tmp_path), "--host", bind, "--port", "7860"]) == 0
