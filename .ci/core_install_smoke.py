@@ -11,7 +11,7 @@ from pathlib import Path
 
 import masra
 from masra.config import save_config
-from masra.extras import EXTRA_MODULES, missing_modules
+from masra.extras import CORE_MODULES, EXTRA_MODULES, missing_modules
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "train"))
 from tiny_data import make_tiny_dataset, tiny_config  # noqa: E402  (the training tests' tiny dataset)
@@ -29,7 +29,8 @@ def masra_command(*args: object) -> subprocess.CompletedProcess:
 def main() -> None:
     if "site-packages" not in masra.__file__:
         sys.exit(f"masra comes from {masra.__file__}, not from the installed wheel")
-    installed = {extra: sorted(set(modules) - set(missing_modules(extra))) for extra, modules in EXTRA_MODULES.items()}
+    installed = {extra: sorted(set(modules) - set(missing_modules(extra)) - set(CORE_MODULES))
+                 for extra, modules in EXTRA_MODULES.items()}
     if any(installed.values()):
         sys.exit(f"the core install brought optional packages: { {k: v for k, v in installed.items() if v} }")
     with tempfile.TemporaryDirectory() as folder:

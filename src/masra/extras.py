@@ -28,6 +28,9 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     # The torch-free install beside `pip install --no-deps masra` (masra.runtime, predict --video --runtime onnx).
     "runtime": ("onnxruntime", "tokenizers", "av", "PIL", "matplotlib", "tqdm", "numpy"),
 }
+# Modules of the core's own dependencies that an extra repeats (the runtime extra is installed beside
+# `pip install --no-deps masra`, so it lists them too): a core install has them without any extra.
+CORE_MODULES = ("numpy", "tqdm")
 
 
 def install_hint(extra: str) -> str:
