@@ -12,7 +12,7 @@ import torch
 from masra.config import load_config, set_masra_parts
 from masra.errors import MasraError
 from masra.model import build_model
-from masra.model.cg_detr import CGDETR, source_video
+from masra.model.cg_detr import CGDETR, largest_first, source_video
 
 from conftest import T_DIM, V_DIM, last_sample_alone
 from test_masra_integration import assert_padding_leaves_valid_outputs
@@ -118,6 +118,30 @@ def test_the_attention_saliency_loss_is_weighted_by_saliency_attention(small_con
 ])
 def test_source_video_strips_a_qvhighlights_window(vid, source):
     assert source_video(vid) == source
+
+
+def test_the_prototypes_are_torchs_topk_with_ties_to_the_lowest_index():
+    torch.manual_seed(0)
+    values = torch.rand(3, 10)
+    for k in (1, 3, 10):
+        top = values.topk(k, dim=1)
+        assert all(torch.equal(a, b) for a, b in zip(largest_first(values, k), (top.values, top.indices)))
+    tied = torch.tensor([[0.1, 0.3, 0.3, 0.3], [0.25, 0.25, 0.25, 0.25]])
+    assert largest_first(tied, 2)[1].tolist() == [[1, 2], [0, 1]]
+
+
+def test_a_one_clip_video_mixes_the_first_prototype(small_config):
+    """One clip is its own mean: every prototype gets one weight, and the first is chosen (as in an export;
+    torch's topk picks any)."""
+    cfg = cg_config(small_config)
+    model, _ = _model(cfg)
+    video, mask, attention = torch.randn(1, 1, cfg.model.hidden_dim), torch.ones(1, 1), torch.ones(1, 1)
+    with torch.no_grad():
+        token = model.eval().saliency_token(video, mask, attention)
+        model.prompt_tokens[1:] += torch.randn_like(model.prompt_tokens[1:])
+        assert torch.equal(model.saliency_token(video, mask, attention), token)
+        model.prompt_tokens[0] += torch.randn_like(model.prompt_tokens[0])
+        assert not torch.allclose(model.saliency_token(video, mask, attention), token)
 
 
 def test_the_packaged_config_sets_cg_detrs_model():

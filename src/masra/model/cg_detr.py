@@ -60,8 +60,9 @@ class AdaptiveCrossAttention(nn.Module):
     softmax over all keys, but only the keys after the first ``absorbing`` ones (the dummies) add their values.
 
     Returns the output [B, L, d] and the head-averaged attention weights [B, L, S] (before dropout). With no keys
-    (S = 0) the output is the output projection's bias, as in CG-DETR. CG-DETR also masks (padded clip, padded
-    token) pairs; the key-padding mask already excludes them, so it alone gives the same result.
+    (S = 0) the output is the output projection's bias, as in CG-DETR; that case computes no empty products (their
+    zero-size reshapes are what onnxruntime refuses in an export: docs/deploy.md). CG-DETR also masks (padded clip,
+    padded token) pairs; the key-padding mask already excludes them, so it alone gives the same result.
     """
 
     def __init__(self, d_model: int, nheads: int, dropout_p: float) -> None:
@@ -82,6 +83,8 @@ class AdaptiveCrossAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """query [B, L, d], key / value / key_pos [B, S, d], key_mask [B, S] float (1 = valid)."""
         batch, length, width = query.shape
+        if key.shape[1] == 0:  # the saliency token's pass: nothing to attend, the output is the bias
+            return self.out_proj(torch.zeros_like(query)), query.new_zeros(batch, length, 0)
         heads = self.nheads
         head_dim = width // heads
 
@@ -216,7 +219,7 @@ class CGDETR(BaseGroundingModel):
         importance = text_attention.detach() * video_mask  # [B, L]
         importance = importance / importance.sum(1, keepdim=True)
         weight = (similarity * importance.unsqueeze(-1)).sum(1)  # [B, P]: importance-weighted mean over clips
-        top_weight, top_index = weight.topk(self.prompts, dim=1)  # [B, k]
+        top_weight, top_index = largest_first(weight, self.prompts)  # [B, k]
         token = (top_weight.unsqueeze(-1) * self.prompt_tokens[top_index]).sum(1) + context  # [B, d]
         no_keys = token.new_zeros(token.shape[0], 0, token.shape[1])
         pos = self.global_pos.to(token.dtype).expand(token.shape[0], 1, -1)
@@ -364,6 +367,20 @@ class CGDETR(BaseGroundingModel):
         if stats is not None:
             outputs["diagnostics"] = self._diagnostics(stats)
         return outputs
+
+
+def largest_first(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``values.topk(k, dim=1)`` of [B, P] -> ([B, k], [B, k]), with ties going to the lowest index: torch's topk
+    breaks them in any order (a one-clip video gives every CG-DETR prototype one weight), ONNX's TopK and argmax
+    by index, so the torch model and its export pick the same ones."""
+    indices = []
+    remaining = values
+    for _ in range(k):
+        index = remaining.argmax(dim=1, keepdim=True)  # the first of the largest
+        indices.append(index)
+        remaining = remaining.scatter(1, index, float("-inf"))
+    index = torch.cat(indices, dim=1)
+    return values.gather(1, index), index
 
 
 def source_video(vid: str) -> str:
