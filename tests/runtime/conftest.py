@@ -1,6 +1,7 @@
 """Tiny checkpoints and their exports, shared by the export and runtime tests: built from config (no training:
-weights are the seeded initialisation), baseline and MASRA (every part on), and the QD-DETR fixture's checkpoint
-(made by QD-DETR's own code, tests/fixtures/qd_detr) converted by ``masra convert qd-detr``."""
+weights are the seeded initialisation) on each backbone (model.backbone), MASRA parts off and every part on, and
+the anchors' fixture checkpoints (made by QD-DETR's, Moment-DETR's and CG-DETR's own code, tests/fixtures)
+converted by ``masra convert``."""
 
 from __future__ import annotations
 
@@ -15,19 +16,35 @@ from required import in_ci
 
 from masra.checkpoint import ModelDims, save_checkpoint
 from masra.cli.main import main
-from masra.config import Config
+from masra.config import Config, apply_overrides
 from masra.inference.loading import load_model
 from masra.model import build_model
 from masra.model.parts import PARTS
-from video.video_assets import QD_DETR_FIXTURE
 
 V_DIM, T_DIM, SEMANTIC_DIM = 18, 8, 12  # V_DIM: 16 raw + 2 TEF
 ENCODER, FINGERPRINT = "clip:tiny-test-encoder", "0123456789abcdef"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+# The settings a backbone needs besides the tiny width (CG-DETR: fewer dummies and prototypes, for speed).
+BACKBONE_SETTINGS = {
+    "qd_detr": [],
+    "moment_detr": ["model.use_negative_pairs=false"],
+    "cg_detr": ["model.cg_detr.num_dummies=3", "model.cg_detr.prompt_bank=4"],
+}
+# The `exported` fixture's checkpoints: name -> (backbone, MASRA parts on, converted from the anchor's fixture).
+EXPORTS = {
+    "baseline": ("qd_detr", False, False),
+    "masra": ("qd_detr", True, False),
+    "qd-detr": ("qd_detr", False, True),
+    "moment-detr": ("moment_detr", False, True),
+    "masra-moment-detr": ("moment_detr", True, False),
+    "cg-detr": ("cg_detr", False, True),
+    "masra-cg-detr": ("cg_detr", True, False),
+}
 
 
 @dataclass
 class Exported:
-    name: str
+    name: str  # a key of EXPORTS
     checkpoint: Path
     export: Path
     model: torch.nn.Module
@@ -41,11 +58,12 @@ class Exported:
 
 
 def tiny_checkpoint(
-    folder: Path, masra: bool, seed: int = 0, *, dims: ModelDims | None = None, max_v_l: int | None = None
+    folder: Path, masra: bool, seed: int = 0, *, dims: ModelDims | None = None, max_v_l: int | None = None,
+    backbone: str = "qd_detr",
 ) -> tuple[torch.nn.Module, Config, ModelDims]:
-    """A checkpoint of a hidden-32 model (every MASRA part on when ``masra``) with seeded random weights; ``dims``
-    default to V_DIM / T_DIM and a made-up encoder record, ``max_v_l`` to the config's."""
-    cfg = Config()
+    """A checkpoint of a hidden-32 model on ``backbone`` (every MASRA part on when ``masra``) with seeded random
+    weights; ``dims`` default to V_DIM / T_DIM and a made-up encoder record, ``max_v_l`` to the config's."""
+    cfg = apply_overrides(Config(), [f"model.backbone={backbone}", *BACKBONE_SETTINGS[backbone]])
     cfg.model.hidden_dim, cfg.model.nheads, cfg.model.dim_feedforward = 32, 4, 64
     cfg.eval.nms_threshold = 0.7  # NMS on, so the runtime's answers go through it too
     if max_v_l is not None:
@@ -78,22 +96,26 @@ def runtime_python() -> str:
     return sys.executable
 
 
-def converted_qd_detr(folder: Path) -> tuple[torch.nn.Module, Config, ModelDims]:
-    """The QD-DETR fixture converted into the run folder ``folder`` (its checkpoint: ``folder/last``)."""
-    assert main(["convert", "qd-detr", str(QD_DETR_FIXTURE / "model_best.ckpt"), "--out", str(folder)]) == 0
+def converted_anchor(backbone: str, folder: Path) -> tuple[torch.nn.Module, Config, ModelDims]:
+    """The anchor's fixture checkpoint of ``backbone`` (tests/fixtures/BACKBONE) converted into the run folder
+    ``folder`` (its checkpoint: ``folder/last``)."""
+    checkpoint = FIXTURES / backbone / "model_best.ckpt"
+    assert main(["convert", backbone.replace("_", "-"), str(checkpoint), "--out", str(folder)]) == 0
     model, cfg, dims = load_model(folder, "cpu")
     return model.eval(), cfg, dims
 
 
-@pytest.fixture(scope="session", params=["baseline", "masra", "qd-detr"])
+@pytest.fixture(scope="session", params=list(EXPORTS))
 def exported(request, tmp_path_factory) -> Exported:
     from masra.export import export_checkpoint
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp(f"export_{request.param}")
-    if request.param == "qd-detr":
-        model, cfg, dims = converted_qd_detr(root / "ckpt")
+    backbone, masra, converted = EXPORTS[request.param]
+    if converted:
+        model, cfg, dims = converted_anchor(backbone, root / "ckpt")
     else:
-        model, cfg, dims = tiny_checkpoint(root / "ckpt", masra=request.param == "masra")
+        model, cfg, dims = tiny_checkpoint(root / "ckpt", masra=masra, backbone=backbone)
+    assert cfg.model.backbone == backbone
     export_checkpoint(root / "ckpt", root / "export")
     return Exported(request.param, root / "ckpt", root / "export", model, cfg, dims)

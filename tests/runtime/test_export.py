@@ -1,4 +1,5 @@
-"""masra export: the ONNX graph on onnxruntime against the torch model, export.json, and the output folder rules."""
+"""masra export: the ONNX graph on onnxruntime against the torch model (every backbone, MASRA parts off and on),
+export.json, and the output folder rules."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from masra.export import ExportedForward, example_inputs
 from masra.model.feature_inference import InputSpec
 from masra.runtime.bundle import INFO_FILE, INPUT_NAMES, MODEL_FILE, OUTPUT_NAMES, read_export
 from masra.runtime.session import open_session
-from runtime.conftest import ENCODER, FINGERPRINT, tiny_checkpoint
+from runtime.conftest import ENCODER, EXPORTS, FINGERPRINT, tiny_checkpoint
 
 # The session's exports are made in the first test that uses them: torch.export of the MASRA model takes
 # minutes on a loaded 2-core machine, more than pytest's default timeout (pyproject.toml).
@@ -50,9 +51,10 @@ def test_export_json_carries_what_inference_needs(exported):
     assert info.inputs == InputSpec.of(exported.cfg, exported.dims)
     assert info.postprocess.nms_threshold == exported.cfg.eval.nms_threshold
     assert info.postprocess.postprocess == exported.cfg.eval.postprocess
-    recorded = {"baseline": (ENCODER, FINGERPRINT), "masra": (ENCODER, FINGERPRINT), "qd-detr": (None, None)}
-    assert (info.feature_encoder, info.feature_encoder_fingerprint) == recorded[exported.name]
-    assert info.parts == (["dai", "sora", "sge", "esta", "lrca"] if exported.name == "masra" else [])
+    _, masra, converted = EXPORTS[exported.name]
+    recorded = (None, None) if converted else (ENCODER, FINGERPRINT)  # an anchor's checkpoint records no encoder
+    assert (info.feature_encoder, info.feature_encoder_fingerprint) == recorded
+    assert info.parts == (["dai", "sora", "sge", "esta", "lrca"] if masra else [])
     assert info.opset >= 18
     assert sorted(p.name for p in exported.export.iterdir()) == sorted([MODEL_FILE, INFO_FILE])
 

