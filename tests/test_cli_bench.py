@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from lab.bench.anchor_stand_in import forget_stand_in, write_stand_in
 from masra.cli.main import main
 
 
@@ -82,3 +83,34 @@ def test_bench_model_names_the_cpu_and_refuses_qd_detr_without_its_checkout(tmp_
     assert set(result["cpu"]) == {"model", "isa", "native_bf16", "amx"}
     (row,) = result["rows"]
     assert row["variant"] == "baseline" and row["train_step"] is None and row["inference_single"]["seconds"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone, title", [("moment_detr", "Moment-DETR"), ("cg_detr", "CG-DETR")])
+def test_bench_model_rows_on_a_backbone_against_its_own_anchor(tmp_path, capsys, backbone, title):
+    """masra's rows on the backbone and the anchor's (a stand-in checkout: tests/lab/bench/anchor_stand_in.py),
+    timed in one process, with the ratios to the anchor."""
+    anchor = backbone.replace("_", "-")
+    repo = write_stand_in(tmp_path / "checkout", anchor.replace("-", "_"))
+    try:
+        result, printed = _bench(tmp_path, capsys, "model", "--batch-size", "2", "--clips", "8", "--backbone",
+                                 backbone, f"--{anchor}-repo", str(repo), "--jobs", "inference_single")
+    finally:
+        forget_stand_in(anchor.replace("-", "_"))
+    assert [row["variant"] for row in result["rows"]] == ["baseline", "masra", anchor]
+    for row in result["rows"]:
+        assert row["backbone"] == backbone and row["inference_single"]["seconds"] > 0
+        assert row["vs_anchor"]["inference_single"] == pytest.approx(
+            row["inference_single"]["seconds"] / result["rows"][2]["inference_single"]["seconds"])
+        assert row["variant"] in printed
+    assert f"/ {title}" in printed and f"model.backbone {backbone}" in " ".join(printed.split())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--moment-detr-repo", "x"], "add --backbone moment_detr"),
+    (["--backbone", "cg_detr", "--variants", "qd-detr"], "add --backbone qd_detr"),
+    (["--backbone", "cg_detr", "--variants", "cg-detr"], "name both --cg-detr-repo and cg-detr"),
+])
+def test_bench_model_refuses_an_anchor_of_another_backbone_or_without_its_checkout(capsys, args, message):
+    assert main(["bench", "model", *args, "--jobs", "inference_single"]) == 1
+    assert message in capsys.readouterr().err

@@ -1,7 +1,7 @@
 """``masra bench sora|model|floor|scale|data|features|eval|onnx``: speed and memory, each as a ratio against a
-baseline run in the same process (dense SORA, the baseline model or QD-DETR's own code, the npz folder layout,
-decoding every frame, the literal evaluator loops, the torch model); ``floor`` times each training step's matrix
-products alone."""
+baseline run in the same process (dense SORA, the baseline model or the backbone's anchor's own code, the npz
+folder layout, decoding every frame, the literal evaluator loops, the torch model); ``floor`` times each training
+step's matrix products alone."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from masra.errors import MasraError
 from masra.extras import require_extra
-from masra.lab.bench.model_jobs import JOBS, VARIANTS
+from masra.lab.bench.model_jobs import ANCHOR_VARIANTS, BACKBONES, JOBS, VARIANTS
 from masra.lab.bench.table import BenchTable
 
 if TYPE_CHECKING:
@@ -37,9 +37,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--batch-size", type=int, default=32)
     model.add_argument("--clips", type=int, default=75)
     model.add_argument("--amp", choices=("none", "bf16"), default="none", help="autocast the masra forwards")
-    model.add_argument("--qd-detr-repo", type=Path, help="a checkout of wjun0830/QD-DETR: time its own step as reference")
+    model.add_argument("--backbone", choices=BACKBONES, default="qd_detr",
+                       help="model.backbone of the baseline and masra rows (default qd_detr)")
+    for anchor, repository in (("qd-detr", "wjun0830/QD-DETR"), ("moment-detr", "jayleicn/moment_detr"),
+                               ("cg-detr", "wjun0830/CGDETR")):
+        model.add_argument(f"--{anchor}-repo", type=Path, help=f"a checkout of {repository}: time its own code as "
+                           f"reference (with --backbone {anchor.replace('-', '_')})")
     model.add_argument("--variants", nargs="+", choices=VARIANTS, help="time only these (default: baseline and "
-                       "masra, and qd-detr with --qd-detr-repo; qd-detr needs it)")
+                       "masra, and the backbone's anchor with its --ANCHOR-repo; the anchor needs it)")
     model.add_argument("--jobs", nargs="+", choices=JOBS, default=list(JOBS), help="time only these (default: all)")
     floor = which.add_parser(
         "floor", help="each training step vs its matrix products replayed alone (a lower bound for the step)"
@@ -81,14 +86,22 @@ def _sora(args: argparse.Namespace, device: torch.device) -> tuple[list[Any], Be
 
 def _model(args: argparse.Namespace, device: torch.device) -> tuple[list[Any], BenchTable]:
     from masra.lab.bench.cpu import cpu_capability
-    from masra.lab.bench.model_jobs import QD_DETR
     from masra.lab.bench.model_step import bench_model, model_table
 
-    if args.variants is not None and (QD_DETR in args.variants) != (args.qd_detr_repo is not None):
-        raise MasraError("qd-detr is timed from a QD-DETR checkout: name both --qd-detr-repo and qd-detr in "
+    anchor = ANCHOR_VARIANTS[args.backbone]
+    for backbone, other in ANCHOR_VARIANTS.items():
+        if other != anchor and getattr(args, f"{other.replace('-', '_')}_repo") is not None:
+            raise MasraError(f"--{other}-repo is a checkout of the {backbone} backbone's anchor: add --backbone "
+                             f"{backbone}", field=f"--{other}-repo")
+        if other != anchor and args.variants is not None and other in args.variants:
+            raise MasraError(f"{other} is the {backbone} backbone's anchor: add --backbone {backbone}",
+                             field="--variants")
+    repo = getattr(args, f"{anchor.replace('-', '_')}_repo")
+    if args.variants is not None and (anchor in args.variants) != (repo is not None):
+        raise MasraError(f"{anchor} is timed from its own checkout: name both --{anchor}-repo and {anchor} in "
                          "--variants, or neither", field="--variants")
     rows = bench_model(batch_size=args.batch_size, clips=args.clips, device=device, repeats=args.repeats,
-                       threads=args.threads, amp=args.amp, qd_detr_repo=args.qd_detr_repo,
+                       threads=args.threads, amp=args.amp, anchor_repo=repo, backbone=args.backbone,
                        variants=None if args.variants is None else tuple(args.variants), jobs=tuple(args.jobs))
     return rows, model_table(rows, bf16_emulated=device.type == "cpu" and cpu_capability().bf16_emulated)
 

@@ -45,18 +45,27 @@ def test_the_train_step_clips_and_updates_the_parameters_like_the_trainer():
     assert len(changed) > len(before) // 2  # the AdamW step ran
 
 
-def test_a_folder_that_is_not_a_qd_detr_checkout_is_refused(tmp_path):
-    with pytest.raises(MasraError, match="not a QD-DETR checkout"):
-        build_steps(StepSpec("qd-detr", batch_size=2, clips=8, qd_detr_repo=str(tmp_path)))
+@pytest.mark.parametrize("backbone, title", [("qd_detr", "QD-DETR"), ("moment_detr", "Moment-DETR"),
+                                             ("cg_detr", "CG-DETR")])
+def test_a_folder_that_is_not_the_anchors_checkout_is_refused(tmp_path, backbone, title):
+    anchor = backbone.replace("_", "-")
+    with pytest.raises(MasraError, match=f"not a {title} checkout") as err:
+        build_steps(StepSpec(anchor, batch_size=2, clips=8, anchor_repo=str(tmp_path), backbone=backbone))
+    assert err.value.field == f"--{anchor}-repo"
 
 
-def test_variants_come_in_table_order_and_qd_detr_needs_its_checkout(tmp_path):
+def test_variants_come_in_table_order_and_the_anchor_needs_its_checkout(tmp_path):
     specs = compared_specs(2, 8, torch.device("cpu"), 1, variants=("masra", "baseline", "masra"))
     assert [s.variant for s in specs] == ["baseline", "masra"]
-    assert [s.variant for s in compared_specs(2, 8, torch.device("cpu"), 1, qd_detr_repo=tmp_path)] == [
+    assert [s.variant for s in compared_specs(2, 8, torch.device("cpu"), 1, anchor_repo=tmp_path)] == [
         "baseline", "masra", "qd-detr"]
-    with pytest.raises(ValueError, match="needs qd_detr_repo"):
+    specs = compared_specs(2, 8, torch.device("cpu"), 1, anchor_repo=tmp_path, backbone="cg_detr")
+    assert [(s.variant, s.backbone) for s in specs] == [("baseline", "cg_detr"), ("masra", "cg_detr"),
+                                                        ("cg-detr", "cg_detr")]
+    with pytest.raises(ValueError, match="needs anchor_repo"):
         compared_specs(2, 8, torch.device("cpu"), 1, variants=("qd-detr",))
+    with pytest.raises(ValueError, match="unknown variants"):
+        compared_specs(2, 8, torch.device("cpu"), 1, anchor_repo=tmp_path, variants=("qd-detr",), backbone="cg_detr")
 
 
 @pytest.mark.slow

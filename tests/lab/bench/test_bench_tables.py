@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+import pytest
+
 from masra.cli import bench as bench_cli
 from masra.lab.bench.matmul_floor import FloorRow, floor_table
 from masra.lab.bench.measure import Measurement
@@ -11,12 +13,13 @@ from masra.lab.bench.model_step import ModelRow, model_table
 from masra.lab.bench.sora import SoraRow, sora_table
 
 
-def _model_rows(reference: bool) -> list[ModelRow]:
+def _model_rows(reference: bool, backbone: str = "qd_detr") -> list[ModelRow]:
     rows = []
     for variant, seconds in (("baseline", 0.2), ("masra", 0.3)):
         ratios = {"train_step": seconds / 0.1, "inference": seconds / 0.05, "inference_single": 1.5} if reference else {}
         rows.append(ModelRow(variant, 1000, Measurement(seconds, 2**20, seconds * 1.5, seconds / 2),
-                             Measurement(seconds / 4, None), Measurement(seconds / 8, None), ratios))
+                             Measurement(seconds / 4, None), Measurement(seconds / 8, None), ratios,
+                             backbone=backbone))
     return rows
 
 
@@ -31,6 +34,15 @@ def test_model_table_compares_with_the_baseline_and_adds_qd_detr_columns_only_wi
     assert referenced.columns[10:] == ["step / QD-DETR", "infer / QD-DETR", "1 query / QD-DETR"]
     assert referenced.rows[1][10:] == [f"{0.3 / 0.1:.2f}x", f"{0.3 / 0.05:.2f}x", "1.50x"]
     assert plain.caption == referenced.caption and "peaks" in plain.caption and "user / sys" in plain.caption
+
+
+@pytest.mark.parametrize("backbone, title", [("moment_detr", "Moment-DETR"), ("cg_detr", "CG-DETR")])
+def test_model_table_names_the_backbone_and_compares_with_its_own_anchor(backbone, title) -> None:
+    table = model_table(_model_rows(reference=True, backbone=backbone))
+    assert table.columns[10:] == [f"step / {title}", f"infer / {title}", f"1 query / {title}"]
+    assert table.rows[1][10:] == [f"{0.3 / 0.1:.2f}x", f"{0.3 / 0.05:.2f}x", "1.50x"]
+    assert table.caption.startswith(f"baseline and masra on the {title} backbone (model.backbone {backbone})")
+    assert not model_table(_model_rows(reference=False)).caption.startswith("baseline and masra on")
 
 
 def test_model_table_shows_only_the_timed_jobs_and_no_baseline_ratio_without_a_baseline() -> None:

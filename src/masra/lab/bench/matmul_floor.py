@@ -20,7 +20,8 @@ from torch.utils._pytree import tree_map
 from torch.utils.flop_counter import flop_registry
 
 from masra.lab.bench.measure import alternating_median_seconds
-from masra.lab.bench.model_step import QD_DETR, build_steps, compared_specs
+from masra.lab.bench.model_jobs import QD_DETR
+from masra.lab.bench.model_step import build_steps, compared_specs
 from masra.lab.bench.table import BenchTable, ms
 
 MATRIX_PRODUCTS = frozenset({"aten.mm", "aten.addmm", "aten.bmm", "aten.baddbmm"})
@@ -94,7 +95,7 @@ def bench_floor(
 ) -> list[FloorRow]:
     """Rows for the baseline, MASRA (all parts) and, with ``qd_detr_repo``, QD-DETR's own step: each step and
     its matrix products alone, all timed alternately in this process."""
-    specs = compared_specs(batch_size, clips, device, threads, qd_detr_repo=qd_detr_repo)
+    specs = compared_specs(batch_size, clips, device, threads, anchor_repo=qd_detr_repo)
     jobs: dict[str, Callable[[], None]] = {}
     counts: dict[str, tuple[int, float]] = {}
     for spec in specs:

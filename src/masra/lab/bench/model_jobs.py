@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 QD_DETR = "qd-detr"
-VARIANTS = ("baseline", "masra", QD_DETR)  # masra with no part, with all five, QD-DETR's own code (table order)
+# The bench variant of each backbone's anchor, its own code (masra.lab.bench.anchor_reference).
+ANCHOR_VARIANTS = {"qd_detr": QD_DETR, "moment_detr": "moment-detr", "cg_detr": "cg-detr"}
+BACKBONES = tuple(ANCHOR_VARIANTS)
+# masra with no part, with all five (on the chosen backbone), the backbone's anchor (table order)
+VARIANTS = ("baseline", "masra", *ANCHOR_VARIANTS.values())
 JOBS = ("inference_single", "inference", "train_step")  # smallest first (peaks are read in this order)
 
 

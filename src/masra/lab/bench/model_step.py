@@ -4,8 +4,9 @@ AdamW) and inference (a batch, and one query) of the baseline versus MASRA with 
 Times are medians over rounds that alternate the variants in this process (robust to machine load), wall
 time and the process's user and system CPU time; each peak memory is measured in a fresh process that runs
 only that job (whole-process RSS high-water on CPU, so memory outside torch's allocator counts too).
-``--qd-detr-repo`` adds QD-DETR's own code as reference. ``--variants`` and ``--jobs`` pick what is timed, so
-that one long-video row can run alone.
+``--backbone`` picks the model (``model.backbone``) of masra's rows, and ``--qd-detr-repo``, ``--moment-detr-repo`` or
+``--cg-detr-repo`` adds that backbone's anchor, its own code, as reference (masra.lab.bench.anchor_reference).
+``--variants`` and ``--jobs`` pick what is timed, so that one long-video row can run alone.
 """
 
 from __future__ import annotations
@@ -25,20 +26,25 @@ from masra.lab.bench.measure import (
     process_peak_bytes,
     reset_process_peak,
 )
-from masra.lab.bench.model_jobs import JOBS, QD_DETR, VARIANTS, in_order
+from masra.lab.bench.anchor_reference import ANCHORS
+from masra.lab.bench.model_jobs import ANCHOR_VARIANTS, JOBS, in_order
 from masra.lab.bench.table import BenchTable, mb, ms, times
-from masra.config import Config, set_masra_parts
+from masra.config import Config, load_config, set_masra_parts
 from masra.data.batch import GroundingBatch
 from masra.model import build_model
 from masra.model.prediction import autocast, to_float32
 from masra.train.trainer import build_optimizer
 
 V_DIM, T_DIM, TOKENS, PRIOR_DIM = 2818, 512, 24, 384  # QVHighlights SlowFast + CLIP (+ TEF), CLIP text, MiniLM priors
+# masra's config of each backbone's rows: the model of the anchor's released QVHighlights run (None: the defaults,
+# which are QD-DETR's).
+BACKBONE_CONFIGS = {"qd_detr": None, "moment_detr": "moment_detr_qvhighlights", "cg_detr": "cg_detr_qvhighlights"}
 
 
 @dataclass(frozen=True)
 class StepSpec:
-    """One benchmarked model: a masra variant ("baseline", "masra") or QD_DETR, and its inputs."""
+    """One benchmarked model: a masra variant ("baseline", "masra") on ``backbone`` or that backbone's anchor
+    (its name in ANCHOR_VARIANTS, timed from the checkout ``anchor_repo``), and its inputs."""
 
     variant: str
     batch_size: int
@@ -47,18 +53,20 @@ class StepSpec:
     threads: int | None = None
     amp: str = "none"  # masra only: "bf16" runs the forward under autocast, as train.amp does
     encoder_window: int = 0
-    qd_detr_repo: str | None = None
+    anchor_repo: str | None = None
+    backbone: str = "qd_detr"
 
 
 @dataclass
 class ModelRow:
-    variant: str  # "baseline", "masra" or "qd-detr"
+    variant: str  # "baseline", "masra" or the backbone's anchor ("qd-detr", "moment-detr", "cg-detr")
     parameters: int
     train_step: Measurement | None  # forward + loss with matching + backward + clip + AdamW step
     inference: Measurement | None  # one forward of the whole batch, no priors
     inference_single: Measurement | None  # one forward of a single query (None: a job not asked for)
-    vs_qd_detr: dict[str, float] = field(default_factory=dict)  # time ratio to QD-DETR per job (with a reference)
+    vs_anchor: dict[str, float] = field(default_factory=dict)  # time ratio to the anchor per job (with a reference)
     amp: str = "none"  # "bf16": the forwards ran under bf16 autocast
+    backbone: str = "qd_detr"  # model.backbone of the masra rows; the anchor row's backbone
 
 
 def _batches(spec: StepSpec) -> tuple[GroundingBatch, GroundingBatch, GroundingBatch]:
@@ -83,13 +91,16 @@ def build_steps(spec: StepSpec) -> tuple[torch.nn.Module, dict[str, Callable[[],
     """(model, {job name: callable}) for one model, built with seed 0."""
     device = torch.device(spec.device)
     batch, query_only, single = _batches(spec)
-    if spec.variant == QD_DETR:
-        from masra.lab.bench.qd_detr_reference import qd_detr_steps
+    anchor = ANCHORS[spec.backbone]
+    if spec.variant == anchor.name:
+        from masra.lab.bench.anchor_reference import anchor_steps
 
-        if spec.qd_detr_repo is None:
-            raise ValueError("the QD-DETR reference needs qd_detr_repo")
-        return qd_detr_steps(Path(spec.qd_detr_repo), batch, single, device)
-    cfg = set_masra_parts(Config(), "none" if spec.variant == "baseline" else "all")
+        if spec.anchor_repo is None:
+            raise ValueError(f"the {anchor.title} reference needs anchor_repo")
+        return anchor_steps(anchor, Path(spec.anchor_repo), batch, single, device)
+    config = BACKBONE_CONFIGS[spec.backbone]
+    cfg = Config() if config is None else load_config(config)
+    set_masra_parts(cfg, "none" if spec.variant == "baseline" else "all")
     cfg.model.encoder_window = spec.encoder_window
     torch.manual_seed(0)
     model, criterion = build_model(cfg, V_DIM, T_DIM, PRIOR_DIM)
@@ -162,24 +173,30 @@ def compared_specs(
     device: torch.device,
     threads: int | None,
     amp: str = "none",
-    qd_detr_repo: Path | str | None = None,
+    anchor_repo: Path | str | None = None,
     variants: tuple[str, ...] | None = None,
+    backbone: str = "qd_detr",
 ) -> list[StepSpec]:
-    """The models a step benchmark compares on one batch shape, in the order of ``VARIANTS``: the baseline, MASRA
-    (all parts) and QD-DETR's own code (never autocast: ``amp`` applies to masra only). ``variants`` (default:
-    all three with ``qd_detr_repo``, the first two without) picks some; QD-DETR needs ``qd_detr_repo``."""
+    """The models a step benchmark compares on one batch shape, in table order: the baseline and
+    MASRA (all parts) on ``backbone``, and that backbone's anchor, its own code from the checkout ``anchor_repo``
+    (never autocast: ``amp`` applies to masra only). ``variants`` (default: all three with ``anchor_repo``, the
+    first two without) picks some; the anchor needs ``anchor_repo``."""
+    if backbone not in ANCHOR_VARIANTS:
+        raise ValueError(f"unknown backbone {backbone!r}; known: {', '.join(ANCHOR_VARIANTS)}")
+    anchor = ANCHOR_VARIANTS[backbone]
+    known = ("baseline", "masra", anchor)
     if variants is None:
-        variants = VARIANTS if qd_detr_repo is not None else VARIANTS[:2]
-    unknown = set(variants) - set(VARIANTS)
+        variants = known if anchor_repo is not None else known[:2]
+    unknown = set(variants) - set(known)
     if unknown:
-        raise ValueError(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
-    if QD_DETR in variants and qd_detr_repo is None:
-        raise ValueError("the QD-DETR reference needs qd_detr_repo")
-    base = StepSpec("baseline", batch_size, clips, str(device), threads, amp)
+        raise ValueError(f"unknown variants {sorted(unknown)} on {backbone}; known: {', '.join(known)}")
+    if anchor in variants and anchor_repo is None:
+        raise ValueError(f"the {ANCHORS[backbone].title} reference needs anchor_repo")
+    base = StepSpec("baseline", batch_size, clips, str(device), threads, amp, backbone=backbone)
     return [
-        dataclasses.replace(base, variant=QD_DETR, amp="none", qd_detr_repo=str(qd_detr_repo))
-        if variant == QD_DETR else dataclasses.replace(base, variant=variant)
-        for variant in in_order(variants, VARIANTS)
+        dataclasses.replace(base, variant=anchor, amp="none", anchor_repo=str(anchor_repo))
+        if variant == anchor else dataclasses.replace(base, variant=variant)
+        for variant in in_order(variants, known)
     ]
 
 
@@ -191,26 +208,28 @@ def bench_model(
     repeats: int = 3,
     threads: int | None = None,
     amp: str = "none",
-    qd_detr_repo: Path | None = None,
+    anchor_repo: Path | None = None,
     variants: tuple[str, ...] | None = None,
     jobs: tuple[str, ...] = JOBS,
+    backbone: str = "qd_detr",
 ) -> list[ModelRow]:
-    """Rows for the baseline, MASRA (all parts, priors in the training batch) and, with ``qd_detr_repo``,
-    QD-DETR, or for ``variants`` only (see :func:`compared_specs`); ``jobs`` (names in ``JOBS``) picks what is
-    timed, the others are None in the rows. Ratios to QD-DETR need its row."""
+    """Rows for the baseline, MASRA (all parts, priors in the training batch) on ``backbone`` and, with
+    ``anchor_repo``, the backbone's anchor, or for ``variants`` only (see :func:`compared_specs`); ``jobs`` (names
+    in ``JOBS``) picks what is timed, the others are None in the rows. Ratios to the anchor need its row."""
     unknown = set(jobs) - set(JOBS)
     if not jobs or unknown:
         raise ValueError(f"jobs must be some of {', '.join(JOBS)}, got {list(jobs)}")
     jobs = in_order(jobs, JOBS)
-    specs = compared_specs(batch_size, clips, device, threads, amp, qd_detr_repo, variants)
+    specs = compared_specs(batch_size, clips, device, threads, amp, anchor_repo, variants, backbone)
     parameters, measured = bench_steps(specs, jobs, repeats)
-    reference = next((measured[spec] for spec in specs if spec.variant == QD_DETR), None)
+    anchor = ANCHOR_VARIANTS[backbone]
+    reference = next((measured[spec] for spec in specs if spec.variant == anchor), None)
     rows = []
     for spec in specs:
         done = measured[spec]
         ratios = {job: done[job].seconds / reference[job].seconds for job in jobs} if reference else {}
         rows.append(ModelRow(spec.variant, parameters[spec], done.get("train_step"), done.get("inference"),
-                             done.get("inference_single"), ratios, spec.amp))
+                             done.get("inference_single"), ratios, spec.amp, backbone))
     return rows
 
 
@@ -246,16 +265,21 @@ def _job_columns(job: str, base: ModelRow | None) -> list[Column]:
 
 
 def model_table(rows: list[ModelRow], bf16_emulated: bool = False) -> BenchTable:
-    """One row per variant, columns for the jobs that were timed; with a QD-DETR reference (rows carry
-    ``vs_qd_detr``) a ratio column per job. ``bf16_emulated``: the CPU lacks bf16 instructions (bf16 rows say so)."""
+    """One row per variant, columns for the jobs that were timed; with the anchor as reference (rows carry
+    ``vs_anchor``) a ratio column per job, named after the anchor. ``bf16_emulated``: the CPU lacks bf16
+    instructions (bf16 rows say so). The caption names a backbone other than QD-DETR."""
     base = next((r for r in rows if r.variant == "baseline"), None)
     timed = [job for job in ("train_step", "inference", "inference_single") if getattr(rows[0], job) is not None]
     columns: list[Column] = [("variant", lambda r: variant_label(r, bf16_emulated)), ("parameters", lambda r: f"{r.parameters:,}")]
     for job in timed:
         columns += _job_columns(job, base)
-    reference_names = {"train_step": "step / QD-DETR", "inference": "infer / QD-DETR", "inference_single": "1 query / QD-DETR"}
-    if any(r.vs_qd_detr for r in rows):
-        columns += [(reference_names[job], lambda r, job=job: f"{r.vs_qd_detr[job]:.2f}x") for job in timed]
+    anchor = ANCHORS[rows[0].backbone]
+    reference_names = {"train_step": "step", "inference": "infer", "inference_single": "1 query"}
+    if any(r.vs_anchor for r in rows):
+        columns += [(f"{reference_names[job]} / {anchor.title}", lambda r, job=job: f"{r.vs_anchor[job]:.2f}x")
+                    for job in timed]
     caption = ("user / sys: CPU time of the whole process in user mode and in the kernel; peaks: whole-process "
                "resident-memory high-water during the job, in a fresh process per variant (CPU)")
+    if anchor.backbone != "qd_detr":
+        caption = f"baseline and masra on the {anchor.title} backbone (model.backbone {anchor.backbone}); {caption}"
     return BenchTable([name for name, _ in columns], [[cell(r) for _, cell in columns] for r in rows], caption)
