@@ -45,6 +45,23 @@ class Variant:
     overrides: tuple[str, ...] = ()
 
 
+def custom_variant(spec: list[str]) -> Variant:
+    """``NAME BASE [KEY=VALUE ...]`` (``masra ablate --variant``) -> a variant named NAME with the parts and
+    overrides of the built-in variant BASE plus the given overrides, e.g. ``esta_w025 all loss.esta=0.25``:
+    an option measured as a row of the table, paired with every other row on the same seeds."""
+    known = {variant.name: variant for variant in VARIANTS}
+    if len(spec) < 2:
+        raise MasraError(f"needs NAME BASE [KEY=VALUE ...], got {' '.join(spec)!r}", field="variant")
+    name, base, *overrides = spec
+    if name in known or not name.replace("_", "").isalnum():
+        raise MasraError(f"{name!r} must be a new name of letters, digits and _ (built-in: {', '.join(known)})",
+                         field="variant")
+    if base not in known:
+        raise MasraError(f"unknown base variant {base!r}; known: {', '.join(known)}", field="variant")
+    apply_overrides(Config(), overrides)  # a bad override fails here, before anything is trained
+    return Variant(name, known[base].parts, (*known[base].overrides, *overrides))
+
+
 # The rows of the table, in order: each part alone (its gain over the baseline) and all parts but one (what
 # the others lose without it). The controls separate a part's mechanism from what comes with it: SORA also
 # adds an encoder layer (sora_beta0: the layer with β fixed at 0, no relational bias; sora_const_r2: R2 replaced
@@ -165,6 +182,7 @@ def run_ablation(
     epochs: int | None = None,
     data_seed: int = 0,
     variants: list[str] | None = None,
+    custom: list[Variant] | None = None,
     n_train: int | None = None,
     n_val: int | None = None,
     overrides: list[str] | None = None,
@@ -178,17 +196,23 @@ def run_ablation(
     Without ``config`` all runs share one generated dataset of regime ``data`` (default planted; generated
     with ``data_seed``, ``n_train``/``n_val`` rows); with ``config`` (a packaged name or YAML path) runs use
     that config's data and settings. ``seeds`` vary the training seed; ``epochs`` defaults to the demo's
-    budget, or to the config's own ``train.epochs``.
+    budget, or to the config's own ``train.epochs``. ``custom`` variants (:func:`custom_variant`) are trained
+    after the chosen built-in ones.
     ``trainer`` is the function that trains one config (replaceable in tests); ``workers`` runs train side
     by side in separate processes (results are written once all pending runs have finished; an
     interrupted ablation resumes each run from its last checkpoint).
     """
     out = Path(out)
     known = {variant.name: variant for variant in VARIANTS}
-    chosen = variants or list(known)
+    chosen = list(variants or known)
     unknown = [v for v in chosen if v not in known]
     if unknown:
         raise MasraError(f"unknown variant(s) {unknown}; known: {', '.join(known)}", field="variants")
+    for variant in custom or []:
+        if variant.name in known:
+            raise MasraError(f"variant {variant.name!r} is given twice", field="variant")
+        known[variant.name] = variant
+        chosen.append(variant.name)
     if not seeds or len(set(seeds)) != len(seeds):
         raise MasraError(f"at least one seed is needed, each once (got {seeds})", field="seeds")
     user_overrides = list(overrides or [])
