@@ -222,3 +222,20 @@ def test_bad_custom_variants_are_refused_before_training(tiny_dataset_copy):
     with pytest.raises(MasraError, match="given twice"):
         _run(tiny_dataset_copy.parent, trainer, variants=["all"], custom=[twice, twice])
     assert trainer.calls == []
+
+
+def test_a_run_recorded_before_esta_source_existed_is_not_reused_as_the_new_default(tiny_dataset_copy):
+    """A finished ESTA run whose fingerprint predates model.esta.source trained ESTA on the memory: a rerun
+    refuses it instead of counting it as a run of the new default; a baseline run of that time is still reused."""
+    out = tiny_dataset_copy.parent
+    _run(out, FakeTrainer(), seeds=[0], variants=["baseline", "esta"])
+    for variant in ("baseline", "esta"):
+        path = out / "runs" / variant / "seed0" / "result.json"
+        record = json.loads(path.read_text())
+        del record["fingerprint"]["config"]["model"]["esta"]["source"]
+        path.write_text(json.dumps(record))
+    again = FakeTrainer()
+    _run(out, again, seeds=[0], variants=["baseline"])
+    assert again.calls == []
+    with pytest.raises(MasraError, match="model.esta.source"):
+        _run(out, FakeTrainer(), seeds=[0], variants=["esta"])

@@ -26,7 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from masra.config import MASRA_PARTS, Config, apply_overrides, config_to_dict, load_config, set_masra_parts, validate_config
+from masra.config import (
+    MASRA_PARTS,
+    Config,
+    apply_overrides,
+    config_to_dict,
+    fill_added_keys,
+    load_config,
+    set_masra_parts,
+    validate_config,
+)
 from masra.data.jsonl import write_json
 from masra.lab.demo.ablation_table import aggregate, markdown_table
 from masra.lab.demo.curves import write_curves
@@ -124,6 +133,8 @@ def load_finished(
     except json.JSONDecodeError as err:
         raise MasraError(f"unreadable result file ({err.msg}); delete it to rerun this run", file=path) from None
     stored = result.get("fingerprint")
+    if isinstance(stored, dict) and isinstance(stored.get("config"), dict):
+        fill_added_keys(stored["config"])  # a run recorded before a key existed keeps that key's old value
     differ = sorted(_differing_keys(stored, fingerprint)) if fingerprint is not None and stored is not None else []
     if differ:
         raise MasraError(f"holds a finished run of another config or dataset (differs in: {', '.join(differ)}); "
