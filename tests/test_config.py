@@ -106,3 +106,16 @@ def test_model_dims_of_older_configs_are_ignored_when_loaded(tmp_path: Path) -> 
     assert old["data"]["v_feat_dim"] == 2818  # the caller's dict is not changed
     with pytest.raises(MasraError, match="data.v_feat_dim"):
         apply_overrides(Config(), ["data.v_feat_dim=7"])  # not a setting any more
+
+
+def test_a_saved_config_from_before_esta_source_keeps_esta_on_the_memory() -> None:
+    """model.esta.source was added with a default (input) that changes what ESTA did before (memory): a saved
+    config without the key, ESTA on, gets memory back; ESTA off, a partial user file or a new dump keep input."""
+    saved = config_to_dict(set_masra_parts(Config(), "all"))
+    del saved["model"]["esta"]["source"]
+    assert config_from_dict(saved).model.esta.source == "memory"
+    off = config_to_dict(Config())
+    del off["model"]["esta"]["source"]
+    assert config_from_dict(off).model.esta.source == "input"
+    assert config_from_dict({"model": {"hidden_dim": 64}}).model.esta.source == "input"
+    assert config_from_dict(config_to_dict(set_masra_parts(Config(), "all"))).model.esta.source == "input"

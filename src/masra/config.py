@@ -334,6 +334,23 @@ RENAMED_KEYS = {
 REMOVED_KEYS = ("data.v_feat_dim", "data.t_feat_dim", "model.sge.semantic_dim")
 
 
+# Keys added with a default that changes what files written before them did: a saved config (a full dump: a
+# checkpoint's or a run's) that has the key's section but not the key gets the old behaviour back.
+# model.esta.source: ESTA read the final clip memory before it read the projected clips by default.
+ADDED_KEYS_OLD_VALUES = {"model.esta.source": "memory"}
+
+
+def fill_added_keys(values: dict[str, Any]) -> dict[str, Any]:
+    """Give a saved config written before a key of ``ADDED_KEYS_OLD_VALUES`` existed that key's old value, in
+    place: only where the key's section is there (a partial user file keeps the current defaults) and switched
+    on (a part that was off behaved the same either way)."""
+    for dotted, old_value in ADDED_KEYS_OLD_VALUES.items():
+        holder, leaf = _holder(values, dotted)
+        if holder is not None and holder.get("enabled", True):
+            holder.setdefault(leaf, old_value)
+    return values
+
+
 def _holder(values: dict[str, Any], dotted: str) -> tuple[dict[str, Any] | None, str]:
     """The mapping that holds the last part of a dotted key (None when a parent is missing), and that part."""
     *parents, leaf = dotted.split(".")
@@ -420,8 +437,9 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 
 
 def config_from_dict(values: dict[str, Any]) -> Config:
+    """A saved config (a full dump, e.g. a checkpoint's), with the keys of older versions brought up to date."""
     cfg = Config()
-    _update(cfg, _migrate_old_keys(copy.deepcopy(values)), "", "checkpoint")
+    _update(cfg, fill_added_keys(_migrate_old_keys(copy.deepcopy(values))), "", "checkpoint")
     return cfg
 
 

@@ -31,6 +31,7 @@ from masra.runtime.bundle import (
     MODEL_FILE,
     OUTPUT_NAMES,
     ExportInfo,
+    FeatureFiles,
     is_export,
     write_export_info,
 )
@@ -175,7 +176,7 @@ def export_checkpoint(
     info = ExportInfo(opset=opset, dataset=cfg.data.dataset, parts=parts, inputs=InputSpec.of(cfg, dims),
                       postprocess=PostprocessSettings.of(cfg.eval), feature_encoder=dims.feature_encoder,
                       feature_encoder_fingerprint=dims.feature_encoder_fingerprint, checkpoint=str(folder.resolve()),
-                      masra_version=__version__, clip=clip)
+                      masra_version=__version__, clip=clip, data=FeatureFiles.of(cfg))
     write_export_info(tmp, info)
     tmp.rename(out)
     return out

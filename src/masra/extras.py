@@ -25,7 +25,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "web": ("fastapi", "starlette", "uvicorn", *_VIDEO),
     "lab": (*_VIDEO, *_MINILM, "tensorboard"),
     "export": ("onnx", "onnxscript"),
-    # The torch-free install beside `pip install --no-deps masra` (masra.runtime, predict --video --runtime onnx).
+    # The torch-free install beside `pip install --no-deps masra` (masra.runtime, predict --runtime onnx).
     "runtime": ("onnxruntime", "tokenizers", "av", "PIL", "matplotlib", "tqdm", "numpy"),
 }
 # Modules of the core's own dependencies that an extra repeats (the runtime extra is installed beside

@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from masra.config import MASRA_PARTS, set_masra_parts
+from masra.config import MASRA_PARTS, set_masra_parts, validate_config
 from masra.errors import MasraError
 from masra.model import build_model
-from masra.model.parts import lrca
+from masra.model.parts import PARTS, lrca
 
 from conftest import last_sample_alone, T_DIM, V_DIM
 
@@ -410,14 +410,62 @@ def test_switching_parts_on_leaves_every_baseline_weight_at_its_initial_value(sm
             assert torch.equal(baseline[name], weights[name]), (parts, name)
 
 
-def test_each_part_is_initialised_from_the_same_random_stream_whatever_parts_follow(small_config):
-    """Parts are built in registry order, each with what it attaches to the backbone (DAI's T2V attention)
-    before the next part draws its weights: DAI's weights, its attention included, are the same with DAI alone
-    as with every part on, so adding a later part never re-initialises an earlier one."""
-    dai_alone, _ = build(small_config, "dai", seed=5)
+def test_each_part_starts_from_the_same_weights_whatever_other_parts_are_on(small_config):
+    """Each part draws its initial weights from a stream of its own (per run seed and part): alone, with every
+    part on and with every part but another one, its weights (DAI's T2V attention included) are the same, so
+    all parts and all-but-one differ only by the part left out. Another seed gives other weights."""
+    attributes = {part.name: part.attribute for part in PARTS}
+
+    def part_weights(model, part):
+        return {k: v for k, v in model.state_dict().items()
+                if k.startswith(attributes[part] + ".") or (part == "dai" and ".cross_attn." in k)}
+
     every_part, _ = build(small_config, "all", seed=5)
-    alone = dai_alone.state_dict()
-    shared = [k for k in alone if k.startswith(("dai.", "t2v_encoder."))]
-    assert any(".cross_attn." in k for k in shared)
-    for key in shared:
-        assert torch.equal(alone[key], every_part.state_dict()[key]), key
+    for part in MASRA_PARTS:
+        reference = part_weights(every_part, part)
+        assert reference, part
+        others = [p for p in MASRA_PARTS if p != part]
+        for parts in (part, ",".join(others[1:] + [part]), ",".join(others[:-1] + [part])):
+            weights = part_weights(build(small_config, parts, seed=5)[0], part)
+            assert weights.keys() == reference.keys(), (part, parts)
+            for key, value in weights.items():
+                assert torch.equal(value, reference[key]), (part, parts, key)
+    reseeded = part_weights(build(small_config, "all", seed=6)[0], "lrca")
+    assert any(not torch.equal(v, part_weights(every_part, "lrca")[k]) for k, v in reseeded.items())
+
+
+@pytest.mark.parametrize("backbone", ["qd_detr", "moment_detr", "cg_detr"])
+def test_esta_aligns_the_projected_clips_by_default_and_the_memory_on_request(small_config, random_batch, backbone):
+    """ESTA's default source is the projected clips before any interaction with the query: its loss trains the
+    input projection and none of the layers after it, and its outputs are ESTA applied to those clips. With
+    ``source: memory`` the loss also trains the encoder. An ESTA that reads the memory by default fails here."""
+    batch = with_priors(random_batch([7, 5], [4, 2]), [1.0, 1.0])
+    for source in ("input", "memory"):
+        cfg = small_config()
+        cfg.model.backbone = backbone
+        cfg.model.use_negative_pairs = backbone != "moment_detr"
+        set_masra_parts(cfg, "esta")
+        cfg.model.esta.source = source
+        torch.manual_seed(0)
+        model, criterion = build_model(cfg, V_DIM, T_DIM, DS)
+        model.train()
+        outputs = model(batch)
+        model.zero_grad()
+        criterion(outputs, batch)["loss_esta"].backward()
+        trained = {name.split(".")[0] for name, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+        assert "video_proj" in trained and "esta" in trained
+        assert ("encoder" in trained or "t2v_encoder" in trained) == (source == "memory"), (source, sorted(trained))
+        if source == "input":
+            torch.manual_seed(1)  # the input dropout of the forward below draws what the model's draw drew
+            model.eval()
+            video, _ = model.project_inputs(batch.video_feats, batch.query_feats)
+            expected = model.esta(video, batch.video_mask, batch.event_spans)
+            assert torch.allclose(model(batch)["esta_clip_proj"], expected["esta_clip_proj"], atol=1e-6)
+
+
+def test_an_unknown_esta_source_is_refused(small_config):
+    cfg = small_config()
+    set_masra_parts(cfg, "esta")
+    cfg.model.esta.source = "decoder"
+    with pytest.raises(MasraError, match="model.esta.source|input, memory"):
+        validate_config(cfg)

@@ -1,7 +1,8 @@
 """Tiny checkpoints and their exports, shared by the export and runtime tests: built from config (no training:
 weights are the seeded initialisation) on each backbone (model.backbone), MASRA parts off and every part on, and
 the anchors' fixture checkpoints (made by QD-DETR's, Moment-DETR's and CG-DETR's own code, tests/fixtures)
-converted by ``masra convert``."""
+converted by ``masra convert``; and tiny runs trained for one epoch on tests/train/tiny_data.py's data set
+(``trained``)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from masra.config import Config, apply_overrides
 from masra.inference.loading import load_model
 from masra.model import build_model
 from masra.model.parts import PARTS
+from train.tiny_data import MASRA_ALL, make_tiny_dataset, tiny_config
 
 V_DIM, T_DIM, SEMANTIC_DIM = 18, 8, 12  # V_DIM: 16 raw + 2 TEF
 ENCODER, FINGERPRINT = "clip:tiny-test-encoder", "0123456789abcdef"
@@ -50,6 +52,7 @@ class Exported:
     model: torch.nn.Module
     cfg: Config
     dims: ModelDims
+    data: dict[str, Path] | None = None  # a trained run's data set (tiny_data.make_tiny_dataset's paths)
 
     @property
     def raw_video_dim(self) -> int:
@@ -119,3 +122,22 @@ def exported(request, tmp_path_factory) -> Exported:
     assert cfg.model.backbone == backbone
     export_checkpoint(root / "ckpt", root / "export")
     return Exported(request.param, root / "ckpt", root / "export", model, cfg, dims)
+
+
+@pytest.fixture(scope="session", params=["baseline", "masra"])
+def trained(request, tmp_path_factory) -> Exported:
+    """A tiny run (tiny_data.tiny_config; MASRA: every part on, with the data set's priors) trained for one epoch
+    (two steps) on tiny_data's planted moments, NMS on; its last checkpoint, and that run exported."""
+    from masra.export import export_checkpoint
+    from masra.train.trainer import train
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp(f"trained_{request.param}")
+    paths = make_tiny_dataset(root / "data")
+    parts = [f"data.prior_dir={paths['priors']}", *MASRA_ALL] if request.param == "masra" else []
+    result = train(tiny_config(paths, root / "run", *parts, "train.epochs=1", "eval.nms_threshold=0.7"),
+                   progress=False)
+    export_checkpoint(result.run_dir, root / "export")
+    model, cfg, dims = load_model(result.run_dir, "cpu")
+    return Exported(f"trained-{request.param}", result.run_dir / "last", root / "export", model.eval(), cfg, dims,
+                    data=paths)

@@ -7,7 +7,8 @@ PAIRS.npz holds ``video_<i>`` / ``query_<i>`` raw features and ``durations``; pr
 all of them in one batch, then each pair over its whole video with sliding windows).
 
 ``python tests/runtime/torch_free.py masra ARGS...``: the ``masra`` command (e.g. ``predict --video V --query Q
---runtime onnx``) with torch and the training stack unimportable (the runtime extra's tqdm allowed).
+--runtime onnx``, ``predict --split val --runtime onnx``) with torch and the training stack unimportable (the
+runtime extra's tqdm allowed).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from core_only import Refuse  # noqa: E402
 # masra's core dependencies (pyproject.toml) that the runtime must do without: importing one raises
 # ModuleNotFoundError, and the script fails.
 NOT_IN_THE_RUNTIME = ("torch", "scipy", "yaml", "safetensors", "tqdm", "rich")
-# What `masra predict --video --runtime onnx` must do without: the training stack and the torch-side encoder.
+# What `masra predict --runtime onnx` (on video or feature files) must do without: the training stack and the
+# torch-side encoder.
 NOT_IN_THE_COMMAND = ("torch", "scipy", "yaml", "safetensors", "rich", "transformers", "torchvision")
 
 

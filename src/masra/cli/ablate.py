@@ -42,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="train on this config's data and settings instead (packaged name or YAML path)")
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic dataset (default 0)")
     parser.add_argument("--variants", nargs="+", metavar="NAME", help=f"subset of: {names}")
+    parser.add_argument("--variant", nargs="+", action="append", default=[], metavar="NAME BASE [KEY=VALUE]",
+                        help="one more row: the built-in variant BASE with these overrides, named NAME, e.g. "
+                        "--variant esta_w025 all loss.esta=0.25 (repeatable; trained after the --variants)")
     parser.add_argument("--train-rows", type=int, help="use only the first N shipped training rows")
     parser.add_argument("--val-rows", type=int, help="use only the first N shipped val rows")
     parser.add_argument("--workers", type=int, default=None, help="runs trained side by side (default: 1 per core, at most 2)")
@@ -56,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markdown import Markdown
 
-    from masra.lab.demo.ablation import run_ablation
+    from masra.lab.demo.ablation import custom_variant, run_ablation
     from masra.lab.demo.training import default_workers
 
     logging.getLogger("masra").setLevel(logging.INFO)
@@ -66,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         data_seed=args.data_seed,
         variants=args.variants,
+        custom=[custom_variant(spec) for spec in args.variant],
         n_train=args.train_rows,
         n_val=args.val_rows,
         overrides=args.overrides,

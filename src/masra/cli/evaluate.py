@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from masra.cli.options import add_overrides_argument
-from masra.config import DATASETS
+from masra.datasets import DATASETS
 from masra.errors import MasraError
 
 
@@ -82,10 +82,16 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
 
 
 def print_brief(brief: dict[str, Any], title: str) -> None:
-    """The brief metrics as a two-column rich table."""
-    from rich.console import Console
-    from rich.table import Table
-
+    """The brief metrics as a two-column rich table (plain text without rich, as in the torch-free install)."""
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ModuleNotFoundError:
+        cells = {key: "-" if value is None else f"{value:g}" for key, value in brief.items()}
+        print(title)
+        for key, cell in cells.items():
+            print(f"  {key:<{max(map(len, cells))}}  {cell:>8}")
+        return
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")

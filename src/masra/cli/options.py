@@ -17,19 +17,20 @@ def add_overrides_argument(parser: argparse.ArgumentParser) -> None:
                         help="config override, e.g. --set train.lr=2e-4 (repeatable; values are YAML)")
 
 
-def add_runtime_argument(parser: argparse.ArgumentParser, scope: str = "") -> None:
-    """``--runtime torch|onnx``: the back end that grounds video files (see :func:`load_grounder`)."""
-    parser.add_argument("--runtime", choices=RUNTIMES, default="torch", help=f"{scope}torch (default: the "
-                        "checkpoint on PyTorch) or onnx (--checkpoint is an export folder written by masra export "
-                        "--encoder, run on onnxruntime without torch; docs/deploy.md)")
+def add_runtime_argument(parser: argparse.ArgumentParser) -> None:
+    """``--runtime torch|onnx``: the back end that grounds (see :func:`load_grounder`)."""
+    parser.add_argument("--runtime", choices=RUNTIMES, default="torch", help="torch (default: the checkpoint on "
+                        "PyTorch) or onnx (--checkpoint is an export folder written by masra export, with --encoder "
+                        "for video files; run on onnxruntime without torch; docs/deploy.md)")
 
 
 def load_grounder(
     runtime: str, checkpoint: Path, device: str, encoder: str | None, encoder_option: str = "--encoder"
 ) -> Any:
-    """A grounder of video files: masra.inference.Grounder on ``checkpoint`` (torch; ``encoder``: where to load
-    the recorded encoder from), or masra.runtime.OnnxGrounder on the export folder ``checkpoint`` (onnx: the
-    export's own encoder, on the CPU). ``encoder_option`` names the command's option for ``encoder`` in errors."""
+    """The grounder of ``runtime``: masra.inference.Grounder on ``checkpoint`` (torch;
+    ``encoder``: where to load the recorded encoder from), or masra.runtime.OnnxGrounder on the export folder
+    ``checkpoint`` (onnx: the export's own encoder, on the CPU). ``encoder_option`` names the command's option for
+    ``encoder`` in errors."""
     if runtime == "onnx":
         if encoder is not None:
             raise MasraError("an export holds its own encoder (masra export --encoder)", field=encoder_option)

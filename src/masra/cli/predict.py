@@ -25,8 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and one PNG per query.",
     )
     parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (RUN/best, RUN/last); "
-                        "with --runtime onnx, an export folder (masra export --encoder)")
-    add_runtime_argument(parser, "with --video: ")
+                        "with --runtime onnx, an export folder (masra export; with --video, written with --encoder)")
+    add_runtime_argument(parser)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--split", choices=("val", "test"), help="the checkpoint config's val or test file")
     source.add_argument("--annotations", type=Path, help="any annotation JSONL of the checkpoint's dataset")
@@ -53,30 +53,36 @@ def metrics_path(out: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.runtime == "onnx":
+        require_extra("runtime", "masra predict --runtime onnx")
+    elif args.video is not None:
+        require_extra("video", "masra predict --video")
     if args.video is not None:
-        if args.runtime == "onnx":
-            require_extra("runtime", "masra predict --runtime onnx")
-        else:
-            require_extra("video", "masra predict --video")
         return run_video(args)
-    if args.runtime != "torch":
-        raise MasraError("--runtime onnx goes with --video", field="--runtime")
     if args.plots is not None:
         require_extra("plots", "masra predict --plots")
     from masra.data.jsonl import write_json, write_jsonl
     from masra.data.paths import refuse_existing
-    from masra.inference import predict_split
 
     if args.query is not None or args.queries is not None:
         raise MasraError("--query/--queries go with --video", field="--query")
+    if args.runtime == "onnx" and args.overrides:
+        raise MasraError("--set does not apply to --runtime onnx (an export's settings are the checkpoint's)",
+                         field="--set")
     refuse_existing(args.out, args.force)
     refuse_existing(metrics_path(args.out), args.force)
     if args.plots is not None:
         check_plot_folder(args.plots, args.force)
     if args.plot_limit < 0:
         raise MasraError("must be >= 0", field="--plot-limit")
-    result = predict_split(args.checkpoint, split=args.split, annotations=args.annotations, device=args.device,
-                           config_overrides=args.overrides)
+    if args.runtime == "onnx":
+        grounder = load_grounder(args.runtime, args.checkpoint, args.device, args.encoder)
+        result = grounder.predict_split(split=args.split, annotations=args.annotations)
+    else:
+        from masra.inference import predict_split
+
+        result = predict_split(args.checkpoint, split=args.split, annotations=args.annotations, device=args.device,
+                               config_overrides=args.overrides)
     write_jsonl(args.out, result.rows)
     logger.info("wrote %d predictions to %s", len(result.rows), args.out)
     if result.metrics is not None:
@@ -104,7 +110,7 @@ def _plot(result, folder: Path, limit: int) -> None:
     for row, record in list(zip(result.rows, result.records))[:limit]:
         # qids are data: the file name is checked to stay inside the plot folder.
         path = child_path(folder, f"qid{row['qid']}", ".png")
-        plot_query(path, {"prediction": row}, clip_length=result.cfg.data.clip_length, duration=record.duration,
+        plot_query(path, {"prediction": row}, clip_length=result.clip_length, duration=record.duration,
                    gt_windows=record.relevant_windows, title=query_title(row))
     logger.info("wrote %d plots to %s", min(limit, len(result.rows)), folder)
 

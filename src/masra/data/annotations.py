@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from masra.config import DATASETS, SALIENCY_ONLY_DATASETS
 from masra.data.jsonl import iter_jsonl_rows
 from masra.data.label_rules import RowChecker, check_label, check_qvh_saliency, check_windows
 from masra.data.paths import qid_clash, unsafe_name
+from masra.datasets import DATASETS, SALIENCY_ONLY_DATASETS
 from masra.errors import MasraError
 
 DEFAULT_MAX_ERRORS = 100
@@ -74,6 +74,16 @@ class AnnotationRecord:
             if value is not None:
                 meta[name] = value
         return meta
+
+    def sample(self, video: Any) -> tuple[Any, dict[str, Any]]:
+        """The clips of ``video`` (its features [L, D], as ``FeatureLoader.video`` reads them) this record is a
+        sample of, and the sample's batch meta (``to_meta`` and ``ctx_l``, the clip count): TVSum / YouTube
+        Highlights label one clip per ``label`` row, and a longer video is cut to them (as CG-DETR for TVSum)."""
+        if self.label is not None and len(self.label) < len(video):
+            video = video[: len(self.label)]
+        meta = self.to_meta()
+        meta["ctx_l"] = len(video)
+        return video, meta
 
 
 def detect_dataset(row: dict[str, Any]) -> str:

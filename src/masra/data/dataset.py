@@ -99,12 +99,8 @@ class GroundingDataset(Dataset):
 
     def __getitem__(self, index: int) -> Sample:
         record = self.records[index]
-        video = self._video(record.vid)
-        if record.label is not None and len(record.label) < len(video):
-            video = video[: len(record.label)]  # TVSum / YouTube: one clip per label row (as CG-DETR for TVSum)
-        ctx_l = len(video)
-        meta = record.to_meta()
-        meta["ctx_l"] = ctx_l
+        video, meta = record.sample(self._video(record.vid))  # TVSum / YouTube: one clip per label row
+        ctx_l = meta["ctx_l"]
         sample = Sample(torch.from_numpy(np.ascontiguousarray(video)), torch.from_numpy(self._text(record.qid)), meta)
         if self.with_targets:
             self._add_targets(sample, record, ctx_l, self.rng(index))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from masra.config import DataConfig
 from masra.errors import MasraError
+
+if TYPE_CHECKING:  # masra.config imports torch; these functions read plain attributes (no torch at run time)
+    from masra.config import DataConfig
 
 SPLIT_FIELDS = {"train": "train_path", "val": "eval_path", "test": "test_path"}
 

@@ -5,22 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from masra.config import Config
 from masra.data.paths import refuse_existing
 from masra.errors import MasraError
 from masra.inference.loading import load_model
-
-
-@dataclass
-class SplitPredictions:
-    rows: list[dict[str, Any]]  # official submission rows
-    metrics: dict[str, Any] | None  # official metrics, None when the annotations have no labels
-    records: list[Any]  # the annotation records, in row order
-    cfg: Config
+from masra.model.split_inference import SplitPredictions, predict_annotations
 
 
 def predict_split(
@@ -32,34 +23,27 @@ def predict_split(
     config_overrides: Sequence[str] = (),
     progress: bool = True,
 ) -> SplitPredictions:
-    """Submission rows (and metrics when ground truth is known) for a configured split or an annotation file."""
+    """Submission rows (and metrics when ground truth is known) for a configured split or an annotation file
+    (masra.model.split_inference, shared with the ONNX runtime; the rows from the evaluation loop)."""
     from torch.utils.data import DataLoader
 
     from masra.data.dataset import GroundingDataset, collate
-    from masra.eval import evaluate as evaluate_submission
-    from masra.data.splits import ground_truth_rows, load_records, split_path
     from masra.device import resolve_device
     from masra.model.prediction import predict_rows
 
     torch_device = resolve_device(device)
     model, cfg, dims = load_model(checkpoint, torch_device, config_overrides)
-    if (split is None) == (annotations is None):
-        raise MasraError("give exactly one of a split or an annotation file", field="split")
-    path = str(annotations) if annotations is not None else split_path(cfg.data, split)
-    records = load_records(path, cfg.data)
-    # Features are checked against the model's input dims (checkpoint metadata); priors are a training-time
-    # signal, inference never reads them.
-    dataset = GroundingDataset(records, dataclasses.replace(cfg.data, prior_dir=None), train=False,
-                               input_dims=(dims.v_feat_dim, dims.t_feat_dim))
-    loader = DataLoader(dataset, batch_size=cfg.train.eval_batch_size, shuffle=False, collate_fn=collate,
-                        num_workers=cfg.data.num_workers)
-    rows = predict_rows(model, loader, cfg, device=torch_device, progress=progress)
-    gt_rows = ground_truth_rows(records)
-    metrics = (
-        evaluate_submission(cfg.data.dataset, rows, gt_rows, ground_truth_checked=True) if gt_rows is not None else None
-    )
-    return SplitPredictions(rows=rows, metrics=metrics, records=records, cfg=cfg)
 
+    def rows_of(records: list[Any]) -> list[dict[str, Any]]:
+        # Features are checked against the model's input dims (checkpoint metadata); priors are a training-time
+        # signal, inference never reads them.
+        dataset = GroundingDataset(records, dataclasses.replace(cfg.data, prior_dir=None), train=False,
+                                   input_dims=(dims.v_feat_dim, dims.t_feat_dim))
+        loader = DataLoader(dataset, batch_size=cfg.train.eval_batch_size, shuffle=False, collate_fn=collate,
+                            num_workers=cfg.data.num_workers)
+        return predict_rows(model, loader, cfg, device=torch_device, progress=progress)
+
+    return predict_annotations(rows_of, cfg.data, split=split, annotations=annotations)
 
 
 def evaluate_checkpoint(
@@ -72,13 +56,11 @@ def evaluate_checkpoint(
     device: str = "auto",
 ) -> dict[str, Any]:
     """Official metrics of a checkpoint on the configured ``split`` (val or test); written to ``out`` if given."""
-    from masra.data.splits import split_path
-
     refuse_existing(out, force)
     result = predict_split(checkpoint, split=split, device=device, config_overrides=config_overrides or ())
     if result.metrics is None:
         raise MasraError(f"the {split} annotations have no labels; use `masra predict` for a submission file",
-                         file=split_path(result.cfg.data, split))
+                         file=result.records[0].file)
     if out is not None:
         from masra.data.jsonl import write_json
 

@@ -7,6 +7,8 @@ their hooks (masra.model.parts.base); docs/method.md says where each part sits o
 
 from __future__ import annotations
 
+import hashlib
+
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +19,13 @@ from masra.config import ModelConfig
 from masra.errors import MasraError
 from masra.model.layers import InputProjection, run_layer
 from masra.model.parts import PARTS, PartContext, PartModule
+
+
+def part_stream_seed(state: torch.Tensor, name: str) -> int:
+    """The seed of part ``name``'s initial weights, from the random state the baseline's modules left: one
+    stream per (run seed, part), independent of which other parts are built."""
+    digest = hashlib.sha256(state.numpy().tobytes() + name.encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 class BaseGroundingModel(nn.Module):
@@ -40,17 +49,23 @@ class BaseGroundingModel(nn.Module):
     def _build_part_modules(self, cfg: ModelConfig) -> None:
         """Each enabled part's module as the attribute ``part.attribute`` (its checkpoint keys), in registry
         order. Called after every baseline module and its initialisation, so switching parts on never changes
-        the baseline's initial weights (the ablation's pairing)."""
+        the baseline's initial weights; and each part draws its weights (with what it attaches to the backbone)
+        from a random stream of its own (:func:`part_stream_seed`), so a part starts from the same weights
+        whichever other parts are on: all parts and all-but-one differ only by the part left out (the
+        ablation's pairing). The global stream is left as the baseline left it."""
         context = self.part_context
+        state = torch.get_rng_state()  # the same for every variant of a seed: only baseline modules drew from it
         for part in self.parts:
             if part.needs_semantic_dim and context.semantic_dim is None:
                 raise MasraError(
                     f"{part.name.upper()} needs the prior text dimension: give the training data a prior_dir",
                     field="data.prior_dir",
                 )
-            setattr(self, part.attribute, part.build(getattr(cfg, part.name), context))
-            if part.t2v_attention is not None:
-                self._attach_t2v_attention(part.t2v_attention(getattr(cfg, part.name), context), cfg)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(part_stream_seed(state, part.name))
+                setattr(self, part.attribute, part.build(getattr(cfg, part.name), context))
+                if part.t2v_attention is not None:
+                    self._attach_t2v_attention(part.t2v_attention(getattr(cfg, part.name), context), cfg)
 
     def _attach_t2v_attention(self, make_attention: Callable[[], nn.Module], cfg: ModelConfig) -> None:
         """Give the backbone's text-to-video stage the attention of a part that replaces it (DAI). Called right

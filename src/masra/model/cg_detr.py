@@ -363,7 +363,7 @@ class CGDETR(BaseGroundingModel):
                 outputs.update(self.negative_pass(batch, video, video_pos, keys))
             outputs.update(self.alignment_pass(batch, video, video_pos, text, dummies))
         for module in self.part_modules():
-            outputs.update(module.outputs(memory, video_mask, batch))
+            outputs.update(module.outputs(memory, video_mask, batch, video))
         if stats is not None:
             outputs["diagnostics"] = self._diagnostics(stats)
         return outputs

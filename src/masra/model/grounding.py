@@ -207,7 +207,7 @@ class GroundingModel(BaseGroundingModel):
         outputs["memory"] = memory
         outputs["global_token"] = global_token
         for module in self.part_modules():
-            outputs.update(module.outputs(memory, video_mask, batch))
+            outputs.update(module.outputs(memory, video_mask, batch, video))
         if stats is not None:
             outputs["diagnostics"] = self._diagnostics(stats)
         return outputs

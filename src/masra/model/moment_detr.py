@@ -137,8 +137,8 @@ class MomentDETR(BaseGroundingModel):
         video, text = self.project_inputs(batch.video_feats, batch.query_feats)
         video_pos = video_position_encoding(video_mask, self.hidden_dim).to(video.dtype)  # [B, L, d]
         stats: dict[str, torch.Tensor] | None = {} if self.training else None
-        video, extras = self.interact(video, video_pos, video_mask, text, text_mask, stats)
-        clips, tokens, encoded = self.encode_joint(video, video_pos, video_mask, text, text_mask, stats)
+        interacted, extras = self.interact(video, video_pos, video_mask, text, text_mask, stats)
+        clips, tokens, encoded = self.encode_joint(interacted, video_pos, video_mask, text, text_mask, stats)
         extras.update(encoded)
         outputs = self.decode(
             torch.cat([clips, tokens], dim=1),
@@ -151,7 +151,7 @@ class MomentDETR(BaseGroundingModel):
         outputs["video_mask"] = video_mask
         outputs["memory"] = clips
         for module in self.part_modules():
-            outputs.update(module.outputs(clips, video_mask, batch))
+            outputs.update(module.outputs(clips, video_mask, batch, video))
         if stats is not None:
             outputs["diagnostics"] = self._diagnostics(stats)
         return outputs

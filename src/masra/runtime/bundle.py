@@ -6,8 +6,10 @@ the runtime reads through :func:`read_export`. No torch.
 ``dataset``, ``parts`` (the MASRA parts the graph contains), ``inputs`` (:class:`InputSpec`: dims, TEF,
 normalisation, max_v_l / max_q_l, clip length), ``postprocess`` (:class:`PostprocessSettings`, the
 checkpoint's ``eval.*``), ``encoder`` (``name`` and ``fingerprint`` of the encoder that made the training
-features, or nulls), ``source`` (the checkpoint and the masra version that exported it) and ``clip``
-(:class:`ClipInfo`, or null when the CLIP encoder was not exported).
+features, or nulls), ``source`` (the checkpoint and the masra version that exported it), ``clip``
+(:class:`ClipInfo`, or null when the CLIP encoder was not exported) and ``data`` (:class:`FeatureFiles`: where
+the checkpoint's config reads its splits and feature files, for predicting on feature files; null in exports
+written before it existed).
 
 The graph: inputs ``video_feats`` [B, L, Dv], ``video_mask`` [B, L], ``query_feats`` [B, N, Dt],
 ``query_mask`` [B, N] (float32, masks 1 = valid, batch / clip count / query length dynamic); outputs
@@ -60,6 +62,28 @@ class ClipInfo:
 
 
 @dataclass(frozen=True)
+class FeatureFiles:
+    """Where the checkpoint's config reads annotation splits and feature files (``data`` in ``export.json``): its
+    ``data.*`` file settings as it records them (paths as written there) and ``train.eval_batch_size``."""
+
+    domain: str | None
+    eval_path: str | None
+    test_path: str | None
+    v_feat_dirs: list[str]
+    t_feat_dir: str | None
+    t_feat_prefix: str
+    t_feat_key: str
+    batch_size: int
+
+    @classmethod
+    def of(cls, cfg: Any) -> "FeatureFiles":
+        """From a checkpoint's config (``masra.config.Config``)."""
+        data = cfg.data
+        return cls(data.domain, data.eval_path, data.test_path, [str(d) for d in data.v_feat_dirs], data.t_feat_dir,
+                   str(data.t_feat_prefix), str(data.t_feat_key), int(cfg.train.eval_batch_size))
+
+
+@dataclass(frozen=True)
 class ExportInfo:
     """The content of ``export.json``."""
 
@@ -73,6 +97,7 @@ class ExportInfo:
     checkpoint: str
     masra_version: str
     clip: ClipInfo | None = None
+    data: FeatureFiles | None = None
 
 
 def is_export(folder: str | Path) -> bool:
@@ -99,6 +124,7 @@ def write_export_info(folder: str | Path, info: ExportInfo) -> Path:
         "encoder": {"name": info.feature_encoder, "fingerprint": info.feature_encoder_fingerprint},
         "source": {"checkpoint": info.checkpoint, "masra_version": info.masra_version},
         "clip": None if info.clip is None else dataclasses.asdict(info.clip),
+        "data": None if info.data is None else dataclasses.asdict(info.data),
     }, indent=2)
     return path
 
@@ -135,6 +161,7 @@ def read_export(folder: str | Path) -> tuple[Path, ExportInfo]:
     if not model.is_file():
         raise MasraError("the ONNX model is missing", file=model)
     clip = None if raw.get("clip") is None else _section(raw, "clip", ClipInfo, path)
+    data = None if raw.get("data") is None else _section(raw, "data", FeatureFiles, path)
     for name in (IMAGE_MODEL_FILE, TEXT_MODEL_FILE, TOKENIZER_FILE) if clip is not None else ():
         if not (folder / name).is_file():
             raise MasraError("the export's CLIP encoder is missing this file", file=folder / name)
@@ -149,5 +176,6 @@ def read_export(folder: str | Path) -> tuple[Path, ExportInfo]:
         checkpoint=str(source.get("checkpoint", "")),
         masra_version=str(source.get("masra_version", "")),
         clip=clip,
+        data=data,
     )
     return model, info

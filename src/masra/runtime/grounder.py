@@ -4,7 +4,7 @@ methods: masra.model.video_inference, on the export's CLIP encoder)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +20,16 @@ from masra.model.feature_inference import (
 )
 from masra.errors import MasraError
 from masra.model.postprocess import PostprocessSettings
+from masra.model.split_inference import SplitData, SplitPredictions, predict_annotations, predict_records
 from masra.runtime.bundle import INPUT_NAMES, OUTPUT_NAMES, ExportInfo, read_export
 from masra.runtime.session import open_session
 from masra.model.video_inference import VideoGrounding
 
 
 class OnnxGrounder(VideoGrounding):
-    """Moment retrieval + highlight detection with an exported model, on features the caller provides, and on
-    video files when the export holds the CLIP encoder (``extract_video``, ``encode_query``, ``predict_video``)."""
+    """Moment retrieval + highlight detection with an exported model, on features the caller provides, on an
+    annotation file's feature files (``predict_split``), and on video files when the export holds the CLIP
+    encoder (``extract_video``, ``encode_query``, ``predict_video``)."""
 
     def __init__(self, session: Any, info: ExportInfo, folder: str | Path, threads: int | None = None) -> None:
         self.session = session
@@ -92,6 +94,29 @@ class OnnxGrounder(VideoGrounding):
         pred, _ = predict_sliding(lambda feats, length, k: self.predict(feats, query_feats, duration=length, top_k=k),
                                   video, self.inputs, duration, self.postprocess, top_k)
         return pred
+
+    def predict_split(
+        self, *, split: str | None = None, annotations: str | Path | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> SplitPredictions:
+        """Submission rows (and metrics when every record has labels) of the checkpoint's ``split`` (val or test)
+        or of the file ``annotations``, on the feature files the checkpoint's config names (``data`` in
+        ``export.json``), as ``masra.inference.predict_split`` gives them on torch (one implementation:
+        masra.model.split_inference). ``progress(done, total)`` after each batch of records."""
+        from masra.data.features import FeatureLoader
+
+        if self.info.data is None:
+            raise MasraError("this export does not record the checkpoint's feature files; export it again with "
+                             "this masra to predict on feature files", file=self.folder, field="data")
+        files = self.info.data
+        data = SplitData.of(files, self.info.dataset, self.inputs)
+
+        def rows_of(records: list[Any]) -> list[dict[str, Any]]:
+            features = FeatureLoader(data, video_dim=self.inputs.v_feat_dim, text_dim=self.inputs.t_feat_dim)
+            return predict_records(self._forward, records, features, self.postprocess, self.clip_length,
+                                   files.batch_size, progress)
+
+        return predict_annotations(rows_of, data, split=split, annotations=annotations)
 
     def _forward(
         self, video: np.ndarray, video_mask: np.ndarray, query: np.ndarray, query_mask: np.ndarray

@@ -11,7 +11,7 @@ from conftest import TINY_TRAIN, TINY_VAL
 from scipy import stats
 
 from masra.config import MASRA_PARTS
-from masra.lab.demo.ablation import PROTOCOL_OVERRIDES, VARIANTS, run_ablation
+from masra.lab.demo.ablation import PROTOCOL_OVERRIDES, VARIANTS, Variant, custom_variant, run_ablation
 from masra.lab.demo.ablation_table import PAIRED_METRICS, markdown_table, paired_interval
 from masra.lab.demo.training import KEY_METRICS, VariantResult, enabled_parts
 from masra.errors import MasraError
@@ -29,8 +29,9 @@ class FakeTrainer:
 
     @staticmethod
     def value(variant: str, seed: int, key: str, column: str = "last") -> float:
-        noise = (seed * 7 + NAMES.index(variant) * 3) % 5  # per (variant, seed): paired differences vary
-        return 10.0 * NAMES.index(variant) + 1.5 * seed * (KEY_METRICS.index(key) + 1) + noise + (5.0 if column == "best" else 0.0)
+        index = NAMES.index(variant) if variant in NAMES else len(NAMES) + len(variant)  # custom variants too
+        noise = (seed * 7 + index * 3) % 5  # per (variant, seed): paired differences vary
+        return 10.0 * index + 1.5 * seed * (KEY_METRICS.index(key) + 1) + noise + (5.0 if column == "best" else 0.0)
 
     def __call__(self, name, cfg):
         self.calls.append((name, cfg.train.seed, enabled_parts(cfg)))
@@ -188,3 +189,53 @@ def test_diagnostics_are_read_back_from_the_runs_tensorboard_log(tmp_path):
     got = read_diagnostics(tmp_path, 2)
     assert got == pytest.approx({"diag_sge_gate": 0.2, "loss_lrca": 0.4, "loss_lrca_chance": 0.7})
     assert read_diagnostics(tmp_path, None) == {} and read_diagnostics(tmp_path / "missing", 1) == {}
+
+
+def test_a_custom_variant_is_a_built_in_one_with_more_overrides_paired_with_the_others(tiny_dataset_copy):
+    trainer = FakeTrainer()
+    weaker = custom_variant(["esta_w025", "all", "loss.esta=0.25", "loss.lrca=0.5"])
+    assert weaker == Variant("esta_w025", MASRA_PARTS, ("loss.esta=0.25", "loss.lrca=0.5"))
+    control = custom_variant(["beta0_fast", "sora_beta0", "train.lr=2e-3"])
+    assert control.overrides == ("model.sora.beta_init=0", "model.sora.learnable_beta=false", "train.lr=2e-3")
+    names = ["baseline", "all"]
+    table = _run(tiny_dataset_copy.parent, trainer, seeds=[0, 1], variants=names, custom=[weaker])
+    assert names == ["baseline", "all"]  # the caller's list is left as it was
+    cfg = trainer.configs["esta_w025"]
+    assert enabled_parts(cfg) == list(MASRA_PARTS) and (cfg.loss.esta, cfg.loss.lrca) == (0.25, 0.5)
+    assert trainer.configs["all"].loss.esta == 1.0
+    assert (cfg.train.lr_schedule, cfg.train.eval_every) == ("cosine", 1)  # the protocol applies to it too
+    rows = {row["variant"]: row for row in table["variants"]}
+    assert list(rows) == ["baseline", "all", "esta_w025"]
+    assert rows["esta_w025"]["overrides"] == ["loss.esta=0.25", "loss.lrca=0.5"]
+    assert set(rows["esta_w025"]["paired"]) == {"baseline", "all"}
+    stored = json.loads((tiny_dataset_copy.parent / "runs" / "esta_w025" / "seed1" / "result.json").read_text())
+    assert stored["parts"] == list(MASRA_PARTS) and stored["overrides"] == ["loss.esta=0.25", "loss.lrca=0.5"]
+
+
+def test_bad_custom_variants_are_refused_before_training(tiny_dataset_copy):
+    for spec, message in ((["all"], "NAME BASE"), (["all", "baseline"], "new name"), (["x-y", "all"], "new name"),
+                          (["mine", "everything"], "unknown base variant"), (["mine", "all", "loss.nope=1"], "nope")):
+        with pytest.raises(MasraError, match=message):
+            custom_variant(spec)
+    trainer = FakeTrainer()
+    twice = custom_variant(["mine", "all"])
+    with pytest.raises(MasraError, match="given twice"):
+        _run(tiny_dataset_copy.parent, trainer, variants=["all"], custom=[twice, twice])
+    assert trainer.calls == []
+
+
+def test_a_run_recorded_before_esta_source_existed_is_not_reused_as_the_new_default(tiny_dataset_copy):
+    """A finished ESTA run whose fingerprint predates model.esta.source trained ESTA on the memory: a rerun
+    refuses it instead of counting it as a run of the new default; a baseline run of that time is still reused."""
+    out = tiny_dataset_copy.parent
+    _run(out, FakeTrainer(), seeds=[0], variants=["baseline", "esta"])
+    for variant in ("baseline", "esta"):
+        path = out / "runs" / variant / "seed0" / "result.json"
+        record = json.loads(path.read_text())
+        del record["fingerprint"]["config"]["model"]["esta"]["source"]
+        path.write_text(json.dumps(record))
+    again = FakeTrainer()
+    _run(out, again, seeds=[0], variants=["baseline"])
+    assert again.calls == []
+    with pytest.raises(MasraError, match="model.esta.source"):
+        _run(out, FakeTrainer(), seeds=[0], variants=["esta"])

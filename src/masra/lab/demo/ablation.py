@@ -26,7 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from masra.config import MASRA_PARTS, Config, apply_overrides, config_to_dict, load_config, set_masra_parts, validate_config
+from masra.config import (
+    MASRA_PARTS,
+    Config,
+    apply_overrides,
+    config_to_dict,
+    fill_added_keys,
+    load_config,
+    set_masra_parts,
+    validate_config,
+)
 from masra.data.jsonl import write_json
 from masra.lab.demo.ablation_table import aggregate, markdown_table
 from masra.lab.demo.curves import write_curves
@@ -43,6 +52,23 @@ class Variant:
     name: str
     parts: tuple[str, ...]
     overrides: tuple[str, ...] = ()
+
+
+def custom_variant(spec: list[str]) -> Variant:
+    """``NAME BASE [KEY=VALUE ...]`` (``masra ablate --variant``) -> a variant named NAME with the parts and
+    overrides of the built-in variant BASE plus the given overrides, e.g. ``esta_w025 all loss.esta=0.25``:
+    an option measured as a row of the table, paired with every other row on the same seeds."""
+    known = {variant.name: variant for variant in VARIANTS}
+    if len(spec) < 2:
+        raise MasraError(f"needs NAME BASE [KEY=VALUE ...], got {' '.join(spec)!r}", field="variant")
+    name, base, *overrides = spec
+    if name in known or not name.replace("_", "").isalnum():
+        raise MasraError(f"{name!r} must be a new name of letters, digits and _ (built-in: {', '.join(known)})",
+                         field="variant")
+    if base not in known:
+        raise MasraError(f"unknown base variant {base!r}; known: {', '.join(known)}", field="variant")
+    apply_overrides(Config(), overrides)  # a bad override fails here, before anything is trained
+    return Variant(name, known[base].parts, (*known[base].overrides, *overrides))
 
 
 # The rows of the table, in order: each part alone (its gain over the baseline) and all parts but one (what
@@ -107,6 +133,8 @@ def load_finished(
     except json.JSONDecodeError as err:
         raise MasraError(f"unreadable result file ({err.msg}); delete it to rerun this run", file=path) from None
     stored = result.get("fingerprint")
+    if isinstance(stored, dict) and isinstance(stored.get("config"), dict):
+        fill_added_keys(stored["config"])  # a run recorded before a key existed keeps that key's old value
     differ = sorted(_differing_keys(stored, fingerprint)) if fingerprint is not None and stored is not None else []
     if differ:
         raise MasraError(f"holds a finished run of another config or dataset (differs in: {', '.join(differ)}); "
@@ -165,6 +193,7 @@ def run_ablation(
     epochs: int | None = None,
     data_seed: int = 0,
     variants: list[str] | None = None,
+    custom: list[Variant] | None = None,
     n_train: int | None = None,
     n_val: int | None = None,
     overrides: list[str] | None = None,
@@ -178,17 +207,23 @@ def run_ablation(
     Without ``config`` all runs share one generated dataset of regime ``data`` (default planted; generated
     with ``data_seed``, ``n_train``/``n_val`` rows); with ``config`` (a packaged name or YAML path) runs use
     that config's data and settings. ``seeds`` vary the training seed; ``epochs`` defaults to the demo's
-    budget, or to the config's own ``train.epochs``.
+    budget, or to the config's own ``train.epochs``. ``custom`` variants (:func:`custom_variant`) are trained
+    after the chosen built-in ones.
     ``trainer`` is the function that trains one config (replaceable in tests); ``workers`` runs train side
     by side in separate processes (results are written once all pending runs have finished; an
     interrupted ablation resumes each run from its last checkpoint).
     """
     out = Path(out)
     known = {variant.name: variant for variant in VARIANTS}
-    chosen = variants or list(known)
+    chosen = list(variants or known)
     unknown = [v for v in chosen if v not in known]
     if unknown:
         raise MasraError(f"unknown variant(s) {unknown}; known: {', '.join(known)}", field="variants")
+    for variant in custom or []:
+        if variant.name in known:
+            raise MasraError(f"variant {variant.name!r} is given twice", field="variant")
+        known[variant.name] = variant
+        chosen.append(variant.name)
     if not seeds or len(set(seeds)) != len(seeds):
         raise MasraError(f"at least one seed is needed, each once (got {seeds})", field="seeds")
     user_overrides = list(overrides or [])

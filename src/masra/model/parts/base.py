@@ -82,8 +82,11 @@ class PartModule(nn.Module):
         """The saliency scores [B, L] given this pass's part outputs ``extras`` (same batch rows)."""
         return saliency
 
-    def outputs(self, memory: torch.Tensor, video_mask: torch.Tensor, batch: GroundingBatch) -> Outputs:
-        """Outputs for the losses from the final clip memory [B, L, d] (both modes; see ``Part.training_only``)."""
+    def outputs(
+        self, memory: torch.Tensor, video_mask: torch.Tensor, batch: GroundingBatch, projected: torch.Tensor
+    ) -> Outputs:
+        """Outputs for the losses from the final clip memory [B, L, d] or the projected clips before any
+        interaction with the query [B, L, d] (both modes; see ``Part.training_only``)."""
         return {}
 
     def diagnostics(self) -> dict[str, torch.Tensor]:

@@ -172,7 +172,9 @@ class ContextCodebook(PartModule):
         log_odds = torch.logit(relevance, eps=1e-6)
         return saliency + (self.relevance_weight * log_odds).to(saliency.dtype)
 
-    def outputs(self, memory: torch.Tensor, video_mask: torch.Tensor, batch: GroundingBatch) -> Outputs:
+    def outputs(
+        self, memory: torch.Tensor, video_mask: torch.Tensor, batch: GroundingBatch, projected: torch.Tensor
+    ) -> Outputs:
         return {"dai_codebook_entries": self.codebook}  # [K, d]
 
     def diagnostics(self) -> dict[str, torch.Tensor]:

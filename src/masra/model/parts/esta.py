@@ -1,7 +1,8 @@
 """ESTA: event semantic temporal alignment (docs/method.md, "ESTA").
 
 Training only. For each prior event k with clip span [s_k, e_k], a learned query attention-pools the
-memory clips inside the span (z_k); a projection g: d -> Ds maps pooled events and single clips into the
+clips inside the span (z_k; by default the projected clips before any interaction with the query, which the
+priors know nothing of; ``source: memory``: the final clip memory); a projection g: d -> Ds maps pooled events and single clips into the
 prior text space. Loss = symmetric InfoNCE between g(z_k) and the event embeddings e_k over all events of
 the batch (the copies of one event, when a video appears twice in a batch, are not each other's
 negatives), plus a clip-to-event term: every valid clip of a video with events classifies itself among its
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from masra.data.batch import GroundingBatch
+from masra.errors import MasraError
 from masra.model.parts.base import Outputs, Part, PartModule
 from masra.model.rank_mean import mean_over_ranks
 
@@ -29,6 +31,12 @@ class ESTAConfig:
     enabled: bool = False
     temperature: float = 0.07
     learnable_temperature: bool = True
+    # Which clips ESTA aligns with the events: "input", the projected clips before any interaction with the
+    # query (the priors are written without the query, docs/method.md), or "memory", the final clip memory.
+    source: str = "input"
+
+
+SOURCES = ("input", "memory")
 
 
 @dataclass
@@ -40,9 +48,17 @@ class ESTALossConfig:
 
 class EventSemanticAlignment(PartModule):
     def __init__(
-        self, d_model: int, semantic_dim: int, temperature: float = 0.07, learnable_temperature: bool = True
+        self,
+        d_model: int,
+        semantic_dim: int,
+        temperature: float = 0.07,
+        learnable_temperature: bool = True,
+        source: str = "input",
     ) -> None:
         super().__init__()
+        if source not in SOURCES:
+            raise MasraError(f"must be one of {', '.join(SOURCES)}, got {source!r}", field="model.esta.source")
+        self.source = source
         self.pool_query = nn.Parameter(torch.randn(d_model) / math.sqrt(d_model))  # [d]
         self.pool_key = nn.Linear(d_model, d_model)
         self.projection = nn.Sequential(
@@ -88,12 +104,15 @@ class EventSemanticAlignment(PartModule):
         }
 
     # ----- the part's hooks (masra.model.parts.base) -----------------------------------------------------
-    def outputs(self, memory: torch.Tensor, video_mask: torch.Tensor, batch: GroundingBatch) -> Outputs:
-        """In training mode always, even without priors (so every parameter is used in every step, as DDP
-        needs); at inference only when the batch brings priors."""
+    def outputs(
+        self, memory: torch.Tensor, video_mask: torch.Tensor, batch: GroundingBatch, projected: torch.Tensor
+    ) -> Outputs:
+        """From the clips of ``source`` (the projected clips or the final memory): in training mode always, even
+        without priors (so every parameter is used in every step, as DDP needs); at inference only when the
+        batch brings priors."""
         if not self.training and batch.has_priors is None:
             return {}
-        return self(memory, video_mask, batch.event_spans)
+        return self(projected if self.source == "input" else memory, video_mask, batch.event_spans)
 
     def diagnostics(self) -> dict[str, torch.Tensor]:
         return {"esta_temperature": self.temperature()}
@@ -191,12 +210,20 @@ def loss(outputs: Outputs, batch: GroundingBatch, loss_cfg: ESTALossConfig) -> d
     return {"loss_esta": terms["esta"], "loss_esta_chance": chance, **{k: v for k, v in terms.items() if k != "esta"}}
 
 
+def validate(cfg: ESTAConfig) -> None:
+    if cfg.source not in SOURCES:
+        raise MasraError(f"must be one of {', '.join(SOURCES)}, got {cfg.source!r}", field="model.esta.source")
+
+
 PART = Part(
     name="esta",
     config=ESTAConfig,
-    build=lambda cfg, ctx: EventSemanticAlignment(ctx.hidden_dim, ctx.semantic_dim, cfg.temperature, cfg.learnable_temperature),
+    build=lambda cfg, ctx: EventSemanticAlignment(
+        ctx.hidden_dim, ctx.semantic_dim, cfg.temperature, cfg.learnable_temperature, cfg.source
+    ),
     loss=loss,
     loss_config=ESTALossConfig,
     weights={"loss_esta": "esta"},
     needs_semantic_dim=True,
+    validate=validate,
 )

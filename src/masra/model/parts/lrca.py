@@ -55,7 +55,9 @@ class LocalRelationalConsistency(PartModule):
         """P·h of the encoder's clips: what LRCA aligns with the captions, and SORA's relation features."""
         return {"lrca_video_proj": self.projection(clips)}
 
-    def outputs(self, memory: torch.Tensor, video_mask: torch.Tensor, batch: GroundingBatch) -> Outputs:
+    def outputs(
+        self, memory: torch.Tensor, video_mask: torch.Tensor, batch: GroundingBatch, projected: torch.Tensor
+    ) -> Outputs:
         return {"lrca_video_temperature": self.video_temperature()}
 
     def diagnostics(self) -> dict[str, torch.Tensor]:
