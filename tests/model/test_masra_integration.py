@@ -452,7 +452,8 @@ def test_esta_aligns_the_projected_clips_by_default_and_the_memory_on_request(sm
         outputs = model(batch)
         model.zero_grad()
         criterion(outputs, batch)["loss_esta"].backward()
-        trained = {name.split(".")[0] for name, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+        trained = {name.split(".")[0] for name, p in model.named_parameters()
+                   if p.grad is not None and p.grad.abs().sum() > 0}
         assert "video_proj" in trained and "esta" in trained
         assert ("encoder" in trained or "t2v_encoder" in trained) == (source == "memory"), (source, sorted(trained))
         if source == "input":

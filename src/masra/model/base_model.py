@@ -8,7 +8,6 @@ their hooks (masra.model.parts.base); docs/method.md says where each part sits o
 from __future__ import annotations
 
 import hashlib
-
 from collections.abc import Callable
 from typing import Any
 

@@ -2,8 +2,8 @@
 
 Training only. For each prior event k with clip span [s_k, e_k], a learned query attention-pools the
 clips inside the span (z_k; by default the projected clips before any interaction with the query, which the
-priors know nothing of; ``source: memory``: the final clip memory); a projection g: d -> Ds maps pooled events and single clips into the
-prior text space. Loss = symmetric InfoNCE between g(z_k) and the event embeddings e_k over all events of
+priors know nothing of; ``source: memory``: the final clip memory); a projection g: d -> Ds maps pooled
+events and single clips into the prior text space. Loss = symmetric InfoNCE between g(z_k) and the event embeddings e_k over all events of
 the batch (the copies of one event, when a video appears twice in a batch, are not each other's
 negatives), plus a clip-to-event term: every valid clip of a video with events classifies itself among its
 video's events and a learned "no event" slot: a clip inside events has those events as positives, a clip
@@ -39,6 +39,12 @@ class ESTAConfig:
 SOURCES = ("input", "memory")
 
 
+def check_source(source: str) -> None:
+    """The one check of ``model.esta.source``, for the config and for a module built without one."""
+    if source not in SOURCES:
+        raise MasraError(f"must be one of {', '.join(SOURCES)}, got {source!r}", field="model.esta.source")
+
+
 @dataclass
 class ESTALossConfig:
     esta: float = 1.0
@@ -56,8 +62,7 @@ class EventSemanticAlignment(PartModule):
         source: str = "input",
     ) -> None:
         super().__init__()
-        if source not in SOURCES:
-            raise MasraError(f"must be one of {', '.join(SOURCES)}, got {source!r}", field="model.esta.source")
+        check_source(source)
         self.source = source
         self.pool_query = nn.Parameter(torch.randn(d_model) / math.sqrt(d_model))  # [d]
         self.pool_key = nn.Linear(d_model, d_model)
@@ -211,8 +216,7 @@ def loss(outputs: Outputs, batch: GroundingBatch, loss_cfg: ESTALossConfig) -> d
 
 
 def validate(cfg: ESTAConfig) -> None:
-    if cfg.source not in SOURCES:
-        raise MasraError(f"must be one of {', '.join(SOURCES)}, got {cfg.source!r}", field="model.esta.source")
+    check_source(cfg.source)
 
 
 PART = Part(
