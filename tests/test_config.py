@@ -108,14 +108,20 @@ def test_model_dims_of_older_configs_are_ignored_when_loaded(tmp_path: Path) -> 
         apply_overrides(Config(), ["data.v_feat_dim=7"])  # not a setting any more
 
 
-def test_a_saved_config_from_before_esta_source_keeps_esta_on_the_memory() -> None:
-    """model.esta.source was added with a default (input) that changes what ESTA did before (memory): a saved
-    config without the key, ESTA on, gets memory back; ESTA off, a partial user file or a new dump keep input."""
+@pytest.mark.parametrize(
+    ("part", "key", "old_value", "new_value"),
+    [("esta", "source", "memory", "input"), ("sge", "back_norm", "none", "layer_norm")],
+)
+def test_a_saved_config_from_before_an_added_key_keeps_the_old_behaviour(part, key, old_value, new_value) -> None:
+    """model.esta.source and model.sge.back_norm were added with defaults that change what the part did before:
+    a saved config without the key, the part on, gets the old value back; the part off, a partial user file or
+    a new dump keep the new default."""
     saved = config_to_dict(set_masra_parts(Config(), "all"))
-    del saved["model"]["esta"]["source"]
-    assert config_from_dict(saved).model.esta.source == "memory"
+    del saved["model"][part][key]
+    assert getattr(getattr(config_from_dict(saved).model, part), key) == old_value
     off = config_to_dict(Config())
-    del off["model"]["esta"]["source"]
-    assert config_from_dict(off).model.esta.source == "input"
-    assert config_from_dict({"model": {"hidden_dim": 64}}).model.esta.source == "input"
-    assert config_from_dict(config_to_dict(set_masra_parts(Config(), "all"))).model.esta.source == "input"
+    del off["model"][part][key]
+    assert getattr(getattr(config_from_dict(off).model, part), key) == new_value
+    assert getattr(getattr(config_from_dict({"model": {"hidden_dim": 64}}).model, part), key) == new_value
+    fresh = config_from_dict(config_to_dict(set_masra_parts(Config(), "all")))
+    assert getattr(getattr(fresh.model, part), key) == new_value

@@ -337,7 +337,8 @@ REMOVED_KEYS = ("data.v_feat_dim", "data.t_feat_dim", "model.sge.semantic_dim")
 # Keys added with a default that changes what files written before them did: a saved config (a full dump: a
 # checkpoint's or a run's) that has the key's section but not the key gets the old behaviour back.
 # model.esta.source: ESTA read the final clip memory before it read the projected clips by default.
-ADDED_KEYS_OLD_VALUES = {"model.esta.source": "memory"}
+# model.sge.back_norm: SGE fused ψ(φ̂) without a layer norm before it fused LN(ψ(φ̂)).
+ADDED_KEYS_OLD_VALUES = {"model.esta.source": "memory", "model.sge.back_norm": "none"}
 
 
 def fill_added_keys(values: dict[str, Any]) -> dict[str, Any]:

@@ -470,3 +470,11 @@ def test_an_unknown_esta_source_is_refused(small_config):
     cfg.model.esta.source = "decoder"
     with pytest.raises(MasraError, match="model.esta.source|input, memory"):
         validate_config(cfg)
+
+
+def test_an_unknown_sge_back_norm_is_refused(small_config):
+    cfg = small_config()
+    set_masra_parts(cfg, "sge")
+    cfg.model.sge.back_norm = "batch_norm"
+    with pytest.raises(MasraError, match="model.sge.back_norm"):
+        validate_config(cfg)

@@ -1,9 +1,10 @@
 """SGE: semantic-guided enhancement (docs/method.md, "SGE").
 
 A semantic head φ maps each clip into the prior text space (trained to pick out the clip's own caption among
-its neighbours', ``sge_caption_loss``); its
-L2-normalised prediction is projected back by ψ and fused through a gate that starts almost closed:
-h_i <- h_i + σ(W[h_i ; ψ(φ̂_i)]) ⊙ ψ(φ̂_i), with φ̂_i = φ(h_i)/‖φ(h_i)‖.
+its neighbours', ``sge_caption_loss``); its L2-normalised prediction is projected back by ψ, layer-normalised to
+the scale of the (post-norm) memory, and fused through a gate that starts at σ(-2) ≈ 0.12:
+h_i <- h_i + σ(W[h_i ; s_i]) ⊙ s_i, with s_i = LN(ψ(φ̂_i)) and φ̂_i = φ(h_i)/‖φ(h_i)‖
+(``model.sge.back_norm: none``, the former fusion, leaves out the LN).
 """
 
 from __future__ import annotations
@@ -25,11 +26,15 @@ from masra.model.rank_mean import mean_over_ranks
 GATE_BIAS_INIT = -2.0
 # Two captions this close are the same caption (paraphrase variants of one sentence are farther apart).
 SAME_CAPTION_COS = 0.99
+BACK_NORMS = ("layer_norm", "none")
 
 
 @dataclass
 class SGEConfig:
     enabled: bool = False
+    # layer_norm: the fused semantics s_i = LN(ψ(φ̂_i)) have the memory's scale; none: s_i = ψ(φ̂_i), about
+    # 0.04 per channel at initialisation, so the fusion moved the memory by ~0.5 % (docs/method.md, "SGE").
+    back_norm: str = "layer_norm"
 
 
 @dataclass
@@ -42,8 +47,10 @@ class SGELossConfig:
 
 
 class SemanticGuidedEnhancement(PartModule):
-    def __init__(self, d_model: int, semantic_dim: int | None) -> None:
+    def __init__(self, d_model: int, semantic_dim: int | None, back_norm: str = "layer_norm") -> None:
         super().__init__()
+        check_back_norm(back_norm)
+        self.back_norm = back_norm
         if semantic_dim is None:
             raise MasraError(
                 "SGE needs the prior text dimension: give the training data a prior_dir", field="data.prior_dir"
@@ -78,6 +85,8 @@ class SemanticGuidedEnhancement(PartModule):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         semantics = self.semantic_head(memory)  # [B, L, Ds]
         back = self.back_projection(F.normalize(semantics, dim=-1))  # [B, L, d]
+        if self.back_norm == "layer_norm":
+            back = F.layer_norm(back, back.shape[-1:])
         gate = torch.sigmoid(self.gate(torch.cat([memory, back], dim=-1)))  # [B, L, d]
         mask = video_mask.unsqueeze(-1).to(memory.dtype)  # [B, L, 1]
         if stats is not None:
@@ -161,12 +170,23 @@ def sge_caption_loss(
     }
 
 
+def check_back_norm(back_norm: str) -> None:
+    """The one check of ``model.sge.back_norm``, for the config and for a module built without one."""
+    if back_norm not in BACK_NORMS:
+        raise MasraError(f"must be one of {', '.join(BACK_NORMS)}, got {back_norm!r}", field="model.sge.back_norm")
+
+
+def validate(cfg: SGEConfig) -> None:
+    check_back_norm(cfg.back_norm)
+
+
 PART = Part(
     name="sge",
     config=SGEConfig,
-    build=lambda cfg, ctx: SemanticGuidedEnhancement(ctx.hidden_dim, ctx.semantic_dim),
+    build=lambda cfg, ctx: SemanticGuidedEnhancement(ctx.hidden_dim, ctx.semantic_dim, cfg.back_norm),
     loss=sge_loss,
     loss_config=SGELossConfig,
     weights={"loss_sge_caption": "sge_caption"},
     needs_semantic_dim=True,
+    validate=validate,
 )
