@@ -17,6 +17,7 @@ one post-processing (``masra.model.postprocess``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,11 +41,10 @@ class SplitPredictions:
 
 
 @dataclass(frozen=True)
-class SplitData:
-    """The ``data.*`` settings of a checkpoint that reading its splits and feature files needs, as plain
-    values (an export carries the file locations in ``export.json``'s ``data``, the rest in ``inputs``)."""
+class FeatureFiles:
+    """Where the checkpoint's config reads annotation splits and feature files (``data`` in ``export.json``): its
+    ``data.*`` file settings as it records them (paths as written there) and ``train.eval_batch_size``."""
 
-    dataset: str
     domain: str | None
     eval_path: str | None
     test_path: str | None
@@ -52,6 +52,22 @@ class SplitData:
     t_feat_dir: str | None
     t_feat_prefix: str
     t_feat_key: str
+    batch_size: int
+
+    @classmethod
+    def of(cls, cfg: Any) -> "FeatureFiles":
+        """From a checkpoint's config (``masra.config.Config``)."""
+        data = cfg.data
+        return cls(data.domain, data.eval_path, data.test_path, [str(d) for d in data.v_feat_dirs], data.t_feat_dir,
+                   str(data.t_feat_prefix), str(data.t_feat_key), int(cfg.train.eval_batch_size))
+
+
+@dataclass(frozen=True)
+class SplitData(FeatureFiles):
+    """An export's file locations (``data`` in ``export.json``) with the rest of the ``data.*`` settings that
+    reading its splits and feature files needs, as plain values (``inputs`` in ``export.json``)."""
+
+    dataset: str
     max_v_l: int
     max_q_l: int
     use_tef: bool
@@ -60,11 +76,11 @@ class SplitData:
     clip_length: float
 
     @classmethod
-    def of(cls, files: Any, dataset: str, inputs: InputSpec) -> "SplitData":
-        """From an export's file locations (``masra.runtime.bundle.FeatureFiles``), dataset and inputs."""
-        return cls(dataset, files.domain, files.eval_path, files.test_path, list(files.v_feat_dirs), files.t_feat_dir,
-                   files.t_feat_prefix, files.t_feat_key, inputs.max_v_l, inputs.max_q_l, inputs.use_tef,
-                   inputs.normalize_video, inputs.normalize_text, inputs.clip_length)
+    def from_export(cls, files: FeatureFiles, dataset: str, inputs: InputSpec) -> "SplitData":
+        """From an export's file locations, dataset and inputs."""
+        return cls(**dataclasses.asdict(files), dataset=dataset, max_v_l=inputs.max_v_l, max_q_l=inputs.max_q_l,
+                   use_tef=inputs.use_tef, normalize_video=inputs.normalize_video,
+                   normalize_text=inputs.normalize_text, clip_length=inputs.clip_length)
 
 
 def predict_annotations(

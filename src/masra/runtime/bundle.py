@@ -34,6 +34,7 @@ from masra.data.jsonl import write_json
 from masra.errors import MasraError
 from masra.model.feature_inference import InputSpec
 from masra.model.postprocess import PostprocessSettings
+from masra.model.split_inference import FeatureFiles
 
 FORMAT = "masra-onnx"
 FORMAT_VERSION = 1
@@ -59,28 +60,6 @@ class ClipInfo:
     image_size: int
     video_dim: int
     text_dim: int
-
-
-@dataclass(frozen=True)
-class FeatureFiles:
-    """Where the checkpoint's config reads annotation splits and feature files (``data`` in ``export.json``): its
-    ``data.*`` file settings as it records them (paths as written there) and ``train.eval_batch_size``."""
-
-    domain: str | None
-    eval_path: str | None
-    test_path: str | None
-    v_feat_dirs: list[str]
-    t_feat_dir: str | None
-    t_feat_prefix: str
-    t_feat_key: str
-    batch_size: int
-
-    @classmethod
-    def of(cls, cfg: Any) -> "FeatureFiles":
-        """From a checkpoint's config (``masra.config.Config``)."""
-        data = cfg.data
-        return cls(data.domain, data.eval_path, data.test_path, [str(d) for d in data.v_feat_dirs], data.t_feat_dir,
-                   str(data.t_feat_prefix), str(data.t_feat_key), int(cfg.train.eval_batch_size))
 
 
 @dataclass(frozen=True)

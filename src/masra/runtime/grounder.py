@@ -109,7 +109,7 @@ class OnnxGrounder(VideoGrounding):
             raise MasraError("this export does not record the checkpoint's feature files; export it again with "
                              "this masra to predict on feature files", file=self.folder, field="data")
         files = self.info.data
-        data = SplitData.of(files, self.info.dataset, self.inputs)
+        data = SplitData.from_export(files, self.info.dataset, self.inputs)
 
         def rows_of(records: list[Any]) -> list[dict[str, Any]]:
             features = FeatureLoader(data, video_dim=self.inputs.v_feat_dim, text_dim=self.inputs.t_feat_dim)
