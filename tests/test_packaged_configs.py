@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from masra.cli.main import main
-from masra.config import MASRA_PARTS, load_config, packaged_configs, resolve_config_path
+from masra.config import MASRA_PARTS, backbone_layers, load_config, packaged_configs, resolve_config_path
 from masra.errors import MasraError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,6 +59,30 @@ def test_base_key_layers_files_relative_to_the_overlay(tmp_path):
         load_config(tmp_path / "over.yaml")
 
 
+def test_a_list_of_bases_is_merged_in_order_before_the_file(tmp_path):
+    (tmp_path / "first.yaml").write_text("train:\n  lr: 2.0e-4\n  epochs: 7\n")
+    (tmp_path / "second.yaml").write_text("train:\n  epochs: 8\n  batch_size: 4\n")
+    (tmp_path / "over.yaml").write_text("base: [first.yaml, second.yaml]\ntrain:\n  batch_size: 2\n")
+    cfg = load_config(tmp_path / "over.yaml")
+    assert (cfg.train.lr, cfg.train.epochs, cfg.train.batch_size) == (pytest.approx(2e-4), 8, 2)
+    (tmp_path / "over.yaml").write_text("base: [first.yaml, 3]\n")
+    with pytest.raises(MasraError, match="base"):
+        load_config(tmp_path / "over.yaml")
+
+
+@pytest.mark.parametrize("backbone", ["moment_detr", "cg_detr"])
+def test_a_backbones_qvhighlights_config_is_qvhighlights_plus_its_backbone_layer(backbone):
+    """The backbone's model and losses are written once (configs/backbones/), for the dataset config and for
+    masra demo/ablate --backbone alike."""
+    layered = dataclasses.asdict(load_config(["qvhighlights", backbone_layers()[backbone]]))
+    packaged = dataclasses.asdict(load_config(f"{backbone}_qvhighlights"))
+    assert packaged["model"]["backbone"] == backbone
+    assert packaged.pop("name") == f"{backbone}_qvhighlights"
+    assert packaged["train"].pop("output_dir") == f"runs/{backbone}_qvhighlights"
+    layered.pop("name"), layered["train"].pop("output_dir")
+    assert packaged == layered
+
+
 def test_config_list_and_show(capsys):
     assert main(["config", "list"]) == 0
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
@@ -97,6 +121,7 @@ def test_a_wheel_built_from_the_repository_contains_the_configs_and_loads_them(t
     (wheel,) = (tmp_path / "dist").glob("masra-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"masra/configs/{path.name}" for path in packaged_configs().values()} <= names
+    assert {f"masra/configs/backbones/{path.name}" for path in backbone_layers().values()} <= names
     # Installed from the wheel, run outside the checkout: --config names resolve inside the installed package.
     installed = tmp_path / "installed"
     zipfile.ZipFile(wheel).extractall(installed)

@@ -1,7 +1,7 @@
 """Configuration: nested dataclasses, loaded from YAML and overridden from the command line.
 
 Merge order (later wins): dataclass defaults < YAML file(s), in order, each after the file named by its
-``base:`` key < ``key.sub=value`` overrides. A config is a file path or the name of a config shipped in
+``base:`` key (a name or a list of names) < ``key.sub=value`` overrides. A config is a file path or the name of a config shipped in
 the package (``qvhighlights``, see ``packaged_configs()``). Unknown keys are errors, so a typo in a YAML
 file or an override never passes silently.
 """
@@ -295,6 +295,12 @@ def packaged_configs() -> dict[str, Path]:
     return {path.stem: path for path in sorted(PACKAGED_CONFIG_DIR.glob("*.yaml"))}
 
 
+def backbone_layers() -> dict[str, Path]:
+    """The shipped backbone layers by backbone name (``configs/backbones/<name>.yaml``): a backbone's own model and
+    loss settings, without data or widths, to merge after any config. The default backbone, qd_detr, has none."""
+    return {path.stem: path for path in sorted((PACKAGED_CONFIG_DIR / "backbones").glob("*.yaml"))}
+
+
 def resolve_config_path(name_or_path: str | Path, relative_to: Path | None = None) -> Path:
     """A config file: an existing path (relative to ``relative_to`` when given), else a packaged config name."""
     path = Path(name_or_path)
@@ -381,15 +387,17 @@ def _migrate_old_keys(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _merge_file(cfg: Config, path: Path, seen: tuple[Path, ...] = ()) -> None:
-    """Merge one YAML file into ``cfg``, after the file its ``base:`` key names (recursively)."""
+    """Merge one YAML file into ``cfg``, after the files its ``base:`` key names (a name or path, or a list of
+    them merged in order; recursively)."""
     if path.resolve() in seen:
         raise MasraError("config files name each other as base in a cycle", file=path, field=BASE_KEY)
     values = _migrate_old_keys(_read_yaml(path))
     base = values.pop(BASE_KEY, None)
-    if base is not None:
-        if not isinstance(base, str):
-            raise MasraError("expected a config name or path", file=path, field=BASE_KEY)
-        _merge_file(cfg, resolve_config_path(base, relative_to=path.parent), seen + (path.resolve(),))
+    bases = [base] if isinstance(base, str) else base
+    if bases is not None and not (isinstance(bases, list) and all(isinstance(b, str) for b in bases)):
+        raise MasraError("expected a config name or path, or a list of them", file=path, field=BASE_KEY)
+    for name in bases or []:
+        _merge_file(cfg, resolve_config_path(name, relative_to=path.parent), seen + (path.resolve(),))
     _update(cfg, values, "", str(path))
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from masra.cli.options import add_overrides_argument
+from masra.cli.options import add_backbone_argument, add_overrides_argument
 from masra.extras import require_extra
 
 
@@ -48,6 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--train-rows", type=int, help="use only the first N shipped training rows")
     parser.add_argument("--val-rows", type=int, help="use only the first N shipped val rows")
     parser.add_argument("--workers", type=int, default=None, help="runs trained side by side (default: 1 per core, at most 2)")
+    add_backbone_argument(parser)
     add_overrides_argument(parser)
     parser.set_defaults(func=run)
 
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         workers=default_workers() if args.workers is None else args.workers,
         data=args.data,
         config=args.config,
+        backbone=args.backbone,
     )
     console = Console()
     console.print(Markdown((Path(args.out) / "ablation.md").read_text()))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from masra.cli.options import add_overrides_argument
+from masra.cli.options import add_backbone_argument, add_overrides_argument
 from masra.extras import require_extra
 
 
@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--val-rows", type=int, help="use only the first N shipped val rows (default all 400)")
     parser.add_argument("--progress", action="store_true", help="show per-epoch progress bars")
     parser.add_argument("--workers", type=int, default=None, help="variants trained side by side (default: 1 per core, at most 2)")
+    add_backbone_argument(parser)
     add_overrides_argument(parser)
     parser.set_defaults(func=run)
 
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         progress=args.progress,
         workers=args.workers,
         data=args.data,
+        backbone=args.backbone,
     )
     print_report(report)
     return 0

@@ -17,6 +17,15 @@ def add_overrides_argument(parser: argparse.ArgumentParser) -> None:
                         help="config override, e.g. --set train.lr=2e-4 (repeatable; values are YAML)")
 
 
+def add_backbone_argument(parser: argparse.ArgumentParser) -> None:
+    """``--backbone``: the grounding model the demo's settings train (``masra.lab.demo.training.demo_config``)."""
+    from masra.lab.demo.training import DEFAULT_BACKBONE, demo_backbones
+
+    parser.add_argument("--backbone", choices=demo_backbones(), default=DEFAULT_BACKBONE,
+                        help="base grounding model: qd_detr (default) or another backbone, its shipped model and "
+                        "losses (masra/configs/backbones/) on the demo's widths and training settings (docs/model.md)")
+
+
 def add_runtime_argument(parser: argparse.ArgumentParser) -> None:
     """``--runtime torch|onnx``: the back end that grounds (see :func:`load_grounder`)."""
     parser.add_argument("--runtime", choices=RUNTIMES, default="torch", help="torch (default: the checkpoint on "

@@ -239,3 +239,29 @@ def test_a_run_recorded_before_esta_source_existed_is_not_reused_as_the_new_defa
     assert again.calls == []
     with pytest.raises(MasraError, match="model.esta.source"):
         _run(out, FakeTrainer(), seeds=[0], variants=["esta"])
+
+
+def test_a_run_recorded_before_sge_back_norm_existed_is_not_reused_as_the_new_default(tiny_dataset_copy):
+    """A finished SGE run whose fingerprint predates model.sge.back_norm fused without the layer norm: a rerun
+    refuses it instead of counting it as a run of the new default."""
+    out = tiny_dataset_copy.parent
+    _run(out, FakeTrainer(), seeds=[0], variants=["sge"])
+    path = out / "runs" / "sge" / "seed0" / "result.json"
+    record = json.loads(path.read_text())
+    del record["fingerprint"]["config"]["model"]["sge"]["back_norm"]
+    path.write_text(json.dumps(record))
+    with pytest.raises(MasraError, match="model.sge.back_norm"):
+        _run(out, FakeTrainer(), seeds=[0], variants=["sge"])
+
+
+def test_another_backbone_trains_its_shipped_layer_on_the_demos_settings(tiny_dataset_copy):
+    trainer = FakeTrainer()
+    table = _run(tiny_dataset_copy.parent, trainer, seeds=[0], variants=["baseline", "all"], backbone="cg_detr")
+    for name in ("baseline", "all"):
+        cfg = trainer.configs[name]
+        assert cfg.model.backbone == "cg_detr" and cfg.model.cg_detr.num_dummies == 45
+        assert cfg.model.hidden_dim == 64 and cfg.train.lr == 1e-3  # the demo's widths and training settings
+    assert "cg_detr backbone" in table["source"]
+    with pytest.raises(MasraError, match="--backbone"):
+        run_ablation(tiny_dataset_copy.parent / "other", seeds=[0], config="qvhighlights", backbone="moment_detr",
+                     trainer=FakeTrainer())

@@ -3,11 +3,15 @@ built in Python before the YAML existed, field by field."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 
+import pytest
+
 from masra.cli.main import main
 from masra.config import Config, packaged_configs
+from masra.errors import MasraError
 from masra.lab.demo.synthetic import SyntheticDataset
 from masra.lab.demo.training import demo_config
 
@@ -49,3 +53,16 @@ def test_the_demo_config_is_listed_and_shown_by_masra_config(capsys):
     assert main(["config", "show", "demo"]) == 0
     shown = capsys.readouterr().out
     assert "hidden_dim: 64" in shown and "batch_size: 8" in shown
+
+
+def test_another_backbone_is_its_shipped_layer_on_the_demo_config(tiny_dataset_dir, tmp_path):
+    """--backbone B = demo.yaml, then configs/backbones/B.yaml (the backbone's model and losses), then what the
+    demo fills in: every other field stays the demo's."""
+    dataset = SyntheticDataset.at(tiny_dataset_dir, json.loads((tiny_dataset_dir / "manifest.json").read_text()))
+    qd = dataclasses.asdict(demo_config(dataset, parts="all", seed=0, epochs=5, output_dir=tmp_path / "run"))
+    moment = demo_config(dataset, parts="all", seed=0, epochs=5, output_dir=tmp_path / "run", backbone="moment_detr")
+    expected = copy.deepcopy(qd)
+    expected["model"].update(backbone="moment_detr", activation="relu", use_negative_pairs=False)
+    assert dataclasses.asdict(moment) == expected
+    with pytest.raises(MasraError, match="unknown backbone 'detr'"):
+        demo_config(dataset, parts="all", seed=0, epochs=5, output_dir=tmp_path / "run", backbone="detr")

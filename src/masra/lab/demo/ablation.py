@@ -41,7 +41,15 @@ from masra.lab.demo.ablation_table import aggregate, markdown_table
 from masra.lab.demo.curves import write_curves
 from masra.lab.demo.regimes import DEFAULT_REGIME, regime_spec
 from masra.lab.demo.synthetic import build_synthetic_dataset
-from masra.lab.demo.training import DEFAULT_EPOCHS, Trainer, VariantResult, demo_config, train_many, train_variant
+from masra.lab.demo.training import (
+    DEFAULT_BACKBONE,
+    DEFAULT_EPOCHS,
+    Trainer,
+    VariantResult,
+    demo_config,
+    train_many,
+    train_variant,
+)
 from masra.errors import MasraError
 
 
@@ -158,15 +166,16 @@ def _differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 
 def demo_configs(
-    out: Path, *, data: str, data_seed: int, epochs: int, n_train: int | None, n_val: int | None
+    out: Path, *, data: str, data_seed: int, epochs: int, n_train: int | None, n_val: int | None, backbone: str
 ) -> tuple[ConfigFactory, dict[str, Any]]:
-    """Runs on the generated dataset of regime ``data`` (cached in ``out/data``), with the demo's settings."""
+    """Runs on the generated dataset of regime ``data`` (cached in ``out/data``), with the demo's settings on
+    ``backbone``."""
     dataset = build_synthetic_dataset(out / "data", data_seed, regime_spec(data), n_train=n_train, n_val=n_val)
     data_key = {k: dataset.manifest[k] for k in ("generator_version", "regime", "seed", "spec", "rows")}
 
     def make(parts: list[str], seed: int, output_dir: Path, overrides: list[str]) -> Config:
         return demo_config(dataset, parts=parts or "none", seed=seed, epochs=epochs, output_dir=output_dir,
-                           overrides=overrides)
+                           overrides=overrides, backbone=backbone)
 
     return make, data_key
 
@@ -201,13 +210,15 @@ def run_ablation(
     workers: int = 1,
     data: str | None = None,
     config: str | None = None,
+    backbone: str = DEFAULT_BACKBONE,
 ) -> dict[str, Any]:
     """Train every missing (variant, seed) run, then write and return the aggregated table and the curves.
 
     Without ``config`` all runs share one generated dataset of regime ``data`` (default planted; generated
     with ``data_seed``, ``n_train``/``n_val`` rows); with ``config`` (a packaged name or YAML path) runs use
     that config's data and settings. ``seeds`` vary the training seed; ``epochs`` defaults to the demo's
-    budget, or to the config's own ``train.epochs``. ``custom`` variants (:func:`custom_variant`) are trained
+    budget, or to the config's own ``train.epochs``. ``backbone``: the grounding model of the demo's settings
+    (``masra.lab.demo.training.demo_config``; a ``config`` names its own). ``custom`` variants (:func:`custom_variant`) are trained
     after the chosen built-in ones.
     ``trainer`` is the function that trains one config (replaceable in tests); ``workers`` runs train side
     by side in separate processes (results are written once all pending runs have finished; an
@@ -233,13 +244,16 @@ def run_ablation(
         if data is not None or n_train is not None or n_val is not None:
             raise MasraError("the data of a --config run comes from the config: drop --data/--train-rows/--val-rows",
                              field="config")
+        if backbone != DEFAULT_BACKBONE:
+            raise MasraError("a --config run trains the config's own model.backbone: drop --backbone (or pass "
+                             "--set model.backbone=...)", field="backbone")
         epochs = load_config(config).train.epochs if epochs is None else epochs
         make, data_key, data_name = user_configs(config, epochs=epochs), None, f"config:{config}"
     else:
         data_name = data or DEFAULT_REGIME
         epochs = DEFAULT_EPOCHS if epochs is None else epochs
         make, data_key = demo_configs(out, data=data_name, data_seed=data_seed, epochs=epochs,
-                                      n_train=n_train, n_val=n_val)
+                                      n_train=n_train, n_val=n_val, backbone=backbone)
 
     results: dict[str, dict[int, dict[str, Any]]] = {v: {} for v in chosen}
     pending: list[tuple[str, int, Config]] = []
@@ -274,6 +288,8 @@ def run_ablation(
         results[variant][seed] = record
 
     source = f"config {config}" if config is not None else f"{data_name} demo data (data seed {data_seed})"
+    if backbone != DEFAULT_BACKBONE:
+        source += f", {backbone} backbone"
     runs = {variant: [_without_fingerprint(by_seed[s]) for s in seeds] for variant, by_seed in results.items()}
     table = aggregate(runs, seeds=seeds, epochs=epochs, data=data_name, data_seed=data_seed, source=source,
                       protocol=list(PROTOCOL_OVERRIDES), overrides=user_overrides)

@@ -28,6 +28,7 @@ from masra.lab.demo.progress import ProgressPrinter
 from masra.lab.demo.regimes import DEFAULT_REGIME, regime_spec
 from masra.lab.demo.synthetic import SyntheticDataset, build_synthetic_dataset
 from masra.lab.demo.training import (
+    DEFAULT_BACKBONE,
     DEFAULT_EPOCHS,
     KEY_METRICS,
     VariantResult,
@@ -84,12 +85,13 @@ def run_demo(
     workers: int | None = None,
     epoch_lines: bool = True,
     data: str = DEFAULT_REGIME,
+    backbone: str = DEFAULT_BACKBONE,
 ) -> DemoReport:
     """Run the whole demo into ``out`` and return what it measured (files are written as listed above).
 
     ``epoch_lines``: print one line per finished epoch of every model (loss, last val metrics, ETA);
     ``progress``: also per-batch progress bars (with one worker); ``data`` names the regime of the generated
-    dataset (``masra.lab.demo.regimes``)."""
+    dataset (``masra.lab.demo.regimes``); ``backbone`` the grounding model (``demo_config``)."""
     started = time.time()
     out = Path(out)
     if epochs < 1:
@@ -111,7 +113,7 @@ def run_demo(
     jobs = []
     for name, enabled in plan:
         cfg = demo_config(dataset, parts=enabled or "none", seed=seed, epochs=epochs, output_dir=out / "runs" / name,
-                          overrides=overrides)
+                          overrides=overrides, backbone=backbone)
         print(f"training {name} ({','.join(enabled) or 'no MASRA parts'}) for {cfg.train.epochs} epochs", flush=True)
         jobs.append((name, cfg))
     workers = default_workers() if workers is None else workers

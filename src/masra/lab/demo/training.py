@@ -14,7 +14,15 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from masra.config import Config, apply_overrides, load_config, packaged_configs, set_masra_parts, validate_config
+from masra.config import (
+    Config,
+    apply_overrides,
+    backbone_layers,
+    load_config,
+    packaged_configs,
+    set_masra_parts,
+    validate_config,
+)
 from masra.lab.demo.synthetic import SyntheticDataset
 from masra.errors import MasraError
 
@@ -28,6 +36,13 @@ DEFAULT_EPOCHS = 5
 KEY_METRICS = ("MR-full-mAP", "MR-full-R1@0.5", "MR-full-R1@0.7", "HL-min-VeryGood-mAP", "HL-min-VeryGood-Hit1")
 # The packaged config behind the demo (masra/configs/demo.yaml).
 DEMO_CONFIG = "demo"
+# The demo's backbone: QD-DETR, the one demo.yaml is written for (no layer file of its own).
+DEFAULT_BACKBONE = "qd_detr"
+
+
+def demo_backbones() -> list[str]:
+    """The backbones the demo and the ablation train: QD-DETR, then each shipped backbone layer."""
+    return [DEFAULT_BACKBONE, *backbone_layers()]
 
 
 @dataclass
@@ -56,11 +71,19 @@ def demo_config(
     epochs: int,
     output_dir: Path,
     overrides: list[str] | None = None,
+    backbone: str = DEFAULT_BACKBONE,
 ) -> Config:
     """The demo's training config: the packaged ``demo`` config (settings and why: ``masra config show demo
-    --file``) on ``dataset``, with the given parts, seed, epochs and run folder; ``overrides``
-    (``key.sub=value``) apply last."""
-    cfg = load_config(packaged_configs()[DEMO_CONFIG])  # by path: a file named demo in the cwd is not it
+    --file``) on ``dataset``, with the given parts, seed, epochs and run folder; another ``backbone`` than
+    QD-DETR merges that backbone's shipped layer (``configs/backbones/<name>.yaml``: its model and losses, the
+    demo's widths and training settings kept); ``overrides`` (``key.sub=value``) apply last."""
+    files = [packaged_configs()[DEMO_CONFIG]]  # by path: a file named demo in the cwd is not it
+    if backbone != DEFAULT_BACKBONE:
+        layers = backbone_layers()
+        if backbone not in layers:
+            raise MasraError(f"unknown backbone {backbone!r}; one of {', '.join(demo_backbones())}", field="backbone")
+        files.append(layers[backbone])
+    cfg = load_config(files)
     cfg.data.train_path = str(dataset.train_path)
     cfg.data.eval_path = str(dataset.val_path)
     cfg.data.v_feat_dirs = [str(folder) for folder in dataset.video_dirs]
