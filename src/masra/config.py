@@ -1,8 +1,8 @@
 """Configuration: nested dataclasses, loaded from YAML and overridden from the command line.
 
-Merge order (later wins): dataclass defaults < YAML file(s), in order, each after the file named by its
-``base:`` key (a name or a list of names) < ``key.sub=value`` overrides. A config is a file path or the name of a config shipped in
-the package (``qvhighlights``, see ``packaged_configs()``). Unknown keys are errors, so a typo in a YAML
+Merge order (later wins): dataclass defaults < YAML file(s), in order, each after the file(s) named by its
+``base:`` key (a name or a list of names) < ``key.sub=value`` overrides. A config is a file path or the name
+of a config shipped in the package (``qvhighlights``, see ``packaged_configs()``). Unknown keys are errors, so a typo in a YAML
 file or an override never passes silently.
 """
 

@@ -464,17 +464,10 @@ def test_esta_aligns_the_projected_clips_by_default_and_the_memory_on_request(sm
             assert torch.allclose(model(batch)["esta_clip_proj"], expected["esta_clip_proj"], atol=1e-6)
 
 
-def test_an_unknown_esta_source_is_refused(small_config):
+@pytest.mark.parametrize(("part", "key"), [("esta", "source"), ("sge", "back_norm"), ("dai", "context")])
+def test_an_unknown_choice_of_a_part_setting_is_refused(small_config, part, key):
     cfg = small_config()
-    set_masra_parts(cfg, "esta")
-    cfg.model.esta.source = "decoder"
-    with pytest.raises(MasraError, match="model.esta.source|input, memory"):
-        validate_config(cfg)
-
-
-def test_an_unknown_sge_back_norm_is_refused(small_config):
-    cfg = small_config()
-    set_masra_parts(cfg, "sge")
-    cfg.model.sge.back_norm = "batch_norm"
-    with pytest.raises(MasraError, match="model.sge.back_norm"):
+    set_masra_parts(cfg, part)
+    setattr(getattr(cfg.model, part), key, "decoder")
+    with pytest.raises(MasraError, match=rf"model\.{part}\.{key}.*must be one of .*got 'decoder'"):
         validate_config(cfg)

@@ -218,8 +218,8 @@ def run_ablation(
     with ``data_seed``, ``n_train``/``n_val`` rows); with ``config`` (a packaged name or YAML path) runs use
     that config's data and settings. ``seeds`` vary the training seed; ``epochs`` defaults to the demo's
     budget, or to the config's own ``train.epochs``. ``backbone``: the grounding model of the demo's settings
-    (``masra.lab.demo.training.demo_config``; a ``config`` names its own). ``custom`` variants (:func:`custom_variant`) are trained
-    after the chosen built-in ones.
+    (``masra.lab.demo.training.demo_config``; a ``config`` names its own). ``custom`` variants
+    (:func:`custom_variant`) are trained after the chosen built-in ones.
     ``trainer`` is the function that trains one config (replaceable in tests); ``workers`` runs train side
     by side in separate processes (results are written once all pending runs have finished; an
     interrupted ablation resumes each run from its last checkpoint).

@@ -36,8 +36,8 @@ DEFAULT_EPOCHS = 5
 KEY_METRICS = ("MR-full-mAP", "MR-full-R1@0.5", "MR-full-R1@0.7", "HL-min-VeryGood-mAP", "HL-min-VeryGood-Hit1")
 # The packaged config behind the demo (masra/configs/demo.yaml).
 DEMO_CONFIG = "demo"
-# The demo's backbone: QD-DETR, the one demo.yaml is written for (no layer file of its own).
-DEFAULT_BACKBONE = "qd_detr"
+# The demo's backbone: the config's default (QD-DETR), the one demo.yaml is written for (no layer file of its own).
+DEFAULT_BACKBONE = Config().model.backbone
 
 
 def demo_backbones() -> list[str]:

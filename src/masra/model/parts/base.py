@@ -27,9 +27,17 @@ import torch
 from torch import nn
 
 from masra.data.batch import GroundingBatch
+from masra.errors import MasraError
 
 Stats = dict[str, torch.Tensor]  # diagnostics of one pass: name -> 0-d tensor
 Outputs = dict[str, Any]
+
+
+def check_choice(value: str, choices: tuple[str, ...], field: str) -> None:
+    """The check of a part's string setting that takes one of ``choices``: for its config's ``validate`` and for a
+    module built without a config alike."""
+    if value not in choices:
+        raise MasraError(f"must be one of {', '.join(choices)}, got {value!r}", field=field)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from torch import nn
 from masra.data.batch import GroundingBatch
 from masra.errors import MasraError
 from masra.model.dropout import Dropout
-from masra.model.parts.base import Outputs, Part, PartContext, PartModule, Stats
+from masra.model.parts.base import Outputs, Part, PartContext, PartModule, Stats, check_choice
 from masra.model.rank_mean import mean_over_ranks
 
 CONTEXT_MODES = ("slots", "xattn", "mlp")
@@ -76,8 +76,7 @@ class ContextCodebook(PartModule):
         relevance_to_saliency: bool = False,
     ) -> None:
         super().__init__()
-        if context not in CONTEXT_MODES:
-            raise MasraError(f"must be one of {', '.join(CONTEXT_MODES)}, got {context!r}", field="model.dai.context")
+        check_choice(context, CONTEXT_MODES, "model.dai.context")
         self.context = context
         self.codebook = nn.Parameter(torch.randn(codebook_size, d_model))  # [K, d], unit-scale like LN'd text
         if context == "mlp":
@@ -358,8 +357,7 @@ def decoupled_attention(cfg: DAIConfig, ctx: PartContext) -> Callable[[], nn.Mod
 
 
 def validate(cfg: DAIConfig) -> None:
-    if cfg.context not in CONTEXT_MODES:
-        raise MasraError(f"must be one of {', '.join(CONTEXT_MODES)}", field="model.dai.context")
+    check_choice(cfg.context, CONTEXT_MODES, "model.dai.context")
 
 
 PART = Part(

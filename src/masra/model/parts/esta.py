@@ -21,8 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from masra.data.batch import GroundingBatch
-from masra.errors import MasraError
-from masra.model.parts.base import Outputs, Part, PartModule
+from masra.model.parts.base import Outputs, Part, PartModule, check_choice
 from masra.model.rank_mean import mean_over_ranks
 
 
@@ -37,12 +36,6 @@ class ESTAConfig:
 
 
 SOURCES = ("input", "memory")
-
-
-def check_source(source: str) -> None:
-    """The one check of ``model.esta.source``, for the config and for a module built without one."""
-    if source not in SOURCES:
-        raise MasraError(f"must be one of {', '.join(SOURCES)}, got {source!r}", field="model.esta.source")
 
 
 @dataclass
@@ -62,7 +55,7 @@ class EventSemanticAlignment(PartModule):
         source: str = "input",
     ) -> None:
         super().__init__()
-        check_source(source)
+        check_choice(source, SOURCES, "model.esta.source")
         self.source = source
         self.pool_query = nn.Parameter(torch.randn(d_model) / math.sqrt(d_model))  # [d]
         self.pool_key = nn.Linear(d_model, d_model)
@@ -216,7 +209,7 @@ def loss(outputs: Outputs, batch: GroundingBatch, loss_cfg: ESTALossConfig) -> d
 
 
 def validate(cfg: ESTAConfig) -> None:
-    check_source(cfg.source)
+    check_choice(cfg.source, SOURCES, "model.esta.source")
 
 
 PART = Part(

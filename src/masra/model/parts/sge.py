@@ -19,7 +19,7 @@ from masra.data.batch import GroundingBatch
 from masra.errors import MasraError
 from masra.model.banded import band_dot, band_pair_mask
 from masra.model.layers import run_layer
-from masra.model.parts.base import Outputs, Part, PartModule, Stats
+from masra.model.parts.base import Outputs, Part, PartModule, Stats, check_choice
 from masra.model.rank_mean import mean_over_ranks
 
 # σ(-2) ≈ 0.12: the fused semantics start as a small correction of the baseline memory.
@@ -49,7 +49,7 @@ class SGELossConfig:
 class SemanticGuidedEnhancement(PartModule):
     def __init__(self, d_model: int, semantic_dim: int | None, back_norm: str = "layer_norm") -> None:
         super().__init__()
-        check_back_norm(back_norm)
+        check_choice(back_norm, BACK_NORMS, "model.sge.back_norm")
         self.back_norm = back_norm
         if semantic_dim is None:
             raise MasraError(
@@ -170,14 +170,8 @@ def sge_caption_loss(
     }
 
 
-def check_back_norm(back_norm: str) -> None:
-    """The one check of ``model.sge.back_norm``, for the config and for a module built without one."""
-    if back_norm not in BACK_NORMS:
-        raise MasraError(f"must be one of {', '.join(BACK_NORMS)}, got {back_norm!r}", field="model.sge.back_norm")
-
-
 def validate(cfg: SGEConfig) -> None:
-    check_back_norm(cfg.back_norm)
+    check_choice(cfg.back_norm, BACK_NORMS, "model.sge.back_norm")
 
 
 PART = Part(

@@ -34,7 +34,7 @@ from masra.errors import MasraError
 from masra.model.banded import block_band_mask, blocks_to_band, halo_blocks, key_blocks, query_blocks
 from masra.model.dropout import Dropout
 from masra.model.layers import FeedForward, run_layer
-from masra.model.parts.base import Outputs, Part, PartContext, PartModule, Stats
+from masra.model.parts.base import Outputs, Part, PartContext, PartModule, Stats, check_choice
 
 
 @dataclass
@@ -214,8 +214,7 @@ class SORALayer(PartModule):
         relation: str = "second_order",
     ) -> None:
         super().__init__()
-        if relation not in RELATIONS:
-            raise MasraError(f"must be one of {', '.join(RELATIONS)}, got {relation!r}", field="model.sora.relation")
+        check_choice(relation, RELATIONS, "model.sora.relation")
         if d_model % nheads:
             raise MasraError(f"hidden_dim {d_model} is not divisible by nheads {nheads}", field="model.nheads")
         if band < 1:
