@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from convert.fixture_predict import predict_fixture_rows
 from masra.cli.main import main
 from masra.convert.moment_detr import convert_moment_detr, load_moment_detr_checkpoint
 from masra.data.batch import GroundingBatch
@@ -91,26 +92,10 @@ def test_parameter_count_is_the_anchors_less_what_it_never_uses(converted_runs, 
 
 
 def test_predict_writes_moment_detrs_own_submission_rows(converted_run, tmp_path):
-    """The fixture's features as feature files (already L2-normalised, so normalisation is switched off; masra
-    appends the TEF) through `masra predict`: the rows of Moment-DETR's inference code, window for window."""
-    io = np.load(FIXTURE / "io.npz")
+    """The fixture's features through `masra predict`: the rows of Moment-DETR's inference code, window for
+    window."""
     expected = [json.loads(line) for line in (FIXTURE / "submission.jsonl").read_text().splitlines()]
-    (tmp_path / "v").mkdir()
-    (tmp_path / "t").mkdir()
-    rows = []
-    for i, row in enumerate(expected):
-        clips, tokens = int(io["src_vid_mask"][i].sum()), int(io["src_txt_mask"][i].sum())
-        np.savez(tmp_path / "v" / f"{row['vid']}.npz", features=io["src_vid"][i, :clips, :-2])
-        np.savez(tmp_path / "t" / f"qid{row['qid']}.npz", last_hidden_state=io["src_txt"][i, :tokens])
-        rows.append({"qid": row["qid"], "query": row["query"], "vid": row["vid"], "duration": 2.0 * clips})
-    (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    out = tmp_path / "preds.jsonl"
-    assert main(["predict", "--checkpoint", str(converted_run), "--annotations", str(tmp_path / "test.jsonl"),
-                 "--out", str(out), "--device", "cpu", "--set", f"data.v_feat_dirs=[{tmp_path / 'v'}]",
-                 "--set", f"data.t_feat_dir={tmp_path / 't'}", "--set", "data.normalize_video=false",
-                 "--set", "data.normalize_text=false"]) == 0
-    predicted = [json.loads(line) for line in out.read_text().splitlines()]
-    assert predicted == expected
+    assert predict_fixture_rows(converted_run, np.load(FIXTURE / "io.npz"), expected, tmp_path) == expected
 
 
 def test_config_comes_from_opt(converted_run):

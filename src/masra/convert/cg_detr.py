@@ -17,6 +17,7 @@ from typing import Any
 from masra.config import Config
 from masra.convert.anchor import MAX_LAYERS, MAX_QUERIES, Anchor, Converted, convert_checkpoint, load_anchor_checkpoint
 from masra.convert.options import OptReader
+from masra.convert.renames import INPUT_PROJECTION_RENAMES, QD_DETR_DECODER_AND_HEAD_RENAMES, encoder_layer_renames
 
 # CG-DETR's encoders (nn.MultiheadAttention + post-norm FFN) -> masra's TemporalEncoder layers.
 _ENCODERS = {
@@ -36,30 +37,13 @@ RENAMES: list[tuple[str, str]] = [
     (r"^sent_rep_token$", "sentence_token"),
     (r"^sent_rep_pos$", "sentence_pos"),
     (r"^token_type_embeddings\.", "token_type."),
-    (r"^input_vid_proj\.(\d+)\.LayerNorm\.", r"video_proj.\1.0."),
-    (r"^input_vid_proj\.(\d+)\.net\.1\.", r"video_proj.\1.2."),
-    (r"^input_txt_proj\.(\d+)\.LayerNorm\.", r"text_proj.\1.0."),
-    (r"^input_txt_proj\.(\d+)\.net\.1\.", r"text_proj.\1.2."),
-    *[rule for old, new in _ENCODERS.items() for rule in (
-        (rf"^{old}\.layers\.(\d+)\.self_attn\.", rf"{new}.layers.\1.self_attn."),
-        (rf"^{old}\.layers\.(\d+)\.norm1\.", rf"{new}.layers.\1.norm."),
-        (rf"^{old}\.layers\.(\d+)\.norm2\.", rf"{new}.layers.\1.ffn.norm."),
-        (rf"^{old}\.layers\.(\d+)\.(linear1|linear2|activation)\.", rf"{new}.layers.\1.ffn.\2."),
-    )],
+    *INPUT_PROJECTION_RENAMES,
+    *[rule for old, new in _ENCODERS.items() for rule in encoder_layer_renames(old, new)],
     (r"^transformer\.t2v_encoder\.layers\.(\d+)\.self_attn\.", r"t2v_encoder.layers.\1.cross_attn."),
     (r"^transformer\.t2v_encoder\.layers\.(\d+)\.norm1\.", r"t2v_encoder.layers.\1.norm."),
     (r"^transformer\.t2v_encoder\.layers\.(\d+)\.norm2\.", r"t2v_encoder.layers.\1.ffn.norm."),
     (r"^transformer\.t2v_encoder\.layers\.(\d+)\.(linear1|linear2|activation)\.", r"t2v_encoder.layers.\1.ffn.\2."),
-    (r"^transformer\.decoder\.layers\.(\d+)\.self_attn\.out_proj\.", r"decoder.layers.\1.sa_out_proj."),
-    (r"^transformer\.decoder\.layers\.(\d+)\.cross_attn\.out_proj\.", r"decoder.layers.\1.ca_out_proj."),
-    (r"^transformer\.decoder\.layers\.(\d+)\.norm3\.", r"decoder.layers.\1.ffn.norm."),
-    (r"^transformer\.decoder\.layers\.(\d+)\.(linear1|linear2|activation)\.", r"decoder.layers.\1.ffn.\2."),
-    (r"^transformer\.decoder\.bbox_embed\.", "decoder.anchor_refine."),
-    (r"^transformer\.decoder\.", "decoder."),
-    (r"^span_embed\.", "span_head."),
-    (r"^class_embed\.", "class_head."),
-    (r"^query_embed\.", "anchors."),
-    (r"^(saliency_proj[12]\.)", r"\1"),
+    *QD_DETR_DECODER_AND_HEAD_RENAMES,
 ]
 
 

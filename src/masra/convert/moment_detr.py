@@ -16,17 +16,12 @@ from typing import Any
 from masra.config import Config
 from masra.convert.anchor import MAX_WIDTH, Anchor, Converted, convert_checkpoint, load_anchor_checkpoint
 from masra.convert.options import OptReader
+from masra.convert.renames import INPUT_PROJECTION_RENAMES, encoder_layer_renames
 
 # (pattern, replacement) applied in order to each Moment-DETR key; the first match wins.
 RENAMES: list[tuple[str, str]] = [
-    (r"^input_vid_proj\.(\d+)\.LayerNorm\.", r"video_proj.\1.0."),
-    (r"^input_vid_proj\.(\d+)\.net\.1\.", r"video_proj.\1.2."),
-    (r"^input_txt_proj\.(\d+)\.LayerNorm\.", r"text_proj.\1.0."),
-    (r"^input_txt_proj\.(\d+)\.net\.1\.", r"text_proj.\1.2."),
-    (r"^transformer\.encoder\.layers\.(\d+)\.self_attn\.", r"encoder.layers.\1.self_attn."),
-    (r"^transformer\.encoder\.layers\.(\d+)\.norm1\.", r"encoder.layers.\1.norm."),
-    (r"^transformer\.encoder\.layers\.(\d+)\.norm2\.", r"encoder.layers.\1.ffn.norm."),
-    (r"^transformer\.encoder\.layers\.(\d+)\.(linear1|linear2)\.", r"encoder.layers.\1.ffn.\2."),
+    *INPUT_PROJECTION_RENAMES,
+    *encoder_layer_renames(r"transformer\.encoder", "encoder"),
     (r"^transformer\.decoder\.layers\.(\d+)\.self_attn\.", r"decoder.layers.\1.self_attn."),
     (r"^transformer\.decoder\.layers\.(\d+)\.multihead_attn\.", r"decoder.layers.\1.cross_attn."),
     (r"^transformer\.decoder\.layers\.(\d+)\.(norm1|norm2)\.", r"decoder.layers.\1.\2."),

@@ -15,33 +15,19 @@ from typing import Any
 from masra.config import Config
 from masra.convert.anchor import Anchor, Converted, convert_checkpoint, load_anchor_checkpoint
 from masra.convert.options import OptReader
+from masra.convert.renames import INPUT_PROJECTION_RENAMES, QD_DETR_DECODER_AND_HEAD_RENAMES, encoder_layer_renames
 
 # (pattern, replacement) applied in order to each QD-DETR key; the first match wins.
 RENAMES: list[tuple[str, str]] = [
     (r"^global_rep_token$", "global_token"),
     (r"^global_rep_pos$", "global_pos"),
-    (r"^input_vid_proj\.(\d+)\.LayerNorm\.", r"video_proj.\1.0."),
-    (r"^input_vid_proj\.(\d+)\.net\.1\.", r"video_proj.\1.2."),
-    (r"^input_txt_proj\.(\d+)\.LayerNorm\.", r"text_proj.\1.0."),
-    (r"^input_txt_proj\.(\d+)\.net\.1\.", r"text_proj.\1.2."),
+    *INPUT_PROJECTION_RENAMES,
     (r"^transformer\.t2v_encoder\.layers\.(\d+)\.self_attn\.", r"t2v_encoder.layers.\1.cross_attn.attn."),
     (r"^transformer\.t2v_encoder\.layers\.(\d+)\.norm1\.", r"t2v_encoder.layers.\1.norm."),
     (r"^transformer\.t2v_encoder\.layers\.(\d+)\.norm2\.", r"t2v_encoder.layers.\1.ffn.norm."),
     (r"^transformer\.t2v_encoder\.layers\.(\d+)\.(linear1|linear2|activation)\.", r"t2v_encoder.layers.\1.ffn.\2."),
-    (r"^transformer\.encoder\.layers\.(\d+)\.self_attn\.", r"encoder.layers.\1.self_attn."),
-    (r"^transformer\.encoder\.layers\.(\d+)\.norm1\.", r"encoder.layers.\1.norm."),
-    (r"^transformer\.encoder\.layers\.(\d+)\.norm2\.", r"encoder.layers.\1.ffn.norm."),
-    (r"^transformer\.encoder\.layers\.(\d+)\.(linear1|linear2|activation)\.", r"encoder.layers.\1.ffn.\2."),
-    (r"^transformer\.decoder\.layers\.(\d+)\.self_attn\.out_proj\.", r"decoder.layers.\1.sa_out_proj."),
-    (r"^transformer\.decoder\.layers\.(\d+)\.cross_attn\.out_proj\.", r"decoder.layers.\1.ca_out_proj."),
-    (r"^transformer\.decoder\.layers\.(\d+)\.norm3\.", r"decoder.layers.\1.ffn.norm."),
-    (r"^transformer\.decoder\.layers\.(\d+)\.(linear1|linear2|activation)\.", r"decoder.layers.\1.ffn.\2."),
-    (r"^transformer\.decoder\.bbox_embed\.", "decoder.anchor_refine."),
-    (r"^transformer\.decoder\.", "decoder."),
-    (r"^span_embed\.", "span_head."),
-    (r"^class_embed\.", "class_head."),
-    (r"^query_embed\.", "anchors."),
-    (r"^(saliency_proj[12]\.)", r"\1"),
+    *encoder_layer_renames(r"transformer\.encoder", "encoder"),
+    *QD_DETR_DECODER_AND_HEAD_RENAMES,
 ]
 
 
