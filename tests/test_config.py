@@ -125,3 +125,12 @@ def test_a_saved_config_from_before_an_added_key_keeps_the_old_behaviour(part, k
     assert getattr(getattr(config_from_dict({"model": {"hidden_dim": 64}}).model, part), key) == new_value
     fresh = config_from_dict(config_to_dict(set_masra_parts(Config(), "all")))
     assert getattr(getattr(fresh.model, part), key) == new_value
+
+
+def test_a_saved_config_from_before_negative_pair_keeps_the_negative_pair_term() -> None:
+    """loss.negative_pair was added with the old behaviour as its default (1: the term counts in full), so it needs no
+    entry in ADDED_KEYS_OLD_VALUES: a saved config without it loads with 1."""
+    saved = config_to_dict(Config())
+    del saved["loss"]["negative_pair"]
+    assert config_from_dict(saved).loss.negative_pair == 1.0
+    assert config_from_dict(config_to_dict(load_config("cg_detr_youtube_highlights"))).loss.negative_pair == 0.0

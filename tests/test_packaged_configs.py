@@ -83,6 +83,71 @@ def test_a_backbones_qvhighlights_config_is_qvhighlights_plus_its_backbone_layer
     assert packaged == layered
 
 
+def _flat(values: dict, prefix: str = "") -> dict:
+    """A config's dict as {dotted key: value}."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+# CG-DETR's settings on each dataset, as its scripts (cg_detr/scripts/<dataset>/train.sh, tvsum/train_tvsum.sh) and
+# cg_detr/model.py set them; the YAML headers cite each. CG_DETR_OWN: the ones its dataset config lacks.
+CG_DETR_SETTINGS = {
+    "charades_sta": {"model.cg_detr.num_dummies": 45, "model.cg_detr.prompts": 2, "model.cg_detr.prompt_bank": 10,
+                     "train.lr": 2e-4, "train.lr_drop": 400, "train.epochs": 200, "loss.saliency": 4.0,
+                     "train.batch_size": 32, "train.eval_batch_size": 32, "data.max_v_l": -1, "data.max_q_l": 100,
+                     "data.clip_length": 1.0, "loss.use_matcher": True, "loss.negative_pair": 1.0},
+    "tacos": {"model.cg_detr.num_dummies": 50, "model.cg_detr.prompts": 2, "model.cg_detr.prompt_bank": 10,
+              "train.lr": 2e-4, "train.lr_drop": 200, "train.epochs": 200, "loss.saliency": 4.0,
+              "train.batch_size": 32, "train.eval_batch_size": 32, "data.max_v_l": -1, "data.max_q_l": 100,
+              "data.clip_length": 2.0, "loss.use_matcher": True, "loss.negative_pair": 1.0},
+    "tvsum": {"model.cg_detr.num_dummies": 3, "model.cg_detr.prompts": 1, "model.cg_detr.prompt_bank": 10,
+              "train.lr": 1e-3, "train.lr_drop": 2000, "train.epochs": 1000, "loss.saliency": 1.0,
+              "train.batch_size": 4, "data.max_v_l": 1000, "data.max_q_l": 100, "data.clip_length": 2.0,
+              "loss.use_matcher": False, "loss.negative_pair": 1.0, "train.early_stop_patience": 0},
+    "youtube_highlights": {"model.cg_detr.num_dummies": 1, "model.cg_detr.prompts": 1, "model.cg_detr.prompt_bank": 10,
+                           "train.lr": 2e-4, "train.lr_drop": 2000, "train.epochs": 1000, "loss.saliency": 4.0,
+                           "train.batch_size": 4, "data.max_v_l": 1000, "data.max_q_l": 100, "data.clip_length": 1.0,
+                           "loss.use_matcher": False, "loss.negative_pair": 0.0, "train.early_stop_patience": 0},
+}
+CG_DETR_OWN = {
+    "charades_sta": {"data.max_q_l", "model.cg_detr.prompts"},
+    "tacos": {"model.cg_detr.num_dummies", "model.cg_detr.prompts"},
+    "tvsum": {"model.cg_detr.num_dummies", "train.epochs"},
+    "youtube_highlights": {"model.cg_detr.num_dummies", "loss.negative_pair"},
+}
+
+
+@pytest.mark.parametrize("dataset", CG_DETR_SETTINGS)
+def test_cg_detrs_dataset_configs_hold_its_scripts_settings(dataset):
+    """cg_detr_<dataset> is the dataset config + CG-DETR's layer + only what CG-DETR's script sets differently."""
+    cfg = load_config(f"cg_detr_{dataset}")
+    assert (cfg.name, cfg.model.backbone, cfg.data.dataset) == (f"cg_detr_{dataset}", "cg_detr", dataset)
+    assert (cfg.model.enc_layers, cfg.model.dec_layers, cfg.model.t2v_layers) == (3, 3, 2)
+    packaged = _flat(dataclasses.asdict(cfg))
+    assert {key: packaged[key] for key in CG_DETR_SETTINGS[dataset]} == pytest.approx(CG_DETR_SETTINGS[dataset])
+    layered = _flat(dataclasses.asdict(load_config([dataset, backbone_layers()["cg_detr"]])))
+    changed = {key for key in packaged if packaged[key] != layered[key]}
+    assert changed == CG_DETR_OWN[dataset] | {"name", "train.output_dir"}
+    assert packaged["train.output_dir"].startswith(f"runs/cg_detr_{dataset}")
+
+
+def test_moment_detr_on_another_dataset_is_the_dataset_config_with_the_layers_settings_set(capsys):
+    """docs/model.md, "Backbones": Moment-DETR's repository has QVHighlights settings only; on another dataset its
+    backbone layer's three settings, given with --set, make the same config as the layer itself."""
+    sets = ["model.backbone=moment_detr", "model.activation=relu", "model.use_negative_pairs=false"]
+    for dataset in ("charades_sta", "tacos", "tvsum", "youtube_highlights"):
+        with_sets = dataclasses.asdict(load_config(dataset, sets))
+        assert with_sets == dataclasses.asdict(load_config([dataset, backbone_layers()["moment_detr"]]))
+        assert with_sets["model"]["backbone"] == "moment_detr"
+    assert main(["config", "show", "charades_sta", *[arg for s in sets for arg in ("--set", s)]]) == 0
+    shown = capsys.readouterr().out
+    assert "backbone: moment_detr" in shown and "use_negative_pairs: false" in shown
+
 def test_config_list_and_show(capsys):
     assert main(["config", "list"]) == 0
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]

@@ -108,6 +108,10 @@ class BaselineLossConfig:
     saliency: float = 1.0
     saliency_margin: float = 0.2
     rank_temperature: float = 0.5
+    # Weight of the saliency loss's negative-pair term, −log(1 − σ(s_neg)) over the mismatched query's clips (and
+    # CG-DETR's −log(1 − a) on its attention): 1 in QD-DETR and CG-DETR, 0 in CG-DETR's YouTube Highlights runs
+    # (cg_detr_youtube_highlights). The negative pairs still join the rank-contrastive term; 0 skips the term.
+    negative_pair: float = 1.0
     # Moment-DETR's contrastive alignment loss (with model.contrastive_align): weight and temperature.
     contrastive_align: float = 0.02
     contrastive_temperature: float = 0.07
@@ -344,6 +348,7 @@ REMOVED_KEYS = ("data.v_feat_dim", "data.t_feat_dim", "model.sge.semantic_dim")
 # checkpoint's or a run's) that has the key's section but not the key gets the old behaviour back.
 # model.esta.source: ESTA read the final clip memory before it read the projected clips by default.
 # model.sge.back_norm: SGE fused ψ(φ̂) without a layer norm before it fused LN(ψ(φ̂)).
+# A key added with the old behaviour as its default (loss.negative_pair: 1) needs no entry.
 ADDED_KEYS_OLD_VALUES = {"model.esta.source": "memory", "model.sge.back_norm": "none"}
 
 

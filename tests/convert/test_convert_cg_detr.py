@@ -149,6 +149,18 @@ def test_config_comes_from_opt(converted_run):
     assert json.loads((converted_run / "last" / "checkpoint.json").read_text())["converted_from"]["format"] == "cg-detr"
 
 
+@pytest.mark.parametrize("dset_name, use_matcher, negative_pair", [
+    ("hl", True, 1.0), ("tvsum", False, 1.0), ("youtube_uni", False, 0.0)])
+def test_training_losses_follow_the_checkpoints_dataset(tmp_path, dset_name, use_matcher, negative_pair):
+    """CG-DETR matches no spans on the highlight-only datasets and, on YouTube Highlights, multiplies both
+    negative-pair terms by 0 (cg_detr/model.py): a converted run trains on as its checkpoint did."""
+    checkpoint = load_cg_detr_checkpoint(CHECKPOINT)
+    checkpoint["opt"].dset_name, checkpoint["opt"].dset_domain = dset_name, None if dset_name == "hl" else "BK"
+    torch.save(checkpoint, tmp_path / "m.ckpt")
+    loss = convert_cg_detr(tmp_path / "m.ckpt").cfg.loss
+    assert (loss.use_matcher, loss.negative_pair) == (use_matcher, negative_pair)
+
+
 @pytest.mark.parametrize("option, value, message", [
     ("contrastive_align_loss", True, "contrastive alignment"),
     ("use_txt_pos", True, "text position embeddings"),

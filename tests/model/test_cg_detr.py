@@ -8,10 +8,11 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from masra.config import load_config, set_masra_parts
 from masra.errors import MasraError
-from masra.model import build_model
+from masra.model import build_criterion, build_model
 from masra.model.cg_detr import CGDETR, largest_first, source_video
 
 from conftest import T_DIM, V_DIM, last_sample_alone
@@ -86,14 +87,64 @@ def test_a_training_step_sends_gradient_to_every_parameter(small_config, random_
     assert all(torch.isfinite(terms[k]) for k in criterion.weight_dict)
 
 
-def test_saliency_only_datasets_get_the_saliency_loss_alone(small_config):
-    from masra.model import build_criterion
-
+def test_saliency_only_datasets_get_the_saliency_loss_alone(small_config, random_batch):
+    """loss.use_matcher false (TVSum, YouTube Highlights): as in CG-DETR's SetCriterion.forward, the saliency loss
+    alone, with none of the set losses, moment_sentence, distill or orthogonal_dummy, though the model's training
+    outputs for them are there; the saliency loss is the one CG-DETR computes with matching on."""
     cfg = cg_config(small_config)
-    cfg.loss.use_matcher = False
-    criterion = build_criterion(cfg.loss, cfg.model.dec_layers, cfg.model)
+    cfg.loss.use_matcher, cfg.loss.saliency = False, 4.0
+    model, criterion = _model(cfg)
     assert criterion.losses == ["spans", "labels", "saliency_cg_detr"]
     assert "loss_ms_align" not in criterion.weight_dict
+    batch = with_vids(random_batch([8, 6, 5], [4, 3, 2]), ["a", "b", "c"])
+    out = model.train()(batch)
+    assert {"moment_token", "moment_text_similarity", "dummy_tokens", "saliency_scores_neg"} <= set(out)
+    terms = criterion(out, batch)
+    assert {key for key in terms if key.startswith("loss")} == {"loss_saliency", "loss"}
+    assert torch.equal(terms["loss"], 4.0 * terms["loss_saliency"])
+    matched = build_criterion(dataclasses.replace(cfg.loss, use_matcher=True), cfg.model.dec_layers, cfg.model)
+    assert torch.equal(matched(out, batch)["loss_saliency"], terms["loss_saliency"])
+
+
+def test_negative_pair_weighs_both_of_cg_detrs_negative_pair_terms(small_config, random_batch):
+    """loss.negative_pair 0 (CG-DETR on YouTube Highlights) takes out exactly the mean over the real negative rows
+    of Σ_valid −log(1 − σ(s_neg)) on the scores and saliency_attention × Σ_valid −log(1 − a_neg) on the attention;
+    1 (the default) keeps both."""
+    cfg = cg_config(small_config)
+    cfg.loss.saliency_attention = 2.0
+    model, _ = _model(cfg)
+    batch = with_vids(random_batch([8, 6, 5], [4, 3, 2]), ["a_0.0_150.0", "b_0.0_150.0", "a_30.0_180.0"])
+    with torch.no_grad():
+        out = model.train()(batch)
+
+        def saliency(**weights):
+            loss_cfg = dataclasses.replace(cfg.loss, **weights)
+            return build_criterion(loss_cfg, cfg.model.dec_layers, cfg.model)(out, batch)["loss_saliency"]
+
+        full, without, default = saliency(negative_pair=1.0), saliency(negative_pair=0.0), saliency()
+    rows = out["negative_rows"]
+    assert rows.tolist() == [True, True, False]
+    real = batch.video_mask[rows].double()
+    scores_term = (F.softplus(out["saliency_scores_neg"].double()) * real).sum(1).mean()
+    attention_term = (-torch.log1p(-out["t2v_text_attention_neg"].double()) * real).sum(1).mean()
+    torch.testing.assert_close((full - without).double(), scores_term + 2.0 * attention_term, rtol=1e-5, atol=1e-5)
+    assert torch.equal(full, default) and torch.isfinite(without)
+
+
+@pytest.mark.parametrize("name", ["cg_detr_qvhighlights", "cg_detr_charades_sta", "cg_detr_tacos", "cg_detr_tvsum",
+                                  "cg_detr_youtube_highlights"])
+def test_each_packaged_cg_detr_config_trains_a_step(random_batch, name):
+    """Each dataset's CG-DETR settings (dummies, prototypes, no matching, no negative-pair term) build and train,
+    at a small width; CG-DETR's own losses run where matching is on."""
+    cfg = load_config(name, ["model.hidden_dim=32", "model.nheads=4", "model.dim_feedforward=64"])
+    model, criterion = _model(cfg)
+    batch = with_vids(random_batch([8, 6, 5], [4, 3, 2]), ["a", "b", "c"])
+    terms = criterion(model.train()(batch), batch)
+    terms["loss"].backward()
+    own = {"loss_ms_align", "loss_distill", "loss_orthogonal_dummy"}
+    assert own <= set(terms) if cfg.loss.use_matcher else not own & set(terms)
+    assert all(torch.isfinite(value) for key, value in terms.items() if key.startswith("loss"))
+    assert model.dummy_tokens.shape[0] == cfg.model.cg_detr.num_dummies and model.dummy_tokens.grad is not None
 
 
 def test_the_attention_saliency_loss_is_weighted_by_saliency_attention(small_config, random_batch):

@@ -134,6 +134,30 @@ def test_saliency_loss_matches_hinge_rank_and_negative_terms():
     assert math.isclose(got, hinge + rank + negative, rel_tol=1e-4)
 
 
+
+def test_negative_pair_weighs_exactly_the_negative_pair_term():
+    """loss.negative_pair = w adds w × Σ_valid −log(1 − σ(s_neg)) (mean over samples) and nothing else: 0 leaves
+    the hinge and the rank-contrastive term (which still ranks the negatives' clips), 1 is the default."""
+    gen = torch.Generator().manual_seed(1)
+    scores, neg_scores = torch.randn(2, 6, generator=gen), torch.randn(2, 6, generator=gen) * 3
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0.0]])
+    labels = torch.tensor([[0, 3, 6, 0, 0, 0], [4, 12, 0, 0, 0, 0.0]])
+    batch = _batch([torch.zeros(0, 2)] * 2, labels, torch.tensor([[2, 1], [1, 0]]), torch.tensor([[0, 5], [2, 2]]))
+    outputs = _outputs(torch.rand(2, 2, 2), torch.zeros(2, 2, 2), scores, neg_scores, mask)
+
+    def saliency(**weights):
+        return build_criterion(LossConfig(**weights), dec_layers=1).loss_saliency(outputs, batch, None)["loss_saliency"]
+
+    # −log(1 − σ(x)) = log(1 + e^x), in double precision
+    negative = sum(math.log1p(math.exp(neg_scores[b, j].item())) for b in range(2) for j in range(6) if mask[b, j]) / 2
+    assert torch.equal(saliency(negative_pair=1.0), saliency())
+    assert math.isclose((saliency() - saliency(negative_pair=0.0)).item(), negative, rel_tol=1e-5)
+    assert math.isclose((saliency(negative_pair=0.25) - saliency(negative_pair=0.0)).item(), 0.25 * negative,
+                        rel_tol=1e-5)
+    rank = _rank_contrastive_by_loops(torch.cat([scores, neg_scores], 1),
+                                      torch.cat([labels, torch.zeros_like(labels)], 1), mask.repeat(1, 2))
+    assert saliency(negative_pair=0.0).item() > rank > 0  # the negatives' clips are still ranked
+
 def test_saliency_only_mode_skips_set_losses():
     criterion = build_criterion(LossConfig(use_matcher=False), dec_layers=2)
     labels = torch.tensor([[0, 3, 6, 0, 0, 0.0]])

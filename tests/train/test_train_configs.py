@@ -29,7 +29,8 @@ def test_config_loads_and_validates(path):
     cfg = load_config(path)
     assert cfg.name == path.stem
     assert cfg.data.train_path and cfg.data.eval_path
-    assert cfg.train.output_dir == f"runs/{path.stem}" or cfg.train.output_dir.startswith(f"runs/{cfg.data.dataset}")
+    # One run folder per config, and per domain where the dataset trains one model per domain.
+    assert cfg.train.output_dir == f"runs/{path.stem}" + (f"_{cfg.data.domain}" if cfg.data.domain else "")
 
 
 def _shared_annotation(cfg_path: str, dataset: str) -> Path:

@@ -27,8 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_list(args: argparse.Namespace) -> int:
     from masra.config import load_config, packaged_configs
 
-    for name, path in packaged_configs().items():
-        print(f"{name:<22} {load_config(path).data.dataset:<20} {path}")
+    configs = packaged_configs()
+    width = max(map(len, configs)) + 1
+    for name, path in configs.items():
+        print(f"{name:<{width}} {load_config(path).data.dataset:<20} {path}")
     return 0
 
 

@@ -31,6 +31,7 @@ import torch
 
 from masra.config import Config, load_config, packaged_configs, validate_config
 from masra.convert.options import OptReader
+from masra.datasets import SALIENCY_ONLY_DATASETS
 from masra.errors import MasraError
 
 DATASETS = {"hl": "qvhighlights", "charadesSTA": "charades_sta", "tacos": "tacos", "tvsum": "tvsum",
@@ -183,7 +184,7 @@ def config_from_opt(opt: dict[str, Any], anchor: Anchor, path: Path) -> Config:
     train.batch_size, train.eval_batch_size = read.integer("bsz", 1, 10**9), read.integer("eval_bsz", 1, 10**9)
     train.epochs, train.seed = read.integer("n_epoch", 1, 10**9), read.integer("seed", 0, 2**32 - 1)
     train.grad_clip = read.number("grad_clip", -math.inf, math.inf)
-    loss.use_matcher = dataset != "tvsum"
+    loss.use_matcher = data.dataset not in SALIENCY_ONLY_DATASETS  # the anchors match no spans there
     # Window post-processing as masra's packaged config of the dataset does it; NMS as the checkpoint's run.
     packaged = load_config(packaged_configs()[data.dataset]).eval
     ev.postprocess, ev.clamp_to_duration = packaged.postprocess, packaged.clamp_to_duration

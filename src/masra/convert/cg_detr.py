@@ -63,6 +63,8 @@ def _configure(cfg: Config, read: OptReader) -> None:
     loss.saliency_attention, loss.moment_sentence = weight("lw_wattn"), weight("lw_ms_align")
     loss.distill = loss.orthogonal_dummy = weight("lw_distill")  # CG-DETR weights both with lw_distill
     cfg.eval.clamp_to_duration = True  # cg_detr/inference.py clamps every window to [0, duration]
+    if cfg.data.dataset == "youtube_highlights":
+        loss.negative_pair = 0.0  # cg_detr/model.py multiplies both negative-pair terms by 0 for youtube_uni
 
 
 ANCHOR = Anchor(

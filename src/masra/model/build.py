@@ -45,6 +45,7 @@ def build_criterion(loss_cfg: LossConfig, dec_layers: int, model_cfg: ModelConfi
         eos_coef=loss_cfg.eos_coef,
         saliency_margin=loss_cfg.saliency_margin,
         rank_temperature=loss_cfg.rank_temperature,
+        negative_pair=loss_cfg.negative_pair,
         contrastive_temperature=loss_cfg.contrastive_temperature,
         aux_loss=loss_cfg.aux_loss,
         use_matcher=loss_cfg.use_matcher,

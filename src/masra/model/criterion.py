@@ -82,6 +82,7 @@ class SetCriterion(nn.Module):
         eos_coef: float = 0.1,
         saliency_margin: float = 0.2,
         rank_temperature: float = 0.5,
+        negative_pair: float = 1.0,
         contrastive_temperature: float = 0.07,
         aux_loss: bool = True,
         use_matcher: bool = True,
@@ -91,6 +92,7 @@ class SetCriterion(nn.Module):
         aux_chance_norm: bool = False,
     ) -> None:
         """use_matcher False = saliency-only training (TVSum / YouTube Highlights): no set losses at all.
+        ``negative_pair`` weighs the saliency losses' negative-pair term (0: the term is not computed).
         ``parts``: the enabled MASRA parts whose losses run (after ``losses``, in order), with their settings
         from ``loss_cfg`` (the LossConfig). ``aux_ramp`` scales the parts' weighted terms over training;
         ``aux_chance_norm`` puts each with a chance level ``<term>_chance`` into the total as (L − c) / c."""
@@ -100,6 +102,7 @@ class SetCriterion(nn.Module):
         self.losses = list(losses)
         self.saliency_margin = saliency_margin
         self.rank_temperature = rank_temperature
+        self.negative_pair = negative_pair
         self.contrastive_temperature = contrastive_temperature
         self.aux_loss = aux_loss
         self.use_matcher = use_matcher
@@ -156,7 +159,7 @@ class SetCriterion(nn.Module):
 
     # ----- saliency ------------------------------------------------------------------------------------
     def loss_saliency(self, outputs: dict[str, Any], batch: GroundingBatch, indices: Indices | None) -> dict[str, torch.Tensor]:
-        """QD-DETR's saliency loss: margin hinge + rank-contrastive + negative-pair term, summed."""
+        """QD-DETR's saliency loss: margin hinge + rank-contrastive + ``negative_pair`` × the negative-pair term."""
         scores = outputs["saliency_scores"].float()  # [B, L]
         if batch.saliency_pos_idx is None or batch.saliency_neg_idx is None or batch.saliency_all_labels is None:
             return {"loss_saliency": scores.new_zeros(())}
@@ -175,7 +178,8 @@ class SetCriterion(nn.Module):
                 mask.repeat(1, 2),
             )
             # −log(1 − σ(s_neg)) summed over valid clips, averaged over samples; softplus is the stable form.
-            loss = loss + (F.softplus(neg_scores) * mask).sum(1).mean()
+            if self.negative_pair:
+                loss = loss + self.negative_pair * (F.softplus(neg_scores) * mask).sum(1).mean()
         return {"loss_saliency": loss}
 
     def loss_saliency_hinge(
@@ -192,9 +196,10 @@ class SetCriterion(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """CG-DETR's saliency loss: QD-DETR's terms on the saliency scores, plus ``saliency_attention`` times the
         same terms on the T2V attention's text mass a_i (its negative-pair term −log(1 − a_i)) and the BCE of
-        a_i with the moment mask. Only the real negative pairs (``negative_rows``) join the ranking; the samples
-        paired with a window of their own video (two or more of them) are ranked alone, on the scores only
-        (CG-DETR adds that term of the attention to a sum it has already used)."""
+        a_i with the moment mask; both negative-pair terms weighed by ``negative_pair`` (0 on YouTube Highlights,
+        where CG-DETR multiplies them by 0). Only the real negative pairs (``negative_rows``) join the ranking;
+        the samples paired with a window of their own video (two or more of them) are ranked alone, on the
+        scores only (CG-DETR adds that term of the attention to a sum it has already used)."""
         scores = outputs["saliency_scores"].float()  # [B, L]
         if batch.saliency_pos_idx is None or batch.saliency_neg_idx is None or batch.saliency_all_labels is None:
             return {"loss_saliency": scores.new_zeros(())}
@@ -217,11 +222,12 @@ class SetCriterion(nn.Module):
         labels: torch.Tensor,
         video_mask: torch.Tensor,
         batch: GroundingBatch,
-        negative_pair: Callable[[torch.Tensor], torch.Tensor],
+        negative_pair_loss: Callable[[torch.Tensor], torch.Tensor],
         rank_false_negatives: bool,
     ) -> torch.Tensor:
-        """Hinge + rank-contrastive (with the negative pairs' clips as label 0 where there are any) + the
-        negative-pair term; scores [B, L], neg_scores [R, L] for the R true ``rows`` [B]."""
+        """Hinge + rank-contrastive (with the negative pairs' clips as label 0 where there are any) +
+        ``self.negative_pair`` × the negative-pair term; scores [B, L], neg_scores [R, L] for the R true
+        ``rows`` [B]."""
         mask = video_mask.float()
         loss = self._saliency_hinge(scores, batch.saliency_pos_idx, batch.saliency_neg_idx)
         if neg_scores is None:
@@ -231,7 +237,8 @@ class SetCriterion(nn.Module):
         loss = loss + self._rank_contrastive(torch.cat([scores[rows], neg_scores], dim=1),
                                              torch.cat([labels[rows], torch.zeros_like(labels[rows])], dim=1),
                                              real.repeat(1, 2))
-        loss = loss + (negative_pair(neg_scores) * real).sum(1).mean()
+        if self.negative_pair:
+            loss = loss + self.negative_pair * (negative_pair_loss(neg_scores) * real).sum(1).mean()
         # CG-DETR ranks a lone false-negative sample over a tensor with an extra dimension, where each softmax
         # spans one entry: its term is log(1 + 1e-6) ≈ 1e-6 per rank, left out here.
         if rank_false_negatives and (~rows).sum() > 1:
