@@ -26,11 +26,11 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "lab": (*_VIDEO, *_MINILM, "tensorboard"),
     "export": ("onnx", "onnxscript"),
     # The torch-free install beside `pip install --no-deps masra` (masra.runtime, predict --runtime onnx).
-    "runtime": ("onnxruntime", "tokenizers", "av", "PIL", "matplotlib", "tqdm", "numpy"),
+    "runtime": ("onnxruntime", "tokenizers", "av", "PIL", "matplotlib", "tqdm", "numpy", "yaml"),
 }
 # Modules of the core's own dependencies that an extra repeats (the runtime extra is installed beside
 # `pip install --no-deps masra`, so it lists them too): a core install has them without any extra.
-CORE_MODULES = ("numpy", "tqdm")
+CORE_MODULES = ("numpy", "tqdm", "yaml")
 
 
 def install_hint(extra: str) -> str:

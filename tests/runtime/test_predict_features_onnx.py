@@ -5,6 +5,7 @@ predict --checkpoint` on torch: trained tiny runs (tests/runtime/conftest.py ``t
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -98,8 +99,40 @@ def test_an_export_without_the_feature_files_record_refuses_feature_files(traine
     assert err.value.field == "data"
 
 
-def test_predict_onnx_refuses_config_overrides(trained, tmp_path, capsys):
+def test_set_moves_an_exports_feature_files(trained, tmp_path):
+    """`--set` on an export moves its annotation and feature files (moved folders give the same rows) and its
+    batch size; the rows are those of the recorded locations."""
     assert main(["predict", "--checkpoint", str(trained.export), "--runtime", "onnx", "--split", "val", "--out",
-                 str(tmp_path / "x.jsonl"), "--set", "data.max_v_l=10"]) == 1
-    assert "--set does not apply to --runtime onnx" in capsys.readouterr().err
+                 str(tmp_path / "recorded.jsonl")]) == 0
+    moved = tmp_path / "moved"
+    shutil.copytree(trained.data["video"], moved / "clips")
+    shutil.copytree(trained.data["text"], moved / "queries")
+    shutil.copy(trained.data["val"], moved / "val.jsonl")
+    shutil.copy(trained.data["val"], tmp_path / "other_val.jsonl")
+    sets = [f"data.v_feat_dirs=[{moved / 'clips'}]", f"data.t_feat_dir={moved / 'queries'}",
+            f"data.eval_path={moved / 'val.jsonl'}", "train.eval_batch_size=1"]
+    assert main(["predict", "--checkpoint", str(trained.export), "--runtime", "onnx", "--split", "val", "--out",
+                 str(tmp_path / "moved.jsonl"), *[arg for item in sets for arg in ("--set", item)]]) == 0
+    assert_same_rows(rows(tmp_path / "moved.jsonl"), rows(tmp_path / "recorded.jsonl"))
+    shutil.rmtree(moved / "clips")  # the recorded locations were not read: a moved folder that is gone fails
+    with pytest.raises(MasraError, match="clips"):
+        OnnxGrounder.from_export(trained.export, threads=1).predict_split(split="val", overrides=sets)
+
+
+@pytest.mark.parametrize("item, field, message", [
+    ("data.max_v_l=10", "--set", "only data.domain, data.eval_path"),
+    ("model.hidden_dim=64", "--set", "fixed when it is exported"),
+    ("data.eval_path", "--set", "only data.domain"),
+    ("data.v_feat_dirs=features", "data.v_feat_dirs", "not a list of folder names"),
+    ("train.eval_batch_size=0", "train.eval_batch_size", "not a positive integer"),
+    ("data.t_feat_dir=[a, b]", "data.t_feat_dir", "not a path"),
+    ("data.eval_path=[", "data.eval_path", "not a YAML value"),
+])
+def test_set_on_an_export_refuses_what_the_export_fixed(trained, tmp_path, capsys, item, field, message):
+    with pytest.raises(MasraError, match=re.escape(message)) as err:
+        OnnxGrounder.from_export(trained.export, threads=1).predict_split(split="val", overrides=[item])
+    assert err.value.field == field
+    assert main(["predict", "--checkpoint", str(trained.export), "--runtime", "onnx", "--split", "val", "--out",
+                 str(tmp_path / "x.jsonl"), "--set", item]) == 1
+    assert message in capsys.readouterr().err
     assert not (tmp_path / "x.jsonl").exists()

@@ -66,9 +66,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.query is not None or args.queries is not None:
         raise MasraError("--query/--queries go with --video", field="--query")
-    if args.runtime == "onnx" and args.overrides:
-        raise MasraError("--set does not apply to --runtime onnx (an export's settings are the checkpoint's)",
-                         field="--set")
     refuse_existing(args.out, args.force)
     refuse_existing(metrics_path(args.out), args.force)
     if args.plots is not None:
@@ -77,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         raise MasraError("must be >= 0", field="--plot-limit")
     if args.runtime == "onnx":
         grounder = load_grounder(args.runtime, args.checkpoint, args.device, args.encoder)
-        result = grounder.predict_split(split=args.split, annotations=args.annotations)
+        result = grounder.predict_split(split=args.split, annotations=args.annotations, overrides=args.overrides)
     else:
         from masra.inference import predict_split
 

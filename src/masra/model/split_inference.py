@@ -61,6 +61,54 @@ class FeatureFiles:
         return cls(data.domain, data.eval_path, data.test_path, [str(d) for d in data.v_feat_dirs], data.t_feat_dir,
                    str(data.t_feat_prefix), str(data.t_feat_key), int(cfg.train.eval_batch_size))
 
+    def with_overrides(self, overrides: Sequence[str]) -> "FeatureFiles":
+        """These settings with ``key=value`` overrides (`masra predict --set` on an export; values parsed as YAML,
+        as the config's overrides are), for the config keys of ``FILE_SETTINGS`` only: an export's model, inputs
+        and post-processing are fixed when it is written."""
+        import yaml
+
+        changes: dict[str, Any] = {}
+        for item in overrides:
+            key, sep, raw = item.partition("=")
+            key = key.strip()
+            name = next((name for name, config_key in FILE_SETTINGS.items() if config_key == key), None)
+            if not sep or name is None:
+                raise MasraError(f"--set {item!r}: on an export only {', '.join(FILE_SETTINGS.values())} can be set "
+                                 "(its model and post-processing are fixed when it is exported)", field="--set")
+            try:
+                value = yaml.safe_load(raw) if raw else None
+            except yaml.YAMLError as err:
+                raise MasraError(f"--set {item!r}: not a YAML value ({err})", field=key) from None
+            changes[name] = _checked_file_setting(name, value, raw, key)
+        return dataclasses.replace(self, **changes)
+
+
+# Each FeatureFiles field's config key: what `masra predict --set` may change on an export.
+FILE_SETTINGS = {"domain": "data.domain", "eval_path": "data.eval_path", "test_path": "data.test_path",
+                 "v_feat_dirs": "data.v_feat_dirs", "t_feat_dir": "data.t_feat_dir",
+                 "t_feat_prefix": "data.t_feat_prefix", "t_feat_key": "data.t_feat_key",
+                 "batch_size": "train.eval_batch_size"}
+
+
+def _checked_file_setting(name: str, value: Any, raw: str, key: str) -> Any:
+    """``value`` as FeatureFiles' field ``name`` takes it, or an error naming ``key``."""
+    if name == "v_feat_dirs":
+        if not (isinstance(value, list) and value and all(isinstance(d, str) and d for d in value)):
+            raise MasraError(f"{raw!r} is not a list of folder names, e.g. [features/clip]", field=key)
+        return value
+    if name == "batch_size":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise MasraError(f"{raw!r} is not a positive integer", field=key)
+        return value
+    if name in ("t_feat_prefix", "t_feat_key"):
+        value = raw if value is None else value  # an empty prefix is one (TACoS' text files have none)
+        if not isinstance(value, str) or (name == "t_feat_key" and not value):
+            raise MasraError(f"{raw!r} is not a {'file name prefix' if name == 't_feat_prefix' else 'key'}", field=key)
+        return value
+    if value is not None and not isinstance(value, str):
+        raise MasraError(f"{raw!r} is not a path (or empty for none)", field=key)
+    return value
+
 
 @dataclass(frozen=True)
 class SplitData(FeatureFiles):

@@ -97,18 +97,19 @@ class OnnxGrounder(VideoGrounding):
 
     def predict_split(
         self, *, split: str | None = None, annotations: str | Path | None = None,
-        progress: Callable[[int, int], None] | None = None,
+        progress: Callable[[int, int], None] | None = None, overrides: Sequence[str] = (),
     ) -> SplitPredictions:
         """Submission rows (and metrics when every record has labels) of the checkpoint's ``split`` (val or test)
         or of the file ``annotations``, on the feature files the checkpoint's config names (``data`` in
-        ``export.json``), as ``masra.inference.predict_split`` gives them on torch (one implementation:
-        masra.model.split_inference). ``progress(done, total)`` after each batch of records."""
+        ``export.json``; ``overrides``: ``key=value`` for its file settings, as `masra predict --set` gives
+        them, ``masra.model.split_inference.FILE_SETTINGS``), as ``masra.inference.predict_split`` gives them on
+        torch (one implementation: masra.model.split_inference). ``progress(done, total)`` after each batch."""
         from masra.data.features import FeatureLoader
 
         if self.info.data is None:
             raise MasraError("this export does not record the checkpoint's feature files; export it again with "
                              "this masra to predict on feature files", file=self.folder, field="data")
-        files = self.info.data
+        files = self.info.data.with_overrides(overrides)
         data = SplitData.from_export(files, self.info.dataset, self.inputs)
 
         def rows_of(records: list[Any]) -> list[dict[str, Any]]:
