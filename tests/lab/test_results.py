@@ -135,16 +135,22 @@ def test_bad_results_are_refused_with_their_file(checkout, tmp_path):
 
 def test_a_benchmark_file_becomes_a_table(checkout, tmp_path):
     bench = tmp_path / "sora.json"
-    write_json(bench, {"bench": "sora", "device": "cpu", "rows": [
-        {"length": 75, "banded": {"seconds": 0.00125, "peak_bytes": 1000}, "ok": True},
-        {"length": 300, "banded": {"seconds": 0.005, "peak_bytes": 4000}, "ok": True}]})
+    write_json(bench, {"bench": "sora", "device": "cpu", "cpu": {"model": "Xeon", "isa": "AVX512", "native_bf16": True,
+                                                                  "amx": False}, "rows": [
+        {"length": 75, "banded": {"seconds": 0.00125, "peak_bytes": 1_000_000, "user_seconds": 0.5}, "vs_dense": 0.25,
+         "ok": True},
+        {"length": 300, "banded": {"seconds": 0.005, "peak_bytes": 4_200_000, "user_seconds": 1.25}, "vs_dense": 1,
+         "ok": True}]})
     assert main(["results", "--root", str(checkout), "add-bench", str(bench), "--name", "sora_cpu",
                  "--command", "masra bench --json sora.json sora", "--machine", "2-core CPU"]) == 0
     assert main(["results", "--root", str(checkout)]) == 0
     page = (checkout / "docs" / "results.md").read_text()
     assert "### sora_cpu (`masra bench sora`, cpu)" in page
-    assert "| length | banded.seconds | banded.peak_bytes | ok |" in page
-    assert "| 75 | 0.00125 | 1000 | True |" in page
+    assert "CPU: Xeon, torch ISA AVX512, native bf16 True, AMX False" in page
+    # Times in ms, memory in MB, CPU times in s, ratios with an x; other columns as they are.
+    assert "| length | banded (ms) | banded.peak (MB) | banded.user (s) | vs_dense | ok |" in page
+    assert "| 75 | 1.2 | 1 | 0.50 | 0.25x | True |" in page
+    assert "| 300 | 5.0 | 4 | 1.25 | 1.00x | True |" in page
     assert "No ablation recorded yet" in page
     assert "No results recorded yet" in (checkout / "README.md").read_text()  # no baseline-vs-MASRA ablation
 

@@ -18,6 +18,7 @@ edited by hand fails.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import json
 import re
 import shutil
@@ -192,6 +193,26 @@ def _flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+# A bench column's unit by the end of its key: (header suffix, value -> cell). Times in ms, memory in MB (10^6
+# bytes), ratios as "0.78x"; CPU times (user / system seconds of the process) stay in seconds.
+_BENCH_UNITS: list[tuple[Callable[[str], bool], str, Callable[[float], str]]] = [
+    (lambda key: key.endswith(("user_seconds", "system_seconds")), " (s)", lambda v: f"{v:.2f}"),
+    (lambda key: key.endswith("seconds"), " (ms)", lambda v: f"{v * 1e3:.1f}"),
+    (lambda key: key.endswith("bytes"), " (MB)", lambda v: f"{v / 1e6:.0f}"),
+    (lambda key: key.split(".")[0].startswith("vs_"), "", lambda v: f"{v:.2f}x"),
+]
+
+
+def _bench_column(key: str) -> tuple[str, Callable[[Any], str]]:
+    """(header, cell formatter) of a flattened bench key."""
+    for matches, suffix, unit in _BENCH_UNITS:
+        if matches(key):
+            return re.sub(r"[._]?(seconds|bytes)$", "", key) + suffix, (
+                lambda value: unit(value) if isinstance(value, (int, float)) and not isinstance(value, bool)
+                else _cell(value))
+    return key, _cell
+
+
 def _bench_sections(root: Path) -> list[str]:
     recorded = entries(root, "bench")
     if not recorded:
@@ -200,10 +221,17 @@ def _bench_sections(root: Path) -> list[str]:
     for entry in recorded:
         values = _read_data("bench", entry.data_file)
         rows = [_flatten(row) for row in values["rows"]]
-        columns = list(dict.fromkeys(key for row in rows for key in row))
+        keys = list(dict.fromkeys(key for row in rows for key in row))
+        columns = [_bench_column(key) for key in keys]
+        cpu = values.get("cpu")
         lines += [f"### {entry.name} (`masra bench {values['bench']}`, {values.get('device', 'device not recorded')})",
-                  "", *_provenance(entry), "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-        lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
+                  "", *_provenance(entry)]
+        if isinstance(cpu, dict):
+            lines += [f"CPU: {cpu.get('model')}, torch ISA {cpu.get('isa')}, native bf16 {cpu.get('native_bf16')}, "
+                      f"AMX {cpu.get('amx')}", ""]
+        lines += ["| " + " | ".join(header for header, _ in columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(cell(row.get(key)) for key, (_, cell) in zip(keys, columns)) + " |"
+                  for row in rows]
         lines.append("")
     return lines
 
