@@ -65,6 +65,8 @@ class FeatureFiles:
         """These settings with ``key=value`` overrides (`masra predict --set` on an export; values parsed as YAML,
         as the config's overrides are), for the config keys of ``FILE_SETTINGS`` only: an export's model, inputs
         and post-processing are fixed when it is written."""
+        if not overrides:
+            return self
         import yaml
 
         changes: dict[str, Any] = {}
