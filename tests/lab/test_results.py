@@ -170,3 +170,37 @@ def test_the_readme_needs_both_markers_once(tmp_path):
 def test_the_committed_docs_are_what_the_committed_json_gives():
     """A number edited by hand in docs/results.md or in the README's headline table fails here (and in CI)."""
     assert check_results(REPO) == [], "run `masra results` and commit docs/results.md and README.md"
+
+
+def _leave_one_out_dir(path: Path, parts: tuple[str, ...]) -> Path:
+    """An ablation with baseline, all and "all but X" for each of ``parts``: leaving out the i-th part costs i + 1
+    (MR) on every seed, and nothing on HL."""
+    seeds = [0, 1, 2]
+    runs = {"baseline": [_run("baseline", s, 10.0) for s in seeds], "all": [_run("all", s, 12.0) for s in seeds]}
+    for i, part in enumerate(parts):
+        runs[f"all_but_{part}"] = [_run(f"all_but_{part}", s, 12.0) for s in seeds]
+        for run in runs[f"all_but_{part}"]:
+            run["last"]["brief"]["MR-full-mAP"] -= i + 1
+    write_json(path / "ablation.json", aggregate(runs, seeds=seeds, epochs=5, data="hard", data_seed=0,
+                                                 source="hard demo data", protocol=[], overrides=[]))
+    write_json(path / "curves.json", {"curves": {}})
+    return path
+
+
+def test_the_headline_shows_each_parts_place_from_a_full_leave_one_out(checkout, tmp_path):
+    parts = ("dai", "sora", "sge", "esta", "lrca")
+    assert _add(checkout, _leave_one_out_dir(tmp_path / "full", parts), "bar") == 0
+    assert _add(checkout, _leave_one_out_dir(tmp_path / "one", ("sge",)), "sge_screen") == 0
+    table = headline(checkout)
+    assert "Each part's place" in table
+    for i, part in enumerate(parts):
+        assert f"| bar | hard | {part.upper()} | {-(i + 1):+.2f} [{-(i + 1):+.2f}, {-(i + 1):+.2f}] | +0.00 [" in table
+    assert "| sge_screen | hard | SGE" not in table  # a screen of one part is not a leave-one-out of every part
+    assert "Each part's place" not in headline(_checkout_with(tmp_path / "screen_only", tmp_path / "one"))
+
+
+def _checkout_with(root: Path, ablation: Path) -> Path:
+    root.mkdir()
+    (root / "README.md").write_text(README_TEXT)
+    assert _add(root, ablation, "only") == 0
+    return root

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from masra.config import MASRA_PARTS
 from masra.data.jsonl import write_json
 from masra.errors import MasraError
 from masra.lab.demo.ablation_table import PAIRED_METRICS, format_interval, markdown_table, read_table, row_of
@@ -283,7 +284,35 @@ def headline(root: Path) -> str:
     lines += ["", "Val metrics at the last epoch, mean ± std over seeds; Δ = MASRA (all parts) − baseline on the same "
               "seed, with its 95 % t-interval. Commands, machines and every other table: "
               "[docs/results.md](docs/results.md)."]
-    return "\n".join(lines)
+    return "\n".join(lines + _leave_one_out(root))
+
+
+LEAVE_ONE_OUT_PREFIX = "all_but_"
+
+
+def _leave_one_out(root: Path) -> list[str]:
+    """What removing each part costs in every current recorded ablation that leaves out each MASRA part in turn:
+    "all but X" against all parts on the same seed (lines to append to the headline; none without such an
+    ablation). A screen of one part is left to docs/results.md."""
+    rows = []
+    for entry in entries(root, "ablation"):
+        if entry.superseded_by is not None:
+            continue
+        table = read_table(entry.data_file)
+        left_out = {row["variant"].removeprefix(LEAVE_ONE_OUT_PREFIX): row for row in table["variants"]
+                    if row["variant"].startswith(LEAVE_ONE_OUT_PREFIX) and "all" in row["paired"]}
+        if set(left_out) != set(MASRA_PARTS):
+            continue
+        for part in MASRA_PARTS:
+            cells = [entry.name, table["data"], part.upper(),
+                     *(format_interval(left_out[part]["paired"]["all"][key]) for key in PAIRED_METRICS)]
+            rows.append((table["data"], entry.name, "| " + " | ".join(cells) + " |"))
+    if not rows:
+        return []
+    header = ["experiment", "data", "part left out", *(f"Δ {key} vs all [95 % CI]" for key in PAIRED_METRICS)]
+    return ["", "Each part's place: all parts but X against all parts, same seed, last epoch (Δ < 0: leaving X out "
+            "costs that much):", "", "| " + " | ".join(header) + " |", "|---|---|---|" + "---:|" * len(PAIRED_METRICS),
+            *(row for *_, row in sorted(rows, key=lambda r: r[:2]))]
 
 
 def readme_with_headline(readme: str, table: str, path: Path = README) -> str:
