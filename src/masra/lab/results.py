@@ -303,16 +303,19 @@ def _leave_one_out(root: Path) -> list[str]:
                     if row["variant"].startswith(LEAVE_ONE_OUT_PREFIX) and "all" in row["paired"]}
         if set(left_out) != set(MASRA_PARTS):
             continue
+        cells = [entry.name, table["data"]]
         for part in MASRA_PARTS:
-            cells = [entry.name, table["data"], part.upper(),
-                     *(format_interval(left_out[part]["paired"]["all"][key]) for key in PAIRED_METRICS)]
-            rows.append((table["data"], entry.name, "| " + " | ".join(cells) + " |"))
+            paired = left_out[part]["paired"]["all"]
+            cells.append("<br>".join(f"{short} {format_interval(paired[key])}"
+                                     for short, key in zip(("MR", "HL"), PAIRED_METRICS)))
+        rows.append((table["data"], entry.name, "| " + " | ".join(cells) + " |"))
     if not rows:
         return []
-    header = ["experiment", "data", "part left out", *(f"Δ {key} vs all [95 % CI]" for key in PAIRED_METRICS)]
-    return ["", "Each part's place: all parts but X against all parts, same seed, last epoch (Δ < 0: leaving X out "
-            "costs that much):", "", "| " + " | ".join(header) + " |", "|---|---|---|" + "---:|" * len(PAIRED_METRICS),
-            *(row for *_, row in sorted(rows, key=lambda r: r[:2]))]
+    header = ["experiment", "data", *(f"all but {part.upper()}" for part in MASRA_PARTS)]
+    return ["", f"Each part's place: all parts but X against all parts, same seed, last epoch, Δ [95 % CI] of "
+            f"{PAIRED_METRICS[0]} (MR) and {PAIRED_METRICS[1]} (HL); Δ < 0: leaving X out costs that much:", "",
+            "| " + " | ".join(header) + " |", "|---|---|" + "---:|" * len(MASRA_PARTS),
+            *(row for *_, row in sorted(rows))]
 
 
 def readme_with_headline(readme: str, table: str, path: Path = README) -> str:
