@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from masra.cli.main import main
-from masra.config import MASRA_PARTS, backbone_layers, load_config, packaged_configs, resolve_config_path
+from masra.config import (MASRA_PARTS, backbone_layers, flatten_dotted, load_config, packaged_configs,
+                          resolve_config_path)
 from masra.errors import MasraError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,17 +84,6 @@ def test_a_backbones_qvhighlights_config_is_qvhighlights_plus_its_backbone_layer
     assert packaged == layered
 
 
-def _flat(values: dict, prefix: str = "") -> dict:
-    """A config's dict as {dotted key: value}."""
-    flat = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 # CG-DETR's settings on each dataset, as its scripts (cg_detr/scripts/<dataset>/train.sh, tvsum/train_tvsum.sh) and
 # cg_detr/model.py set them; the YAML headers cite each. CG_DETR_OWN: the ones its dataset config lacks.
 CG_DETR_SETTINGS = {
@@ -128,9 +118,9 @@ def test_cg_detrs_dataset_configs_hold_its_scripts_settings(dataset):
     cfg = load_config(f"cg_detr_{dataset}")
     assert (cfg.name, cfg.model.backbone, cfg.data.dataset) == (f"cg_detr_{dataset}", "cg_detr", dataset)
     assert (cfg.model.enc_layers, cfg.model.dec_layers, cfg.model.t2v_layers) == (3, 3, 2)
-    packaged = _flat(dataclasses.asdict(cfg))
+    packaged = flatten_dotted(dataclasses.asdict(cfg))
     assert {key: packaged[key] for key in CG_DETR_SETTINGS[dataset]} == pytest.approx(CG_DETR_SETTINGS[dataset])
-    layered = _flat(dataclasses.asdict(load_config([dataset, backbone_layers()["cg_detr"]])))
+    layered = flatten_dotted(dataclasses.asdict(load_config([dataset, backbone_layers()["cg_detr"]])))
     changed = {key for key in packaged if packaged[key] != layered[key]}
     assert changed == CG_DETR_OWN[dataset] | {"name", "train.output_dir"}
     assert packaged["train.output_dir"].startswith(f"runs/cg_detr_{dataset}")

@@ -450,6 +450,17 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def flatten_dotted(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts (a config's dict, a bench row) as {dotted key: value}, the form of ``--set`` keys."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(flatten_dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def config_from_dict(values: dict[str, Any]) -> Config:
     """A saved config (a full dump, e.g. a checkpoint's), with the keys of older versions brought up to date."""
     cfg = Config()

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from masra.config import MASRA_PARTS
+from masra.config import MASRA_PARTS, flatten_dotted
 from masra.data.jsonl import write_json
 from masra.errors import MasraError
 from masra.lab.demo.ablation_table import PAIRED_METRICS, format_interval, markdown_table, read_table, row_of
@@ -184,16 +184,6 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in row.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 # A bench column's unit by the end of its key: (header suffix, value -> cell). Times in ms, memory in MB (10^6
 # bytes), ratios as "0.78x"; CPU times (user / system seconds of the process) stay in seconds.
 _BENCH_UNITS: list[tuple[Callable[[str], bool], str, Callable[[float], str]]] = [
@@ -221,7 +211,7 @@ def _bench_sections(root: Path) -> list[str]:
     lines: list[str] = []
     for entry in recorded:
         values = _read_data("bench", entry.data_file)
-        rows = [_flatten(row) for row in values["rows"]]
+        rows = [flatten_dotted(row) for row in values["rows"]]
         keys = list(dict.fromkeys(key for row in rows for key in row))
         columns = [_bench_column(key) for key in keys]
         cpu = values.get("cpu")
@@ -261,11 +251,9 @@ def results_page(root: Path) -> str:
 
 def headline(root: Path) -> str:
     """The README's headline table: baseline against MASRA (all parts) in every current recorded ablation with both."""
+    current = _current_tables(root)
     rows = []
-    for entry in entries(root, "ablation"):
-        if entry.superseded_by is not None:
-            continue
-        table = read_table(entry.data_file)
+    for entry, table in current:
         base, full = row_of(table, "baseline"), row_of(table, "all")
         if base is None or full is None:
             continue
@@ -284,21 +272,23 @@ def headline(root: Path) -> str:
     lines += ["", "Val metrics at the last epoch, mean ± std over seeds; Δ = MASRA (all parts) − baseline on the same "
               "seed, with its 95 % t-interval. Commands, machines and every other table: "
               "[docs/results.md](docs/results.md)."]
-    return "\n".join(lines + _leave_one_out(root))
+    return "\n".join(lines + _leave_one_out(current))
 
 
 LEAVE_ONE_OUT_PREFIX = "all_but_"
 
 
-def _leave_one_out(root: Path) -> list[str]:
-    """What removing each part costs in every current recorded ablation that leaves out each MASRA part in turn:
+def _current_tables(root: Path) -> list[tuple[Entry, dict[str, Any]]]:
+    """(entry, its ablation table) of every recorded ablation that no other supersedes."""
+    return [(entry, read_table(entry.data_file)) for entry in entries(root, "ablation") if entry.superseded_by is None]
+
+
+def _leave_one_out(current: list[tuple[Entry, dict[str, Any]]]) -> list[str]:
+    """What removing each part costs in every ``current`` ablation that leaves out each MASRA part in turn:
     "all but X" against all parts on the same seed (lines to append to the headline; none without such an
     ablation). A screen of one part is left to docs/results.md."""
     rows = []
-    for entry in entries(root, "ablation"):
-        if entry.superseded_by is not None:
-            continue
-        table = read_table(entry.data_file)
+    for entry, table in current:
         left_out = {row["variant"].removeprefix(LEAVE_ONE_OUT_PREFIX): row for row in table["variants"]
                     if row["variant"].startswith(LEAVE_ONE_OUT_PREFIX) and "all" in row["paired"]}
         if set(left_out) != set(MASRA_PARTS):
