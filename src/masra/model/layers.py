@@ -12,6 +12,7 @@ from torch.utils.checkpoint import checkpoint
 
 from masra.errors import MasraError
 from masra.model.dropout import Dropout
+from masra.model.prelu import PReLU
 
 ACTIVATIONS = ("relu", "gelu", "prelu")
 # Training inputs with more rows than this (batch x sequence length: 2 x 8 videos of 2,048 clips and more,
@@ -29,7 +30,7 @@ def make_activation(name: str) -> nn.Module:
     if name == "gelu":
         return nn.GELU()
     if name == "prelu":
-        return nn.PReLU()
+        return PReLU()
     raise MasraError(f"unknown activation {name!r}; one of {', '.join(ACTIVATIONS)}", field="model.activation")
 
 
