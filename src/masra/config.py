@@ -179,6 +179,10 @@ class TrainConfig:
     lr_drop: int = 400
     lr_gamma: float = 0.1
     grad_clip: float = 0.1
+    # The parts' training diagnostics (docs/method.md, "Diagnostics": no_grad statistics, no effect on the
+    # losses) are recorded on one training step in this many, and the epoch's diag_* means are over those steps:
+    # recording them on every step cost ~4 % of a MASRA step (docs/benchmarks.md). 1 = every step.
+    diagnostics_every: int = 8
     eval_every: int = 5
     best_metric: str = "MR-full-mAP"
     # Stop after this many evaluations without improvement; <= 0 disables early stopping.
@@ -433,6 +437,9 @@ def validate_config(cfg: Config) -> None:
         raise MasraError("must be between 0 and 1", field="train.lr_min_ratio")
     if cfg.train.amp not in ("none", "bf16", "fp16"):
         raise MasraError("must be none, bf16 or fp16", field="train.amp")
+    if cfg.train.diagnostics_every < 1:
+        raise MasraError(f"must be at least 1 (1 = every step), got {cfg.train.diagnostics_every}",
+                         field="train.diagnostics_every")
     for part in PARTS:
         if part.validate is not None:
             part.validate(getattr(cfg.model, part.name))

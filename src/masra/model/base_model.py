@@ -44,6 +44,7 @@ class BaseGroundingModel(nn.Module):
         self.part_context = PartContext(d, cfg.nheads, cfg.dim_feedforward, cfg.dropout, cfg.activation, semantic_dim)
         self.parts = [part for part in PARTS if getattr(cfg, part.name).enabled]
         self.t2v_encoder: nn.Module | None = None  # the text-to-video encoder, where the backbone has one
+        self.record_diagnostics = True  # training passes record the parts' diagnostics (see step_statistics)
 
     def _build_part_modules(self, cfg: ModelConfig) -> None:
         """Each enabled part's module as the attribute ``part.attribute`` (its checkpoint keys), in registry
@@ -110,12 +111,19 @@ class BaseGroundingModel(nn.Module):
             saliency = module.rescore(saliency, extras)
         return saliency
 
+    def step_statistics(self) -> dict[str, torch.Tensor] | None:
+        """The dict this forward's parts record their diagnostics in: a training pass with
+        ``record_diagnostics`` set (the training loop sets it on one step in ``train.diagnostics_every``), else None
+        (the parts then compute none)."""
+        return {} if self.training and self.record_diagnostics else None
+
     def _diagnostics(self, stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The pass's statistics plus the parts' scalar parameters, detached: name -> 0-d tensor."""
+        """The pass's statistics plus the parts' scalar parameters, detached copies (a parameter's value as
+        this pass used it, not after the optimizer step): name -> 0-d tensor."""
         values = dict(stats)
         for module in self.part_modules():
             values.update(module.diagnostics())
-        return {name: value.detach().float() for name, value in values.items()}
+        return {name: value.detach().float().clone() for name, value in values.items()}
 
 
 def xavier_matrices(module: nn.Module) -> None:

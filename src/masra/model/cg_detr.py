@@ -342,7 +342,7 @@ class CGDETR(BaseGroundingModel):
         video_mask, text_mask = batch.video_mask, batch.query_mask
         video, text = self.project_inputs(batch.video_feats, batch.query_feats)
         video_pos = video_position_encoding(video_mask, self.hidden_dim).to(video.dtype)  # [B, L, d]
-        stats: dict[str, torch.Tensor] | None = {} if self.training else None
+        stats = self.step_statistics()
         dummies = self.encode_dummies(text, text_mask)
         keys = (dummies, text, text_mask)
         memory, global_token, attention, extras = self.encode(video, video_pos, video_mask, keys, stats)

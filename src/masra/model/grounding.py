@@ -174,7 +174,7 @@ class GroundingModel(BaseGroundingModel):
         video_pos = video_position_encoding(video_mask, self.hidden_dim).to(video.dtype)  # [B, L, d]
 
         # Diagnostics of this training step (with negative pairs: over the positive and the negative pairs).
-        stats: dict[str, torch.Tensor] | None = {} if self.training else None
+        stats = self.step_statistics()
         negative_pairs = self.training and self.use_negative_pairs
         if negative_pairs:
             # Negative pairs: every video with the next sample's query (the last gets the first), encoded in

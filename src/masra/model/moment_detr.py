@@ -136,7 +136,7 @@ class MomentDETR(BaseGroundingModel):
         video_mask, text_mask = batch.video_mask, batch.query_mask
         video, text = self.project_inputs(batch.video_feats, batch.query_feats)
         video_pos = video_position_encoding(video_mask, self.hidden_dim).to(video.dtype)  # [B, L, d]
-        stats: dict[str, torch.Tensor] | None = {} if self.training else None
+        stats = self.step_statistics()
         interacted, extras = self.interact(video, video_pos, video_mask, text, text_mask, stats)
         clips, tokens, encoded = self.encode_joint(interacted, video_pos, video_mask, text, text_mask, stats)
         extras.update(encoded)

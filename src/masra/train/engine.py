@@ -37,13 +37,17 @@ def train_one_epoch(
     scaler: torch.amp.GradScaler | None = None,
     progress: bool = True,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    diagnostics_every: int = 1,
 ) -> EpochResult:
     """One pass over ``loader``: forward under autocast, fp32 criterion, (scaled) backward, grad-norm clip, step,
     then the per-step ``scheduler``. The criterion learns the position in training (epochs done, fractional)
-    before each step, for its auxiliary-loss ramp."""
+    before each step, for its auxiliary-loss ramp. The model records the parts' diagnostics on the steps
+    0, ``diagnostics_every``, 2·``diagnostics_every``, ...; each term's mean is over the steps that reported it."""
     model.train()
     criterion.train()
+    grounding_model = getattr(model, "module", model)  # under DistributedDataParallel, the wrapped model
     sums: dict[str, float] = defaultdict(float)
+    counts: dict[str, int] = defaultdict(int)
     step_losses: list[float] = []
     params = [p for group in optimizer.param_groups for p in group["params"]]
     steps = len(loader) if isinstance(loader, Sized) else 0
@@ -52,6 +56,8 @@ def train_one_epoch(
         batch = batch.to(device, non_blocking=True)
         if hasattr(criterion, "set_progress"):
             criterion.set_progress(epoch + step / max(steps, 1))
+        if hasattr(grounding_model, "record_diagnostics"):
+            grounding_model.record_diagnostics = step % max(diagnostics_every, 1) == 0
         with autocast(device, amp):
             outputs = model(batch)
         # A diverged model gives non-finite outputs; the matcher cannot assign them, so say so first.
@@ -82,7 +88,9 @@ def train_one_epoch(
         step_losses.append(loss.item())
         for key, value in losses.items():
             sums[key] += float(value.detach())
+            counts[key] += 1
         bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
     bar.close()
-    count = max(len(step_losses), 1)
-    return EpochResult(means={k: v / count for k, v in sums.items()}, step_losses=step_losses)
+    if hasattr(grounding_model, "record_diagnostics"):
+        grounding_model.record_diagnostics = True
+    return EpochResult(means={k: v / counts[k] for k, v in sums.items()}, step_losses=step_losses)

@@ -256,7 +256,7 @@ def _train(cfg: Config, ctx: DistContext, *, resume: str | Path | None, force: b
             result = train_one_epoch(
                 ddp_model, criterion, train_loader, optimizer, device=ctx.device, epoch=epoch,
                 grad_clip=cfg.train.grad_clip, amp=cfg.train.amp, scaler=scaler, progress=progress and ctx.is_main,
-                scheduler=scheduler,
+                scheduler=scheduler, diagnostics_every=cfg.train.diagnostics_every,
             )
             step_losses.extend(result.step_losses)
             means = mean_across_ranks(ctx, result.means)

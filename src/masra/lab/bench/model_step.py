@@ -109,7 +109,11 @@ def build_steps(spec: StepSpec) -> tuple[torch.nn.Module, dict[str, Callable[[],
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, cfg, device)
 
-    def train_step() -> None:  # what masra.train.engine.train_one_epoch does per batch
+    # What masra.train.engine.train_one_epoch does per batch, on a step that records no part diagnostics (as
+    # train.diagnostics_every - 1 steps in train.diagnostics_every do).
+    model.record_diagnostics = False
+
+    def train_step() -> None:
         model.train()
         with autocast(device, spec.amp):
             outputs = model(batch)
