@@ -103,6 +103,74 @@ def alternating_timings(
     }
 
 
+JobFactory = Callable[[Any], tuple[Any, dict[str, Callable[[], object]]]]
+
+
+def _timing_worker(conn: Any, factory: JobFactory, key: Any, device: str) -> None:
+    """Build ``factory(key)`` = (info, {job: fn}), send info, then run one job per request and send its
+    (wall, user, system) seconds, until sent None."""
+    info, fns = factory(key)
+    conn.send(info)
+    device_ = torch.device(device)
+    while (job := conn.recv()) is not None:
+        cpu, start = os.times(), time.perf_counter()
+        fns[job]()
+        _sync(device_)
+        wall, cpu_end = time.perf_counter() - start, os.times()
+        conn.send((wall, cpu_end.user - cpu.user, cpu_end.system - cpu.system))
+    conn.close()
+
+
+def alternating_timings_in_workers(
+    factory: JobFactory, keys: list[Any], jobs: tuple[str, ...], device: torch.device, *, repeats: int = 5,
+    warmup: int = 1,
+) -> tuple[dict[Any, Any], dict[str, dict[Any, Timing]]]:
+    """:func:`alternating_timings` with each key's functions in a process of its own (spawned; ``factory`` and
+    the keys must pickle): ``factory(key)`` builds (info, {job: fn}) there. Rounds still alternate the keys
+    (one process runs at a time, the others wait), so a load change hits every key alike, and no key's
+    memory shares a heap with another's: in one process, the allocator's state after one model's step (its
+    freed blocks, its trimmed heap) changes what the next model's step pays for fresh memory.
+    Returns ({key: info}, {job: {key: Timing}})."""
+    context = multiprocessing.get_context("spawn")
+    workers = []
+    try:
+        for key in keys:
+            parent, child = context.Pipe()
+            process = context.Process(target=_timing_worker, args=(child, factory, key, str(device)), daemon=True)
+            process.start()
+            child.close()
+            workers.append((key, parent, process))
+        infos = {key: parent.recv() for key, parent, _ in workers}
+
+        def run(parent: Any, job: str) -> tuple[float, float, float]:
+            parent.send(job)
+            return parent.recv()
+
+        timings: dict[str, dict[Any, Timing]] = {}
+        for job in jobs:
+            for _ in range(warmup):
+                for _, parent, _ in workers:
+                    run(parent, job)
+            samples: dict[Any, list[tuple[float, float, float]]] = {key: [] for key in keys}
+            for _ in range(repeats):
+                for key, parent, _ in workers:
+                    samples[key].append(run(parent, job))
+            timings[job] = {
+                key: Timing(*(statistics.median(column) for column in zip(*values, strict=True)))
+                for key, values in samples.items()
+            }
+        return infos, timings
+    except EOFError:
+        raise RuntimeError("a benchmark worker process died (out of memory?)") from None
+    finally:
+        for _, parent, process in workers:
+            with contextlib.suppress(OSError, BrokenPipeError):
+                parent.send(None)
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+
+
 def alternating_median_seconds(
     fns: dict[str, Callable[[], object]], device: torch.device, *, repeats: int = 5, warmup: int = 1
 ) -> dict[str, float]:

@@ -1,8 +1,9 @@
 """``masra bench model``: the trainer's step (forward, loss with matching, backward, grad-norm clipping,
 AdamW) and inference (a batch, and one query) of the baseline versus MASRA with all parts on, same data.
 
-Times are medians over rounds that alternate the variants in this process (robust to machine load), wall
-time and the process's user and system CPU time; each peak memory is measured in a fresh process that runs
+Times are medians over rounds that alternate the variants (robust to machine load), each variant built and
+run in a process of its own (so no variant pays for the heap another left behind), wall time and that
+process's user and system CPU time; each peak memory is measured in a fresh process that runs
 only that job (whole-process RSS high-water on CPU, so memory outside torch's allocator counts too).
 ``--backbone`` picks the model (``model.backbone``) of masra's rows, and ``--qd-detr-repo``, ``--moment-detr-repo`` or
 ``--cg-detr-repo`` adds that backbone's anchor, its own code, as reference (masra.lab.bench.anchor_reference).
@@ -21,7 +22,7 @@ import torch
 from masra.lab.bench.batches import synthetic_batch
 from masra.lab.bench.measure import (
     Measurement,
-    alternating_timings,
+    alternating_timings_in_workers,
     in_fresh_process,
     process_peak_bytes,
     reset_process_peak,
@@ -135,12 +136,18 @@ def build_steps(spec: StepSpec) -> tuple[torch.nn.Module, dict[str, Callable[[],
     return model, steps
 
 
+def counted_steps(spec: StepSpec) -> tuple[int, dict[str, Callable[[], None]]]:
+    """(parameter count, {job: callable}) of ``spec`` with its thread count set: what a timing process builds."""
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    model, steps = build_steps(spec)
+    return sum(p.numel() for p in model.parameters()), steps
+
+
 def peak_bytes_of(spec: StepSpec, jobs: tuple[str, ...]) -> dict[str, int]:
     """In a fresh process: build ``spec``, then per job (in the given order, smallest first) reset the peak,
     run the job twice and read the whole-process peak."""
-    if spec.threads:
-        torch.set_num_threads(spec.threads)
-    _, steps = build_steps(spec)
+    _, steps = counted_steps(spec)
     device = torch.device(spec.device)
     peaks = {}
     for job in jobs:
@@ -154,16 +161,10 @@ def peak_bytes_of(spec: StepSpec, jobs: tuple[str, ...]) -> dict[str, int]:
 def bench_steps(
     specs: list[StepSpec], jobs: tuple[str, ...], repeats: int
 ) -> tuple[dict[StepSpec, int], dict[StepSpec, dict[str, Measurement]]]:
-    """(parameter counts, measurements): times of every job of every spec alternated in this process, the
-    peaks of each spec in a fresh process of its own."""
-    built = {spec: build_steps(spec) for spec in specs}
-    parameters = {spec: sum(p.numel() for p in model.parameters()) for spec, (model, _) in built.items()}
+    """(parameter counts, measurements): times of every job of every spec, each spec in a process of its own
+    and the rounds alternating between them; the peaks of each spec in a fresh process that runs only its jobs."""
     device = torch.device(specs[0].device)
-    timings = {
-        job: alternating_timings({spec: steps[job] for spec, (_, steps) in built.items()}, device, repeats=repeats)
-        for job in jobs
-    }
-    del built  # the peak processes get the machine's memory to themselves
+    parameters, timings = alternating_timings_in_workers(counted_steps, specs, jobs, device, repeats=repeats)
     results = {}
     for spec in specs:
         peaks = in_fresh_process(peak_bytes_of, spec, jobs)
