@@ -48,15 +48,30 @@ def test_non_contiguous_gradients_are_handled() -> None:
     torch.testing.assert_close(grad_w, ref_grad_w, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("case", ["per_channel", "bfloat16", "no_grad"])
+def test_bf16_activations_with_a_float32_slope_match_torchs_prelu() -> None:
+    """Under bf16 autocast the FFN's activations are bf16 and the slope float32."""
+    torch.manual_seed(0)
+    ours, theirs = PReLU(), nn.PReLU()
+    x = torch.randn(4, 9, 64).to(torch.bfloat16)
+    grad = torch.randn(4, 9, 64).to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, grad_x, grad_w = _grads(ours, x, grad)
+        ref_out, ref_grad_x, ref_grad_w = _grads(theirs, x, grad)
+    assert out.dtype == torch.bfloat16 and grad_w.dtype == torch.float32
+    assert torch.equal(out, ref_out)
+    assert torch.equal(grad_x, ref_grad_x)
+    torch.testing.assert_close(grad_w, ref_grad_w, rtol=2e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("case", ["per_channel", "float16", "no_grad"])
 def test_other_cases_take_torchs_prelu(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """One slope per channel, another dtype, or no gradient: F.prelu, never the custom backward."""
     called = []
     monkeypatch.setattr(_SingleSlopePReLU, "apply", lambda *args: called.append(args))
     module = PReLU(num_parameters=8) if case == "per_channel" else PReLU()
     x = torch.randn(2, 8, 3)  # channels second, as nn.PReLU reads them
-    if case == "bfloat16":
-        module, x = module.to(torch.bfloat16), x.to(torch.bfloat16)
+    if case == "float16":
+        module, x = module.to(torch.float16), x.to(torch.float16)
     with torch.set_grad_enabled(case != "no_grad"):
         out = module(x)
     assert torch.equal(out, torch.nn.functional.prelu(x, module.weight))

@@ -5,7 +5,8 @@ element into a second input-sized tensor before summing it: on a QD-DETR-sized F
 its forward and backward take ~19 ms on a 2-core CPU, against ~6 ms here, where the input's gradient is
 ``leaky_relu_backward`` at the current slope and the slope's gradient one dot product Σ g·min(x, 0). Same
 forward, bit for bit; the input's gradient is the same, the slope's is summed in another order (float32
-rounding). Elsewhere (other devices, other dtypes, one slope per channel, no gradient) ``F.prelu`` is used.
+rounding). Under bf16 autocast (bf16 activations, float32 slope) the slope's gradient sums bf16 products in
+float32. Elsewhere (other devices, other dtypes, one slope per channel, no gradient) ``F.prelu`` is used.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+FAST_DTYPES = (torch.float32, torch.bfloat16)  # bf16: the activations of a bf16 autocast forward
 
 
 class _SingleSlopePReLU(torch.autograd.Function):
@@ -27,19 +31,24 @@ class _SingleSlopePReLU(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, weight = ctx.saved_tensors
         grad = grad.contiguous()
-        grad_weight = torch.dot(grad.view(-1), x.clamp(max=0).reshape(-1)).reshape(weight.shape)
+        negative = x.clamp(max=0).reshape(-1)
+        if grad.dtype == torch.float32:
+            grad_weight = torch.dot(grad.view(-1), negative)
+        else:  # bf16 under autocast: bf16 products, summed in float32
+            grad_weight = torch.mul(grad.view(-1), negative).sum(dtype=torch.float32)
         grad_x = torch.ops.aten.leaky_relu_backward(grad, x, float(weight), False)
-        return grad_x, grad_weight
+        return grad_x, grad_weight.reshape(weight.shape).to(weight.dtype)
 
 
 class PReLU(nn.PReLU):
-    """``nn.PReLU`` (same parameter, same state dict) whose single-slope CPU float32 backward is cheaper."""
+    """``nn.PReLU`` (same parameter, same state dict) whose single-slope CPU float32 / bf16 backward is cheaper."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fast = (
             torch.is_grad_enabled()
             and x.device.type == "cpu"
-            and x.dtype == torch.float32 == self.weight.dtype
+            and x.dtype in FAST_DTYPES
+            and self.weight.dtype == torch.float32
             and self.weight.numel() == 1
             and not torch.compiler.is_compiling()
         )
