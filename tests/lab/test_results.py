@@ -145,7 +145,7 @@ def test_a_benchmark_file_becomes_a_table(checkout, tmp_path):
                  "--command", "masra bench --json sora.json sora", "--machine", "2-core CPU"]) == 0
     assert main(["results", "--root", str(checkout)]) == 0
     page = (checkout / "docs" / "results.md").read_text()
-    assert "### sora_cpu (`masra bench sora`, cpu)" in page
+    assert "### sora_cpu\n\n`masra bench sora` on cpu." in page
     assert "CPU: Xeon, torch ISA AVX512, native bf16 True, AMX False" in page
     # Times in ms, memory in MB, CPU times in s, ratios with an x; other columns as they are.
     assert "| length | banded (ms) | banded.peak (MB) | banded.user (s) | vs_dense | ok |" in page

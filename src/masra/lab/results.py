@@ -154,7 +154,7 @@ def _provenance(entry: Entry) -> list[str]:
     superseded = []
     if entry.superseded_by is not None:
         superseded = [f"Superseded by [{entry.superseded_by}](#{entry.superseded_by.lower().replace('.', '')}): measured "
-                      "on the code before a later method change, kept for comparison (not in the README's headline).", ""]
+                      "on earlier code, kept for comparison (not in the README's headline).", ""]
     return [*superseded, f"Command: `{entry.command}`  ", f"Machine: {entry.machine}  ",
             f"Data: [{entry.data_file.name}](results/{entry.data_file.relative_to(entry.folder.parents[1]).as_posix()})",
             ""]
@@ -215,7 +215,7 @@ def _bench_sections(root: Path) -> list[str]:
         keys = list(dict.fromkeys(key for row in rows for key in row))
         columns = [_bench_column(key) for key in keys]
         cpu = values.get("cpu")
-        lines += [f"### {entry.name} (`masra bench {values['bench']}`, {values.get('device', 'device not recorded')})",
+        lines += [f"### {entry.name}", "", f"`masra bench {values['bench']}` on {values.get('device', 'a device not recorded')}.",
                   "", *_provenance(entry)]
         if isinstance(cpu, dict):
             lines += [f"CPU: {cpu.get('model')}, torch ISA {cpu.get('isa')}, native bf16 {cpu.get('native_bf16')}, "
