@@ -46,6 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--variants", nargs="+", choices=VARIANTS, help="time only these (default: baseline and "
                        "masra, and the backbone's anchor with its --ANCHOR-repo; the anchor needs it)")
     model.add_argument("--jobs", nargs="+", choices=JOBS, default=list(JOBS), help="time only these (default: all)")
+    model.add_argument("--warmup", type=int, default=1, help="untimed runs of each job before the timed ones "
+                       "(default 1; 0 for a long-video row, whose peak then still includes the optimizer's state)")
     floor = which.add_parser(
         "floor", help="each training step vs its matrix products replayed alone (a lower bound for the step)"
     )
@@ -102,7 +104,8 @@ def _model(args: argparse.Namespace, device: torch.device) -> tuple[list[Any], B
                          "--variants, or neither", field="--variants")
     rows = bench_model(batch_size=args.batch_size, clips=args.clips, device=device, repeats=args.repeats,
                        threads=args.threads, amp=args.amp, anchor_repo=repo, backbone=args.backbone,
-                       variants=None if args.variants is None else tuple(args.variants), jobs=tuple(args.jobs))
+                       variants=None if args.variants is None else tuple(args.variants), jobs=tuple(args.jobs),
+                       warmup=args.warmup)
     return rows, model_table(rows, bf16_emulated=device.type == "cpu" and cpu_capability().bf16_emulated)
 
 

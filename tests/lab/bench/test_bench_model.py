@@ -78,3 +78,5 @@ def test_one_variant_and_one_job_are_timed_alone():
     assert step.user_seconds > 0 and step.system_seconds >= 0
     with pytest.raises(ValueError, match="jobs must be some of"):
         bench_model(device=torch.device("cpu"), jobs=("backward",))
+    with pytest.raises(ValueError, match="warmup must be >= 0"):
+        bench_model(batch_size=2, clips=8, device=torch.device("cpu"), warmup=-1, variants=("masra",))

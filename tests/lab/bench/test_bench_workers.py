@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,7 +20,11 @@ def sleeping_jobs(key: float) -> tuple[int, dict]:
         while time.process_time() < deadline:
             pass
 
-    return os.getpid(), {"sleep": lambda: time.sleep(key), "burn": burn}
+    def hold() -> None:  # touch 200 MB outside torch
+        block = np.ones(200 * 2**20, dtype=np.uint8)
+        assert block.sum() == 200 * 2**20
+
+    return os.getpid(), {"sleep": lambda: time.sleep(key), "burn": burn, "hold": hold}
 
 
 def dying_jobs(key: str) -> tuple[int, dict]:
@@ -27,14 +32,23 @@ def dying_jobs(key: str) -> tuple[int, dict]:
 
 
 def test_each_key_runs_in_its_own_process_and_is_timed_by_itself():
-    keys = [0.02, 0.06]
+    keys = [0.05, 0.1]
     pids, timings = alternating_timings_in_workers(sleeping_jobs, keys, ("sleep", "burn"), torch.device("cpu"),
                                                    repeats=3)
     assert len(set(pids.values())) == 2 and os.getpid() not in pids.values()
     for key in keys:
         assert timings["sleep"][key].seconds >= key  # (a loaded machine may wake the worker late: no upper bound)
         assert timings["sleep"][key].user_seconds < key / 2  # sleeping costs no CPU time of the worker
-        assert timings["burn"][key].user_seconds + timings["burn"][key].system_seconds >= key * 0.9
+        cpu = timings["burn"][key].user_seconds + timings["burn"][key].system_seconds
+        assert cpu >= key - 0.02  # os.times counts in 10-ms ticks
+
+
+def test_each_jobs_peak_is_its_own_processs_since_the_jobs_first_run():
+    _, timings = alternating_timings_in_workers(sleeping_jobs, [0.0], ("hold", "sleep"), torch.device("cpu"),
+                                                repeats=1, warmup=0)
+    held, slept = timings["hold"][0.0].peak_bytes, timings["sleep"][0.0].peak_bytes
+    assert held >= 200 * 2**20
+    assert slept < held - 150 * 2**20  # reset before the job: the earlier job's peak does not count
 
 
 def test_a_worker_that_dies_is_an_error_not_a_hang():

@@ -106,33 +106,52 @@ def alternating_timings(
 JobFactory = Callable[[Any], tuple[Any, dict[str, Callable[[], object]]]]
 
 
+@dataclass
+class WorkerTiming(Timing):
+    peak_bytes: int = 0  # the process's peak over the job's runs (process_peak_bytes, reset before its first)
+
+
 def _timing_worker(conn: Any, factory: JobFactory, key: Any, device: str) -> None:
-    """Build ``factory(key)`` = (info, {job: fn}), send info, then run one job per request and send its
-    (wall, user, system) seconds, until sent None."""
+    """Build ``factory(key)`` = (info, {job: fn}) and send info; then serve requests until sent None:
+    ("reset", _) starts a new peak, ("run", job) runs one job and sends its (wall, user, system) seconds,
+    ("peak", _) sends the peak since the reset."""
     info, fns = factory(key)
     conn.send(info)
     device_ = torch.device(device)
-    while (job := conn.recv()) is not None:
-        cpu, start = os.times(), time.perf_counter()
-        fns[job]()
-        _sync(device_)
-        wall, cpu_end = time.perf_counter() - start, os.times()
-        conn.send((wall, cpu_end.user - cpu.user, cpu_end.system - cpu.system))
+    while (request := conn.recv()) is not None:
+        action, job = request
+        if action == "reset":
+            reset_process_peak(device_)
+            conn.send(None)
+        elif action == "peak":
+            conn.send(process_peak_bytes(device_))
+        else:
+            cpu, start = os.times(), time.perf_counter()
+            fns[job]()
+            _sync(device_)
+            wall, cpu_end = time.perf_counter() - start, os.times()
+            conn.send((wall, cpu_end.user - cpu.user, cpu_end.system - cpu.system))
     conn.close()
 
 
 def alternating_timings_in_workers(
     factory: JobFactory, keys: list[Any], jobs: tuple[str, ...], device: torch.device, *, repeats: int = 5,
     warmup: int = 1,
-) -> tuple[dict[Any, Any], dict[str, dict[Any, Timing]]]:
+) -> tuple[dict[Any, Any], dict[str, dict[Any, WorkerTiming]]]:
     """:func:`alternating_timings` with each key's functions in a process of its own (spawned; ``factory`` and
     the keys must pickle): ``factory(key)`` builds (info, {job: fn}) there. Rounds still alternate the keys
     (one process runs at a time, the others wait), so a load change hits every key alike, and no key's
     memory shares a heap with another's: in one process, the allocator's state after one model's step (its
-    freed blocks, its trimmed heap) changes what the next model's step pays for fresh memory.
-    Returns ({key: info}, {job: {key: Timing}})."""
+    freed blocks, its trimmed heap) changes what the next model's step pays for fresh memory. Each process
+    also gives each job's whole-process peak (reset before the job's first run, ``warmup`` runs included), jobs
+    in the given order. Returns ({key: info}, {job: {key: WorkerTiming}})."""
     context = multiprocessing.get_context("spawn")
     workers = []
+
+    def ask(parent: Any, action: str, job: str = "") -> Any:
+        parent.send((action, job))
+        return parent.recv()
+
     try:
         for key in keys:
             parent, child = context.Pipe()
@@ -141,23 +160,21 @@ def alternating_timings_in_workers(
             child.close()
             workers.append((key, parent, process))
         infos = {key: parent.recv() for key, parent, _ in workers}
-
-        def run(parent: Any, job: str) -> tuple[float, float, float]:
-            parent.send(job)
-            return parent.recv()
-
-        timings: dict[str, dict[Any, Timing]] = {}
+        timings: dict[str, dict[Any, WorkerTiming]] = {}
         for job in jobs:
+            for _, parent, _ in workers:
+                ask(parent, "reset")
             for _ in range(warmup):
                 for _, parent, _ in workers:
-                    run(parent, job)
+                    ask(parent, "run", job)
             samples: dict[Any, list[tuple[float, float, float]]] = {key: [] for key in keys}
             for _ in range(repeats):
                 for key, parent, _ in workers:
-                    samples[key].append(run(parent, job))
+                    samples[key].append(ask(parent, "run", job))
             timings[job] = {
-                key: Timing(*(statistics.median(column) for column in zip(*values, strict=True)))
-                for key, values in samples.items()
+                key: WorkerTiming(*(statistics.median(column) for column in zip(*samples[key], strict=True)),
+                                  peak_bytes=ask(parent, "peak"))
+                for key, parent, _ in workers
             }
         return infos, timings
     except EOFError:

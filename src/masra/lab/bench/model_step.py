@@ -3,8 +3,8 @@ AdamW) and inference (a batch, and one query) of the baseline versus MASRA with 
 
 Times are medians over rounds that alternate the variants (robust to machine load), each variant built and
 run in a process of its own (so no variant pays for the heap another left behind), wall time and that
-process's user and system CPU time; each peak memory is measured in a fresh process that runs
-only that job (whole-process RSS high-water on CPU, so memory outside torch's allocator counts too).
+process's user and system CPU time; each peak memory is measured in the variant's own process, reset before the
+job's first run (whole-process RSS high-water on CPU, so memory outside torch's allocator counts too).
 ``--backbone`` picks the model (``model.backbone``) of masra's rows, and ``--qd-detr-repo``, ``--moment-detr-repo`` or
 ``--cg-detr-repo`` adds that backbone's anchor, its own code, as reference (masra.lab.bench.anchor_reference).
 ``--variants`` and ``--jobs`` pick what is timed, so that one long-video row can run alone.
@@ -23,9 +23,6 @@ from masra.lab.bench.batches import synthetic_batch
 from masra.lab.bench.measure import (
     Measurement,
     alternating_timings_in_workers,
-    in_fresh_process,
-    process_peak_bytes,
-    reset_process_peak,
 )
 from masra.lab.bench.anchor_reference import ANCHORS
 from masra.lab.bench.model_jobs import ANCHOR_VARIANTS, JOBS, in_order
@@ -144,31 +141,18 @@ def counted_steps(spec: StepSpec) -> tuple[int, dict[str, Callable[[], None]]]:
     return sum(p.numel() for p in model.parameters()), steps
 
 
-def peak_bytes_of(spec: StepSpec, jobs: tuple[str, ...]) -> dict[str, int]:
-    """In a fresh process: build ``spec``, then per job (in the given order, smallest first) reset the peak,
-    run the job twice and read the whole-process peak."""
-    _, steps = counted_steps(spec)
-    device = torch.device(spec.device)
-    peaks = {}
-    for job in jobs:
-        reset_process_peak(device)
-        for _ in range(2):
-            steps[job]()
-        peaks[job] = process_peak_bytes(device)
-    return peaks
-
-
 def bench_steps(
-    specs: list[StepSpec], jobs: tuple[str, ...], repeats: int
+    specs: list[StepSpec], jobs: tuple[str, ...], repeats: int, warmup: int = 1
 ) -> tuple[dict[StepSpec, int], dict[StepSpec, dict[str, Measurement]]]:
     """(parameter counts, measurements): times of every job of every spec, each spec in a process of its own
-    and the rounds alternating between them; the peaks of each spec in a fresh process that runs only its jobs."""
+    and the rounds alternating between them, and each job's whole-process peak in that process (jobs in the
+    given order, smallest first; the peak is reset before a job's first run)."""
+    if warmup < 0 or repeats < 1:
+        raise ValueError(f"warmup must be >= 0 and repeats >= 1, got {warmup} and {repeats}")
     device = torch.device(specs[0].device)
-    parameters, timings = alternating_timings_in_workers(counted_steps, specs, jobs, device, repeats=repeats)
-    results = {}
-    for spec in specs:
-        peaks = in_fresh_process(peak_bytes_of, spec, jobs)
-        results[spec] = {job: Measurement(peak_bytes=peaks[job], **dataclasses.asdict(timings[job][spec])) for job in jobs}
+    parameters, timings = alternating_timings_in_workers(counted_steps, specs, jobs, device, repeats=repeats,
+                                                         warmup=warmup)
+    results = {spec: {job: Measurement(**dataclasses.asdict(timings[job][spec])) for job in jobs} for spec in specs}
     return parameters, results
 
 
@@ -217,6 +201,7 @@ def bench_model(
     variants: tuple[str, ...] | None = None,
     jobs: tuple[str, ...] = JOBS,
     backbone: str = "qd_detr",
+    warmup: int = 1,
 ) -> list[ModelRow]:
     """Rows for the baseline, MASRA (all parts, priors in the training batch) on ``backbone`` and, with
     ``anchor_repo``, the backbone's anchor, or for ``variants`` only (see :func:`compared_specs`); ``jobs`` (names
@@ -226,7 +211,7 @@ def bench_model(
         raise ValueError(f"jobs must be some of {', '.join(JOBS)}, got {list(jobs)}")
     jobs = in_order(jobs, JOBS)
     specs = compared_specs(batch_size, clips, device, threads, amp, anchor_repo, variants, backbone)
-    parameters, measured = bench_steps(specs, jobs, repeats)
+    parameters, measured = bench_steps(specs, jobs, repeats, warmup)
     anchor = ANCHOR_VARIANTS[backbone]
     reference = next((measured[spec] for spec in specs if spec.variant == anchor), None)
     rows = []
@@ -284,7 +269,7 @@ def model_table(rows: list[ModelRow], bf16_emulated: bool = False) -> BenchTable
         columns += [(f"{reference_names[job]} / {anchor.title}", lambda r, job=job: f"{r.vs_anchor[job]:.2f}x")
                     for job in timed]
     caption = ("user / sys: CPU time of the whole process in user mode and in the kernel; peaks: whole-process "
-               "resident-memory high-water during the job, in a fresh process per variant (CPU)")
+               "resident-memory high-water during the job, in the variant's own process (CPU)")
     if anchor.backbone != "qd_detr":
         caption = f"baseline and masra on the {anchor.title} backbone (model.backbone {anchor.backbone}); {caption}"
     return BenchTable([name for name, _ in columns], [[cell(r) for _, cell in columns] for r in rows], caption)
