@@ -18,10 +18,10 @@ edited by hand fails.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import json
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from masra.lab.bench.measure import in_fresh_process, process_peak_bytes, reset_process_peak
+from masra.lab.bench.measure import process_peak_bytes, reset_process_peak
 from masra.lab.bench.model_step import StepSpec, bench_model, build_steps, compared_specs
 from masra.errors import MasraError
 
@@ -19,13 +19,6 @@ def _hold(megabytes: int) -> int:
     assert block.sum() == megabytes * MB
     del block
     return process_peak_bytes(torch.device("cpu"))
-
-
-def test_peaks_count_memory_outside_torch_and_fresh_processes_start_from_their_own_size():
-    big = in_fresh_process(_hold, 400)
-    small = in_fresh_process(_hold, 10)
-    assert big >= 400 * MB
-    assert small < big - 300 * MB  # not inherited from the parent or from the earlier process
 
 
 def test_a_reset_starts_a_new_peak():

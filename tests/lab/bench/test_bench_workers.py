@@ -20,11 +20,17 @@ def sleeping_jobs(key: float) -> tuple[int, dict]:
         while time.process_time() < deadline:
             pass
 
-    def hold() -> None:  # touch 200 MB outside torch
-        block = np.ones(200 * 2**20, dtype=np.uint8)
-        assert block.sum() == 200 * 2**20
+    return os.getpid(), {"sleep": lambda: time.sleep(key), "burn": burn}
 
-    return os.getpid(), {"sleep": lambda: time.sleep(key), "burn": burn, "hold": hold}
+
+def holding_jobs(megabytes: int) -> tuple[int, dict]:
+    """A job that touches ``megabytes`` of memory outside torch's allocator, and one that does nothing."""
+
+    def hold() -> None:
+        block = np.ones(megabytes * 2**20, dtype=np.uint8)
+        assert block.sum() == megabytes * 2**20
+
+    return os.getpid(), {"hold": hold, "idle": lambda: None}
 
 
 def dying_jobs(key: str) -> tuple[int, dict]:
@@ -44,11 +50,18 @@ def test_each_key_runs_in_its_own_process_and_is_timed_by_itself():
 
 
 def test_each_jobs_peak_is_its_own_processs_since_the_jobs_first_run():
-    _, timings = alternating_timings_in_workers(sleeping_jobs, [0.0], ("hold", "sleep"), torch.device("cpu"),
+    _, timings = alternating_timings_in_workers(holding_jobs, [200], ("hold", "idle"), torch.device("cpu"),
                                                 repeats=1, warmup=0)
-    held, slept = timings["hold"][0.0].peak_bytes, timings["sleep"][0.0].peak_bytes
+    held, idle = timings["hold"][200].peak_bytes, timings["idle"][200].peak_bytes
     assert held >= 200 * 2**20
-    assert slept < held - 150 * 2**20  # reset before the job: the earlier job's peak does not count
+    assert idle < held - 150 * 2**20  # reset before the job: the earlier job's peak does not count
+
+
+def test_peaks_count_memory_outside_torch_and_each_process_starts_from_its_own_size():
+    _, timings = alternating_timings_in_workers(holding_jobs, [400, 10], ("hold",), torch.device("cpu"), repeats=1)
+    big, small = timings["hold"][400].peak_bytes, timings["hold"][10].peak_bytes
+    assert big >= 400 * 2**20
+    assert small < big - 300 * 2**20  # not inherited from the parent or from the other worker
 
 
 def test_a_worker_that_dies_is_an_error_not_a_hang():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import multiprocessing
 import os
@@ -12,7 +13,6 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,28 +79,41 @@ def measure(
     return Measurement(statistics.median(times), peak_memory_bytes(fn, device) if memory else None)
 
 
+def _timed_call(fn: Callable[[], object], device: torch.device) -> tuple[float, float, float]:
+    """(wall, user, system) seconds of one call of ``fn``; CPU times are this process's (os.times)."""
+    cpu, start = os.times(), time.perf_counter()
+    fn()
+    _sync(device)
+    wall, cpu_end = time.perf_counter() - start, os.times()
+    return wall, cpu_end.user - cpu.user, cpu_end.system - cpu.system
+
+
+def _alternating_rounds(
+    runners: dict[Any, Callable[[], tuple[float, float, float]]], repeats: int, warmup: int
+) -> dict[Any, Timing]:
+    """Median (wall, user, system) of each runner over ``repeats`` rounds (a, b, c, a, b, c, ...) after ``warmup``
+    untimed rounds; a runner times one call and returns its three durations."""
+    for _ in range(warmup):
+        for runner in runners.values():
+            runner()
+    samples: dict[Any, list[tuple[float, float, float]]] = {key: [] for key in runners}
+    for _ in range(repeats):
+        for key, runner in runners.items():
+            samples[key].append(runner())
+    return {
+        key: Timing(*(statistics.median(column) for column in zip(*values, strict=True)))
+        for key, values in samples.items()
+    }
+
+
 def alternating_timings(
     fns: dict[str, Callable[[], object]], device: torch.device, *, repeats: int = 5, warmup: int = 1
 ) -> dict[str, Timing]:
     """Median wall, user and system time of each function, timed in alternating rounds (a, b, c, a, b, c, ...),
     so that a load change on the machine hits every function alike and the ratios between them stay meaningful.
     User and system times are the process's own (os.times), so other processes' load does not count in them."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    _sync(device)
-    samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            cpu, start = os.times(), time.perf_counter()
-            fn()
-            _sync(device)
-            wall, cpu_end = time.perf_counter() - start, os.times()
-            samples[name].append((wall, cpu_end.user - cpu.user, cpu_end.system - cpu.system))
-    return {
-        name: Timing(*(statistics.median(column) for column in zip(*values, strict=True)))
-        for name, values in samples.items()
-    }
+    runners = {name: (lambda fn=fn: _timed_call(fn, device)) for name, fn in fns.items()}
+    return _alternating_rounds(runners, repeats, warmup)
 
 
 JobFactory = Callable[[Any], tuple[Any, dict[str, Callable[[], object]]]]
@@ -126,11 +139,7 @@ def _timing_worker(conn: Any, factory: JobFactory, key: Any, device: str) -> Non
         elif action == "peak":
             conn.send(process_peak_bytes(device_))
         else:
-            cpu, start = os.times(), time.perf_counter()
-            fns[job]()
-            _sync(device_)
-            wall, cpu_end = time.perf_counter() - start, os.times()
-            conn.send((wall, cpu_end.user - cpu.user, cpu_end.system - cpu.system))
+            conn.send(_timed_call(fns[job], device_))
     conn.close()
 
 
@@ -164,16 +173,10 @@ def alternating_timings_in_workers(
         for job in jobs:
             for _, parent, _ in workers:
                 ask(parent, "reset")
-            for _ in range(warmup):
-                for _, parent, _ in workers:
-                    ask(parent, "run", job)
-            samples: dict[Any, list[tuple[float, float, float]]] = {key: [] for key in keys}
-            for _ in range(repeats):
-                for key, parent, _ in workers:
-                    samples[key].append(ask(parent, "run", job))
+            runners = {key: (lambda parent=parent, job=job: ask(parent, "run", job)) for key, parent, _ in workers}
+            medians = _alternating_rounds(runners, repeats, warmup)
             timings[job] = {
-                key: WorkerTiming(*(statistics.median(column) for column in zip(*samples[key], strict=True)),
-                                  peak_bytes=ask(parent, "peak"))
+                key: WorkerTiming(**dataclasses.asdict(medians[key]), peak_bytes=ask(parent, "peak"))
                 for key, parent, _ in workers
             }
         return infos, timings
@@ -219,9 +222,3 @@ def process_peak_bytes(device: torch.device) -> int:
             return int(found.group(1)) * 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
-
-
-def in_fresh_process(fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` in a new interpreter (spawned): a peak measured there belongs to that one job only."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
