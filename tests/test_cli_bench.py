@@ -63,6 +63,14 @@ def test_bench_on_a_missing_device_is_a_clear_error(tmp_path, capsys):
     assert "CUDA is not available" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args, field", [(["--repeats", "0", "model"], "--repeats"),
+                                         (["model", "--warmup", "-1"], "--warmup")])
+def test_bench_refuses_no_timed_run_and_a_negative_warmup(capsys, args, field):
+    assert main(["bench", *args, "--batch-size", "2", "--clips", "8"]) == 1
+    err = capsys.readouterr().err
+    assert field in err and "Traceback" not in err
+
+
 def test_bench_floor_reports_each_step_and_its_products_alone(tmp_path, capsys):
     result, printed = _bench(tmp_path, capsys, "floor", "--batch-size", "2", "--clips", "8")
     assert result["bench"] == "floor"

@@ -90,6 +90,8 @@ def _model(args: argparse.Namespace, device: torch.device) -> tuple[list[Any], B
     from masra.lab.bench.cpu import cpu_capability
     from masra.lab.bench.model_step import bench_model, model_table
 
+    if args.warmup < 0:
+        raise MasraError(f"must be 0 or more, got {args.warmup}", field="--warmup")
     anchor = ANCHOR_VARIANTS[args.backbone]
     for backbone, other in ANCHOR_VARIANTS.items():
         if other != anchor and getattr(args, f"{other.replace('-', '_')}_repo") is not None:
@@ -185,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
 
     from masra.lab.bench.cpu import cpu_capability
 
+    if args.repeats < 1:
+        raise MasraError(f"must be at least 1, got {args.repeats}", field="--repeats")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
