@@ -181,7 +181,7 @@ class TrainConfig:
     grad_clip: float = 0.1
     # The parts' training diagnostics (docs/method.md, "Diagnostics": no_grad statistics, no effect on the
     # losses) are recorded on one training step in this many, and the epoch's diag_* means are over those steps:
-    # recording them on every step cost ~4 % of a MASRA step (docs/benchmarks.md). 1 = every step.
+    # recording them on every step cost a few per cent of a MASRA step (docs/method.md). 1 = every step.
     diagnostics_every: int = 8
     eval_every: int = 5
     best_metric: str = "MR-full-mAP"
