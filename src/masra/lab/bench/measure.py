@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 
 @dataclass
@@ -153,13 +154,21 @@ def alternating_timings_in_workers(
     memory shares a heap with another's: in one process, the allocator's state after one model's step (its
     freed blocks, its trimmed heap) changes what the next model's step pays for fresh memory. Each process
     also gives each job's whole-process peak (reset before the job's first run, ``warmup`` runs included), jobs
-    in the given order. Returns ({key: info}, {job: {key: WorkerTiming}})."""
+    in the given order. A bar on stderr counts the runs (a long-video step runs for minutes). Returns ({key: info}, {job: {key: WorkerTiming}})."""
     context = multiprocessing.get_context("spawn")
     workers = []
 
     def ask(parent: Any, action: str, job: str = "") -> Any:
         parent.send((action, job))
         return parent.recv()
+
+    bar = tqdm(total=len(jobs) * (warmup + repeats) * len(keys), desc="bench: building the models", unit="run",
+               dynamic_ncols=True, leave=False)
+
+    def run(parent: Any, job: str) -> tuple[float, float, float]:
+        timed = ask(parent, "run", job)
+        bar.update()
+        return timed
 
     try:
         for key in keys:
@@ -171,9 +180,10 @@ def alternating_timings_in_workers(
         infos = {key: parent.recv() for key, parent, _ in workers}
         timings: dict[str, dict[Any, WorkerTiming]] = {}
         for job in jobs:
+            bar.set_description(f"bench: {job}")
             for _, parent, _ in workers:
                 ask(parent, "reset")
-            runners = {key: (lambda parent=parent, job=job: ask(parent, "run", job)) for key, parent, _ in workers}
+            runners = {key: (lambda parent=parent, job=job: run(parent, job)) for key, parent, _ in workers}
             medians = _alternating_rounds(runners, repeats, warmup)
             timings[job] = {
                 key: WorkerTiming(**dataclasses.asdict(medians[key]), peak_bytes=ask(parent, "peak"))
@@ -183,6 +193,7 @@ def alternating_timings_in_workers(
     except EOFError:
         raise RuntimeError("a benchmark worker process died (out of memory?)") from None
     finally:
+        bar.close()
         for _, parent, process in workers:
             with contextlib.suppress(OSError, BrokenPipeError):
                 parent.send(None)
