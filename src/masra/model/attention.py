@@ -9,7 +9,9 @@ What it adds:
   never builds the [B, H, L, S] score matrix (the float [B, H, 1, S] mask nn.MultiheadAttention builds
   sends every call to the math kernel);
 - with dropout on long inputs (the math kernel then builds the score matrix), queries are processed in
-  chunks under activation checkpointing, so memory stays O(chunk · S) instead of O(L · S);
+  chunks, so memory stays O(chunk · S) instead of O(L · S): on the CPU by
+  :func:`masra.model.chunked_attention.chunked_dropout_attention` (the chunks reuse one set of score buffers,
+  so no fresh pages are faulted in per chunk), elsewhere by SDPA under activation checkpointing;
 - ``window``: local self-attention (clip i sees clips |i - j| <= w plus the global token at index 0, the
   global token sees everything), in O(L · w) time and memory.
 """
@@ -22,6 +24,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from masra.model.banded import block_band_mask, block_count, key_blocks, query_blocks
+from masra.model.chunked_attention import chunked_dropout_attention
 
 # With dropout, the math kernel builds B·H·Lq·S scores (plus the dropout mask and the softmax kept for
 # backward); above this many score entries the queries are processed in checkpointed chunks.
@@ -44,12 +47,14 @@ def attend(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attend_mask: torch.Tensor | None, dropout_p: float
 ) -> torch.Tensor:
     """SDPA on q [B, H, Lq, dh], k, v [B, H, S, dh], attend_mask bool broadcastable to [B, H, Lq, S]
-    (True = attend); long inputs with dropout go through checkpointed query chunks (same function)."""
+    (True = attend); long inputs with dropout go through query chunks (same function, same dropout draws)."""
     batch, heads, n_query, _ = q.shape
     scores = batch * heads * n_query * k.shape[2]
     if dropout_p == 0.0 or scores <= MAX_SCORE_ELEMENTS:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attend_mask, dropout_p=dropout_p)
     chunk = max(1, MAX_SCORE_ELEMENTS // (batch * heads * k.shape[2]))
+    if q.device.type == "cpu":
+        return chunked_dropout_attention(q, k, v, attend_mask, dropout_p, chunk)
     outputs = []
     for start in range(0, n_query, chunk):
         rows = slice(start, start + chunk)
