@@ -35,42 +35,66 @@ def chunked_dropout_attention(
 
 
 class _Chunks:
-    """The per-chunk work shared by forward and backward: scaled q and k, the mask, the score buffers."""
+    """The per-chunk work shared by forward and backward: scaled q and k and v as [B·H, *, *] contiguous
+    matrices (made once per call, so no product copies an operand per chunk), the mask, the score buffers."""
 
-    def __init__(self, q: Tensor, k: Tensor, mask: Tensor | None, chunk_rows: int) -> None:
+    def __init__(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, chunk_rows: int) -> None:
+        batch, heads, rows, head_dim = q.shape
+        length = k.shape[2]
+        self.shape = (batch, heads, length)
         # As the math kernel: both sides scaled by the square root of 1/√dh before the product.
-        self.scale = math.sqrt(1.0 / math.sqrt(q.shape[-1]))
-        self.query = q * self.scale  # [B, H, Lq, dh]
-        self.key_t = k.transpose(-2, -1) * self.scale  # [B, H, dh, S]
+        self.scale = math.sqrt(1.0 / math.sqrt(head_dim))
+        # The operands in the layouts the math kernel gets: matmul copies them to contiguous memory for every
+        # chunk of several rows (made once here instead), but takes a one-row chunk's as they are (kept
+        # for those, so that every row's values stay the math kernel's).
+        self.given = (q * self.scale, k.transpose(-2, -1) * self.scale, v)  # [B, H, Lq, dh], [B, H, dh, S], v
+        self.query = self.given[0].contiguous().view(batch * heads, rows, head_dim)  # [B·H, Lq, dh]
+        self.key_t = self.given[1].contiguous().view(batch * heads, head_dim, length)  # [B·H, dh, S]
+        self.value = v.contiguous().view(batch * heads, length, v.shape[-1])  # [B·H, S, dv]
         self.blocked = None if mask is None else ~mask  # [B, 1, Lq | 1, S]
         self.dead = None if mask is None else ~mask.any(-1, keepdim=True)  # [B, 1, Lq | 1, 1]: nothing to attend
         self.chunk_rows = chunk_rows
-        self.flat = q.shape[0] * q.shape[1] * chunk_rows * k.shape[2]
+        self.flat = batch * heads * chunk_rows * length
 
     def buffer(self) -> Tensor:
         """One flat buffer a chunk's [B, H, rows, S] tensors are viewed into (contiguous for every row count)."""
         return self.query.new_empty(self.flat)
 
     def row_slices(self) -> list[slice]:
-        rows = self.query.shape[2]
+        rows = self.query.shape[1]
         return [slice(start, min(start + self.chunk_rows, rows)) for start in range(0, rows, self.chunk_rows)]
+
+    def view(self, buffer: Tensor, rows: slice) -> Tensor:
+        """The first [B, H, rows, S] of a flat buffer."""
+        batch, heads, length = self.shape
+        n = rows.stop - rows.start
+        return buffer[: batch * heads * n * length].view(batch, heads, n, length)
+
+    def operands(self, rows: slice) -> tuple[Tensor, Tensor, Tensor]:
+        """(scaled q [B, H, Lq, dh], scaled kᵀ [B, H, dh, S], v [B, H, S, dv]) for a chunk of ``rows``."""
+        if rows.stop - rows.start == 1:
+            return self.given
+        batch, heads, length = self.shape
+        return (self.query.view(batch, heads, -1, self.query.shape[-1]), self.key_t.view(batch, heads, -1, length),
+                self.value.view(batch, heads, length, -1))
 
     def probabilities(self, rows: slice, scores_buffer: Tensor, probs_buffer: Tensor) -> Tensor:
         """softmax of the masked scores of query ``rows`` -> [B, H, rows, S], in probs_buffer (scores_buffer
         is overwritten)."""
-        query = self.query[:, :, rows]
-        shape = (*query.shape[:-1], self.key_t.shape[-1])
-        scores = torch.matmul(query, self.key_t, out=_view(scores_buffer, shape))
+        scores = self.view(scores_buffer, rows)
+        query, key_t, _ = self.operands(rows)
+        torch.matmul(query[:, :, rows], key_t, out=scores)
         if self.blocked is not None:
             scores.masked_fill_(_rows_of(self.blocked, rows), float("-inf"))
-        probs = torch._softmax(scores, -1, False, out=_view(probs_buffer, shape))
+        probs = torch._softmax(scores, -1, False, out=self.view(probs_buffer, rows))
         if self.dead is not None:
             probs.masked_fill_(_rows_of(self.dead, rows), 0.0)
         return probs
 
 
-def _view(buffer: Tensor, shape: tuple[int, ...]) -> Tensor:
-    return buffer[: math.prod(shape)].view(shape)
+def _matrices(x: Tensor) -> Tensor:
+    """[B, H, n, m] -> [B·H, n, m] (a view)."""
+    return x.view(-1, *x.shape[2:])
 
 
 def _rows_of(mask: Tensor, rows: slice) -> Tensor:
@@ -78,10 +102,9 @@ def _rows_of(mask: Tensor, rows: slice) -> Tensor:
     return mask if mask.shape[2] == 1 else mask[:, :, rows]
 
 
-def _draw_noise(buffer: Tensor, shape: tuple[int, ...], dropout_p: float, generator: torch.Generator | None) -> Tensor:
-    """The dropout noise the math kernel draws: Bernoulli(1 - p) / (1 - p)."""
-    noise = _view(buffer, shape).bernoulli_(1.0 - dropout_p, generator=generator)
-    return noise.div_(1.0 - dropout_p)
+def _draw_noise(noise: Tensor, dropout_p: float, generator: torch.Generator | None) -> Tensor:
+    """The dropout noise the math kernel draws, in place: Bernoulli(1 - p) / (1 - p)."""
+    return noise.bernoulli_(1.0 - dropout_p, generator=generator).div_(1.0 - dropout_p)
 
 
 class ChunkedDropoutAttention(torch.autograd.Function):
@@ -92,14 +115,14 @@ class ChunkedDropoutAttention(torch.autograd.Function):
         ctx.rng_state = torch.get_rng_state()  # the noise is redrawn from here in backward
         ctx.dropout_p, ctx.chunk_rows = dropout_p, chunk_rows
         ctx.save_for_backward(q, k, v, mask)
-        chunks = _Chunks(q, k, mask, chunk_rows)
+        chunks = _Chunks(q, k, v, mask, chunk_rows)
         scores_buffer, probs_buffer, noise_buffer = chunks.buffer(), chunks.buffer(), chunks.buffer()
         outputs = []
         for rows in chunks.row_slices():
-            probs = chunks.probabilities(rows, scores_buffer, probs_buffer)  # [B, H, rows, S]
-            noise = _draw_noise(noise_buffer, tuple(probs.shape), dropout_p, None)
-            dropped = torch.mul(probs, noise, out=_view(scores_buffer, tuple(probs.shape)))
-            outputs.append(torch.matmul(dropped, v))  # [B, H, rows, dv]
+            probs = chunks.probabilities(rows, scores_buffer, probs_buffer)  # [B, H, n, S]
+            noise = _draw_noise(chunks.view(noise_buffer, rows), dropout_p, None)
+            dropped = torch.mul(probs, noise, out=chunks.view(scores_buffer, rows))
+            outputs.append(torch.matmul(dropped, chunks.operands(rows)[2]))  # [B, H, n, dv]
         return torch.cat(outputs, dim=2)
 
     @staticmethod
@@ -107,27 +130,24 @@ class ChunkedDropoutAttention(torch.autograd.Function):
         q, k, v, mask = ctx.saved_tensors
         generator = torch.Generator()
         generator.set_state(ctx.rng_state)
-        chunks = _Chunks(q, k, mask, ctx.chunk_rows)
+        chunks = _Chunks(q, k, v, mask, ctx.chunk_rows)
         scores_buffer, probs_buffer, noise_buffer, grad_buffer = (chunks.buffer() for _ in range(4))
-        batch, heads, _, head_dim = q.shape
-        length = k.shape[2]
-        grad_query = torch.empty_like(chunks.query)  # [B, H, Lq, dh]
-        grad_key_t = k.new_zeros(batch * heads, head_dim, length)  # [B·H, dh, S]
-        grad_v = v.new_zeros(batch * heads, length, v.shape[-1])  # [B·H, S, dv]
+        grad_out = _matrices(grad_out.contiguous())  # [B·H, Lq, dv]
+        grad_query = torch.empty_like(chunks.query)  # [B·H, Lq, dh]
+        grad_key_t = torch.zeros_like(chunks.key_t)  # [B·H, dh, S]
+        grad_value = torch.zeros_like(chunks.value)  # [B·H, S, dv]
         for rows in chunks.row_slices():
             probs = chunks.probabilities(rows, scores_buffer, probs_buffer)  # [B, H, n, S]
-            shape = tuple(probs.shape)
-            n = shape[2]
-            noise = _draw_noise(noise_buffer, shape, ctx.dropout_p, generator)
-            dropped = torch.mul(probs, noise, out=_view(scores_buffer, shape))
-            grad_rows = grad_out[:, :, rows]  # [B, H, n, dv]
-            grad_v.baddbmm_(dropped.view(batch * heads, n, length).transpose(1, 2),
-                            grad_rows.reshape(batch * heads, n, -1))
-            grad_probs = torch.matmul(grad_rows, v.transpose(-2, -1), out=_view(grad_buffer, shape)).mul_(noise)
-            grad_scores = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype,
-                                                       grad_input=_view(scores_buffer, shape))
-            grad_query[:, :, rows] = torch.matmul(grad_scores, chunks.key_t.transpose(-2, -1))
-            grad_key_t.baddbmm_(chunks.query[:, :, rows].reshape(batch * heads, n, head_dim).transpose(1, 2),
-                                grad_scores.view(batch * heads, n, length))
-        grad_k = grad_key_t.view(batch, heads, head_dim, length).transpose(-2, -1) * chunks.scale
-        return grad_query * chunks.scale, grad_k, grad_v.view(v.shape), None, None, None
+            noise = _draw_noise(chunks.view(noise_buffer, rows), ctx.dropout_p, generator)
+            dropped = torch.mul(probs, noise, out=chunks.view(scores_buffer, rows))
+            grad_value.baddbmm_(_matrices(dropped).transpose(1, 2), grad_out[:, rows])
+            grad_probs = chunks.view(grad_buffer, rows)
+            torch.bmm(grad_out[:, rows], chunks.value.transpose(1, 2), out=_matrices(grad_probs))
+            grad_probs.mul_(noise)
+            grad_scores = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype, grad_input=dropped)
+            torch.bmm(_matrices(grad_scores), chunks.key_t.transpose(1, 2), out=grad_query[:, rows])
+            grad_key_t.baddbmm_(chunks.query[:, rows].transpose(1, 2), _matrices(grad_scores))
+        batch, heads, length = chunks.shape
+        grad_q = (grad_query * chunks.scale).view(q.shape)
+        grad_k = (grad_key_t * chunks.scale).view(batch, heads, -1, length).transpose(-2, -1)
+        return grad_q, grad_k, grad_value.view(v.shape), None, None, None
