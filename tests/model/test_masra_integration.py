@@ -196,6 +196,33 @@ def test_all_parts_under_bf16_autocast(small_config, random_batch):
     assert model.dai_codebook.codebook.grad is not None
 
 
+@pytest.mark.parametrize("backbone", ["qd_detr", "moment_detr", "cg_detr"])
+def test_scores_that_rank_keep_float32_precision_under_bf16_autocast(small_config, random_batch, backbone):
+    """Saliency scores (with DAI's relevance log-odds), class logits and spans come out of bf16 autocast in
+    float32: rounded to bf16, close clips' scores would tie and the highlight ranking would change."""
+    own = {"moment_detr": {"use_negative_pairs": False}}.get(backbone, {})
+    cfg = small_config(backbone=backbone, **own)
+    set_masra_parts(cfg, "all")
+    cfg.model.sora.band = 2
+    cfg.model.dai.codebook_size = 4
+    torch.manual_seed(0)
+    model, _ = build_model(cfg, V_DIM, T_DIM, DS)
+    batch = random_batch([40, 30], [3, 2])
+    with torch.inference_mode():
+        exact = model.eval()(batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            autocast = model(batch)
+    for key in ("saliency_scores", "pred_logits", "pred_spans"):
+        assert autocast[key].dtype == torch.float32, key
+        # Finer than bf16's grid: rounding to bf16 moves them.
+        assert (autocast[key].bfloat16().float() != autocast[key]).any(), key
+        # Only the layers before the heads ran in bf16.
+        torch.testing.assert_close(autocast[key], exact[key], atol=0.1, rtol=0.05)
+    valid = batch.video_mask.bool()
+    for scores in (autocast["saliency_scores"][valid], exact["saliency_scores"][valid]):
+        assert scores.unique().numel() == scores.numel()  # no ties among the 70 valid clips
+
+
 def long_padded_batch(random_batch, band: int):
     """Two videos long enough for SORA's banded path (more than 3·(2w+1) clips), the second one padded."""
     long = 3 * (2 * band + 1) + 9

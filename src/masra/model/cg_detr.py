@@ -112,8 +112,8 @@ class CGDETR(BaseGroundingModel):
     ``moment_frames`` [B, L, d]; with the parts on, their outputs as on QD-DETR."""
 
     # The same anchor decoder, class / span heads and saliency score as QD-DETR.
-    decode = GroundingModel.decode
-    score_saliency = GroundingModel.score_saliency
+    decode, _spans = GroundingModel.decode, GroundingModel._spans
+    score_saliency, _saliency = GroundingModel.score_saliency, GroundingModel._saliency
 
     def __init__(
         self, cfg: ModelConfig, v_feat_dim: int, t_feat_dim: int, semantic_dim: int | None = None

@@ -28,7 +28,7 @@ from masra.errors import MasraError
 from masra.model.base_model import BaseGroundingModel, xavier_matrices
 from masra.model.decoder import AnchorDecoder
 from masra.model.encoder import TemporalEncoder
-from masra.model.layers import MLP
+from masra.model.layers import MLP, in_float32
 from masra.model.position_encoding import video_position_encoding
 from masra.model.span_ops import inverse_sigmoid
 from masra.model.t2v_encoder import T2VEncoder, TextCrossAttention
@@ -156,13 +156,20 @@ class GroundingModel(BaseGroundingModel):
         batch = memory.shape[0]
         anchors = self.anchors.weight.sigmoid().unsqueeze(0).expand(batch, -1, -1)  # [B, Q, 2]
         hidden, layer_anchors = self.decoder(anchors, memory, video_pos, video_mask)  # [l, B, Q, d], [l, B, Q, 2]
-        logits = self.class_head(hidden)  # [l, B, Q, 2]
-        spans = (self.span_head(hidden) + inverse_sigmoid(layer_anchors)).sigmoid()  # [l, B, Q, 2]
+        logits = in_float32(self.class_head, hidden)  # [l, B, Q, 2]
+        spans = in_float32(self._spans, hidden, layer_anchors)  # [l, B, Q, 2]
         aux = [{"pred_logits": lg, "pred_spans": sp} for lg, sp in zip(logits[:-1], spans[:-1])]
         return {"pred_logits": logits[-1], "pred_spans": spans[-1], "aux_outputs": aux}
 
+    def _spans(self, hidden: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+        """Each layer's span relative to the anchor it took: hidden [l, B, Q, d], anchors [l, B, Q, 2] -> [l, B, Q, 2]."""
+        return (self.span_head(hidden) + inverse_sigmoid(anchors)).sigmoid()
+
     def score_saliency(self, memory: torch.Tensor, global_token: torch.Tensor) -> torch.Tensor:
-        """s_i = <W1 m_i, W2 g'> / sqrt(d): memory [B, L, d], global_token [B, d] -> [B, L]."""
+        """s_i = <W1 m_i, W2 g'> / sqrt(d): memory [B, L, d], global_token [B, d] -> [B, L] float32."""
+        return in_float32(self._saliency, memory, global_token)
+
+    def _saliency(self, memory: torch.Tensor, global_token: torch.Tensor) -> torch.Tensor:
         clips = self.saliency_proj1(memory)  # [B, L, d]
         query = self.saliency_proj2(global_token).unsqueeze(1)  # [B, 1, d]
         return (clips * query).sum(-1) / math.sqrt(self.hidden_dim)

@@ -83,6 +83,17 @@ class FeedForward(nn.Module):
         return self.norm((x if residual is None else residual) + self.dropout_out(update))
 
 
+def in_float32(fn: Callable[..., torch.Tensor], *tensors: torch.Tensor) -> torch.Tensor:
+    """``fn(*tensors)`` on float32 copies with autocast off; the same call as before on float32 inputs.
+
+    The heads whose outputs rank clips and moments (saliency scores, class logits, spans) run through it: under
+    bf16 autocast they would come out with bf16's 8-bit mantissa, so close clips' saliency scores would tie and
+    the highlight ranking would lose about a point of HL mAP (docs/training.md, "bf16").
+    """
+    with torch.autocast(tensors[0].device.type, enabled=False):
+        return fn(*(tensor.float() for tensor in tensors))
+
+
 def run_layer(layer: Callable[..., Any], x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
     """``layer(x, *args, **kwargs)``, checkpointed when training on more than CHECKPOINT_MIN_ROWS rows."""
     rows = x.shape[0] * x.shape[1]

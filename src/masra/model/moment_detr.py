@@ -32,7 +32,7 @@ from masra.config import ModelConfig
 from masra.data.batch import GroundingBatch
 from masra.model.base_model import BaseGroundingModel, xavier_matrices
 from masra.model.encoder import TemporalEncoder
-from masra.model.layers import MLP
+from masra.model.layers import MLP, in_float32
 from masra.model.position_encoding import video_position_encoding
 from masra.model.query_decoder import QueryDecoder
 from masra.model.t2v_encoder import T2VEncoder
@@ -118,8 +118,8 @@ class MomentDETR(BaseGroundingModel):
         the contrastive alignment, the normalised projections of every layer's states and of the token memory
         ``tokens`` [B, N, d] (``proj_queries`` [B, Q, h] per layer, ``proj_txt_mem`` [B, N, h])."""
         hidden = self.decoder(self.queries.weight, memory, memory_pos, memory_mask)  # [l, B, Q, d]
-        logits = self.class_head(hidden)  # [l, B, Q, 2]
-        spans = self.span_head(hidden).sigmoid()  # [l, B, Q, 2]
+        logits = in_float32(self.class_head, hidden)  # [l, B, Q, 2]
+        spans = in_float32(self.span_head, hidden).sigmoid()  # [l, B, Q, 2]
         layers = [{"pred_logits": lg, "pred_spans": sp} for lg, sp in zip(logits, spans)]
         if self.contrastive_align:
             proj_queries = F.normalize(self.contrastive_query(hidden), dim=-1)  # [l, B, Q, h]
@@ -129,8 +129,8 @@ class MomentDETR(BaseGroundingModel):
         return layers[-1] | {"aux_outputs": layers[:-1]}
 
     def score_saliency(self, clips: torch.Tensor) -> torch.Tensor:
-        """s_i = w · m_i + b: clip memory [B, L, d] -> [B, L]."""
-        return self.saliency_head(clips).squeeze(-1)
+        """s_i = w · m_i + b: clip memory [B, L, d] -> [B, L] float32."""
+        return in_float32(self.saliency_head, clips).squeeze(-1)
 
     def forward(self, batch: GroundingBatch) -> dict[str, Any]:
         video_mask, text_mask = batch.video_mask, batch.query_mask

@@ -227,8 +227,9 @@ class DecoupledCrossAttention(nn.Module):
         text_scores = scores[..., :n_text]
         code_scores = scores[..., n_text:] + self.codebook_bias.view(1, heads, 1, 1).to(scores.dtype)
         text_scores = text_scores.masked_fill(~key_mask.bool()[:, None, None, :], torch.finfo(scores.dtype).min)
-        # The codebook is always a valid key, so no row is fully masked and the softmax never gives NaN.
-        attn = torch.cat([text_scores, code_scores], dim=-1).softmax(dim=-1)  # [B, H, L, N+K]
+        # The codebook is always a valid key, so no row is fully masked and the softmax never gives NaN. In
+        # float32 under autocast too: the relevance (the mass on the text) feeds the saliency scores.
+        attn = torch.cat([text_scores, code_scores], dim=-1).float().softmax(dim=-1)  # [B, H, L, N+K]
         text_attn = attn[..., :n_text]  # [B, H, L, N]
         relevance = text_attn.sum(-1).mean(1)  # [B, L]
         summed = attn if self.codebook_values else text_attn
