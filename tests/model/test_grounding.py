@@ -112,11 +112,21 @@ def test_negative_encoder_window_is_a_clear_error(small_config):
         _model(small_config(encoder_window=-1))
 
 
+@pytest.mark.parametrize("chunked", [False, True])
 @pytest.mark.parametrize("parts, checkpointed", [("none", 1 + 2 + 2), ("sora", 1 + 2 + 2 + 1)])
-def test_checkpointed_long_inputs_give_the_same_step(small_config, random_batch, monkeypatch, parts, checkpointed):
+def test_checkpointed_long_inputs_give_the_same_step(small_config, random_batch, monkeypatch, parts, checkpointed,
+                                                     chunked):
     """Long training inputs run the video projection, T2V and encoder layers (and SORA) under activation
-    checkpointing: same loss and gradients, dropout on."""
+    checkpointing: same loss and gradients, dropout on; also when the encoder's attention runs in chunks
+    (masra.model.chunked_attention, redrawing its dropout noise when the layer is recomputed)."""
+    import masra.model.attention as attention
     import masra.model.layers as layers
+
+    chunk_calls = []
+    if chunked:  # [2B = 6 pairs, 4 heads, 10 query rows, 10 keys]: chunks of 3, 3, 3 and 1 rows
+        monkeypatch.setattr(attention, "MAX_SCORE_ELEMENTS", 6 * 4 * 3 * 10)
+        real_chunked = attention.chunked_dropout_attention
+        monkeypatch.setattr(attention, "chunked_dropout_attention", lambda *a: chunk_calls.append(1) or real_chunked(*a))
     from masra.config import set_masra_parts
 
     batch = random_batch([9, 6, 7], [4, 3, 2])
@@ -135,6 +145,7 @@ def test_checkpointed_long_inputs_give_the_same_step(small_config, random_batch,
     monkeypatch.setattr(layers, "CHECKPOINT_MIN_ROWS", 0)
     loss, grads = step()
     assert len(calls) == checkpointed
+    assert bool(chunk_calls) == chunked
     assert abs(loss - plain_loss) < 1e-5
     assert grads.keys() == plain_grads.keys()
     assert all(torch.allclose(grads[n], plain_grads[n], atol=1e-5) for n in grads)
