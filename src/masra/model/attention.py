@@ -27,7 +27,7 @@ from masra.model.banded import block_band_mask, block_count, key_blocks, query_b
 from masra.model.chunked_attention import chunked_dropout_attention
 
 # With dropout, the math kernel builds B·H·Lq·S scores (plus the dropout mask and the softmax kept for
-# backward); above this many score entries the queries are processed in checkpointed chunks.
+# backward); above this many score entries the queries are processed in chunks (see attend).
 MAX_SCORE_ELEMENTS = 2**25
 
 

@@ -84,11 +84,11 @@ class FeedForward(nn.Module):
 
 
 def in_float32(fn: Callable[..., torch.Tensor], *tensors: torch.Tensor) -> torch.Tensor:
-    """``fn(*tensors)`` on float32 copies with autocast off; the same call as before on float32 inputs.
+    """``fn(*tensors)`` on float32 copies with autocast off; on float32 inputs outside autocast, plain ``fn``.
 
     The heads whose outputs rank clips and moments (saliency scores, class logits, spans) run through it: under
     bf16 autocast they would come out with bf16's 8-bit mantissa, so close clips' saliency scores would tie and
-    the highlight ranking would lose about a point of HL mAP (docs/training.md, "bf16").
+    the highlight ranking would suffer (docs/training.md, "bf16").
     """
     with torch.autocast(tensors[0].device.type, enabled=False):
         return fn(*(tensor.float() for tensor in tensors))
