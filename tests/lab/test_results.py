@@ -122,6 +122,26 @@ def test_a_superseded_entry_stays_on_the_page_marked_and_leaves_the_headline(che
     assert rows == ["bar"]
 
 
+def test_a_check_recorded_out_of_the_headline_stays_on_the_page_only(checkout, tmp_path):
+    assert _add(checkout, _ablation_dir(tmp_path / "a"), "gain") == 0
+    assert _add(checkout, _ablation_dir(tmp_path / "b"), "bf16_check", "--not-in-headline") == 0
+    entry = json.loads((checkout / "docs" / "results" / "ablations" / "bf16_check" / "entry.json").read_text())
+    assert entry["in_headline"] is False
+    assert "in_headline" not in json.loads((checkout / "docs" / "results" / "ablations" / "gain" / "entry.json").read_text())
+    assert main(["results", "--root", str(checkout)]) == 0
+    page = (checkout / "docs" / "results.md").read_text()
+    section = page[page.index("#### bf16_check"):page.index("#### gain")]
+    assert section.index("A check, not a gain") < section.index("Command:")
+    assert "A check" not in page[page.index("#### gain"):]
+    rows = [line.split("|")[1].strip() for line in headline(checkout).splitlines()[2:] if line.startswith("| ")]
+    assert rows == ["gain"]
+    (checkout / "docs" / "results" / "ablations" / "bf16_check" / "entry.json").write_text(
+        json.dumps(entry | {"in_headline": "no"}))
+    with pytest.raises(MasraError, match="true or false") as err:
+        headline(checkout)
+    assert "in_headline" in str(err.value) and "bf16_check" in str(err.value)
+
+
 def test_bad_results_are_refused_with_their_file(checkout, tmp_path):
     (tmp_path / "old").mkdir()
     write_json(tmp_path / "old" / "ablation.json", {"metrics": list(KEY_METRICS), "variants": []})

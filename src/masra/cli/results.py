@@ -32,7 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         add.add_argument("--replace", action="store_true", help="overwrite an existing entry of this name")
         add.add_argument("--supersedes", metavar="OLD", help="an entry this one replaces as the current result (OLD "
                          "stays on the page, marked, and leaves the README's headline)")
-        add.set_defaults(func=run_add, kind=kind)
+        if kind == "ablation":
+            add.add_argument("--not-in-headline", dest="in_headline", action="store_false",
+                             help="a check, not a gain (e.g. bf16 against float32): on the results page only")
+        add.set_defaults(func=run_add, kind=kind, in_headline=True)
     parser.set_defaults(func=run)
 
 
@@ -53,6 +56,7 @@ def run_add(args: argparse.Namespace) -> int:
     from masra.lab.results import add_result
 
     entry = add_result(args.root, args.kind, args.source, name=args.name, command=args.command,
-                       machine=args.machine, replace=args.replace, supersedes=args.supersedes)
+                       machine=args.machine, replace=args.replace, supersedes=args.supersedes,
+                       in_headline=args.in_headline)
     print(f"recorded {entry.folder}; now run masra results")
     return 0

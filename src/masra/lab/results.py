@@ -4,7 +4,8 @@ Results are data: ``masra ablate`` writes ``ablation.json`` and ``masra bench ..
 one that the docs report is copied under ``docs/results/`` with an entry file naming the exact command and the
 machine that produced it::
 
-    docs/results/ablations/NAME/entry.json      {"name", "kind": "ablation", "command", "machine"[, "superseded_by"]}
+    docs/results/ablations/NAME/entry.json      {"name", "kind": "ablation", "command", "machine"[, "superseded_by"]
+                                                [, "in_headline": false]}
     docs/results/ablations/NAME/ablation.json   the ablation's table (masra.lab.demo.ablation_table)
     docs/results/ablations/NAME/curves.{json,png}   its learning curves, when it has them
     docs/results/bench/NAME/entry.json          {"name", "kind": "bench", "command", "machine"}
@@ -12,7 +13,8 @@ machine that produced it::
 
 From those files alone this module writes ``docs/results.md`` (every table) and the README's headline table
 between its two markers (leaving out entries ``superseded_by`` a later one: results of code before a method
-change, kept on the page for comparison); ``check`` says which of those files differ from what the JSON gives, so a number
+change, kept on the page for comparison; and checks recorded ``in_headline: false``, such as bf16 against
+float32, which are not gains); ``check`` says which of those files differ from what the JSON gives, so a number
 edited by hand fails.
 """
 
@@ -52,6 +54,7 @@ class Entry:
     command: str
     machine: str
     superseded_by: str | None = None
+    in_headline: bool = True  # False: a check (e.g. bf16 against float32), on the page but not in the headline
 
     @property
     def data_file(self) -> Path:
@@ -68,11 +71,13 @@ def add_result(
     machine: str,
     replace: bool = False,
     supersedes: str | None = None,
+    in_headline: bool = True,
 ) -> Entry:
     """Copy a result into ``root/docs/results``: for an ablation, ``source`` is its output folder (its table and
     curves are copied, never its runs or data); for a benchmark, the JSON file ``masra bench --json`` wrote.
     An existing entry of that name is an error unless ``replace``. ``supersedes``: an existing entry of the same
-    kind that this one replaces as the current result (it stays on the page, marked, and leaves the headline)."""
+    kind that this one replaces as the current result (it stays on the page, marked, and leaves the headline).
+    ``in_headline=False`` (ablations): on the page, not in the README's headline."""
     folder_name, data_name, companions = KINDS[kind]
     if not _NAME.fullmatch(name):
         raise MasraError("use letters, digits, '_', '-' and '.' (starting with a letter or digit)", field="name")
@@ -97,7 +102,8 @@ def add_result(
     for companion in companions:
         if (source_dir / companion).is_file():
             shutil.copyfile(source_dir / companion, folder / companion)
-    write_json(folder / ENTRY_FILE, {"name": name, "kind": kind, "command": command.strip(), "machine": machine.strip()})
+    values = {"name": name, "kind": kind, "command": command.strip(), "machine": machine.strip()}
+    write_json(folder / ENTRY_FILE, values if in_headline else values | {"in_headline": False})
     if old is not None:
         values = json.loads((old.folder / ENTRY_FILE).read_text())
         write_json(old.folder / ENTRY_FILE, values | {"superseded_by": name})
@@ -128,7 +134,10 @@ def _read_entry(kind: str, folder: Path) -> Entry:
     superseded_by = values.get("superseded_by")
     if superseded_by is not None and not (isinstance(superseded_by, str) and superseded_by):
         raise MasraError("must name the entry that supersedes this one", file=path, field="superseded_by")
-    entry = Entry(kind, values["name"], folder, values["command"], values["machine"], superseded_by)
+    in_headline = values.get("in_headline", True)
+    if not isinstance(in_headline, bool):
+        raise MasraError("must be true or false", file=path, field="in_headline")
+    entry = Entry(kind, values["name"], folder, values["command"], values["machine"], superseded_by, in_headline)
     if not entry.data_file.is_file():
         raise MasraError("entry without its data file", file=entry.data_file)
     return entry
@@ -155,6 +164,8 @@ def _provenance(entry: Entry) -> list[str]:
     if entry.superseded_by is not None:
         superseded = [f"Superseded by [{entry.superseded_by}](#{entry.superseded_by.lower().replace('.', '')}): measured "
                       "on earlier code, kept for comparison (not in the README's headline).", ""]
+    if not entry.in_headline:
+        superseded += ["A check, not a gain: not in the README's headline.", ""]
     return [*superseded, f"Command: `{entry.command}`  ", f"Machine: {entry.machine}  ",
             f"Data: [{entry.data_file.name}](results/{entry.data_file.relative_to(entry.folder.parents[1]).as_posix()})",
             ""]
@@ -250,8 +261,9 @@ def results_page(root: Path) -> str:
 
 
 def headline(root: Path) -> str:
-    """The README's headline table: baseline against MASRA (all parts) in every current recorded ablation with both."""
-    current = _current_tables(root)
+    """The README's headline table: baseline against MASRA (all parts) in every current recorded ablation with both
+    (but those recorded as not in the headline)."""
+    current = [(entry, table) for entry, table in _current_tables(root) if entry.in_headline]
     rows = []
     for entry, table in current:
         base, full = row_of(table, "baseline"), row_of(table, "all")
