@@ -193,6 +193,21 @@ def test_layer_matrices_are_xavier_initialised_and_beta_can_be_fixed() -> None:
     assert "beta" not in dict(fixed.named_parameters()) and fixed.beta.abs().sum() == 0
 
 
+def test_the_layer_is_attention_then_norm_and_the_feed_forward_is_an_option() -> None:
+    """Without ``feed_forward`` the layer is LN(x + attention(x)); with it, an encoder FFN sub-layer follows the
+    same attention, so its output is that FFN applied to the former's."""
+    src, pos, mask = make_inputs()
+    torch.manual_seed(0)
+    plain = SORALayer(D, HEADS, 32, dropout=0.0, band=2, feed_forward=False).eval()
+    assert plain.ffn is None and not any(name.startswith("ffn.") for name in plain.state_dict())
+    attended = plain.norm(src + plain.attention(src, mask, pos))
+    torch.testing.assert_close(plain(src, mask, pos), attended)
+    with_ffn = SORALayer(D, HEADS, 32, dropout=0.0, band=2, feed_forward=True).eval()
+    with_ffn.load_state_dict(plain.state_dict(), strict=False)
+    torch.testing.assert_close(with_ffn(src, mask, pos), with_ffn.ffn(attended))
+    assert not torch.allclose(with_ffn(src, mask, pos), attended)
+
+
 def test_output_shape_and_padding_does_not_change_valid_outputs() -> None:
     layer = make_layer(band=2)
     src, pos, mask = make_inputs(batch=1, length=8, pad_from=8)

@@ -47,6 +47,9 @@ class SORAConfig:
     # "second_order": the bias is the row-centred R2; "row_mean" (ablation control): R2 replaced by its row
     # mean, which the centring makes a zero bias (docs/method.md, "SORA").
     relation: str = "second_order"
+    # True: the layer's attention is followed by a feed-forward sub-layer like every other encoder layer's;
+    # False: attention -> residual -> LN only (docs/method.md, "SORA").
+    feed_forward: bool = True
 
 
 # Below this many band widths of clips the dense path is used (it is faster there on CPU and GPU).
@@ -195,10 +198,12 @@ def _bias_statistics(
 
 
 class SORALayer(PartModule):
-    """A post-norm encoder layer whose self-attention is banded and biased by β·R2.
+    """A post-norm layer whose self-attention is banded and biased by β·R2 (attention -> residual -> LN, then
+    with ``feed_forward`` an encoder layer's FFN sub-layer).
 
     The sequence is [context tokens ; clips] (``context`` of them: QD-DETR's one global token by default,
-    Moment-DETR's query tokens); the context tokens see everything. Its matrices are Xavier-initialised like every other transformer layer of the model.
+    Moment-DETR's query tokens); the context tokens see everything. Its matrices are Xavier-initialised like
+    every other transformer layer of the model.
     """
 
     def __init__(
@@ -212,6 +217,7 @@ class SORALayer(PartModule):
         activation: str = "prelu",
         learnable_beta: bool = True,
         relation: str = "second_order",
+        feed_forward: bool = True,
     ) -> None:
         super().__init__()
         check_choice(relation, RELATIONS, "model.sora.relation")
@@ -235,7 +241,7 @@ class SORALayer(PartModule):
         self.attn_dropout = Dropout(dropout)
         self.dropout = Dropout(dropout)
         self.norm = nn.LayerNorm(d_model)
-        self.ffn = FeedForward(d_model, dim_feedforward, dropout, activation)
+        self.ffn = FeedForward(d_model, dim_feedforward, dropout, activation) if feed_forward else None
         for param in self.parameters():
             if param.dim() > 1:
                 nn.init.xavier_uniform_(param)
@@ -351,7 +357,7 @@ class SORALayer(PartModule):
     ) -> Tensor:
         """src [B, T, d] ([context ; clips]), mask [B, T] float (1 = valid), pos [B, T, d] or None -> [B, T, d]."""
         src = self.norm(src + self.dropout(self.attention(src, mask, pos, relation_feats, stats, context)))
-        return self.ffn(src)
+        return src if self.ffn is None else self.ffn(src)
 
     # ----- the part's hooks (masra.model.parts.base) -----------------------------------------------------
     def refine(
@@ -367,7 +373,7 @@ class SORALayer(PartModule):
 def build(cfg: SORAConfig, ctx: PartContext) -> SORALayer:
     return SORALayer(
         ctx.hidden_dim, ctx.nheads, ctx.dim_feedforward, ctx.dropout, cfg.band, cfg.beta_init, ctx.activation,
-        learnable_beta=cfg.learnable_beta, relation=cfg.relation,
+        learnable_beta=cfg.learnable_beta, relation=cfg.relation, feed_forward=cfg.feed_forward,
     )
 
 
