@@ -110,12 +110,13 @@ def test_model_dims_of_older_configs_are_ignored_when_loaded(tmp_path: Path) -> 
 
 @pytest.mark.parametrize(
     ("part", "key", "old_value", "new_value"),
-    [("esta", "source", "memory", "input"), ("sge", "back_norm", "none", "layer_norm")],
+    [("esta", "source", "memory", "input"), ("sge", "back_norm", "none", "layer_norm"),
+     ("sora", "feed_forward", True, False)],
 )
 def test_a_saved_config_from_before_an_added_key_keeps_the_old_behaviour(part, key, old_value, new_value) -> None:
-    """model.esta.source and model.sge.back_norm were added with defaults that change what the part did before:
-    a saved config without the key, the part on, gets the old value back; the part off, a partial user file or
-    a new dump keep the new default."""
+    """model.esta.source, model.sge.back_norm and model.sora.feed_forward were added with defaults that change
+    what the part did before: a saved config without the key, the part on, gets the old value back; the part
+    off, a partial user file or a new dump keep the new default."""
     saved = config_to_dict(set_masra_parts(Config(), "all"))
     del saved["model"][part][key]
     assert getattr(getattr(config_from_dict(saved).model, part), key) == old_value

@@ -352,8 +352,9 @@ REMOVED_KEYS = ("data.v_feat_dim", "data.t_feat_dim", "model.sge.semantic_dim")
 # checkpoint's or a run's) that has the key's section but not the key gets the old behaviour back.
 # model.esta.source: ESTA read the final clip memory before it read the projected clips by default.
 # model.sge.back_norm: SGE fused ψ(φ̂) without a layer norm before it fused LN(ψ(φ̂)).
+# model.sora.feed_forward: SORA's layer had a feed-forward sub-layer before it was attention only.
 # A key added with the old behaviour as its default (loss.negative_pair: 1) needs no entry.
-ADDED_KEYS_OLD_VALUES = {"model.esta.source": "memory", "model.sge.back_norm": "none"}
+ADDED_KEYS_OLD_VALUES = {"model.esta.source": "memory", "model.sge.back_norm": "none", "model.sora.feed_forward": True}
 
 
 def fill_added_keys(values: dict[str, Any]) -> dict[str, Any]:

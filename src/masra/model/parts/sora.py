@@ -47,9 +47,10 @@ class SORAConfig:
     # "second_order": the bias is the row-centred R2; "row_mean" (ablation control): R2 replaced by its row
     # mean, which the centring makes a zero bias (docs/method.md, "SORA").
     relation: str = "second_order"
-    # True: the layer's attention is followed by a feed-forward sub-layer like every other encoder layer's;
-    # False: attention -> residual -> LN only (docs/method.md, "SORA").
-    feed_forward: bool = True
+    # False: the layer is attention -> residual -> LN; True (the former layer): followed by a feed-forward
+    # sub-layer like every other encoder layer's, half of the layer's cost for no measured gain (docs/method.md,
+    # "SORA").
+    feed_forward: bool = False
 
 
 # Below this many band widths of clips the dense path is used (it is faster there on CPU and GPU).
@@ -217,7 +218,7 @@ class SORALayer(PartModule):
         activation: str = "prelu",
         learnable_beta: bool = True,
         relation: str = "second_order",
-        feed_forward: bool = True,
+        feed_forward: bool = False,
     ) -> None:
         super().__init__()
         check_choice(relation, RELATIONS, "model.sora.relation")
