@@ -39,6 +39,22 @@ def test_bench_model_times_baseline_and_masra(tmp_path, capsys):
     assert rows["masra"]["parameters"] > rows["baseline"]["parameters"]
 
 
+@pytest.mark.slow
+def test_bench_model_times_the_export_on_onnxruntime(tmp_path, capsys):
+    result, printed = _bench(tmp_path, capsys, "model", "--batch-size", "2", "--clips", "16", "--runtime", "onnx",
+                             "--variants", "masra")
+    (row,) = result["rows"]
+    assert row["runtime"] == "onnx" and row["train_step"] is None
+    assert row["inference"]["seconds"] > 0 and row["inference_single"]["seconds"] > 0
+    assert "masra (onnxruntime)" in printed and "onnxruntime's CPU provider" in " ".join(printed.split())
+
+
+@pytest.mark.parametrize("args, field", [(["--jobs", "train_step"], "--jobs"), (["--amp", "bf16"], "--amp")])
+def test_bench_model_on_onnxruntime_refuses_training_and_bf16(capsys, args, field):
+    assert main(["bench", "model", "--runtime", "onnx", *args]) == 1
+    assert field in capsys.readouterr().err
+
+
 def test_bench_sora_banded_matches_dense(tmp_path, capsys):
     result, printed = _bench(tmp_path, capsys, "sora", "--lengths", "32", "64", "--band", "4")
     assert [row["clips"] for row in result["rows"]] == [32, 64]

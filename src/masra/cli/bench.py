@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from masra.errors import MasraError
 from masra.extras import require_extra
-from masra.lab.bench.model_jobs import ANCHOR_VARIANTS, BACKBONES, JOBS, VARIANTS
+from masra.lab.bench.model_jobs import ANCHOR_VARIANTS, BACKBONES, INFERENCE_JOBS, JOBS, RUNTIMES, VARIANTS
 from masra.lab.bench.table import BenchTable
 
 if TYPE_CHECKING:
@@ -45,7 +45,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            f"reference (with --backbone {anchor.replace('-', '_')})")
     model.add_argument("--variants", nargs="+", choices=VARIANTS, help="time only these (default: baseline and "
                        "masra, and the backbone's anchor with its --ANCHOR-repo; the anchor needs it)")
-    model.add_argument("--jobs", nargs="+", choices=JOBS, default=list(JOBS), help="time only these (default: all)")
+    model.add_argument("--jobs", nargs="+", choices=JOBS, help="time only these (default: all; with --runtime onnx "
+                       "the inference ones)")
+    model.add_argument("--runtime", choices=RUNTIMES, default="torch",
+                       help="run the baseline and masra rows on torch or, for inference, on their ONNX export on "
+                       "onnxruntime (extras export and runtime); the anchor stays on its own torch code")
     model.add_argument("--warmup", type=int, default=1, help="untimed runs of each job before the timed ones "
                        "(default 1; 0 for a long-video row, whose peak then still includes the optimizer's state)")
     floor = which.add_parser(
@@ -104,10 +108,21 @@ def _model(args: argparse.Namespace, device: torch.device) -> tuple[list[Any], B
     if args.variants is not None and (anchor in args.variants) != (repo is not None):
         raise MasraError(f"{anchor} is timed from its own checkout: name both --{anchor}-repo and {anchor} in "
                          "--variants, or neither", field="--variants")
+    jobs = tuple(args.jobs or (INFERENCE_JOBS if args.runtime == "onnx" else JOBS))
+    if args.runtime == "onnx":
+        if set(jobs) - set(INFERENCE_JOBS):
+            raise MasraError("an ONNX export has no training step: time --jobs inference_single inference",
+                             field="--jobs")
+        if args.amp != "none":
+            raise MasraError("an ONNX export runs in float32: drop --amp", field="--amp")
+        if device.type != "cpu":
+            raise MasraError(f"onnxruntime runs on the CPU here, not {device}", field="--runtime")
+        require_extra("export", "masra bench model --runtime onnx")
+        require_extra("runtime", "masra bench model --runtime onnx", modules=("onnxruntime",))
     rows = bench_model(batch_size=args.batch_size, clips=args.clips, device=device, repeats=args.repeats,
                        threads=args.threads, amp=args.amp, anchor_repo=repo, backbone=args.backbone,
-                       variants=None if args.variants is None else tuple(args.variants), jobs=tuple(args.jobs),
-                       warmup=args.warmup)
+                       variants=None if args.variants is None else tuple(args.variants), jobs=jobs,
+                       warmup=args.warmup, runtime=args.runtime)
     return rows, model_table(rows, bf16_emulated=device.type == "cpu" and cpu_capability().bf16_emulated)
 
 

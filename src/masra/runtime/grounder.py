@@ -40,10 +40,11 @@ class OnnxGrounder(VideoGrounding):
         self._encoder: Any = None
 
     @classmethod
-    def from_export(cls, folder: str | Path, threads: int | None = None) -> "OnnxGrounder":
-        """Load the export folder ``folder`` (``masra export --out``); ``threads``: onnxruntime's intra-op threads."""
+    def from_export(cls, folder: str | Path, threads: int | None = None, spinning: bool = True) -> "OnnxGrounder":
+        """Load the export folder ``folder`` (``masra export --out``); ``threads``: onnxruntime's intra-op threads,
+        ``spinning``: whether they spin-wait between runs (masra.runtime.session.open_session)."""
         model, info = read_export(folder)
-        return cls(open_session(model, threads), info, folder, threads)
+        return cls(open_session(model, threads, spinning), info, folder, threads)
 
     @property
     def postprocess(self) -> PostprocessSettings:

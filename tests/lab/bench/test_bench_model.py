@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from masra.lab.bench.measure import process_peak_bytes, reset_process_peak
-from masra.lab.bench.model_step import StepSpec, bench_model, build_steps, compared_specs
+from masra.lab.bench.model_step import StepSpec, _batches, bench_model, build_steps, compared_specs
 from masra.errors import MasraError
 
 MB = 2**20
@@ -73,3 +73,25 @@ def test_one_variant_and_one_job_are_timed_alone():
         bench_model(device=torch.device("cpu"), jobs=("backward",))
     with pytest.raises(ValueError, match="warmup must be >= 0"):
         bench_model(batch_size=2, clips=8, device=torch.device("cpu"), warmup=-1, variants=("masra",))
+
+
+@pytest.mark.slow
+def test_the_onnx_runtime_jobs_run_the_models_export_and_nothing_else():
+    """``runtime="onnx"``: the inference jobs run the model's export on onnxruntime, and it computes what the
+    torch model does on the same batches; the anchor stays on torch, and training or bf16 are refused."""
+    spec = StepSpec("masra", batch_size=3, clips=12, threads=1, runtime="onnx")
+    model, steps = build_steps(spec)
+    assert set(steps) == {"inference", "inference_single"}
+    _, query_only, single = _batches(spec)
+    with torch.inference_mode():
+        for job, batch in (("inference", query_only), ("inference_single", single)):
+            logits, spans, saliency = steps[job]()
+            want = model.eval()(batch)
+            np.testing.assert_allclose(saliency, want["saliency_scores"].numpy(), atol=1e-4)
+            np.testing.assert_allclose(spans, want["pred_spans"].numpy(), atol=1e-4)
+            assert logits.shape == tuple(want["pred_logits"].shape)
+    specs = compared_specs(2, 8, torch.device("cpu"), 1, anchor_repo="QD-DETR", runtime="onnx")
+    assert [(s.variant, s.runtime) for s in specs] == [("baseline", "onnx"), ("masra", "onnx"), ("qd-detr", "torch")]
+    for jobs, amp in ((("inference", "train_step"), "none"), (("inference_single",), "bf16")):
+        with pytest.raises(ValueError, match="ONNX export is timed on inference_single and inference in float32"):
+            bench_model(device=torch.device("cpu"), jobs=jobs, amp=amp, runtime="onnx")

@@ -9,6 +9,9 @@ BACKBONES = tuple(ANCHOR_VARIANTS)
 # masra with no part, with all five (on the chosen backbone), the backbone's anchor (table order)
 VARIANTS = ("baseline", "masra", *ANCHOR_VARIANTS.values())
 JOBS = ("inference_single", "inference", "train_step")  # smallest first (peaks are read in this order)
+INFERENCE_JOBS = JOBS[:2]
+# What runs masra's rows: torch, or their ONNX export on onnxruntime (inference only: an export has no training step).
+RUNTIMES = ("torch", "onnx")
 
 
 def in_order(names: list[str] | tuple[str, ...], known: tuple[str, ...]) -> tuple[str, ...]:

@@ -7,7 +7,9 @@ process's user and system CPU time; each peak memory is measured in the variant'
 job's first run (whole-process RSS high-water on CPU, so memory outside torch's allocator counts too).
 ``--backbone`` picks the model (``model.backbone``) of masra's rows, and ``--qd-detr-repo``, ``--moment-detr-repo`` or
 ``--cg-detr-repo`` adds that backbone's anchor, its own code, as reference (masra.lab.bench.anchor_reference).
-``--variants`` and ``--jobs`` pick what is timed, so that one long-video row can run alone.
+``--variants`` and ``--jobs`` pick what is timed, so that one long-video row can run alone. ``--runtime onnx`` times
+the inference of masra's rows on their ONNX export (onnxruntime, as ``masra predict --runtime onnx`` serves it)
+against the anchor's torch code.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from masra.lab.bench.measure import (
     alternating_timings_in_workers,
 )
 from masra.lab.bench.anchor_reference import ANCHORS
-from masra.lab.bench.model_jobs import ANCHOR_VARIANTS, JOBS, in_order
+from masra.lab.bench.model_jobs import ANCHOR_VARIANTS, INFERENCE_JOBS, JOBS, RUNTIMES, in_order
 from masra.lab.bench.table import BenchTable, mb, ms, times
 from masra.config import Config, load_config, set_masra_parts
 from masra.data.batch import GroundingBatch
@@ -53,6 +55,7 @@ class StepSpec:
     encoder_window: int = 0
     anchor_repo: str | None = None
     backbone: str = "qd_detr"
+    runtime: str = "torch"  # masra only: "onnx" runs the inference jobs on the model's ONNX export (onnxruntime)
 
 
 @dataclass
@@ -65,6 +68,7 @@ class ModelRow:
     vs_anchor: dict[str, float] = field(default_factory=dict)  # time ratio to the anchor per job (with a reference)
     amp: str = "none"  # "bf16": the forwards ran under bf16 autocast
     backbone: str = "qd_detr"  # model.backbone of the masra rows; the anchor row's backbone
+    runtime: str = "torch"  # "onnx": the inference jobs ran on the ONNX export, on onnxruntime
 
 
 def _batches(spec: StepSpec) -> tuple[GroundingBatch, GroundingBatch, GroundingBatch]:
@@ -104,6 +108,11 @@ def build_steps(spec: StepSpec) -> tuple[torch.nn.Module, dict[str, Callable[[],
     model, criterion = build_model(cfg, V_DIM, T_DIM, PRIOR_DIM)
     model.to(device)
     criterion.to(device)
+    if spec.runtime == "onnx":
+        from masra.lab.bench.onnx_runtime import exported_inference
+
+        return model, exported_inference(model.eval(), {"inference": query_only, "inference_single": single},
+                                         spec.threads)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, cfg, device)
 
@@ -165,11 +174,12 @@ def compared_specs(
     anchor_repo: Path | str | None = None,
     variants: tuple[str, ...] | None = None,
     backbone: str = "qd_detr",
+    runtime: str = "torch",
 ) -> list[StepSpec]:
     """The models a step benchmark compares on one batch shape, in table order: the baseline and
     MASRA (all parts) on ``backbone``, and that backbone's anchor, its own code from the checkout ``anchor_repo``
-    (never autocast: ``amp`` applies to masra only). ``variants`` (default: all three with ``anchor_repo``, the
-    first two without) picks some; the anchor needs ``anchor_repo``."""
+    (never autocast nor exported: ``amp`` and ``runtime`` apply to masra only). ``variants`` (default: all three
+    with ``anchor_repo``, the first two without) picks some; the anchor needs ``anchor_repo``."""
     if backbone not in ANCHOR_VARIANTS:
         raise ValueError(f"unknown backbone {backbone!r}; known: {', '.join(ANCHOR_VARIANTS)}")
     anchor = ANCHOR_VARIANTS[backbone]
@@ -181,9 +191,9 @@ def compared_specs(
         raise ValueError(f"unknown variants {sorted(unknown)} on {backbone}; known: {', '.join(known)}")
     if anchor in variants and anchor_repo is None:
         raise ValueError(f"the {ANCHORS[backbone].title} reference needs anchor_repo")
-    base = StepSpec("baseline", batch_size, clips, str(device), threads, amp, backbone=backbone)
+    base = StepSpec("baseline", batch_size, clips, str(device), threads, amp, backbone=backbone, runtime=runtime)
     return [
-        dataclasses.replace(base, variant=anchor, amp="none", anchor_repo=str(anchor_repo))
+        dataclasses.replace(base, variant=anchor, amp="none", runtime="torch", anchor_repo=str(anchor_repo))
         if variant == anchor else dataclasses.replace(base, variant=variant)
         for variant in in_order(variants, known)
     ]
@@ -202,15 +212,22 @@ def bench_model(
     jobs: tuple[str, ...] = JOBS,
     backbone: str = "qd_detr",
     warmup: int = 1,
+    runtime: str = "torch",
 ) -> list[ModelRow]:
     """Rows for the baseline, MASRA (all parts, priors in the training batch) on ``backbone`` and, with
     ``anchor_repo``, the backbone's anchor, or for ``variants`` only (see :func:`compared_specs`); ``jobs`` (names
-    in ``JOBS``) picks what is timed, the others are None in the rows. Ratios to the anchor need its row."""
+    in ``JOBS``) picks what is timed, the others are None in the rows. Ratios to the anchor need its row.
+    ``runtime="onnx"`` runs masra's rows on their ONNX export: inference jobs only, in float32."""
     unknown = set(jobs) - set(JOBS)
     if not jobs or unknown:
         raise ValueError(f"jobs must be some of {', '.join(JOBS)}, got {list(jobs)}")
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if runtime == "onnx" and (set(jobs) - set(INFERENCE_JOBS) or amp != "none" or device.type != "cpu"):
+        raise ValueError(f"an ONNX export is timed on {' and '.join(INFERENCE_JOBS)} in float32 on the CPU only, got "
+                         f"jobs {list(jobs)}, amp {amp!r} and device {device}")
     jobs = in_order(jobs, JOBS)
-    specs = compared_specs(batch_size, clips, device, threads, amp, anchor_repo, variants, backbone)
+    specs = compared_specs(batch_size, clips, device, threads, amp, anchor_repo, variants, backbone, runtime)
     parameters, measured = bench_steps(specs, jobs, repeats, warmup)
     anchor = ANCHOR_VARIANTS[backbone]
     reference = next((measured[spec] for spec in specs if spec.variant == anchor), None)
@@ -219,12 +236,15 @@ def bench_model(
         done = measured[spec]
         ratios = {job: done[job].seconds / reference[job].seconds for job in jobs} if reference else {}
         rows.append(ModelRow(spec.variant, parameters[spec], done.get("train_step"), done.get("inference"),
-                             done.get("inference_single"), ratios, spec.amp, backbone))
+                             done.get("inference_single"), ratios, spec.amp, backbone, spec.runtime))
     return rows
 
 
 def variant_label(row: ModelRow, bf16_emulated: bool) -> str:
-    """The variant as the table shows it: bf16 rows say so, and say when the CPU only emulates bf16."""
+    """The variant as the table shows it: bf16 rows say so, and say when the CPU only emulates bf16; rows of an
+    ONNX export say onnxruntime."""
+    if row.runtime == "onnx":
+        return f"{row.variant} (onnxruntime)"
     if row.amp != "bf16":
         return row.variant
     return f"{row.variant} (bf16, emulated)" if bf16_emulated else f"{row.variant} (bf16)"
@@ -270,6 +290,9 @@ def model_table(rows: list[ModelRow], bf16_emulated: bool = False) -> BenchTable
                     for job in timed]
     caption = ("user / sys: CPU time of the whole process in user mode and in the kernel; peaks: whole-process "
                "resident-memory high-water during the job, in the variant's own process (CPU)")
+    if any(r.runtime == "onnx" for r in rows):
+        caption += ("; onnxruntime: the model's ONNX export (masra export) on onnxruntime's CPU provider, its threads "
+                    "sleeping between runs")
     if anchor.backbone != "qd_detr":
         caption = f"baseline and masra on the {anchor.title} backbone (model.backbone {anchor.backbone}); {caption}"
     return BenchTable([name for name, _ in columns], [[cell(r) for _, cell in columns] for r in rows], caption)

@@ -5,12 +5,14 @@ features (preparation, forward, post-processing: the same code on both sides but
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from masra.data.batch import GroundingBatch
 from masra.lab.bench.measure import alternating_median_seconds
 from masra.lab.bench.table import BenchTable, ms, ratio
 
@@ -58,7 +60,9 @@ def bench_export(
     from masra.runtime import OnnxGrounder
 
     grounder = Grounder.from_checkpoint(checkpoint, device="cpu")
-    runtime = OnnxGrounder.from_export(export, threads=threads or torch.get_num_threads())
+    # Not spinning: in alternating rounds, onnxruntime's threads spin-waiting after its run would take the CPU
+    # from the torch run that follows (on 2 cores that made torch's one-query call several times slower).
+    runtime = OnnxGrounder.from_export(export, threads=threads or torch.get_num_threads(), spinning=False)
     rng = np.random.default_rng(0)
     raw_dim = grounder.inputs.v_feat_dim - (2 if grounder.inputs.use_tef else 0)
     videos = [rng.standard_normal((clips, raw_dim)).astype(np.float32) for _ in range(batch)]
@@ -96,6 +100,31 @@ def bench_onnx(
             rows += bench_export(variant, export, ckpt, clips=clips, tokens=tokens, batch=batch, repeats=repeats,
                                  threads=threads)
     return rows
+
+
+def exported_inference(
+    model: torch.nn.Module, batches: dict[str, GroundingBatch], threads: int | None
+) -> dict[str, Callable[[], None]]:
+    """{name: one onnxruntime run of ``model``'s export on that batch}: the inference jobs of ``masra bench model
+    --runtime onnx``. The graph (masra.export.export_model) is written to a temporary folder, loaded and
+    deleted. The session does not spin-wait between runs, so it takes no CPU from the other variants' processes
+    while they are timed."""
+    from masra.export import export_model
+    from masra.runtime.session import open_session
+
+    example = next(iter(batches.values()))
+    with tempfile.TemporaryDirectory(prefix="masra-bench-model-onnx-") as folder:
+        path = Path(folder) / "model.onnx"
+        export_model(model, example.video_feats.shape[-1], example.query_feats.shape[-1], path)
+        session = open_session(path, threads=threads or torch.get_num_threads(), spinning=False)
+
+    def job(batch: GroundingBatch) -> Callable[[], None]:
+        feeds = {"video_feats": batch.video_feats, "video_mask": batch.video_mask,
+                 "query_feats": batch.query_feats, "query_mask": batch.query_mask}
+        feeds = {name: tensor.float().cpu().numpy() for name, tensor in feeds.items()}
+        return lambda: session.run(None, feeds)
+
+    return {name: job(batch) for name, batch in batches.items()}
 
 
 def onnx_table(rows: list[OnnxRow]) -> BenchTable:
