@@ -89,7 +89,7 @@ def _batches(spec: StepSpec) -> tuple[GroundingBatch, GroundingBatch, GroundingB
     return batch, query_only, single
 
 
-def build_steps(spec: StepSpec) -> tuple[torch.nn.Module, dict[str, Callable[[], None]]]:
+def build_steps(spec: StepSpec) -> tuple[torch.nn.Module, dict[str, Callable[[], object]]]:
     """(model, {job name: callable}) for one model, built with seed 0."""
     device = torch.device(spec.device)
     batch, query_only, single = _batches(spec)
@@ -142,7 +142,7 @@ def build_steps(spec: StepSpec) -> tuple[torch.nn.Module, dict[str, Callable[[],
     return model, steps
 
 
-def counted_steps(spec: StepSpec) -> tuple[int, dict[str, Callable[[], None]]]:
+def counted_steps(spec: StepSpec) -> tuple[int, dict[str, Callable[[], object]]]:
     """(parameter count, {job: callable}) of ``spec`` with its thread count set: what a timing process builds."""
     if spec.threads:
         torch.set_num_threads(spec.threads)

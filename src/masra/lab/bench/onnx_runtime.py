@@ -104,8 +104,8 @@ def bench_onnx(
 
 def exported_inference(
     model: torch.nn.Module, batches: dict[str, GroundingBatch], threads: int | None
-) -> dict[str, Callable[[], None]]:
-    """{name: one onnxruntime run of ``model``'s export on that batch}: the inference jobs of ``masra bench model
+) -> dict[str, Callable[[], list[np.ndarray]]]:
+    """{name: one onnxruntime run of ``model``'s export on that batch, returning the graph's outputs}: the inference jobs of ``masra bench model
     --runtime onnx``. The graph (masra.export.export_model) is written to a temporary folder, loaded and
     deleted. The session does not spin-wait between runs, so it takes no CPU from the other variants' processes
     while they are timed."""
@@ -118,7 +118,7 @@ def exported_inference(
         export_model(model, example.video_feats.shape[-1], example.query_feats.shape[-1], path)
         session = open_session(path, threads=threads or torch.get_num_threads(), spinning=False)
 
-    def job(batch: GroundingBatch) -> Callable[[], None]:
+    def job(batch: GroundingBatch) -> Callable[[], list[np.ndarray]]:
         feeds = {"video_feats": batch.video_feats, "video_mask": batch.video_mask,
                  "query_feats": batch.query_feats, "query_mask": batch.query_mask}
         feeds = {name: tensor.float().cpu().numpy() for name, tensor in feeds.items()}

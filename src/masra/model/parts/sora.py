@@ -48,8 +48,8 @@ class SORAConfig:
     # mean, which the centring makes a zero bias (docs/method.md, "SORA").
     relation: str = "second_order"
     # False: the layer is attention -> residual -> LN; True (the former layer): followed by a feed-forward
-    # sub-layer like every other encoder layer's, half of the layer's cost for no measured gain (docs/method.md,
-    # "SORA").
+    # sub-layer like every other encoder layer's, more than half of the layer's cost for no gain the ablation
+    # resolved (docs/method.md, "SORA").
     feed_forward: bool = False
 
 
