@@ -105,11 +105,12 @@ def bench_onnx(
 def exported_inference(
     model: torch.nn.Module, batches: dict[str, GroundingBatch], threads: int | None
 ) -> dict[str, Callable[[], list[np.ndarray]]]:
-    """{name: one onnxruntime run of ``model``'s export on that batch, returning the graph's outputs}: the inference jobs of ``masra bench model
-    --runtime onnx``. The graph (masra.export.export_model) is written to a temporary folder, loaded and
-    deleted. The session does not spin-wait between runs, so it takes no CPU from the other variants' processes
-    while they are timed."""
+    """{name: one onnxruntime run of ``model``'s export on that batch, returning the graph's outputs}: the
+    inference jobs of ``masra bench model --runtime onnx``. The graph (masra.export.export_model) is written to
+    a temporary folder, loaded and deleted. The session does not spin-wait between runs, so it takes no CPU from
+    the other variants' processes while they are timed."""
     from masra.export import export_model
+    from masra.runtime.bundle import INPUT_NAMES
     from masra.runtime.session import open_session
 
     example = next(iter(batches.values()))
@@ -119,9 +120,8 @@ def exported_inference(
         session = open_session(path, threads=threads or torch.get_num_threads(), spinning=False)
 
     def job(batch: GroundingBatch) -> Callable[[], list[np.ndarray]]:
-        feeds = {"video_feats": batch.video_feats, "video_mask": batch.video_mask,
-                 "query_feats": batch.query_feats, "query_mask": batch.query_mask}
-        feeds = {name: tensor.float().cpu().numpy() for name, tensor in feeds.items()}
+        inputs = (batch.video_feats, batch.video_mask, batch.query_feats, batch.query_mask)
+        feeds = {name: tensor.float().cpu().numpy() for name, tensor in zip(INPUT_NAMES, inputs, strict=True)}
         return lambda: session.run(None, feeds)
 
     return {name: job(batch) for name, batch in batches.items()}
